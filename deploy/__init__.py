@@ -1,0 +1,1 @@
+"""Deployment: the local stack launcher, Kafka runtime, Docker and Prometheus configuration."""

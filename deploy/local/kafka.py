@@ -1,0 +1,191 @@
+"""Apache Kafka in KRaft mode from Maven Central jars: fetch, format, start, check."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local.errors import StackError
+from deploy.local.process import ManagedProcess
+
+logger = logging.getLogger(__name__)
+
+KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
+LIBS_DIR = KAFKA_DIR / "libs"
+JARS_STAMP = LIBS_DIR / ".complete"
+
+
+def require_tool(name: str, hint: str) -> str:
+    """Path of an executable, or a StackError that says how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise StackError(f"{name} not found on PATH. {hint}")
+    return path
+
+
+def ensure_jars() -> Path:
+    """Download Kafka and its runtime dependencies into deploy/kafka/libs once (idempotent)."""
+    if JARS_STAMP.exists():
+        return LIBS_DIR
+    require_tool("java", "Install a JDK 17+ (Debian: apt-get install default-jdk-headless).")
+    mvn = require_tool("mvn", "Install Maven (Debian: apt-get install maven) or run `make setup`.")
+    logger.info("fetching Kafka jars from Maven Central into %s", LIBS_DIR)
+    cmd = [mvn, "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
+           f"-DoutputDirectory={LIBS_DIR}", "-DincludeScope=runtime"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise StackError(f"maven could not fetch the Kafka jars:\n{result.stdout[-2000:]}"
+                         f"{result.stderr[-2000:]}")
+    JARS_STAMP.write_text("ok\n")
+    return LIBS_DIR
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One combined broker+controller KRaft node."""
+
+    node_id: int
+    host: str
+    broker_port: int
+    controller_port: int
+    data_dir: Path
+    conf_dir: Path
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(f"kafka-{self.node_id}", self.conf_dir.parent / "run")
+
+    def properties(self, voters: str, replication: int, min_isr: int) -> str:
+        """server.properties tuned light for a 2-core machine."""
+        return "\n".join([
+            "process.roles=broker,controller",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://{self.host}:{self.broker_port},"
+            f"CONTROLLER://{self.host}:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{self.host}:{self.broker_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={self.data_dir}",
+            "num.partitions=4",
+            f"default.replication.factor={replication}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replication}",
+            "offsets.topic.num.partitions=8",
+            f"transaction.state.log.replication.factor={replication}",
+            f"transaction.state.log.min.isr={min_isr}",
+            "transaction.state.log.num.partitions=8",
+            "group.initial.rebalance.delay.ms=0",
+            # Lets workers use short sessions for fast failover (broker default minimum is 6 s).
+            "group.min.session.timeout.ms=1000",
+            "log.cleaner.dedupe.buffer.size=16777216",
+            "num.network.threads=2",
+            "num.io.threads=2",
+            "num.recovery.threads.per.data.dir=1",
+            "auto.create.topics.enable=false",
+            "message.max.bytes=1048588",
+            "",
+        ])
+
+
+def log4j_properties(log_file: Path) -> str:
+    return "\n".join([
+        "log4j.rootLogger=INFO, file",
+        "log4j.logger.kafka=INFO",
+        "log4j.logger.org.apache.kafka=INFO",
+        "log4j.logger.state.change.logger=WARN",
+        "log4j.logger.kafka.request.logger=WARN",
+        "log4j.appender.file=org.apache.log4j.FileAppender",
+        f"log4j.appender.file.File={log_file}",
+        "log4j.appender.file.layout=org.apache.log4j.PatternLayout",
+        "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n",
+        "",
+    ])
+
+
+class KafkaCluster:
+    """1..N KRaft nodes on consecutive loopback ports; node i uses ``port + i - 1``."""
+
+    def __init__(self, root: Path, host: str, port: int, nodes: int, heap_mb: int) -> None:
+        if nodes < 1:
+            raise StackError("the Kafka cluster needs at least one node")
+        self.root = root
+        self.host = host
+        self.heap_mb = heap_mb
+        self.nodes = [
+            KafkaNode(i, host, port + i - 1, port + 1000 + i - 1, root / "kafka" / f"node-{i}",
+                      root / "conf")
+            for i in range(1, nodes + 1)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{n.host}:{n.broker_port}" for n in self.nodes)
+
+    @property
+    def replication(self) -> int:
+        return 3 if len(self.nodes) >= 3 else 1
+
+    def ports(self) -> list[tuple[str, int]]:
+        out = []
+        for n in self.nodes:
+            out += [(f"kafka-{n.node_id}", n.broker_port),
+                    (f"kafka-{n.node_id} controller", n.controller_port)]
+        return out
+
+    def start(self) -> None:
+        """Format storage (first run only) and start every node that is not running."""
+        libs = ensure_jars()
+        java = require_tool("java", "Install a JDK 17+ (Debian: apt-get install default-jdk-headless).")
+        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.nodes)
+        min_isr = 2 if self.replication >= 3 else 1
+        cluster_id_file = self.root / "kafka" / "cluster-id"
+        cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
+        if not cluster_id_file.exists():
+            cluster_id_file.write_text(
+                base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id = cluster_id_file.read_text().strip()
+        classpath = f"{libs}/*"
+        for node in self.nodes:
+            if node.process.running():
+                continue
+            node.conf_dir.mkdir(parents=True, exist_ok=True)
+            props = node.conf_dir / f"kafka-{node.node_id}.properties"
+            props.write_text(node.properties(voters, self.replication, min_isr))
+            log4j = node.conf_dir / f"kafka-{node.node_id}-log4j.properties"
+            log4j.write_text(log4j_properties(node.process.log_file.with_suffix(".server.log")))
+            jvm = [java, f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m",
+                   "-XX:+UseSerialGC",
+                   "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",
+                   "-cp", classpath]
+            if not (node.data_dir / "meta.properties").exists():
+                node.data_dir.mkdir(parents=True, exist_ok=True)
+                fmt = subprocess.run(
+                    [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+                     "--ignore-formatted"], capture_output=True, text=True, check=False)
+                if fmt.returncode != 0:
+                    raise StackError(f"kafka storage format failed for node {node.node_id}:\n"
+                                     f"{fmt.stdout}{fmt.stderr}")
+            node.process.start([*jvm, "kafka.Kafka", str(props)])
+
+    def ready(self) -> bool:
+        """True when every node is up and registered with the controller quorum."""
+        from kafka import KafkaAdminClient  # imported lazily: the CLI starts faster
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+        except Exception:  # noqa: BLE001 - any failure here just means "not ready yet"
+            return False
+        try:
+            cluster = admin.describe_cluster()
+            return len(cluster.get("brokers", [])) >= len(self.nodes)
+        except Exception:  # noqa: BLE001
+            return False
+        finally:
+            admin.close()

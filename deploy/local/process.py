@@ -1,0 +1,132 @@
+"""Detached server processes tracked by pid files, so ``down`` stops exactly what ``up`` started."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local.errors import ServiceNotReady, StackError
+
+logger = logging.getLogger(__name__)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (None if it is gone); guards pid reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields start after the last ')'.
+    rest = stat.rsplit(")", 1)[1].split()
+    state = rest[0]
+    if state == "Z":
+        return None
+    return int(rest[19])
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """A named server process whose identity (pid + start time) is kept in ``<run_dir>/<name>.pid``."""
+
+    name: str
+    run_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir.parent / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid of the process this launcher started, if it is still that process."""
+        try:
+            record = json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        pid, ticks = int(record["pid"]), record.get("start_ticks")
+        if process_start_ticks(pid) is None or process_start_ticks(pid) != ticks:
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, argv: Sequence[str], *, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> int:
+        """Start the process detached in its own session, output appended to its log file."""
+        if self.running():
+            raise StackError(f"{self.name} is already running (pid {self.pid()})")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        record = {"pid": proc.pid, "start_ticks": process_start_ticks(proc.pid), "argv": list(argv)}
+        self.pid_file.write_text(json.dumps(record))
+        logger.info("started name=%s pid=%s", self.name, proc.pid)
+        return proc.pid
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout``; True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process_start_ticks(pid) is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if process_start_ticks(pid) is not None:
+            logger.warning("killing name=%s pid=%s after %.0fs", self.name, pid, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
+               proc: ManagedProcess | None = None, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until true; raise ``ServiceNotReady`` with ``message`` (and the log) if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and not proc.running():
+            raise StackError(f"{message}: {proc.name} exited. Last log lines:\n{proc.log_tail()}")
+        time.sleep(interval)
+    tail = f" Last log lines:\n{proc.log_tail()}" if proc is not None else ""
+    raise ServiceNotReady(f"{message} (waited {timeout:.0f}s).{tail}")

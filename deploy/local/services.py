@@ -1,0 +1,144 @@
+"""Redis, Prometheus and Alertmanager from Debian packages, configured for loopback."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local.kafka import require_tool
+from deploy.local.process import ManagedProcess
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "rules"
+APT_HINT = "Run `make setup` (installs redis-server, prometheus, prometheus-alertmanager)."
+
+
+def http_ok(url: str) -> bool:
+    """True when GET url answers 2xx within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback only
+            return 200 <= resp.status < 300
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    root: Path
+    host: str
+    port: int
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess("redis", self.root / "run")
+
+    def start(self) -> None:
+        exe = require_tool("redis-server", APT_HINT)
+        data = self.root / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        self.process.start([exe, "--bind", self.host, "--port", str(self.port), "--dir", str(data),
+                            "--save", "", "--appendonly", "yes", "--protected-mode", "yes",
+                            "--daemonize", "no"])
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    """Prometheus scraping every fraudstream process listed in ``targets/*.json`` (file_sd)."""
+
+    root: Path
+    host: str
+    port: int
+    alertmanager_port: int
+    scrape_interval: str = "2s"
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess("prometheus", self.root / "run")
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.root / "prometheus" / "targets"
+
+    def config(self) -> str:
+        rules = f"  - {RULES_DIR}/*.yml\n"
+        return (
+            "global:\n"
+            f"  scrape_interval: {self.scrape_interval}\n"
+            f"  evaluation_interval: {self.scrape_interval}\n"
+            "rule_files:\n" + rules +
+            "alerting:\n"
+            "  alertmanagers:\n"
+            "    - static_configs:\n"
+            f"        - targets: ['{self.host}:{self.alertmanager_port}']\n"
+            "scrape_configs:\n"
+            "  - job_name: fraudstream\n"
+            "    file_sd_configs:\n"
+            f"      - files: ['{self.targets_dir}/*.json']\n"
+            "        refresh_interval: 2s\n"
+        )
+
+    def start(self) -> None:
+        exe = require_tool("prometheus", APT_HINT)
+        conf = self.root / "conf" / "prometheus.yml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.config())
+        self.process.start([
+            exe, f"--config.file={conf}", f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}", "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=2d",
+        ])
+
+    def ready(self) -> bool:
+        return http_ok(f"http://{self.host}:{self.port}/-/ready")
+
+
+@dataclass(frozen=True)
+class AlertmanagerServer:
+    """Alertmanager on loopback (no clustering), posting alerts to the fraudstream API webhook."""
+
+    root: Path
+    host: str
+    port: int
+    webhook_url: str
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess("alertmanager", self.root / "run")
+
+    def config(self) -> str:
+        return (
+            "route:\n"
+            "  receiver: fraudstream-webhook\n"
+            "  group_by: ['alertname']\n"
+            "  group_wait: 1s\n"
+            "  group_interval: 5s\n"
+            "  repeat_interval: 1h\n"
+            "receivers:\n"
+            "  - name: fraudstream-webhook\n"
+            "    webhook_configs:\n"
+            f"      - url: '{self.webhook_url}'\n"
+            "        send_resolved: true\n"
+        )
+
+    def start(self) -> None:
+        exe = require_tool("prometheus-alertmanager", APT_HINT)
+        conf = self.root / "conf" / "alertmanager.yml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.config())
+        self.process.start([
+            exe, f"--config.file={conf}", f"--storage.path={self.root / 'alertmanager'}",
+            f"--web.listen-address={self.host}:{self.port}", "--cluster.listen-address=",
+        ])
+
+    def ready(self) -> bool:
+        return http_ok(f"http://{self.host}:{self.port}/-/ready")

@@ -1,0 +1,149 @@
+"""``fraudstream stack up|down|status``: the whole local stack, started and stopped as one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from deploy.local.errors import StackError
+from deploy.local.kafka import KafkaCluster
+from deploy.local.process import ManagedProcess, port_in_use, wait_until
+from deploy.local.services import AlertmanagerServer, PrometheusServer, RedisServer
+
+logger = logging.getLogger(__name__)
+
+ALL_SERVICES = ("kafka", "redis", "prometheus", "alertmanager")
+
+
+class Service(Protocol):
+    @property
+    def process(self) -> ManagedProcess: ...
+    def start(self) -> None: ...
+    def ready(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where and on which loopback ports the local stack runs."""
+
+    root: Path
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_nodes: int = 1
+    kafka_heap_mb: int = 384
+    redis_port: int = 6379
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    webhook_url: str = "http://127.0.0.1:8000/api/alerts/webhook"
+    ready_timeout_s: float = 90.0
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    pid: int | None
+    ready: bool
+    address: str
+
+
+class LocalStack:
+    """Real Kafka (KRaft), Redis, Prometheus and Alertmanager as detached loopback processes."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        root = config.root.resolve()
+        self.kafka = KafkaCluster(root, config.host, config.kafka_port, config.kafka_nodes,
+                                  config.kafka_heap_mb)
+        self.redis = RedisServer(root, config.host, config.redis_port)
+        self.prometheus = PrometheusServer(root, config.host, config.prometheus_port,
+                                           config.alertmanager_port)
+        self.alertmanager = AlertmanagerServer(root, config.host, config.alertmanager_port,
+                                               config.webhook_url)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap
+
+    def _ports(self, name: str) -> list[tuple[str, int]]:
+        return {
+            "kafka": self.kafka.ports(),
+            "redis": [("redis", self.config.redis_port)],
+            "prometheus": [("prometheus", self.config.prometheus_port)],
+            "alertmanager": [("alertmanager", self.config.alertmanager_port)],
+        }[name]
+
+    def _processes(self, name: str) -> list[ManagedProcess]:
+        if name == "kafka":
+            return [n.process for n in self.kafka.nodes]
+        return [self._service(name).process]
+
+    def _service(self, name: str) -> Service:
+        services: dict[str, Service] = {"redis": self.redis, "prometheus": self.prometheus,
+                                        "alertmanager": self.alertmanager}
+        return services[name]
+
+    def up(self, services: tuple[str, ...] = ALL_SERVICES) -> None:
+        """Start the named services (those not already running) and wait until each is ready."""
+        unknown = set(services) - set(ALL_SERVICES)
+        if unknown:
+            raise StackError(f"unknown service(s) {sorted(unknown)}; choose from {ALL_SERVICES}")
+        for name in services:
+            if all(p.running() for p in self._processes(name)):
+                continue
+            self._check_ports_free(name)
+            if name == "kafka":
+                self.kafka.start()
+            else:
+                self._service(name).start()
+        for name in services:
+            procs = self._processes(name)
+            check = self.kafka.ready if name == "kafka" else self._service(name).ready
+            wait_until(check, self.config.ready_timeout_s, f"{name} did not become ready",
+                       proc=procs[0])
+            logger.info("ready service=%s", name)
+
+    def _check_ports_free(self, name: str) -> None:
+        running = {p.name for p in self._processes(name) if p.running()}
+        for label, port in self._ports(name):
+            owner = label.split(" ")[0]
+            if owner in running:
+                continue
+            if port_in_use(self.config.host, port):
+                raise StackError(
+                    f"port {port} ({label}) on {self.config.host} is already in use by another "
+                    f"process; stop it or choose another port (see `fraudstream stack up --help`)")
+
+    def down(self) -> list[str]:
+        """Stop every process this stack started (and nothing else); returns their names."""
+        stopped = []
+        # Reverse start order: clients of Kafka first, Kafka last.
+        for name in reversed(ALL_SERVICES):
+            for proc in self._processes(name):
+                if proc.stop():
+                    stopped.append(proc.name)
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        out = []
+        for name in ALL_SERVICES:
+            for proc, (label, port) in zip(self._processes(name),
+                                           [p for p in self._ports(name) if " " not in p[0]],
+                                           strict=True):
+                pid = proc.pid()
+                ready = pid is not None and port_in_use(self.config.host, port)
+                out.append(ServiceStatus(label, pid is not None, pid, ready,
+                                         f"{self.config.host}:{port}"))
+        return out
+
+    def kafka_node(self, node_id: int) -> ManagedProcess:
+        """The process of one Kafka node (for broker-failure tests)."""
+        return self.kafka.nodes[node_id - 1].process
+
+    def restart_kafka_node(self, node_id: int) -> None:
+        """Start a stopped Kafka node again (chaos: restart-broker, kill-broker)."""
+        self.kafka.start()
+        wait_until(self.kafka.ready, self.config.ready_timeout_s, "kafka did not recover",
+                   proc=self.kafka_node(node_id))

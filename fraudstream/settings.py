@@ -1,0 +1,101 @@
+"""One settings object per program, built from the environment in ``main()`` and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FRAUDSTREAM_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the program cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the system; each field is read from ``FRAUDSTREAM_<FIELD>`` (upper case)."""
+
+    #: Kafka bootstrap servers. Defaults to the local stack's first broker.
+    bootstrap_servers: str = ""
+    #: Folder holding the local stack's data, logs and pid files (git-ignored).
+    state_dir: Path = Path(".stack")
+    #: Host every local server binds to. Loopback unless you mean otherwise.
+    bind_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_nodes: int = 1
+    kafka_heap_mb: int = 384
+    redis_port: int = 6379
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    #: Topic names (contracts in README.md).
+    topic_transactions: str = "transactions"
+    topic_scores: str = "scores"
+    topic_dlq: str = "transactions.dlq"
+    topic_labels: str = "labels"
+    topic_model_updates: str = "model-updates"
+    partitions: int = 4
+    replication_factor: int = 1
+    #: Faust application id (the consumer group of the scoring workers).
+    app_id: str = "fraudstream-scoring"
+    #: First web port of the workers; worker N listens on worker_web_port + N.
+    worker_web_port: int = 6066
+    #: Where models live; ``model_path`` is the artifact the workers serve.
+    model_dir: Path = Path("artifacts/models")
+    model_path: Path = Path("artifacts/models/current.skops")
+    #: HMAC key that signs and verifies model artifacts. Required to train or serve.
+    signing_key: str = ""
+    #: Micro-batching of the scoring agent.
+    batch_size: int = 500
+    batch_window_s: float = 0.02
+    #: Largest accepted transaction record, in bytes; larger ones are dead-lettered.
+    max_message_bytes: int = 65536
+    #: Decision thresholds on the model's fraud probability.
+    review_threshold: float = 0.5
+    decline_threshold: float = 0.8
+    #: Label delay in days used by the merchant-risk features (the Handbook's 7 days).
+    label_delay_days: int = 7
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The bootstrap servers to use: the configured ones, or the local stack's."""
+        return self.bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``FRAUDSTREAM_*`` variables, then apply explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(field.name, str(field.type), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, type) for every setting, for ``--help`` and the README."""
+        rows = []
+        for field in fields(cls):
+            rows.append((ENV_PREFIX + field.name.upper(), str(field.default), str(field.type)))
+        return rows
+
+
+def _convert(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {type_name}"
+        ) from exc
