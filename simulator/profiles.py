@@ -63,7 +63,9 @@ def generate_customers(n_customers: int, rng: np.random.Generator) -> CustomerPr
 
 def generate_terminals(n_terminals: int, rng: np.random.Generator) -> TerminalProfiles:
     """Draw terminal locations U(0,100)."""
-    return TerminalProfiles(rng.uniform(0, 100, size=n_terminals), rng.uniform(0, 100, size=n_terminals))
+    x = rng.uniform(0, 100, size=n_terminals)
+    y = rng.uniform(0, 100, size=n_terminals)
+    return TerminalProfiles(x, y)
 
 
 def available_terminals(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -212,7 +214,8 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
             line = reader.line_num
             if header is None:
                 raise CsvFormatError(f"{path}:1: empty file, expected a header line")
-            rows = [row for row in reader if row]
+            with _gc_paused():  # the collector would rescan millions of fresh row lists
+                rows = [row for row in reader if row]
     except FileNotFoundError:
         raise CsvFormatError(f"{path}: file not found") from None
     except csv.Error as exc:
@@ -222,6 +225,18 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     except OSError as exc:
         raise CsvFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return header, rows
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Temporarily disable the cyclic garbage collector (restoring its previous state)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _line_of(path: Path, index: int) -> int:
@@ -285,7 +300,7 @@ def _parse_canonical(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _parse_amounts(values: list[str]) -> np.ndarray:
     """Finite, non-negative float64 amounts."""
     try:
-        amounts = np.asarray(values, dtype=str).astype(np.float64)
+        amounts = np.array(values, dtype=np.float64)
     except ValueError:
         parsed = []
         for index, value in enumerate(values):
@@ -297,7 +312,8 @@ def _parse_amounts(values: list[str]) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(amounts) | (amounts < 0))
     if bad.size:
         index = int(bad[0])
-        kind = "NaN" if np.isnan(amounts[index]) else "negative" if amounts[index] < 0 else "infinite"
+        value = amounts[index]
+        kind = "NaN" if np.isnan(value) else "negative" if value < 0 else "infinite"
         raise _RowError(index, f"{kind} amount {values[index]!r}")
     return amounts
 

@@ -1,0 +1,1 @@
+"""Metrics, drift, alert rules, runbook and dashboards."""

@@ -1,0 +1,72 @@
+"""All Prometheus metrics of a scoring worker, in one container built by ``create``.
+
+Base units, ``_total`` counters, and only bounded label values (never a card or transaction id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+MODEL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                 0.5, 1.0)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """The metrics a scoring worker exports on /metrics."""
+
+    registry: CollectorRegistry
+    consumed: Counter
+    scored: Counter
+    dead_lettered: Counter
+    decisions: Counter
+    labels_applied: Counter
+    end_to_end_latency: Histogram
+    model_latency: Histogram
+    batch_size: Histogram
+    model_info: Gauge
+    degraded: Counter
+    worker_up: Gauge
+    assigned_partitions: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None,
+               prefix: str = "fraudstream") -> WorkerMetrics:
+        """Build (and register) every worker metric in ``registry``."""
+        reg = registry if registry is not None else CollectorRegistry()
+        ProcessCollector(registry=reg)
+        p = prefix
+        return cls(
+            registry=reg,
+            consumed=Counter(f"{p}_transactions_consumed", "Records read from the transactions "
+                             "topic", registry=reg),
+            scored=Counter(f"{p}_transactions_scored", "Transactions scored and written to the "
+                           "scores topic", registry=reg),
+            dead_lettered=Counter(f"{p}_transactions_dead_lettered", "Records sent to the "
+                                  "dead-letter topic, by error code", ["error"], registry=reg),
+            decisions=Counter(f"{p}_decisions", "Decisions by outcome", ["decision"],
+                              registry=reg),
+            labels_applied=Counter(f"{p}_labels_applied", "Fraud labels applied to merchant "
+                                   "features, by outcome", ["outcome"], registry=reg),
+            end_to_end_latency=Histogram(f"{p}_end_to_end_latency_seconds", "From the "
+                                         "transaction's arrival in Kafka to its score being "
+                                         "written", buckets=LATENCY_BUCKETS, registry=reg),
+            model_latency=Histogram(f"{p}_model_latency_seconds", "Time of one batched model "
+                                    "call", buckets=MODEL_BUCKETS, registry=reg),
+            batch_size=Histogram(f"{p}_batch_size", "Transactions per scoring batch",
+                                 buckets=BATCH_BUCKETS, registry=reg),
+            model_info=Gauge(f"{p}_model_info", "The model version in use (value 1)",
+                             ["version", "family"], registry=reg),
+            degraded=Counter(f"{p}_degraded_scores", "Scores given by a fallback model",
+                             registry=reg),
+            worker_up=Gauge(f"{p}_worker_ready", "1 when the worker is ready to score",
+                            registry=reg),
+            assigned_partitions=Gauge(f"{p}_assigned_partitions", "Transaction partitions "
+                                      "assigned to this worker", registry=reg),
+        )

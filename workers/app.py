@@ -1,0 +1,187 @@
+"""The Faust application of a scoring worker: topics, feature tables, agents and web views."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+import faust
+import orjson
+from faust.serializers import codecs
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fraudstream.settings import Settings
+from monitoring.metrics import WorkerMetrics
+from workers.processor import RawRecord, ScoringProcessor, Topics
+from workers.scoring import Scorer
+
+logger = logging.getLogger(__name__)
+
+
+class OrjsonCodec(codecs.Codec):
+    """JSON through orjson: table values are plain lists of numbers and strings."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+codecs.register("orjson", OrjsonCodec())
+
+
+def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
+    """Faust configuration tuned for batching, loopback and fast failover."""
+    return {
+        "broker": [f"kafka://{s}" for s in settings.kafka_bootstrap.split(",")],
+        "store": "memory://",
+        "web_host": settings.bind_host,
+        "web_bind": settings.bind_host,
+        "web_port": settings.worker_web_port + index,
+        "web_in_thread": False,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "topic_allow_declare": True,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_request_timeout": 40.0,
+        "broker_commit_interval": 1.0,
+        "broker_max_poll_records": 2000,
+        "producer_linger": 0.005,
+        "producer_max_request_size": 2_097_152,
+        "stream_buffer_maxsize": 8192,
+        "table_standby_replicas": 1,
+        "stream_wait_empty": False,
+        "datadir": str(settings.state_dir / "faust" / f"worker-{index}"),
+        "worker_redirect_stdouts": False,
+    }
+
+
+class WorkerApp:
+    """A Faust app wired to one ``ScoringProcessor``; ``app`` is what ``faust.Worker`` runs."""
+
+    def __init__(self, settings: Settings, index: int, scorer: Scorer,
+                 metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.index = index
+        self.metrics = metrics
+        self.name = f"worker-{index}@{socket.gethostname()}"
+        self.ready = False
+        app = self.app = faust.App(settings.app_id, **faust_settings(settings, index))
+        self.transactions = app.topic(settings.topic_transactions, key_serializer="raw",
+                                      value_serializer="raw")
+        self.labels = app.topic(settings.topic_labels, key_serializer="raw",
+                                value_serializer="raw")
+        self.merchant_labels = app.topic(f"{settings.app_id}-merchant-labels", internal=True,
+                                         key_serializer="raw", value_serializer="raw",
+                                         partitions=settings.partitions)
+        # Card state is co-partitioned with the transactions (both keyed by card_id).
+        self.cards = app.Table("cards", default=None, partitions=settings.partitions,
+                               key_serializer="raw", value_serializer="orjson",
+                               use_partitioner=True)
+        # Merchant risk is read by every worker, written only by the owner of the merchant.
+        self.merchants = app.GlobalTable("merchants", default=None, partitions=1,
+                                         recovery_buffer_size=1, key_serializer="raw",
+                                         value_serializer="orjson", use_partitioner=True)
+        self.processor = ScoringProcessor(
+            scorer=scorer, cards=self.cards, merchants=self.merchants, send=self._send,
+            topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
+            worker_name=self.name, label_delay_days=settings.label_delay_days,
+            max_message_bytes=settings.max_message_bytes)
+        metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
+        self._register()
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        return await self.app.producer.send(topic, key, value, None, None, None)
+
+    def _register(self) -> None:
+        app, s = self.app, self.settings
+
+        @app.agent(self.transactions, name="score")
+        async def score(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
+                batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
+                                   e.message.key, e.message.value,
+                                   int(e.message.timestamp * 1000)) for e in events]
+                await self.processor.process(batch)
+
+        @app.agent(self.labels, name="route-labels")
+        async def route_labels(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(1000, within=0.1):
+                futures = []
+                for e in events:
+                    routed = _merchant_label(e.message.value)
+                    if routed is None:
+                        self.metrics.labels_applied.labels("rejected").inc()
+                        continue
+                    merchant, body = routed
+                    futures.append(await self.app.producer.send(
+                        self.merchant_labels.get_topic_name(), merchant, body, None, None, None))
+                for fut in futures:
+                    await fut
+
+        @app.agent(self.merchant_labels, name="apply-labels")
+        async def apply_labels(stream: faust.StreamT) -> None:
+            from features import MerchantState
+
+            async for events in stream.take_events(1000, within=0.1):
+                touched: dict[bytes, MerchantState] = {}
+                for e in events:
+                    key = e.message.key
+                    state = touched.get(key)
+                    if state is None:
+                        state = touched[key] = MerchantState.from_wire(self.merchants.get(key))
+                    ts, is_fraud = orjson.loads(e.message.value)
+                    state.observe_label(ts, bool(is_fraud))
+                for key, state in touched.items():
+                    self.merchants[key] = state.to_wire()
+                self.metrics.labels_applied.labels("applied").inc(len(events))
+
+        @app.page("/metrics")
+        async def metrics_view(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(self.metrics.registry),
+                             content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+        @app.page("/health")
+        async def health_view(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok", "worker": self.name, "time": time.time()})
+
+        @app.page("/ready")
+        async def ready_view(web: Any, request: Any) -> Any:
+            assigned = sum(1 for tp in app.assignor.assigned_actives()
+                           if tp.topic == s.topic_transactions)
+            body = {"ready": self.ready, "model_version": self.processor.scorer.version,
+                    "assigned_partitions": assigned, "worker": self.name}
+            return web.json(body, status=200 if self.ready else 503)
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            mine = [tp for tp in assigned if tp.topic == s.topic_transactions]
+            self.metrics.assigned_partitions.set(len(mine))
+            logger.info("assigned worker=%s partitions=%s", self.name,
+                        sorted(tp.partition for tp in mine))
+
+        @app.on_rebalance_complete.connect
+        async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
+            self.ready = True
+            self.metrics.worker_up.set(1)
+
+
+def _merchant_label(raw: bytes | None) -> tuple[bytes, bytes] | None:
+    """(merchant key, compact [ts, is_fraud]) of a label record, or None when it is malformed."""
+    from workers.validation import parse_rfc3339
+
+    try:
+        body = orjson.loads(raw or b"")
+        merchant = body["merchant_id"]
+        ts = parse_rfc3339(body["timestamp"])
+        is_fraud = int(body["is_fraud"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(merchant, str) or ts is None or is_fraud not in (0, 1):
+        return None
+    return merchant.encode(), orjson.dumps([ts, is_fraud])

@@ -1,0 +1,62 @@
+"""What the ``cards`` table holds per card: its feature state and its recent decisions.
+
+Recent decisions make scoring idempotent: a record replayed after a crash (same partition and
+offset) gets its original score again, and a second record with a known transaction id is a
+duplicate and is dead-lettered instead of getting a second decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from features import CardState
+
+#: How long (in the card's event time) a transaction id is remembered for duplicate detection.
+DEDUP_WINDOW_S = 2 * 86_400
+
+
+class Decision(NamedTuple):
+    transaction_id: str
+    ts: int
+    partition: int
+    offset: int
+    score: float
+    decision: str
+    model_version: str
+
+
+@dataclass
+class CardRecord:
+    state: CardState = field(default_factory=CardState)
+    decisions: list[Decision] = field(default_factory=list)
+
+    def find(self, transaction_id: str) -> Decision | None:
+        for d in self.decisions:
+            if d.transaction_id == transaction_id:
+                return d
+        return None
+
+    def remember(self, decision: Decision) -> None:
+        horizon = max(decision.ts, self.state.last_ts or decision.ts) - DEDUP_WINDOW_S
+        self.decisions = [d for d in self.decisions if d.ts > horizon]
+        self.decisions.append(decision)
+
+    def settle(self, transaction_id: str, score: float, decision: str, version: str) -> None:
+        """Fill in the outcome of a remembered (still undecided) transaction."""
+        for i in range(len(self.decisions) - 1, -1, -1):
+            if self.decisions[i].transaction_id == transaction_id:
+                self.decisions[i] = self.decisions[i]._replace(
+                    score=score, decision=decision, model_version=version)
+                return
+        raise KeyError(transaction_id)
+
+    def to_wire(self) -> list[object]:
+        return [self.state.to_wire(), [list(d) for d in self.decisions]]
+
+    @classmethod
+    def from_wire(cls, wire: list | None) -> CardRecord:
+        if not wire:
+            return cls()
+        state, decisions = wire
+        return cls(CardState.from_wire(state), [Decision(*d) for d in decisions])

@@ -1,0 +1,153 @@
+"""The scoring step for one micro-batch of raw records, independent of Faust.
+
+Every record ends in exactly one of the scores or dead-letter topics. The processor reads and
+writes its feature state through plain mappings and sends through an injected function, so the
+same code runs in the Faust agent and in unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from features import MerchantState, compute_features
+from monitoring.metrics import WorkerMetrics
+from workers.card_record import CardRecord, Decision
+from workers.messages import dead_letter_record, iso_now, score_record
+from workers.scoring import Scorer
+from workers.validation import Rejection, Transaction, validate
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[object]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A consumed record: where it came from and its exact bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Topics:
+    scores: str
+    dlq: str
+
+
+class ScoringProcessor:
+    """Validates, featurises, scores and routes one batch; updates the card table once per card."""
+
+    def __init__(self, *, scorer: Scorer, cards: MutableMapping[bytes, list],
+                 merchants: MutableMapping[bytes, list], send: Send, topics: Topics,
+                 metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
+                 max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self.scorer = scorer
+        self.cards = cards
+        self.merchants = merchants
+        self.send = send
+        self.topics = topics
+        self.metrics = metrics
+        self.worker_name = worker_name
+        self.delay = label_delay_days
+        self.max_bytes = max_message_bytes
+        self.clock = clock
+
+    def swap_scorer(self, scorer: Scorer) -> None:
+        """Use another model from the next batch on (never inside a batch)."""
+        self.scorer = scorer
+
+    async def process(self, batch: Sequence[RawRecord]) -> None:
+        """Route every record of ``batch``; returns once all output is acknowledged by Kafka."""
+        now = self.clock()
+        scorer = self.scorer
+        at = iso_now(now)
+        futures: list[Awaitable[object]] = []
+        dead: list[tuple[RawRecord, Rejection]] = []
+        touched: dict[bytes, CardRecord] = {}
+        pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
+        rows: list[list[float]] = []
+        replays: list[tuple[RawRecord, Transaction, Decision]] = []
+        self.metrics.consumed.inc(len(batch))
+
+        for rec in batch:
+            result = validate(rec.value, now, self.max_bytes)
+            if isinstance(result, Rejection):
+                dead.append((rec, result))
+                continue
+            key = result.card_id.encode()
+            if rec.key != key:
+                dead.append((rec, Rejection(
+                    "bad_key", f"record key {rec.key!r} is not the card_id {result.card_id!r}; "
+                    "produce transactions keyed by card_id so each card's state stays on one "
+                    "partition")))
+                continue
+            card = touched.get(key)
+            if card is None:
+                card = touched[key] = CardRecord.from_wire(self.cards.get(key))
+            seen = card.find(result.transaction_id)
+            if seen is not None:
+                if (seen.partition, seen.offset) == (rec.partition, rec.offset):
+                    replays.append((rec, result, seen))
+                else:
+                    dead.append((rec, Rejection(
+                        "duplicate_transaction", f"transaction_id {result.transaction_id} was "
+                        f"already decided ({seen.decision}, partition {seen.partition} offset "
+                        f"{seen.offset}); a transaction is decided once")))
+                continue
+            merchant = MerchantState.from_wire(self.merchants.get(result.merchant_id.encode()))
+            rows.append(compute_features(result.ts, result.amount, card.state, merchant,
+                                         self.delay))
+            pending.append((rec, result, card))
+            # Remember the id now so a duplicate later in this same batch is caught.
+            card.remember(Decision(result.transaction_id, result.ts, rec.partition, rec.offset,
+                                   -1.0, "", ""))
+
+        if rows:
+            matrix = np.asarray(rows, dtype=np.float64)
+            started = time.perf_counter()
+            scores = scorer.score(matrix)
+            self.metrics.model_latency.observe(time.perf_counter() - started)
+            reasons = scorer.reasons(matrix)
+            for (rec, tx, card), score, why in zip(pending, scores.tolist(), reasons, strict=True):
+                decision = scorer.decide(score)
+                card.settle(tx.transaction_id, score, decision, scorer.version)
+                futures.append(await self.send(self.topics.scores, rec.key, score_record(
+                    transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
+                    decision=decision, model_version=scorer.version, degraded=False,
+                    worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
+                    reasons=why)))
+                self.metrics.decisions.labels(decision).inc()
+        for rec, tx, seen in replays:
+            futures.append(await self.send(self.topics.scores, rec.key, score_record(
+                transaction_id=tx.transaction_id, card_id=tx.card_id, score=seen.score,
+                decision=seen.decision, model_version=seen.model_version, degraded=False,
+                worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
+                reasons=[])))
+        for rec, why in dead:
+            futures.append(await self.send(self.topics.dlq, rec.key, dead_letter_record(
+                topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
+                error=why.error, reason=why.reason, dead_lettered_at=at)))
+            self.metrics.dead_lettered.labels(why.error).inc()
+        for key, card in touched.items():
+            self.cards[key] = card.to_wire()
+        for fut in futures:
+            await fut
+        done = self.clock()
+        scored = len(pending) + len(replays)
+        self.metrics.scored.inc(scored)
+        self.metrics.batch_size.observe(len(batch))
+        for rec, _tx, _card in pending:
+            self.metrics.end_to_end_latency.observe(max(done - rec.timestamp_ms / 1000.0, 0.0))
+        if dead:
+            logger.info("dead-lettered count=%d first_error=%s", len(dead), dead[0][1].error)
+

@@ -1,0 +1,53 @@
+"""Batched scoring: one ``predict_proba`` per micro-batch, thresholds to decisions, reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features import FEATURE_NAMES
+from model_registry.artifact import ArtifactError, LoadedModel
+
+DECISIONS = ("approve", "review", "decline")
+MAX_REASONS = 3
+
+
+class Scorer:
+    """Scores feature rows with a verified model and turns scores into decisions."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        names = list(model.manifest.feature_names)
+        if names != list(FEATURE_NAMES):
+            raise ArtifactError(
+                f"model {model.version} was trained on features {names}, but this worker "
+                f"computes {list(FEATURE_NAMES)}; retrain with `fraudstream train`")
+        self.model = model
+        self.review = model.manifest.review_threshold
+        self.decline = model.manifest.decline_threshold
+        p99 = model.manifest.reference.get("feature_p99")
+        self._p99 = np.asarray(p99, dtype=np.float64) if p99 else None
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """Fraud probability for each row."""
+        return np.asarray(self.model.estimator.predict_proba(rows)[:, 1], dtype=np.float64)
+
+    def decide(self, score: float) -> str:
+        if score >= self.decline:
+            return "decline"
+        if score >= self.review:
+            return "review"
+        return "approve"
+
+    def reasons(self, rows: np.ndarray) -> list[list[str]]:
+        """Up to three features per row that sit above the training data's 99th percentile."""
+        if self._p99 is None or rows.size == 0:
+            return [[] for _ in range(len(rows))]
+        ratio = rows / np.where(self._p99 > 0, self._p99, 1.0)
+        out = []
+        for r in ratio:
+            top = np.argsort(-r)[:MAX_REASONS]
+            out.append([FEATURE_NAMES[i] for i in top if r[i] > 1.0])
+        return out
