@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
 import orjson
-from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream.settings import Settings
@@ -20,17 +20,33 @@ from workers.scoring import Scorer
 logger = logging.getLogger(__name__)
 
 
-class OrjsonCodec(codecs.Codec):
-    """JSON through orjson: table values are plain lists of numbers and strings."""
+class JsonTableView(MutableMapping[bytes, Any]):
+    """A Faust table of raw bytes seen as JSON values: Faust never (de)serialises them itself."""
 
-    def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj)
+    def __init__(self, table: Any) -> None:
+        self.table = table
 
-    def _loads(self, s: bytes) -> Any:
-        return orjson.loads(s)
+    def __getitem__(self, key: bytes) -> Any:
+        raw = self.table[key]
+        if raw is None:
+            raise KeyError(key)
+        return orjson.loads(raw)
 
+    def get(self, key: bytes, default: Any = None) -> Any:
+        raw = self.table.get(key)
+        return default if raw is None else orjson.loads(raw)
 
-codecs.register("orjson", OrjsonCodec())
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        self.table[key] = orjson.dumps(value)
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
 def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
@@ -80,13 +96,13 @@ class WorkerApp:
                                          key_serializer="raw", value_serializer="raw",
                                          partitions=settings.partitions)
         # Card state is co-partitioned with the transactions (both keyed by card_id).
-        self.cards = app.Table("cards", default=None, partitions=settings.partitions,
-                               key_serializer="raw", value_serializer="orjson",
-                               use_partitioner=True)
+        self.cards = JsonTableView(app.Table(
+            "cards", default=None, partitions=settings.partitions, key_type=bytes,
+            value_type=bytes, use_partitioner=True))
         # Merchant risk is read by every worker, written only by the owner of the merchant.
-        self.merchants = app.GlobalTable("merchants", default=None, partitions=1,
-                                         recovery_buffer_size=1, key_serializer="raw",
-                                         value_serializer="orjson", use_partitioner=True)
+        self.merchants = JsonTableView(app.GlobalTable(
+            "merchants", default=None, partitions=1, recovery_buffer_size=1, key_type=bytes,
+            value_type=bytes, use_partitioner=True))
         self.processor = ScoringProcessor(
             scorer=scorer, cards=self.cards, merchants=self.merchants, send=self._send,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.errors import StackError
-from deploy.local.process import ManagedProcess
+from deploy.local.process import ManagedProcess, port_in_use
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ class KafkaCluster:
         """True when every node is up and registered with the controller quorum."""
         from kafka import KafkaAdminClient  # imported lazily: the CLI starts faster
 
+        if not all(port_in_use(n.host, n.broker_port) for n in self.nodes):
+            return False
         try:
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
         except Exception:  # noqa: BLE001 - any failure here just means "not ready yet"

@@ -60,12 +60,12 @@ def compose_exe() -> str:
 
 
 @pytest.fixture(scope="module")
-def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # docker-compose reads <project>/.env by default; a developer's .env must not supply the
     # secrets these tests leave unset.
     path = tmp_path_factory.mktemp("compose") / "empty.env"
     path.write_text("")
-    yield path
+    return path
 
 
 def run_compose(

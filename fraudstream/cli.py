@@ -1,0 +1,62 @@
+"""``fraudstream``: the one command line of the system. ``fraudstream <command> --help`` for each."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from fraudstream.commands import (
+    bench_cmd,
+    demo_cmd,
+    produce_cmd,
+    simulate_cmd,
+    stack_cmd,
+    tail_cmd,
+    topics_cmd,
+    train_cmd,
+    worker_cmd,
+)
+from fraudstream.errors import UserError
+from fraudstream.settings import Settings, SettingsError
+
+COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, produce_cmd, tail_cmd,
+            demo_cmd, bench_cmd)
+
+EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
+    f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraudstream",
+        description="Fault-tolerant streaming fraud detection: Kafka in, Faust workers, "
+                    "scikit-learn models, scores out.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        return int(args.run(args, settings) or 0)
+    except (UserError, SettingsError) as exc:
+        print(f"fraudstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""fraudstream simulate: a labelled CSV, or a live stream of transactions and delayed labels."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from fraudstream.errors import UserError
+from fraudstream.settings import Settings
+from simulator import Dataset, SimulationConfig, simulate, write_csv
+
+
+def add_simulation_args(p: argparse.ArgumentParser, *, customers: int = 5000,
+                        terminals: int = 10000, days: int = 183) -> None:
+    """The simulator's knobs, shared by every command that simulates data."""
+    g = p.add_argument_group("simulation (Fraud Detection Handbook, chapter 3)")
+    g.add_argument("--customers", type=int, default=customers, help=f"cards (default {customers})")
+    g.add_argument("--terminals", type=int, default=terminals,
+                   help=f"merchants/terminals (default {terminals})")
+    g.add_argument("--days", type=int, default=days, help=f"days simulated (default {days})")
+    g.add_argument("--start-date", default="2018-04-01", help="first day (default 2018-04-01)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--amount-scale", type=float, default=1.0,
+                   help="multiply genuine amounts (drift injection; default 1.0)")
+    g.add_argument("--id-prefix", default=None,
+                   help="transaction id prefix (default: tx, or a run-unique one for --live)")
+
+
+def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> SimulationConfig:
+    for name in ("customers", "terminals", "days"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1")
+    return SimulationConfig(n_customers=args.customers, n_terminals=args.terminals,
+                            nb_days=args.days, start_date=args.start_date, seed=args.seed,
+                            amount_scale=args.amount_scale, id_prefix=args.id_prefix or id_prefix)
+
+
+def run_simulation(config: SimulationConfig, quiet: bool = False) -> Dataset:
+    """Simulate with a progress bar on stderr."""
+    def progress(done: int, total: int) -> None:
+        if not quiet:
+            bar = "#" * int(30 * done / max(total, 1))
+            print(f"\rsimulating [{bar:<30}] day {done}/{total}", end="", file=sys.stderr,
+                  flush=True)
+    try:
+        ds = simulate(config, progress)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if not quiet:
+        print(file=sys.stderr)
+    return ds
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="simulate transactions: a labelled CSV or a live stream",
+                       description="Customers and terminals on a grid with the Handbook's three "
+                       "fraud scenarios, seeded and reproducible. --out writes a labelled CSV "
+                       "(transaction_id,timestamp,card_id,merchant_id,amount,is_fraud,"
+                       "fraud_scenario); --live streams transactions to the transactions topic at "
+                       "--rate and publishes each label to the labels topic --label-delay seconds "
+                       "later.")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", type=Path, help="write a labelled CSV here")
+    mode.add_argument("--live", action="store_true", help="stream to Kafka")
+    p.add_argument("--rate", type=float, default=1000.0,
+                   help="--live: transactions per second, 0 = as fast as possible (default 1000)")
+    p.add_argument("--label-delay", type=float, default=5.0,
+                   help="--live: seconds before each label is published (default 5)")
+    p.add_argument("--limit", type=int, default=None, help="--live: stop after N transactions")
+    p.add_argument("--no-labels", action="store_true", help="--live: do not publish labels")
+    add_simulation_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    prefix = "tx" if args.out else f"live{int(time.time())}"
+    config = config_from_args(args, prefix)
+    ds = run_simulation(config)
+    frauds = int(ds.is_fraud.sum())
+    print(f"simulated {len(ds):,} transactions, {frauds:,} frauds "
+          f"({100 * frauds / max(len(ds), 1):.2f}%)", file=sys.stderr)
+    if args.out:
+        write_csv(ds, args.out)
+        print(f"wrote {args.out}")
+        return 0
+    return asyncio.run(_stream(ds, args, settings))
+
+
+async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings) -> int:
+    from kafka.errors import KafkaError as SyncKafkaError
+
+    from fraudstream.feeds import outgoing
+    from fraudstream.streaming import ProduceStats, new_producer, produce_paced
+    from workers.topics import ensure_topics
+
+    try:
+        ensure_topics(settings)
+    except SyncKafkaError as exc:
+        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
+                        "run `fraudstream stack up`") from exc
+    producer = new_producer(settings.kafka_bootstrap)
+    await producer.start()
+    stats = ProduceStats()
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            print(f"\rsent {stats.sent:,} transactions ({stats.rate:,.0f}/s), "
+                  f"{stats.labels_sent:,} labels", end="", file=sys.stderr, flush=True)
+
+    reporter = asyncio.create_task(report())
+    try:
+        await produce_paced(producer, outgoing(ds, 0, args.limit, not args.no_labels),
+                            topic=settings.topic_transactions, labels_topic=settings.topic_labels,
+                            rate=args.rate, label_delay_s=args.label_delay, stats=stats)
+    finally:
+        reporter.cancel()
+        await producer.stop()
+    print(f"\nsent {stats.sent:,} transactions and {stats.labels_sent:,} labels", file=sys.stderr)
+    return 0

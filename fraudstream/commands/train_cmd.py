@@ -1,0 +1,63 @@
+"""fraudstream train: fit a model on labelled transactions and write a signed artifact."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fraudstream.commands.simulate_cmd import add_simulation_args, config_from_args, run_simulation
+from fraudstream.errors import UserError
+from fraudstream.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model and write a signed artifact",
+                       description="Train on a labelled CSV (--data) or on freshly simulated data, "
+                       "validate on the newest 20%% of rows (time-ordered, no shuffling), choose "
+                       "review/decline thresholds for precision targets, and write the skops "
+                       "model plus its signed manifest to --out (default FRAUDSTREAM_MODEL_PATH). "
+                       "Needs FRAUDSTREAM_SIGNING_KEY.")
+    p.add_argument("--data", type=Path, help="labelled CSV (default: simulate one)")
+    p.add_argument("--model", default="hgb", help="model family: hgb or logreg (default hgb)")
+    p.add_argument("--out", type=Path, default=None, help="artifact path")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing if a verified model already exists at --out")
+    add_simulation_args(p, customers=1000, terminals=2000, days=60)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from model_registry.artifact import ArtifactError, load_verified, save_signed
+    from model_registry.training import TrainingError, train
+    from simulator import CsvFormatError, read_csv
+
+    key = settings.signing_key.encode()
+    if not key:
+        raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; models are signed with it "
+                        "(generate one: python -c 'import secrets; print(secrets.token_hex(32))')")
+    out: Path = args.out or settings.model_path
+    if args.if_missing and out.exists():
+        try:
+            model = load_verified(out, key)
+            print(f"model {model.version} already at {out}; nothing to do")
+            return 0
+        except ArtifactError as exc:
+            print(f"existing model unusable ({exc}); training a new one", file=sys.stderr)
+    if args.data:
+        try:
+            ds = read_csv(args.data)
+        except CsvFormatError as exc:
+            raise UserError(str(exc)) from exc
+    else:
+        ds = run_simulation(config_from_args(args))
+    try:
+        trained = train(ds, args.model, settings.label_delay_days,
+                        progress=lambda msg: print(msg, file=sys.stderr))
+    except TrainingError as exc:
+        raise UserError(str(exc)) from exc
+    save_signed(out, trained.model_bytes, trained.manifest, key)
+    m = trained.manifest
+    print(f"model {m.version} -> {out} (review >= {m.review_threshold:.3f}, "
+          f"decline >= {m.decline_threshold:.3f})")
+    return 0

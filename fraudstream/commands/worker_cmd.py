@@ -1,0 +1,55 @@
+"""fraudstream worker: one scoring worker in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from fraudstream.errors import UserError
+from fraudstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run one scoring worker in the foreground",
+                       description="A Faust worker of the FRAUDSTREAM_APP_ID group: consumes "
+                       "transactions, validates them (bad ones to transactions.dlq with a reason), "
+                       "keeps card and merchant features in Faust tables, scores micro-batches "
+                       "with the verified model at FRAUDSTREAM_MODEL_PATH and writes scores. Its "
+                       "web server (health, readiness, /metrics) listens on "
+                       "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index.")
+    p.add_argument("--index", type=int, default=1, help="worker number, sets its web port "
+                   "(default 1)")
+    p.add_argument("--loglevel", default="info", help="faust log level (default info)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from model_registry.artifact import ArtifactError, load_verified
+    from monitoring.metrics import WorkerMetrics
+    from workers.app import WorkerApp
+    from workers.scoring import Scorer
+    from workers.topics import ensure_topics
+
+    try:
+        model = load_verified(settings.model_path, settings.signing_key.encode())
+        scorer = Scorer(model)
+    except ArtifactError as exc:
+        raise UserError(f"refusing to start: {exc}") from exc
+    from kafka.errors import KafkaError
+
+    try:
+        ensure_topics(settings)
+    except KafkaError as exc:
+        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
+                        "run `fraudstream stack up`") from exc
+    (settings.state_dir / "faust" / f"worker-{args.index}").mkdir(parents=True, exist_ok=True)
+    worker_app = WorkerApp(settings, args.index, scorer, WorkerMetrics.create())
+    logger.info("starting worker=%s model=%s", worker_app.name, scorer.version)
+    worker = Worker(worker_app.app, loglevel=args.loglevel, quiet=True,
+                    override_logging=False)
+    worker.execute_from_commandline()
+    return 0
