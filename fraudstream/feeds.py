@@ -35,9 +35,45 @@ def outgoing(ds: Dataset, start: int = 0, stop: int | None = None,
                 label = orjson.dumps({
                     "transaction_id": ids[i], "card_id": cards[i], "merchant_id": merchants[i],
                     "is_fraud": int(frauds[i]), "timestamp": stamps[i],
-                    "reported_at": format_timestamps_now()})
+                    "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             yield Outgoing(key, value, label)
 
 
-def format_timestamps_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+#: Malformed variants injected by ``with_bad_records``: (expected error code, transform).
+BAD_KINDS: tuple[tuple[str, str], ...] = (
+    ("invalid_json", "truncate"),
+    ("missing_field", "drop_amount"),
+    ("bad_amount", "negative_amount"),
+    ("bad_amount", "string_amount"),
+    ("bad_timestamp", "absurd_timestamp"),
+    ("duplicate_transaction", "duplicate"),
+)
+
+
+def corrupt(value: bytes, kind: str) -> bytes:
+    """A malformed copy of a valid transaction record."""
+    if kind == "truncate":
+        return value[: len(value) // 2]
+    body = orjson.loads(value)
+    if kind == "drop_amount":
+        del body["amount"]
+    elif kind == "negative_amount":
+        body["amount"] = -abs(body["amount"]) - 1
+    elif kind == "string_amount":
+        body["amount"] = str(body["amount"])
+    elif kind == "absurd_timestamp":
+        body["timestamp"] = "1970-01-01T00:00:00Z"
+    elif kind == "duplicate":
+        return value
+    return orjson.dumps(body)
+
+
+def with_bad_records(records: Iterator[Outgoing], every: int) -> Iterator[Outgoing]:
+    """After every ``every``-th record, add a malformed one (cycling through ``BAD_KINDS``)."""
+    kinds = 0
+    for i, rec in enumerate(records, 1):
+        yield rec
+        if every > 0 and i % every == 0:
+            _code, kind = BAD_KINDS[kinds % len(BAD_KINDS)]
+            kinds += 1
+            yield Outgoing(rec.key, corrupt(rec.value, kind))

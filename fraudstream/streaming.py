@@ -47,7 +47,8 @@ def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
 async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing], *,
                         topic: str, labels_topic: str, rate: float, label_delay_s: float,
                         stats: ProduceStats | None = None,
-                        should_stop: Callable[[], bool] = lambda: False) -> ProduceStats:
+                        should_stop: Callable[[], bool] = lambda: False,
+                        on_sent: Callable[[Outgoing], None] | None = None) -> ProduceStats:
     """Send ``records`` at ``rate`` per second (0 = as fast as possible); labels follow later.
 
     Pacing is done in 10 ms slices so high rates stay smooth; every send is awaited before
@@ -70,6 +71,8 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
             break
         inflight.append(await producer.send(topic, rec.value, key=rec.key))
         stats.sent += 1
+        if on_sent is not None:
+            on_sent(rec)
         now = time.monotonic()
         if rec.label is not None:
             pending_labels.append((now + label_delay_s, rec.key, rec.label))
@@ -93,28 +96,78 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
     return stats
 
 
+class TopicReader:
+    """Reads whole topics by explicit assignment (no consumer group), from their start or end.
+
+    ``start()`` fixes the starting positions, so records produced after it returns are never
+    missed, whatever happens later.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], *, from_beginning: bool = True,
+                 isolation_level: str = "read_committed") -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.from_beginning = from_beginning
+        self.isolation_level = isolation_level
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        from aiokafka import TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    isolation_level=self.isolation_level,
+                                    client_id="fraudstream-reader", max_partition_fetch_bytes=4_194_304)
+        await consumer.start()
+        partitions = []
+        for topic in self.topics:
+            ids = consumer.partitions_for_topic(topic)
+            if not ids:
+                await consumer._client.force_metadata_update()
+                ids = consumer.partitions_for_topic(topic) or set()
+            partitions += [TopicPartition(topic, i) for i in sorted(ids)]
+        consumer.assign(partitions)
+        if self.from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            ends = await consumer.end_offsets(partitions)
+            for tp, off in ends.items():
+                consumer.seek(tp, off)
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def __aenter__(self) -> TopicReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def poll(self, timeout_s: float = 0.2) -> list[tuple[str, bytes | None, bytes | None,
+                                                                int]]:
+        """Whatever arrived within ``timeout_s``: (topic, key, value, timestamp_ms) tuples."""
+        assert self._consumer is not None, "call start() first"
+        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000),
+                                               max_records=10_000)
+        return [(tp.topic, m.key, m.value, m.timestamp)
+                for tp, messages in batches.items() for m in messages]
+
+
 async def consume(bootstrap: str, topics: list[str], *, from_beginning: bool = True,
-                  group_id: str | None = None, idle_timeout_s: float | None = None,
-                  isolation_level: str = "read_committed") -> AsyncIterator[tuple[str, bytes | None,
-                                                                                bytes | None, int]]:
+                  idle_timeout_s: float | None = None) -> AsyncIterator[
+                      tuple[str, bytes | None, bytes | None, int]]:
     """Yield (topic, key, value, timestamp_ms) from ``topics``; stop after ``idle_timeout_s``."""
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=group_id,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=group_id is not None, isolation_level=isolation_level,
-        client_id="fraudstream-reader")
-    await consumer.start()
-    try:
+    async with TopicReader(bootstrap, topics, from_beginning=from_beginning) as reader:
         last = time.monotonic()
         while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            if not batches:
+            records = await reader.poll()
+            if not records:
                 if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
                     return
                 continue
             last = time.monotonic()
-            for tp, messages in batches.items():
-                for m in messages:
-                    yield tp.topic, m.key, m.value, m.timestamp
-    finally:
-        await consumer.stop()
+            for record in records:
+                yield record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterator, MutableMapping
@@ -10,6 +11,8 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream.settings import Settings
@@ -18,6 +21,9 @@ from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
 
 logger = logging.getLogger(__name__)
+
+#: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
+EXIT_KAFKA_UNAVAILABLE = 70
 
 
 class JsonTableView(MutableMapping[bytes, Any]):
@@ -123,7 +129,15 @@ class WorkerApp:
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
-                await self.processor.process(batch)
+                try:
+                    await self.processor.process(batch)
+                except (KafkaError, ProducerSendError) as exc:
+                    # Output could not be written: exit before these offsets are acknowledged,
+                    # so the group hands the partitions (and the batch) to a healthy worker.
+                    logger.critical("cannot write output, exiting error=%r", exc)
+                    os._exit(EXIT_KAFKA_UNAVAILABLE)
+                except Exception as exc:  # noqa: BLE001 - never lose a batch to a bug
+                    await self.processor.process_isolated(batch, exc)
 
         @app.agent(self.labels, name="route-labels")
         async def route_labels(stream: faust.StreamT) -> None:

@@ -38,8 +38,6 @@ class CardRecord:
         return None
 
     def remember(self, decision: Decision) -> None:
-        horizon = max(decision.ts, self.state.last_ts or decision.ts) - DEDUP_WINDOW_S
-        self.decisions = [d for d in self.decisions if d.ts > horizon]
         self.decisions.append(decision)
 
     def settle(self, transaction_id: str, score: float, decision: str, version: str) -> None:
@@ -52,7 +50,9 @@ class CardRecord:
         raise KeyError(transaction_id)
 
     def to_wire(self) -> list[object]:
-        return [self.state.to_wire(), [list(d) for d in self.decisions]]
+        """Compact JSON-able form; decisions older than the dedup window are dropped here."""
+        horizon = max((d.ts for d in self.decisions), default=0) - DEDUP_WINDOW_S
+        return [self.state.to_wire(), [list(d) for d in self.decisions if d.ts > horizon]]
 
     @classmethod
     def from_wire(cls, wire: list | None) -> CardRecord:

@@ -66,6 +66,27 @@ class ScoringProcessor:
         """Use another model from the next batch on (never inside a batch)."""
         self.scorer = scorer
 
+    async def process_isolated(self, batch: Sequence[RawRecord], error: Exception) -> None:
+        """After a batch failed unexpectedly: retry record by record, dead-letter what fails.
+
+        A bug that breaks on one record must neither lose the batch nor crash-loop the worker.
+        """
+        logger.error("batch failed, retrying one by one size=%d error=%r", len(batch), error)
+        at = iso_now(self.clock())
+        for rec in batch:
+            try:
+                await self.process([rec])
+            except Exception as exc:  # noqa: BLE001 - anything left is dead-lettered
+                logger.exception("record failed topic=%s partition=%s offset=%s", rec.topic,
+                                 rec.partition, rec.offset)
+                fut = await self.send(self.topics.dlq, rec.key, dead_letter_record(
+                    topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                    payload=rec.value, error="processing_error",
+                    reason=f"the worker failed on this record ({type(exc).__name__}: {exc}); "
+                    "report it with this record attached", dead_lettered_at=at))
+                await fut
+                self.metrics.dead_lettered.labels("processing_error").inc()
+
     async def process(self, batch: Sequence[RawRecord]) -> None:
         """Route every record of ``batch``; returns once all output is acknowledged by Kafka."""
         now = self.clock()

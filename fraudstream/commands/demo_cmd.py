@@ -1,4 +1,179 @@
-"""placeholder"""
+"""fraudstream demo: the whole system live: stack, model, two workers, a simulated stream."""
+
+from __future__ import annotations
+
 import argparse
+import asyncio
+import dataclasses
+import json
+import secrets
+import sys
+import time
+
+import numpy as np
+
+from fraudstream.commands.simulate_cmd import add_simulation_args, config_from_args, run_simulation
+from fraudstream.commands.stack_cmd import stack_from_settings
+from fraudstream.errors import UserError
+from fraudstream.settings import Settings
+from simulator import Dataset
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("demo", help="run everything: stack, model, workers and a live stream",
+                       description="Starts the local stack (if not running), trains a model if "
+                       "none exists, starts --workers scoring workers, streams simulated "
+                       "transactions (with a few malformed ones) and their delayed labels, and "
+                       "shows rate, scored, dead-lettered, decline rate and p50/p99 latency live. "
+                       "Ctrl-C (or --duration) stops it; it then waits for every record to come "
+                       "out, prints a JSON summary on stdout and stops what it started.")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of streaming (default: until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=1000.0,
+                   help="transactions per second (default 1000)")
+    p.add_argument("--workers", type=int, default=2, help="scoring workers (default 2)")
+    p.add_argument("--bad-every", type=int, default=500,
+                   help="insert one malformed record after every N (0 = none; default 500)")
+    p.add_argument("--label-delay", type=float, default=3.0,
+                   help="seconds before labels are published (default 3)")
+    p.add_argument("--keep-stack", action="store_true", help="leave the local stack running")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the summary here")
+    add_simulation_args(p, customers=2000, terminals=4000, days=120)
+    p.set_defaults(run=run)
+
+
+def with_signing_key(settings: Settings) -> Settings:
+    """Settings with a signing key: the configured one, or a local one kept in the state dir."""
+    if settings.signing_key:
+        return settings
+    key_file = settings.state_dir / "signing.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    print(f"using the local signing key in {key_file} (set FRAUDSTREAM_SIGNING_KEY to use yours)",
+          file=sys.stderr)
+    return dataclasses.replace(settings, signing_key=key_file.read_text().strip())
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from fraudstream.commands.train_cmd import ensure_model
+    from workers.pool import WorkerPool, WorkerStartError
+    from workers.topics import ensure_topics
+
+    settings = with_signing_key(settings)
+    stack = stack_from_settings(settings)
+    started_stack = not all(s.running for s in stack.status())
+    print("starting the local stack...", file=sys.stderr)
+    from deploy.local import StackError
+
+    pool = None
+    try:
+        try:
+            stack.up()
+        except StackError as exc:
+            raise UserError(str(exc)) from exc
+        ensure_topics(settings)
+        version = ensure_model(settings)
+        print(f"model {version}; starting {args.workers} workers...", file=sys.stderr)
+        pool = WorkerPool(settings, args.workers)
+        pool.start()
+        try:
+            pool.wait_ready()
+        except WorkerStartError as exc:
+            raise UserError(str(exc)) from exc
+        if args.start_date == "2018-04-01":
+            # Stream recent history, ending today, so successive demos move forward in time.
+            args.start_date = time.strftime("%Y-%m-%d", time.gmtime(time.time()
+                                                                     - args.days * 86_400))
+        data = run_simulation(config_from_args(args, f"demo{int(time.time())}"))
+        summary = asyncio.run(stream_and_watch(settings, data, args))
+        summary["model_version"] = version
+        summary["workers"] = args.workers
+    finally:
+        if pool is not None:
+            pool.stop()
+        if started_stack and not args.keep_stack:
+            stack.down()
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            fh.write(text + "\n")
+    return 0 if summary["lost"] == 0 else 1
+
+
+async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Namespace
+                           ) -> dict[str, object]:
+    """Produce the stream while reading scores and dead letters into a ledger; summarise."""
+    from fraudstream.feeds import outgoing, with_bad_records
+    from fraudstream.ledger import Ledger
+    from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
+
+    ledger = Ledger()
+    kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
+    reader = TopicReader(settings.kafka_bootstrap, list(kinds), from_beginning=False)
+    await reader.start()
+    producer = new_producer(settings.kafka_bootstrap)
+    await producer.start()
+    stats = ProduceStats()
+    stop_at = None if args.duration is None else time.monotonic() + args.duration
+    stopping = False
+
+    def should_stop() -> bool:
+        return stopping or (stop_at is not None and time.monotonic() >= stop_at)
+
+    records = with_bad_records(outgoing(data), args.bad_every)
+    produce_task = asyncio.create_task(produce_paced(
+        producer, records, topic=settings.topic_transactions, labels_topic=settings.topic_labels,
+        rate=args.rate, label_delay_s=args.label_delay, stats=stats, should_stop=should_stop,
+        on_sent=lambda rec: ledger.produced(rec.value)))
+    first_output: float | None = None
+    last_output = time.monotonic()
+    window: list[float] = []
+    last_print = 0.0
+    interactive = sys.stderr.isatty()
+    drain_deadline: float | None = None
+    try:
+        while True:
+            try:
+                batch = await reader.poll(0.2)
+            except asyncio.CancelledError:
+                stopping = True
+                raise
+            for topic, _key, value, ts in batch:
+                ledger.observe(kinds[topic], value, ts)
+            if batch:
+                first_output = first_output or time.monotonic()
+                last_output = time.monotonic()
+                window = ledger.latencies_ms[-2000:]
+            now = time.monotonic()
+            if now - last_print >= 1.0:
+                last_print = now
+                lat = np.asarray(window) if window else np.zeros(1)
+                line = (f"sent {stats.sent:,} ({stats.rate:,.0f}/s) | scored {ledger.scored:,} | "
+                        f"dead-lettered {ledger.dead_letters:,} | declined "
+                        f"{100 * ledger.decision_counts.get('decline', 0) / max(ledger.scored, 1):.2f}%"
+                        f" | latency p50 {np.percentile(lat, 50):.0f} ms p99 "
+                        f"{np.percentile(lat, 99):.0f} ms")
+                print(("\r" + line) if interactive else line, end="" if interactive else "\n",
+                      file=sys.stderr, flush=True)
+            if produce_task.done():
+                produce_task.result()
+                drain_deadline = drain_deadline or now + 60
+                if ledger.complete or now > drain_deadline:
+                    break
+    except KeyboardInterrupt:
+        stopping = True
+    finally:
+        stopping = True
+        if not produce_task.done():
+            await produce_task
+        await producer.stop()
+        await reader.stop()
+    print(file=sys.stderr)
+    summary = ledger.summary()
+    elapsed = max(last_output - stats.started, 1e-9)
+    summary["throughput_tx_per_s"] = round((ledger.scored + ledger.dead_letters) / elapsed, 1)
+    summary["duration_s"] = round(elapsed, 1)
+    return summary

@@ -61,3 +61,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"model {m.version} -> {out} (review >= {m.review_threshold:.3f}, "
           f"decline >= {m.decline_threshold:.3f})")
     return 0
+
+
+def ensure_model(settings: Settings, family: str = "hgb") -> str:
+    """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed."""
+    args = build_defaults()
+    args.out, args.if_missing, args.model, args.data = settings.model_path, True, family, None
+    run(args, settings)
+    from model_registry.artifact import load_verified
+
+    return load_verified(settings.model_path, settings.signing_key.encode()).version
+
+
+def build_defaults() -> argparse.Namespace:
+    """This command's arguments with their defaults (for callers that train programmatically)."""
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return parser.parse_args(["train"])

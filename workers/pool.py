@@ -1,0 +1,144 @@
+"""Scoring workers as child processes: start, wait until ready, stop (used by demo, bench, tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fraudstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerStartError(RuntimeError):
+    """A worker process exited or did not become ready; the message holds its log tail."""
+
+    retriable = False
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these exact settings."""
+    env = dict(os.environ)
+    for name, _default, _type in Settings.describe():
+        value = getattr(settings, name.removeprefix("FRAUDSTREAM_").lower())
+        env[name] = str(value)
+    env["FRAUDSTREAM_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """One ``fraudstream worker --index N`` child process."""
+
+    settings: Settings
+    index: int
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.settings.worker_web_port + self.index
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.state_dir / "logs" / f"worker-{self.index}.log"
+
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fraudstream.cli", "worker", "--index", str(self.index),
+                 *self.extra_args],
+                env=settings_env(self.settings), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        logger.info("started worker index=%d pid=%d", self.index, self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def readiness(self) -> dict | None:
+        """The worker's /ready answer, or None when it does not answer 200."""
+        url = f"http://{self.settings.bind_host}:{self.port}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
+                return dict(json.loads(resp.read()))
+        except (OSError, ValueError):
+            return None
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class WorkerPool:
+    """N scoring workers of one consumer group."""
+
+    settings: Settings
+    count: int
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.workers = [WorkerProcess(self.settings, i) for i in range(1, self.count + 1)]
+        for w in self.workers:
+            w.start()
+        self.write_scrape_targets()
+
+    def write_scrape_targets(self) -> None:
+        """Tell the local Prometheus (file_sd) where the workers' /metrics are."""
+        targets_dir = self.settings.state_dir / "prometheus" / "targets"
+        targets_dir.mkdir(parents=True, exist_ok=True)
+        body = [{"targets": [f"{self.settings.bind_host}:{w.port}" for w in self.workers],
+                 "labels": {"component": "worker"}}]
+        tmp = targets_dir / ".workers.json.tmp"
+        tmp.write_text(json.dumps(body))
+        tmp.replace(targets_dir / "workers.json")
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until every worker is ready and all transaction partitions are assigned."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for w in self.workers:
+                if not w.alive():
+                    raise WorkerStartError(f"worker {w.index} exited. Last log lines:\n"
+                                           f"{w.log_tail()}")
+            answers = [w.readiness() for w in self.workers]
+            if all(a is not None and a.get("ready") for a in answers):
+                assigned = sum(int(a.get("assigned_partitions", 0)) for a in answers if a)
+                if assigned >= self.settings.partitions:
+                    return
+            time.sleep(0.3)
+        tails = "\n".join(f"--- worker {w.index}\n{w.log_tail(10)}" for w in self.workers)
+        raise WorkerStartError(f"workers not ready after {timeout:.0f}s\n{tails}")
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.signal(signal.SIGTERM)
+        for w in self.workers:
+            w.stop()
