@@ -1,4 +1,4 @@
-"""``fraudstream``: the one command line of the system. ``fraudstream <command> --help`` for each."""
+"""``fraudstream``: the one command line of the system (``fraudstream <command> --help``)."""
 
 from __future__ import annotations
 

@@ -116,7 +116,8 @@ class TopicReader:
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     isolation_level=self.isolation_level,
-                                    client_id="fraudstream-reader", max_partition_fetch_bytes=4_194_304)
+                                    client_id="fraudstream-reader",
+                                    max_partition_fetch_bytes=4_194_304)
         await consumer.start()
         partitions = []
         for topic in self.topics:

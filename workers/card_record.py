@@ -12,8 +12,10 @@ from typing import NamedTuple
 
 from features import CardState
 
-#: How long (in the card's event time) a transaction id is remembered for duplicate detection.
+#: A transaction id is remembered for duplicate detection while it is among the card's last
+#: ``DEDUP_MIN_KEPT`` decisions or younger than ``DEDUP_WINDOW_S`` in the card's event time.
 DEDUP_WINDOW_S = 2 * 86_400
+DEDUP_MIN_KEPT = 32
 
 
 class Decision(NamedTuple):
@@ -52,7 +54,9 @@ class CardRecord:
     def to_wire(self) -> list[object]:
         """Compact JSON-able form; decisions older than the dedup window are dropped here."""
         horizon = max((d.ts for d in self.decisions), default=0) - DEDUP_WINDOW_S
-        return [self.state.to_wire(), [list(d) for d in self.decisions if d.ts > horizon]]
+        first_kept = len(self.decisions) - DEDUP_MIN_KEPT
+        kept = [list(d) for i, d in enumerate(self.decisions) if i >= first_kept or d.ts > horizon]
+        return [self.state.to_wire(), kept]
 
     @classmethod
     def from_wire(cls, wire: list | None) -> CardRecord:

@@ -1,4 +1,4 @@
-"""Scoring workers as child processes: start, wait until ready, stop (used by demo, bench, tests)."""
+"""Scoring workers as child processes: start, wait until ready, stop (demo, bench, tests)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class WorkerProcess:
         """The worker's /ready answer, or None when it does not answer 200."""
         url = f"http://{self.settings.bind_host}:{self.port}/ready"
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
                 return dict(json.loads(resp.read()))
         except (OSError, ValueError):
             return None

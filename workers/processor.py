@@ -76,7 +76,7 @@ class ScoringProcessor:
         for rec in batch:
             try:
                 await self.process([rec])
-            except Exception as exc:  # noqa: BLE001 - anything left is dead-lettered
+            except Exception as exc:
                 logger.exception("record failed topic=%s partition=%s offset=%s", rec.topic,
                                  rec.partition, rec.offset)
                 fut = await self.send(self.topics.dlq, rec.key, dead_letter_record(
@@ -139,14 +139,15 @@ class ScoringProcessor:
             scores = scorer.score(matrix)
             self.metrics.model_latency.observe(time.perf_counter() - started)
             reasons = scorer.reasons(matrix)
-            for (rec, tx, card), score, why in zip(pending, scores.tolist(), reasons, strict=True):
+            for (rec, tx, card), score, codes in zip(pending, scores.tolist(), reasons,
+                                                     strict=True):
                 decision = scorer.decide(score)
                 card.settle(tx.transaction_id, score, decision, scorer.version)
                 futures.append(await self.send(self.topics.scores, rec.key, score_record(
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
                     decision=decision, model_version=scorer.version, degraded=False,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                    reasons=why)))
+                    reasons=codes)))
                 self.metrics.decisions.labels(decision).inc()
         for rec, tx, seen in replays:
             futures.append(await self.send(self.topics.scores, rec.key, score_record(
@@ -154,11 +155,11 @@ class ScoringProcessor:
                 decision=seen.decision, model_version=seen.model_version, degraded=False,
                 worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
                 reasons=[])))
-        for rec, why in dead:
+        for rec, rejection in dead:
             futures.append(await self.send(self.topics.dlq, rec.key, dead_letter_record(
                 topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
-                error=why.error, reason=why.reason, dead_lettered_at=at)))
-            self.metrics.dead_lettered.labels(why.error).inc()
+                error=rejection.error, reason=rejection.reason, dead_lettered_at=at)))
+            self.metrics.dead_lettered.labels(rejection.error).inc()
         for key, card in touched.items():
             self.cards[key] = card.to_wire()
         for fut in futures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -45,10 +46,9 @@ def ensure_topics(settings: Settings) -> list[str]:
             return []
         request = {t.name: {"num_partitions": t.partitions, "replication_factor": t.replication,
                             "configs": t.configs} for t in wanted}
-        try:
+        # Another process may create one between the listing and the request.
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(request, wait_for_metadata=True)
-        except TopicAlreadyExistsError:
-            pass  # another process created it between the listing and the request
         logger.info("created topics names=%s", [t.name for t in wanted])
         return [t.name for t in wanted]
     finally:

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
 LIBS_DIR = KAFKA_DIR / "libs"
 JARS_STAMP = LIBS_DIR / ".complete"
+JDK_HINT = "Install a JDK 17+ (Debian: apt-get install default-jdk-headless)."
 
 
 def require_tool(name: str, hint: str) -> str:
@@ -32,7 +33,7 @@ def ensure_jars() -> Path:
     """Download Kafka and its runtime dependencies into deploy/kafka/libs once (idempotent)."""
     if JARS_STAMP.exists():
         return LIBS_DIR
-    require_tool("java", "Install a JDK 17+ (Debian: apt-get install default-jdk-headless).")
+    require_tool("java", JDK_HINT)
     mvn = require_tool("mvn", "Install Maven (Debian: apt-get install maven) or run `make setup`.")
     logger.info("fetching Kafka jars from Maven Central into %s", LIBS_DIR)
     cmd = [mvn, "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
@@ -94,6 +95,14 @@ class KafkaNode:
         ])
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64, never starting with '-'."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def log4j_properties(log_file: Path) -> str:
     return "\n".join([
         "log4j.rootLogger=INFO, file",
@@ -142,14 +151,13 @@ class KafkaCluster:
     def start(self) -> None:
         """Format storage (first run only) and start every node that is not running."""
         libs = ensure_jars()
-        java = require_tool("java", "Install a JDK 17+ (Debian: apt-get install default-jdk-headless).")
+        java = require_tool("java", JDK_HINT)
         voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.nodes)
         min_isr = 2 if self.replication >= 3 else 1
         cluster_id_file = self.root / "kafka" / "cluster-id"
         cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
         if not cluster_id_file.exists():
-            cluster_id_file.write_text(
-                base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            cluster_id_file.write_text(new_cluster_id())
         cluster_id = cluster_id_file.read_text().strip()
         classpath = f"{libs}/*"
         for node in self.nodes:
@@ -167,7 +175,8 @@ class KafkaCluster:
             if not (node.data_dir / "meta.properties").exists():
                 node.data_dir.mkdir(parents=True, exist_ok=True)
                 fmt = subprocess.run(
-                    [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+                    [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                     "-c", str(props),
                      "--ignore-formatted"], capture_output=True, text=True, check=False)
                 if fmt.returncode != 0:
                     raise StackError(f"kafka storage format failed for node {node.node_id}:\n"
@@ -182,12 +191,12 @@ class KafkaCluster:
             return False
         try:
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
-        except Exception:  # noqa: BLE001 - any failure here just means "not ready yet"
+        except Exception:
             return False
         try:
             cluster = admin.describe_cluster()
             return len(cluster.get("brokers", [])) >= len(self.nodes)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
         finally:
             admin.close()

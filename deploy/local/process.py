@@ -42,7 +42,7 @@ def process_start_ticks(pid: int) -> int | None:
 
 @dataclass(frozen=True)
 class ManagedProcess:
-    """A named server process whose identity (pid + start time) is kept in ``<run_dir>/<name>.pid``."""
+    """A named server process; its identity (pid + start time) is kept in a pid file."""
 
     name: str
     run_dir: Path
@@ -120,7 +120,7 @@ def _reap(pid: int) -> None:
 
 def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
                proc: ManagedProcess | None = None, interval: float = 0.2) -> None:
-    """Poll ``predicate`` until true; raise ``ServiceNotReady`` with ``message`` (and the log) if not."""
+    """Poll ``predicate`` until true, else raise ``ServiceNotReady`` (with the log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

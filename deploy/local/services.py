@@ -17,7 +17,7 @@ APT_HINT = "Run `make setup` (installs redis-server, prometheus, prometheus-aler
 def http_ok(url: str) -> bool:
     """True when GET url answers 2xx within a second."""
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
             return 200 <= resp.status < 300
     except OSError:
         return False
@@ -93,7 +93,8 @@ class PrometheusServer:
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         conf.write_text(self.config())
         self.process.start([
-            exe, f"--config.file={conf}", f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
+            exe, f"--config.file={conf}",
+            f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
             f"--web.listen-address={self.host}:{self.port}", "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=2d",
         ])

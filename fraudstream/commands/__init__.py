@@ -1,1 +1,1 @@
-"""One module per ``fraudstream`` command: ``add_parser(subparsers)`` and ``run(args, settings)``."""
+"""One module per ``fraudstream`` command, each with ``add_parser`` and ``run``."""

@@ -1,4 +1,6 @@
 """placeholder"""
 import argparse
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     pass

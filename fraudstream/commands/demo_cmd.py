@@ -151,9 +151,10 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
             if now - last_print >= 1.0:
                 last_print = now
                 lat = np.asarray(window) if window else np.zeros(1)
+                declined = ledger.decision_counts.get("decline", 0)
                 line = (f"sent {stats.sent:,} ({stats.rate:,.0f}/s) | scored {ledger.scored:,} | "
                         f"dead-lettered {ledger.dead_letters:,} | declined "
-                        f"{100 * ledger.decision_counts.get('decline', 0) / max(ledger.scored, 1):.2f}%"
+                        f"{100 * declined / max(ledger.scored, 1):.2f}%"
                         f" | latency p50 {np.percentile(lat, 50):.0f} ms p99 "
                         f"{np.percentile(lat, 99):.0f} ms")
                 print(("\r" + line) if interactive else line, end="" if interactive else "\n",

@@ -23,7 +23,8 @@ def stack_from_settings(settings: Settings, nodes: int | None = None) -> LocalSt
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="start, stop or inspect the local stack",
                        description="Real Kafka (KRaft, from Maven Central jars), Redis, Prometheus "
-                       "and Alertmanager on loopback, without Docker. Data, logs and pid files live "
+                       "and Alertmanager on loopback, without Docker. Data, logs and pid files "
+                       "live "
                        "under FRAUDSTREAM_STATE_DIR (default .stack/); `down` stops exactly the "
                        "processes `up` started.")
     p.add_argument("action", choices=["up", "down", "status"])

@@ -1,0 +1,17 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
+               interval: float = 0.2) -> None:
+    """Poll until ``predicate`` is true; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"{message} (after {timeout:.0f}s)")
