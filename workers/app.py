@@ -19,8 +19,13 @@ from fraudstream.settings import Settings
 from monitoring.metrics import WorkerMetrics
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
+from workers.state_tables import ChangelogTable
 
 logger = logging.getLogger(__name__)
+
+#: Changelog segments roll every minute so compaction keeps recovery short.
+COMPACT_CHANGELOG = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1",
+                     "delete.retention.ms": "60000"}
 
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
 EXIT_KAFKA_UNAVAILABLE = 70
@@ -76,7 +81,7 @@ def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
         "producer_linger": 0.005,
         "producer_max_request_size": 2_097_152,
         "stream_buffer_maxsize": 8192,
-        "table_standby_replicas": 1,
+        "table_standby_replicas": settings.table_standby_replicas,
         "stream_wait_empty": False,
         "datadir": str(settings.state_dir / "faust" / f"worker-{index}"),
         "worker_redirect_stdouts": False,
@@ -102,15 +107,16 @@ class WorkerApp:
                                          key_serializer="raw", value_serializer="raw",
                                          partitions=settings.partitions)
         # Card state is co-partitioned with the transactions (both keyed by card_id).
-        self.cards = JsonTableView(app.Table(
-            "cards", default=None, partitions=settings.partitions, key_type=bytes,
-            value_type=bytes, use_partitioner=True))
+        self.card_table = app.Table("cards", default=None, partitions=settings.partitions,
+                                    key_type=bytes, value_type=bytes,
+                                    extra_topic_configs=COMPACT_CHANGELOG)
         # Merchant risk is read by every worker, written only by the owner of the merchant.
         self.merchants = JsonTableView(app.GlobalTable(
             "merchants", default=None, partitions=1, recovery_buffer_size=1, key_type=bytes,
             value_type=bytes, use_partitioner=True))
         self.processor = ScoringProcessor(
-            scorer=scorer, cards=self.cards, merchants=self.merchants, send=self._send,
+            scorer=scorer, cards=ChangelogTable(self.card_table, self._send_to),
+            merchants=self.merchants, send=self._send,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes)
@@ -119,6 +125,10 @@ class WorkerApp:
 
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> Any:
         return await self.app.producer.send(topic, key, value, None, None, None)
+
+    async def _send_to(self, topic: str, key: bytes | None, value: bytes,
+                       partition: int | None) -> Any:
+        return await self.app.producer.send(topic, key, value, partition, None, None)
 
     def _register(self) -> None:
         app, s = self.app, self.settings

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
 from workers.messages import dead_letter_record, iso_now, score_record
 from workers.scoring import Scorer
+from workers.state_tables import StateTable
 from workers.validation import Rejection, Transaction, validate
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,8 @@ class Topics:
 class ScoringProcessor:
     """Validates, featurises, scores and routes one batch; updates the card table once per card."""
 
-    def __init__(self, *, scorer: Scorer, cards: MutableMapping[bytes, list],
-                 merchants: MutableMapping[bytes, list], send: Send, topics: Topics,
+    def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: Mapping[bytes, Any],
+                 send: Send, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
                  max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
         self.scorer = scorer
@@ -94,7 +96,7 @@ class ScoringProcessor:
         at = iso_now(now)
         futures: list[Awaitable[object]] = []
         dead: list[tuple[RawRecord, Rejection]] = []
-        touched: dict[bytes, CardRecord] = {}
+        touched: dict[bytes, tuple[int, CardRecord]] = {}
         pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
         rows: list[list[float]] = []
         replays: list[tuple[RawRecord, Transaction, Decision]] = []
@@ -112,9 +114,10 @@ class ScoringProcessor:
                     "produce transactions keyed by card_id so each card's state stays on one "
                     "partition")))
                 continue
-            card = touched.get(key)
-            if card is None:
-                card = touched[key] = CardRecord.from_wire(self.cards.get(key))
+            entry = touched.get(key)
+            if entry is None:
+                entry = touched[key] = (rec.partition, CardRecord.from_wire(self.cards.get(key)))
+            card = entry[1]
             seen = card.find(result.transaction_id)
             if seen is not None:
                 if (seen.partition, seen.offset) == (rec.partition, rec.offset):
@@ -160,8 +163,8 @@ class ScoringProcessor:
                 topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
                 error=rejection.error, reason=rejection.reason, dead_lettered_at=at)))
             self.metrics.dead_lettered.labels(rejection.error).inc()
-        for key, card in touched.items():
-            self.cards[key] = card.to_wire()
+        futures += await self.cards.put_many(
+            [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()])
         for fut in futures:
             await fut
         done = self.clock()

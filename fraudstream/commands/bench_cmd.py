@@ -1,6 +1,84 @@
-"""placeholder"""
+"""fraudstream bench: throughput and latency of the workers, against a ceiling and a peer."""
+
+from __future__ import annotations
+
 import argparse
+import json
+import sys
+from pathlib import Path
+
+from fraudstream.commands.demo_cmd import with_signing_key
+from fraudstream.commands.simulate_cmd import run_simulation
+from fraudstream.commands.stack_cmd import stack_from_settings
+from fraudstream.errors import UserError
+from fraudstream.settings import Settings
+from simulator import SimulationConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("bench", help="measure throughput and latency (a measurement, not a test)",
+                       description="On the local stack and the same simulated data: sustained "
+                       "drain throughput of 1 and 2 fraudstream workers, of a raw aiokafka "
+                       "consume-score-produce loop (the ceiling) and of a naive "
+                       "one-event-at-a-time Faust agent (the peer), with their ratios; then "
+                       "end-to-end latency "
+                       "percentiles with 2 workers at fixed input rates.")
+    p.add_argument("--records", type=int, default=60_000,
+                   help="transactions per throughput run (default 60000)")
+    p.add_argument("--rates", default="1000,2000",
+                   help="comma-separated input rates for the latency runs (default 1000,2000)")
+    p.add_argument("--latency-seconds", type=float, default=20.0,
+                   help="length of each latency run (default 20)")
+    p.add_argument("--contenders", default="raw,naive,1,2",
+                   help="which to run: raw (aiokafka loop), naive (Faust agent), 1 and 2 "
+                        "(fraudstream workers); default all")
+    p.add_argument("--json", dest="json_out", type=Path, default=None, help="write the report")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.harness import CONTENDERS, run_benchmark
+    from deploy.local import StackError
+    from fraudstream.commands.train_cmd import ensure_model
+
+    settings = with_signing_key(settings)
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r]
+    except ValueError as exc:
+        raise UserError(f"--rates must be numbers separated by commas: {args.rates!r}") from exc
+    try:
+        stack_from_settings(settings).up(("kafka",))
+    except StackError as exc:
+        raise UserError(str(exc)) from exc
+    version = ensure_model(settings)
+    days = 60
+    data = run_simulation(SimulationConfig(n_customers=3000, n_terminals=6000, nb_days=days,
+                                           id_prefix="bench"))
+    needed = args.records + int(max(rates, default=0) * args.latency_seconds) * len(rates)
+    if len(data) < needed:
+        raise UserError(f"the bench data has {len(data):,} transactions, {needed:,} needed; "
+                        "lower --records or --latency-seconds")
+    only = tuple(c for c in args.contenders.split(",") if c)
+    unknown = set(only) - set(CONTENDERS)
+    if unknown:
+        raise UserError(f"unknown contender(s) {sorted(unknown)}; choose from {CONTENDERS}")
+    report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
+                           say=lambda msg: print(msg, file=sys.stderr, flush=True), only=only)
+    report["model_version"] = version
+    print_report(report)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def print_report(report: dict) -> None:
+    print(f"\nthroughput ({report['records']:,} transactions each)")
+    for name, value in report["throughput_tx_per_s"].items():
+        print(f"  {name:<24} {value:>10,.0f} tx/s")
+    print("ratios")
+    for name, value in report["ratios"].items():
+        print(f"  {name:<24} {value:>10.2f}")
+    print("end-to-end latency (2 workers)")
+    for name, lat in report["latency_ms"].items():
+        print(f"  {name:<24} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms")

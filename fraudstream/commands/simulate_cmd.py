@@ -40,11 +40,14 @@ def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> Simulat
 
 def run_simulation(config: SimulationConfig, quiet: bool = False) -> Dataset:
     """Simulate with a progress bar on stderr."""
+    interactive = sys.stderr.isatty()
+
     def progress(done: int, total: int) -> None:
-        if not quiet:
-            bar = "#" * int(30 * done / max(total, 1))
-            print(f"\rsimulating [{bar:<30}] day {done}/{total}", end="", file=sys.stderr,
-                  flush=True)
+        if quiet or (not interactive and done != total):
+            return
+        bar = "#" * int(30 * done / max(total, 1))
+        print(f"\rsimulating [{bar:<30}] day {done}/{total}", end="", file=sys.stderr,
+              flush=True)
     try:
         ds = simulate(config, progress)
     except ValueError as exc:

@@ -16,6 +16,7 @@ from model_registry.artifact import LoadedModel, ModelManifest
 from monitoring.metrics import WorkerMetrics
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
+from workers.state_tables import DictTable
 
 
 class AmountModel:
@@ -38,7 +39,7 @@ def scorer() -> Scorer:
 class Harness:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, dict[str, Any]]] = []
-        self.cards: dict[bytes, Any] = {}
+        self.cards = DictTable()
         self.registry = CollectorRegistry()
         self.processor = ScoringProcessor(
             scorer=scorer(), cards=self.cards, merchants={}, send=self.send,
@@ -114,7 +115,7 @@ def test_card_state_carries_over_batches() -> None:
     h = Harness()
     h.run([h.record(tx(1, 10.0)), h.record(tx(2, 20.0))])
     h.run([h.record(tx(3, 30.0))])
-    state = h.cards[b"C1"][0]
+    state = h.cards.data[b"C1"][0]
     assert sum(n for _d, n, _s in state[2]) == 3
 
 

@@ -1,0 +1,1 @@
+"""The benchmark harness: fraudstream workers against a raw aiokafka ceiling and a naive peer."""

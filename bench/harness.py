@@ -1,0 +1,206 @@
+"""Throughput and latency, measured side by side in one run on the same data.
+
+Each contender drains the same pre-loaded topic (its own copy) and is timed from its first output
+record to its last (Kafka timestamps), so start-up is excluded and every contender is measured
+the same way. Latency is measured at fixed input rates from the transaction's arrival in Kafka
+to its score's arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from fraudstream.feeds import outgoing
+from fraudstream.settings import Settings
+from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
+from simulator import Dataset
+from workers.pool import WorkerPool, settings_env
+from workers.topics import ensure_topics
+
+
+@dataclass
+class Contender:
+    """A way of scoring the stream: its name and how to start and stop it."""
+
+    name: str
+    start: Callable[[Settings], Callable[[], None]]
+
+
+@dataclass
+class Measurement:
+    name: str
+    records: int
+    seconds: float
+    throughput: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def fresh(settings: Settings, label: str) -> Settings:
+    """Settings with topics and a consumer group of their own."""
+    tag = f"{label}-{uuid.uuid4().hex[:6]}"
+    return dataclasses.replace(settings, app_id=f"bench-{tag}",
+                               topic_transactions=f"bench-tx-{tag}",
+                               topic_scores=f"bench-scores-{tag}", topic_dlq=f"bench-dlq-{tag}",
+                               topic_labels=f"bench-labels-{tag}")
+
+
+def start_pool(count: int) -> Callable[[Settings], Callable[[], None]]:
+    def start(settings: Settings) -> Callable[[], None]:
+        pool = WorkerPool(settings, count)
+        pool.start()
+        return pool.stop
+    return start
+
+
+def start_module(module: str, *args: str) -> Callable[[Settings], Callable[[], None]]:
+    def start(settings: Settings) -> Callable[[], None]:
+        log = open(settings.state_dir / "logs" / f"{module}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", module, *args],
+                                env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
+
+        def stop() -> None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+        return stop
+    return start
+
+
+async def preload(settings: Settings, records: list[Outgoing]) -> None:
+    producer = new_producer(settings.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        await produce_paced(producer, records, topic=settings.topic_transactions,
+                            labels_topic=settings.topic_labels, rate=0, label_delay_s=0)
+    finally:
+        await producer.stop()
+
+
+async def collect(settings: Settings, expected: int, timeout: float) -> list[tuple[int, bytes]]:
+    """(timestamp_ms, value) of the first ``expected`` outputs (scores and dead letters)."""
+    out: list[tuple[int, bytes]] = []
+    async with TopicReader(settings.kafka_bootstrap, [settings.topic_scores, settings.topic_dlq],
+                           from_beginning=True) as reader:
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            out += [(ts, value or b"") for _t, _k, value, ts in await reader.poll(0.5)]
+    return out
+
+
+def throughput_run(base: Settings, contender: Contender, records: list[Outgoing],
+                   timeout: float, say: Callable[[str], None]) -> Measurement:
+    settings = fresh(base, contender.name.replace(" ", "-"))
+    ensure_topics(settings)
+    asyncio.run(preload(settings, records))
+    say(f"  {contender.name}: draining {len(records):,} records")
+    stop = contender.start(settings)
+    try:
+        outputs = asyncio.run(collect(settings, len(records), timeout))
+    finally:
+        stop()
+    if len(outputs) < len(records):
+        raise RuntimeError(f"{contender.name}: only {len(outputs)} of {len(records)} outputs "
+                           f"within {timeout:.0f}s")
+    stamps = np.asarray(sorted(ts for ts, _v in outputs), dtype=np.float64)
+    seconds = max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
+    return Measurement(contender.name, len(records), round(seconds, 2),
+                       round((len(records) - 1) / seconds, 1))
+
+
+async def _paced_latency(settings: Settings, records: list[Outgoing], rate: float
+                         ) -> list[float]:
+    async with TopicReader(settings.kafka_bootstrap, [settings.topic_scores],
+                           from_beginning=False) as reader:
+        producer = new_producer(settings.kafka_bootstrap, linger_ms=1)
+        await producer.start()
+        try:
+            task = asyncio.create_task(produce_paced(
+                producer, records, topic=settings.topic_transactions,
+                labels_topic=settings.topic_labels, rate=rate, label_delay_s=0))
+            latencies: list[float] = []
+            deadline = None
+            while len(latencies) < len(records):
+                for _t, _k, value, ts in await reader.poll(0.3):
+                    body = orjson.loads(value or b"{}")
+                    latencies.append(ts - body["ingested_at_ms"])
+                if task.done():
+                    task.result()
+                    deadline = deadline or time.monotonic() + 60
+                    if time.monotonic() > deadline:
+                        break
+        finally:
+            await producer.stop()
+    return latencies
+
+
+def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: float,
+                say: Callable[[str], None]) -> Measurement:
+    settings = fresh(base, f"latency-{int(rate)}")
+    ensure_topics(settings)
+    pool = WorkerPool(settings, workers)
+    pool.start()
+    try:
+        pool.wait_ready()
+        say(f"  {workers} workers at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
+        latencies = asyncio.run(_paced_latency(settings, records, rate))
+    finally:
+        pool.stop()
+    lat = np.asarray(latencies, dtype=np.float64)
+    return Measurement(f"{workers} workers @ {rate:,.0f}/s", len(lat), len(records) / rate, rate,
+                       {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+                        "max": float(lat.max())})
+
+
+CONTENDERS = ("raw", "naive", "1", "2")
+
+
+def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[float],
+                  latency_seconds: float, say: Callable[[str], None],
+                  only: tuple[str, ...] = CONTENDERS) -> dict[str, object]:
+    """The whole benchmark; returns the report as a JSON-able dict."""
+    batch = list(outgoing(data, 0, records, with_labels=False))
+    everyone = {
+        "raw": Contender("raw aiokafka loop", start_module("bench.raw_loop", str(len(batch)))),
+        "naive": Contender("naive faust agent", start_module("bench.naive_agent")),
+        "1": Contender("fraudstream 1 worker", start_pool(1)),
+        "2": Contender("fraudstream 2 workers", start_pool(2)),
+    }
+    contenders = [everyone[k] for k in only]
+    say(f"throughput: {len(batch):,} transactions per contender")
+    results = [throughput_run(settings, c, batch, timeout=600, say=say) for c in contenders]
+    by_name = {r.name: r for r in results}
+    say("latency at fixed rates")
+    latencies = []
+    for rate in rates:
+        n = int(rate * latency_seconds)
+        paced = list(outgoing(data, records, records + n, with_labels=False))
+        latencies.append(latency_run(settings, 2, paced, rate, say))
+    rate = {key: by_name[c.name].throughput for key, c in everyone.items() if c.name in by_name}
+    ratios = {}
+    for name, (a, b) in {"1_worker_vs_raw_loop": ("1", "raw"),
+                         "1_worker_vs_naive_agent": ("1", "naive"),
+                         "2_workers_vs_raw_loop": ("2", "raw"),
+                         "2_workers_vs_naive_agent": ("2", "naive"),
+                         "2_workers_vs_1_worker": ("2", "1")}.items():
+        if a in rate and b in rate:
+            ratios[name] = round(rate[a] / rate[b], 3)
+    return {
+        "records": len(batch),
+        "throughput_tx_per_s": {r.name: r.throughput for r in results},
+        "drain_seconds": {r.name: r.seconds for r in results},
+        "ratios": ratios,
+        "latency_ms": {m.name: m.latency_ms for m in latencies},
+    }
