@@ -9,7 +9,10 @@ to its score's arrival.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +29,10 @@ from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_p
 from simulator import Dataset
 from workers.pool import WorkerPool, settings_env
 from workers.topics import ensure_topics
+
+
+#: Seconds the workers run idle before a latency run starts.
+WARM_UP_S = 5.0
 
 
 @dataclass
@@ -66,14 +73,18 @@ def start_module(module: str, *args: str) -> Callable[[Settings], Callable[[], N
     def start(settings: Settings) -> Callable[[], None]:
         log = open(settings.state_dir / "logs" / f"{module}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", module, *args],
-                                env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
+                                env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
         def stop() -> None:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
             log.close()
         return stop
     return start
@@ -154,12 +165,14 @@ def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: flo
     pool.start()
     try:
         pool.wait_ready()
-        say(f"  {workers} workers at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
+        # Let the group settle: a late second rebalance would otherwise land in the window.
+        time.sleep(WARM_UP_S)
+        say(f"  {workers} worker(s) at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
         latencies = asyncio.run(_paced_latency(settings, records, rate))
     finally:
         pool.stop()
     lat = np.asarray(latencies, dtype=np.float64)
-    return Measurement(f"{workers} workers @ {rate:,.0f}/s", len(lat), len(records) / rate, rate,
+    return Measurement(f"{workers} worker(s) @ {rate:,.0f}/s", len(lat), len(records) / rate, rate,
                        {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                         "max": float(lat.max())})
 
@@ -184,19 +197,23 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
     by_name = {r.name: r for r in results}
     say("latency at fixed rates")
     latencies = []
+    start = records
     for rate in rates:
-        n = int(rate * latency_seconds)
-        paced = list(outgoing(data, records, records + n, with_labels=False))
-        latencies.append(latency_run(settings, 2, paced, rate, say))
-    rate = {key: by_name[c.name].throughput for key, c in everyone.items() if c.name in by_name}
+        for workers in (1, 2):
+            n = int(rate * latency_seconds)
+            paced = list(outgoing(data, start, start + n, with_labels=False))
+            start += n
+            latencies.append(latency_run(settings, workers, paced, rate, say))
+    measured = {key: by_name[c.name].throughput for key, c in everyone.items()
+                if c.name in by_name}
     ratios = {}
     for name, (a, b) in {"1_worker_vs_raw_loop": ("1", "raw"),
                          "1_worker_vs_naive_agent": ("1", "naive"),
                          "2_workers_vs_raw_loop": ("2", "raw"),
                          "2_workers_vs_naive_agent": ("2", "naive"),
                          "2_workers_vs_1_worker": ("2", "1")}.items():
-        if a in rate and b in rate:
-            ratios[name] = round(rate[a] / rate[b], 3)
+        if a in measured and b in measured:
+            ratios[name] = round(measured[a] / measured[b], 3)
     return {
         "records": len(batch),
         "throughput_tx_per_s": {r.name: r.throughput for r in results},

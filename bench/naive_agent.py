@@ -19,7 +19,7 @@ from fraudstream.settings import Settings
 from model_registry.artifact import load_verified
 from workers.card_record import CardRecord
 from workers.messages import dead_letter_record, iso_now, score_record
-from workers.scoring import Scorer
+from workers.scoring import Scorer, limit_model_threads
 from workers.validation import Rejection, validate
 
 
@@ -64,6 +64,7 @@ def build(settings: Settings) -> faust.App:
 def main() -> None:
     from faust.worker import Worker
 
+    limit_model_threads()
     settings = Settings.from_env()
     app = build(settings)
     Worker(app, loglevel="warning", quiet=True, override_logging=False).execute_from_commandline()

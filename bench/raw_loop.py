@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fraudstream.settings import Settings
 from monitoring.metrics import WorkerMetrics
 from workers.processor import RawRecord, ScoringProcessor, Topics
-from workers.scoring import Scorer
+from workers.scoring import Scorer, limit_model_threads
 from workers.state_tables import DictTable
 
 
@@ -53,6 +53,7 @@ def main() -> None:
 
     from model_registry.artifact import load_verified
 
+    limit_model_threads()
     settings = Settings.from_env()
     scorer = Scorer(load_verified(settings.model_path, settings.signing_key.encode()))
     asyncio.run(run_raw_loop(settings, scorer, int(sys.argv[1]), f"{settings.app_id}-raw"))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from fraudstream.commands import (
+    api_cmd,
     bench_cmd,
     demo_cmd,
     produce_cmd,
@@ -22,7 +24,7 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
 COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, produce_cmd, tail_cmd,
-            demo_cmd, bench_cmd)
+            demo_cmd, bench_cmd, api_cmd)
 
 EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())
@@ -48,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # SIGTERM unwinds like Ctrl-C, so commands stop the processes they started.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         settings = Settings.from_env()
         return int(args.run(args, settings) or 0)
@@ -56,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

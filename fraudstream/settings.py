@@ -43,8 +43,7 @@ class Settings:
     app_id: str = "fraudstream-scoring"
     #: First web port of the workers; worker N listens on worker_web_port + N.
     worker_web_port: int = 6066
-    #: Where models live; ``model_path`` is the artifact the workers serve.
-    model_dir: Path = Path("artifacts/models")
+    #: The model artifact the workers serve (its signed manifest sits next to it).
     model_path: Path = Path("artifacts/models/current.skops")
     #: HMAC key that signs and verifies model artifacts. Required to train or serve.
     signing_key: str = ""
@@ -53,13 +52,16 @@ class Settings:
     batch_window_s: float = 0.02
     #: Largest accepted transaction record, in bytes; larger ones are dead-lettered.
     max_message_bytes: int = 65536
-    #: Decision thresholds on the model's fraud probability.
-    review_threshold: float = 0.5
-    decline_threshold: float = 0.8
     #: Standby replicas of each feature-table partition kept warm on other workers. 0 by
     #: default: measured, one standby cut two workers' throughput from ~4,000 to ~550 tx/s,
     #: and recovery replays the compacted changelog instead.
     table_standby_replicas: int = 0
+    #: The HTTP API (``fraudstream api``): port, and the bearer token its mutating endpoints
+    #: require (unset = mutations refused).
+    api_port: int = 8000
+    api_token: str = ""
+    #: Redis, for caches and replicated model artifacts.
+    redis_url: str = ""
     #: Label delay in days used by the merchant-risk features (the Handbook's 7 days).
     label_delay_days: int = 7
 

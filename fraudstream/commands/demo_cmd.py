@@ -57,9 +57,9 @@ def with_signing_key(settings: Settings) -> Settings:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.commands.train_cmd import ensure_model
     from workers.pool import WorkerPool, WorkerStartError
-    from workers.topics import ensure_topics
 
     settings = with_signing_key(settings)
     stack = stack_from_settings(settings)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             stack.up()
         except StackError as exc:
             raise UserError(str(exc)) from exc
-        ensure_topics(settings)
+        require_topics(settings)
         version = ensure_model(settings)
         print(f"model {version}; starting {args.workers} workers...", file=sys.stderr)
         pool = WorkerPool(settings, args.workers)

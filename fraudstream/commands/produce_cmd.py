@@ -74,16 +74,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _produce(records: Iterator[Outgoing], args: argparse.Namespace,
                    settings: Settings) -> int:
-    from kafka.errors import KafkaError
-
+    from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.streaming import new_producer, produce_paced
-    from workers.topics import ensure_topics
 
-    try:
-        ensure_topics(settings)
-    except KafkaError as exc:
-        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
-                        "run `fraudstream stack up`") from exc
+    require_topics(settings)
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
     try:

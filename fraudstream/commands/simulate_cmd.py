@@ -93,17 +93,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings) -> int:
-    from kafka.errors import KafkaError as SyncKafkaError
-
+    from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.feeds import outgoing
     from fraudstream.streaming import ProduceStats, new_producer, produce_paced
-    from workers.topics import ensure_topics
 
-    try:
-        ensure_topics(settings)
-    except SyncKafkaError as exc:
-        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
-                        "run `fraudstream stack up`") from exc
+    require_topics(settings)
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
     stats = ProduceStats()

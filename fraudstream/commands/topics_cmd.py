@@ -17,15 +17,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def require_topics(settings: Settings) -> list[str]:
+    """Create the missing contract topics, or fail with what to do when Kafka cannot be reached."""
     from kafka.errors import KafkaError
 
     from workers.topics import ensure_topics
 
     try:
-        created = ensure_topics(settings)
+        return ensure_topics(settings)
     except KafkaError as exc:
         raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start it "
                         "with `fraudstream stack up` or set FRAUDSTREAM_BOOTSTRAP_SERVERS") from exc
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    created = require_topics(settings)
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     return 0

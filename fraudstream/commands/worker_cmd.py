@@ -27,31 +27,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
-    from threadpoolctl import threadpool_limits
 
-    # One scoring thread per worker: the model runs on micro-batches, and OpenMP threads in
-    # several workers on the same cores spin against each other (measured: 2 workers ran 4x
-    # slower than 1 until this was set).
-    threadpool_limits(limits=1)
-
+    from fraudstream.commands.topics_cmd import require_topics
     from model_registry.artifact import ArtifactError, load_verified
     from monitoring.metrics import WorkerMetrics
     from workers.app import WorkerApp
-    from workers.scoring import Scorer
-    from workers.topics import ensure_topics
+    from workers.scoring import Scorer, limit_model_threads
 
+    limit_model_threads()
     try:
         model = load_verified(settings.model_path, settings.signing_key.encode())
         scorer = Scorer(model)
     except ArtifactError as exc:
         raise UserError(f"refusing to start: {exc}") from exc
-    from kafka.errors import KafkaError
-
-    try:
-        ensure_topics(settings)
-    except KafkaError as exc:
-        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); "
-                        "run `fraudstream stack up`") from exc
+    require_topics(settings)
     (settings.state_dir / "faust" / f"worker-{args.index}").mkdir(parents=True, exist_ok=True)
     worker_app = WorkerApp(settings, args.index, scorer, WorkerMetrics.create())
     logger.info("starting worker=%s model=%s", worker_app.name, scorer.version)

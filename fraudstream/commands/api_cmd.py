@@ -1,0 +1,78 @@
+"""fraudstream api: the HTTP API (submit transactions, read decisions, receive alerts)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+
+from fraudstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Serve the HTTP API on FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_API_PORT (127.0.0.1:8000 by default).
+It produces to and reads from Kafka at FRAUDSTREAM_BOOTSTRAP_SERVERS (the local stack by
+default), retrying until Kafka is reachable.
+
+Endpoints:
+  GET  /health                    200 {"status": "ok"} once its producer and scores consumer
+                                  run; 503 with what is down otherwise
+  GET  /metrics                   Prometheus metrics of the API (fraudstream_api_*)
+  POST /api/transactions          one transaction (JSON body) -> validated, produced to the
+                                  transactions topic keyed by card_id; 202 with its partition
+                                  and offset, 422 {"error", "reason"} if invalid. Token needed.
+  GET  /api/decisions/ID          its latest score record, or 404 if not scored yet;
+                                  ?wait_s=N (0-30) waits up to N seconds for it. Decisions
+                                  scored while the API was down are not known to it.
+  POST /api/alerts/webhook        Alertmanager webhook receiver: loopback callers need no
+                                  token, anyone else does
+  GET  /api/alerts                {"firing": [...], "recent": [last 500 alerts]}
+
+Token: mutations need the header `Authorization: Bearer $FRAUDSTREAM_API_TOKEN`. If
+FRAUDSTREAM_API_TOKEN is unset they are refused with 503; a wrong or missing token gets 401.
+Reads (decisions, alerts, health, metrics) are open: keep the default loopback bind host, or
+put the API behind something that authenticates, before exposing it."""
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
+    return port
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("api", help="serve the HTTP API (submit transactions, read decisions, "
+                       "receive alerts)", description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=_port, default=None,
+                   help="port to listen on (default FRAUDSTREAM_API_PORT, 8000)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from monitoring.api.app import create_app
+
+    port = args.port if args.port is not None else settings.api_port
+    if not settings.api_token:
+        logger.warning("FRAUDSTREAM_API_TOKEN is not set: POST endpoints will answer 503")
+    if not _is_loopback(settings.bind_host):
+        logger.warning("listening on %s, not loopback: decisions and alerts are readable by "
+                       "anyone who can reach it", settings.bind_host)
+    logger.info("fraudstream api on http://%s:%d (Kafka %s)", settings.bind_host, port,
+                settings.kafka_bootstrap)
+    # log_config=None keeps the CLI's logging setup instead of uvicorn's own.
+    uvicorn.run(create_app(settings), host=settings.bind_host, port=port, log_config=None)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""The HTTP API: submit transactions, read decisions, receive alerts (``fraudstream api``)."""

@@ -1,0 +1,175 @@
+"""The FastAPI application of ``fraudstream api`` and its Kafka background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from fraudstream.settings import Settings
+from fraudstream.streaming import TopicReader, new_producer
+from monitoring.api.alerts import AlertStore
+from monitoring.api.alerts import router as alerts_router
+from monitoring.api.decision_cache import DecisionCache
+from monitoring.api.decisions import router as decisions_router
+from monitoring.api.deps import ApiState, Producer
+from monitoring.api.health import ApiMetrics, RequestMetrics
+from monitoring.api.health import router as health_router
+
+logger = logging.getLogger(__name__)
+RETRY_MAX_S = 10.0
+#: How often, and how patiently, the running consumer checks that Kafka still answers (the
+#: aiokafka clients retry quietly forever, so without this /health would stay green).
+PROBE_INTERVAL_S = 5.0
+PROBE_TIMEOUT_S = 5.0
+
+
+class Background:
+    """The producer for submissions and the scores reader feeding the cache, with retries.
+
+    Nothing connects until ``start()``; until both are up, ``down()`` says what is missing.
+    """
+
+    def __init__(self, settings: Settings, decisions: DecisionCache,
+                 producer: Producer | None = None, *, enabled: bool = True) -> None:
+        self.settings = settings
+        self.decisions = decisions
+        self.enabled = enabled
+        self._injected = producer
+        self._producer: Producer | None = None
+        self._reader_running = False
+        self._error = ""
+        self._unreachable = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def producer_for_requests(self) -> Producer | None:
+        """The started producer; without background work, the injected one (caller-managed)."""
+        return self._producer if self.enabled else self._injected
+
+    def down(self) -> dict[str, str]:
+        """What is not running, with why; empty when healthy."""
+        if not self.enabled:
+            return {"background": "not started (create_app(start_background=False))"}
+        why = f"connecting to Kafka at {self.settings.kafka_bootstrap}" + (
+            f": {self._error}" if self._error else "")
+        down = {}
+        if self._producer is None:
+            down["producer"] = why
+        if not self._reader_running or self._task is None or self._task.done():
+            down["scores_consumer"] = why
+        elif self._unreachable:
+            down["kafka"] = self._unreachable
+        return down
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fraudstream-api-kafka")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                if self._producer is None:
+                    await self._start_producer()
+                await self._follow_scores()
+            except Exception as exc:
+                if not self._error:  # it was working until now: retry soon
+                    delay = 0.5
+                self._error = f"{type(exc).__name__}: {exc}"
+                logger.warning("Kafka background work failed (%s); retrying in %.1fs",
+                               self._error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _start_producer(self) -> None:
+        producer = self._injected or new_producer(self.settings.kafka_bootstrap)
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+
+    async def _follow_scores(self) -> None:
+        topic = self.settings.topic_scores
+        reader = TopicReader(self.settings.kafka_bootstrap, [topic], from_beginning=False)
+        probe: asyncio.Task[None] | None = None
+        try:
+            await reader.start()
+            consumer = _consumer_of(reader)
+            partitions = list(consumer.assignment())
+            if not partitions:
+                raise RuntimeError(f"topic {topic!r} does not exist; run "
+                                   "`fraudstream topics create`")
+            self._reader_running = True
+            self._error = self._unreachable = ""
+            probe = asyncio.create_task(self._probe(consumer, partitions))
+            logger.info("following %s from its end", topic)
+            while True:
+                for _topic, _key, value, _ts in await reader.poll(0.5):
+                    self.decisions.feed(value)
+        finally:
+            self._reader_running = False
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+            await reader.stop()
+
+    async def _probe(self, consumer: Any, partitions: list[Any]) -> None:
+        """Keep ``_unreachable`` saying whether Kafka answered the last ListOffsets request."""
+        while True:
+            try:
+                await asyncio.wait_for(consumer.end_offsets(partitions), PROBE_TIMEOUT_S)
+                self._unreachable = ""
+            except Exception as exc:
+                self._unreachable = (f"Kafka at {self.settings.kafka_bootstrap} did not answer "
+                                     f"within {PROBE_TIMEOUT_S:.0f}s ({type(exc).__name__})")
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+
+def _consumer_of(reader: TopicReader) -> Any:
+    # TopicReader exposes neither its assignment (a missing topic leaves it empty: reading
+    # nothing, forever, while looking healthy) nor a way to ask Kafka anything, so use its
+    # consumer directly.
+    assert reader._consumer is not None, "start() the reader first"
+    return reader._consumer
+
+
+def create_app(settings: Settings, *, producer: Producer | None = None,
+               decisions: DecisionCache | None = None,
+               start_background: bool = True) -> FastAPI:
+    """The API; Kafka is only touched in its lifespan, and only if ``start_background``."""
+    cache = decisions if decisions is not None else DecisionCache()
+    background = Background(settings, cache, producer, enabled=start_background)
+    metrics = ApiMetrics.create(lambda: len(cache))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if start_background:
+            await background.start()
+        try:
+            yield
+        finally:
+            await background.stop()
+
+    app = FastAPI(title="fraudstream API", lifespan=lifespan,
+                  summary="Submit card transactions, read their decisions, receive alerts.")
+    app.state.api = ApiState(settings, metrics, cache, AlertStore(), background)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    for router in (health_router, decisions_router, alerts_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,59 @@
+"""Submitting transactions (to the transactions topic) and reading their decisions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from kafka.errors import KafkaError
+
+from monitoring.api.deps import StateDep, TokenDep, read_capped
+from workers.validation import Rejection, validate
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api", tags=["decisions"])
+
+
+@router.post("/transactions", status_code=202)
+async def submit_transaction(request: Request, state: StateDep, _auth: TokenDep) -> JSONResponse:
+    """Validate one transaction (the JSON body) and produce its exact bytes, keyed by card_id."""
+    settings = state.settings
+    limit = settings.max_message_bytes
+    raw = await read_capped(request, limit)
+    if raw is None:
+        return JSONResponse({"error": "oversized", "reason": f"the body is over the {limit}-byte "
+                             "limit; send one transaction per request"}, status_code=422)
+    result = validate(raw, time.time(), limit)
+    if isinstance(result, Rejection):
+        return JSONResponse({"error": result.error, "reason": result.reason}, status_code=422)
+    producer = state.background.producer_for_requests()
+    if producer is None:
+        return JSONResponse({"error": "kafka_unavailable", "reason": "the API is not connected "
+                             "to Kafka yet; see GET /health"}, status_code=503)
+    try:
+        meta = await producer.send_and_wait(settings.topic_transactions, raw,
+                                            key=result.card_id.encode("utf-8"))
+    except (KafkaError, TimeoutError) as exc:
+        logger.warning("producing transaction %s failed: %r", result.transaction_id, exc)
+        return JSONResponse({"error": "kafka_unavailable", "reason": "Kafka did not acknowledge "
+                             f"the transaction ({type(exc).__name__}); retry later"},
+                            status_code=503)
+    state.metrics.submitted.inc()
+    return JSONResponse({"transaction_id": result.transaction_id, "status": "accepted",
+                         "partition": meta.partition, "offset": meta.offset}, status_code=202)
+
+
+@router.get("/decisions/{transaction_id}")
+async def get_decision(transaction_id: str, state: StateDep,
+                       wait_s: Annotated[float, Query(ge=0, le=30, description="wait up to this "
+                                                      "many seconds for the decision")] = 0,
+                       ) -> Response:
+    """The latest score record of a transaction, as written to the scores topic; else 404."""
+    record = await state.decisions.wait_for(transaction_id, wait_s)
+    if record is None:
+        return JSONResponse({"detail": f"no decision yet for transaction {transaction_id}; "
+                             "it may still be in flight"}, status_code=404)
+    return Response(record, media_type="application/json")

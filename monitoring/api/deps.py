@@ -1,0 +1,116 @@
+"""Dependencies of the API routes: its state, its settings and the bearer-token checks."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fraudstream.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.api.alerts import AlertStore
+    from monitoring.api.app import Background
+    from monitoring.api.decision_cache import DecisionCache
+    from monitoring.api.health import ApiMetrics
+
+TOKEN_UNSET = ("mutations are disabled because no API token is configured; set "
+               "FRAUDSTREAM_API_TOKEN and restart `fraudstream api`")
+
+
+class Producer(Protocol):
+    """What the API needs of a Kafka producer (an AIOKafkaProducer, or a fake in tests)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None,
+                            key: bytes | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """Everything the routes share, kept on ``app.state.api``."""
+
+    settings: Settings
+    metrics: ApiMetrics
+    decisions: DecisionCache
+    alerts: AlertStore
+    background: Background
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+def get_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+_bearer = HTTPBearer(auto_error=False, description="the value of FRAUDSTREAM_API_TOKEN")
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Raise 503 if no token is configured, 401 unless ``credentials`` carry exactly it."""
+    if not settings.api_token:
+        raise HTTPException(503, TOKEN_UNSET)
+    supplied = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(supplied.encode(), settings.api_token.encode()):
+        raise HTTPException(401, "missing or wrong bearer token; send "
+                            "`Authorization: Bearer <FRAUDSTREAM_API_TOKEN>`",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+async def require_token(settings: SettingsDep, credentials: CredentialsDep) -> None:
+    check_token(settings, credentials)
+
+
+async def require_token_or_loopback(request: Request, settings: SettingsDep,
+                                    credentials: CredentialsDep) -> None:
+    # Alertmanager's webhook in our local stack carries no credentials, so a request from a
+    # loopback address is trusted without the token (only local processes can reach it, and
+    # the API binds to loopback by default); from anywhere else the token is required as for
+    # every other mutation. Behind a reverse proxy on this host every client looks local:
+    # do not put one in front of this endpoint.
+    if request.client is not None and is_loopback(request.client.host):
+        return
+    check_token(settings, credentials)
+
+
+TokenDep = Annotated[None, Depends(require_token)]
+TokenOrLoopbackDep = Annotated[None, Depends(require_token_or_loopback)]
+
+
+def is_loopback(host: str | None) -> bool:
+    """True if ``host`` is a loopback IP address (IPv4-mapped IPv6 included)."""
+    try:
+        addr = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to be over ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
