@@ -30,7 +30,6 @@ from simulator import Dataset
 from workers.pool import WorkerPool, settings_env
 from workers.topics import ensure_topics
 
-
 #: Seconds the workers run idle before a latency run starts.
 WARM_UP_S = 5.0
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from fraudstream.settings import Settings
 from monitoring.metrics import WorkerMetrics
+from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer, limit_model_threads
 from workers.state_tables import DictTable
@@ -22,15 +22,12 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int,
                                 auto_offset_reset="earliest", enable_auto_commit=True,
                                 max_poll_records=settings.batch_size)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5,
-                                max_batch_size=262_144)
+                                max_batch_size=262_144, acks="all")
     await consumer.start()
     await producer.start()
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
-        return await producer.send(topic, value, key=key)
-
     processor = ScoringProcessor(
-        scorer=scorer, cards=DictTable(), merchants={}, send=send,
+        scorer=scorer, cards=DictTable(), merchants={}, sink=KafkaBatchSink(producer),
         topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=WorkerMetrics.create(),
         worker_name="raw-loop", label_delay_days=settings.label_delay_days,
         max_message_bytes=settings.max_message_bytes)

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream.settings import Settings
 from monitoring.metrics import WorkerMetrics
+from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
 from workers.state_tables import ChangelogTable
@@ -79,6 +80,7 @@ def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
         "broker_commit_interval": 1.0,
         "broker_max_poll_records": 2000,
         "producer_linger": 0.005,
+        "producer_max_batch_size": 262_144,
         "producer_max_request_size": 2_097_152,
         "stream_buffer_maxsize": 8192,
         "table_standby_replicas": settings.table_standby_replicas,
@@ -114,21 +116,16 @@ class WorkerApp:
         self.merchants = JsonTableView(app.GlobalTable(
             "merchants", default=None, partitions=1, recovery_buffer_size=1, key_type=bytes,
             value_type=bytes, use_partitioner=True))
+        # The sink reaches the producer only when a batch flushes, after the app has started.
+        self.sink = KafkaBatchSink(_LazyProducer(app))
         self.processor = ScoringProcessor(
-            scorer=scorer, cards=ChangelogTable(self.card_table, self._send_to),
-            merchants=self.merchants, send=self._send,
+            scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
+            merchants=self.merchants, sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes)
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         self._register()
-
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        return await self.app.producer.send(topic, key, value, None, None, None)
-
-    async def _send_to(self, topic: str, key: bytes | None, value: bytes,
-                       partition: int | None) -> Any:
-        return await self.app.producer.send(topic, key, value, partition, None, None)
 
     def _register(self) -> None:
         app, s = self.app, self.settings
@@ -151,18 +148,16 @@ class WorkerApp:
 
         @app.agent(self.labels, name="route-labels")
         async def route_labels(stream: Any) -> None:
+            sink = KafkaBatchSink(_LazyProducer(app))
             async for events in stream.take_events(1000, within=0.1):
-                futures = []
                 for e in events:
                     routed = _merchant_label(e.message.value)
                     if routed is None:
                         self.metrics.labels_applied.labels("rejected").inc()
                         continue
                     merchant, body = routed
-                    futures.append(await self.app.producer.send(
-                        self.merchant_labels.get_topic_name(), merchant, body, None, None, None))
-                for fut in futures:
-                    await fut
+                    sink.add(self.merchant_labels.get_topic_name(), merchant, body)
+                await sink.flush()
 
         @app.agent(self.merchant_labels, name="apply-labels")
         async def apply_labels(stream: Any) -> None:
@@ -211,6 +206,17 @@ class WorkerApp:
         # Signal receivers are typed narrowly by mode; these match what it calls at run time.
         app.on_partitions_assigned.connect(cast(Any, on_assigned))
         app.on_rebalance_complete.connect(cast(Any, on_rebalanced))
+
+
+class _LazyProducer:
+    """The aiokafka producer inside Faust's, looked up on use (it exists once the app runs)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:
+        inner = cast(Any, self.app.producer)._ensure_producer()
+        return getattr(inner, name)
 
 
 def _merchant_label(raw: bytes | None) -> tuple[bytes, bytes] | None:

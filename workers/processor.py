@@ -1,15 +1,15 @@
 """The scoring step for one micro-batch of raw records, independent of Faust.
 
 Every record ends in exactly one of the scores or dead-letter topics. The processor reads and
-writes its feature state through plain mappings and sends through an injected function, so the
-same code runs in the Faust agent and in unit tests.
+writes its feature state through a ``StateTable`` and writes output to a ``Sink``, so the same
+code runs in the Faust agent, in the benchmark's raw loop and in unit tests.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +19,12 @@ from features import MerchantState, compute_features
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
 from workers.messages import dead_letter_record, iso_now, score_record
+from workers.output import Sink
 from workers.scoring import Scorer
 from workers.state_tables import StateTable
 from workers.validation import Rejection, Transaction, validate
 
 logger = logging.getLogger(__name__)
-
-Send = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[object]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +49,13 @@ class ScoringProcessor:
     """Validates, featurises, scores and routes one batch; updates the card table once per card."""
 
     def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: Mapping[bytes, Any],
-                 send: Send, topics: Topics,
+                 sink: Sink, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
                  max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
         self.scorer = scorer
         self.cards = cards
         self.merchants = merchants
-        self.send = send
+        self.sink = sink
         self.topics = topics
         self.metrics = metrics
         self.worker_name = worker_name
@@ -81,12 +80,12 @@ class ScoringProcessor:
             except Exception as exc:
                 logger.exception("record failed topic=%s partition=%s offset=%s", rec.topic,
                                  rec.partition, rec.offset)
-                fut = await self.send(self.topics.dlq, rec.key, dead_letter_record(
+                self.sink.add(self.topics.dlq, rec.key, dead_letter_record(
                     topic=rec.topic, partition=rec.partition, offset=rec.offset,
                     payload=rec.value, error="processing_error",
                     reason=f"the worker failed on this record ({type(exc).__name__}: {exc}); "
                     "report it with this record attached", dead_lettered_at=at))
-                await fut
+                await self.sink.flush()
                 self.metrics.dead_lettered.labels("processing_error").inc()
 
     async def process(self, batch: Sequence[RawRecord]) -> None:
@@ -94,7 +93,6 @@ class ScoringProcessor:
         now = self.clock()
         scorer = self.scorer
         at = iso_now(now)
-        futures: list[Awaitable[object]] = []
         dead: list[tuple[RawRecord, Rejection]] = []
         touched: dict[bytes, tuple[int, CardRecord]] = {}
         pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
@@ -146,27 +144,26 @@ class ScoringProcessor:
                                                      strict=True):
                 decision = scorer.decide(score)
                 card.settle(tx.transaction_id, score, decision, scorer.version)
-                futures.append(await self.send(self.topics.scores, rec.key, score_record(
+                self.sink.add(self.topics.scores, rec.key, score_record(
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
                     decision=decision, model_version=scorer.version, degraded=False,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                    reasons=codes)))
+                    reasons=codes))
                 self.metrics.decisions.labels(decision).inc()
         for rec, tx, seen in replays:
-            futures.append(await self.send(self.topics.scores, rec.key, score_record(
+            self.sink.add(self.topics.scores, rec.key, score_record(
                 transaction_id=tx.transaction_id, card_id=tx.card_id, score=seen.score,
                 decision=seen.decision, model_version=seen.model_version, degraded=False,
                 worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                reasons=[])))
+                reasons=[]))
         for rec, rejection in dead:
-            futures.append(await self.send(self.topics.dlq, rec.key, dead_letter_record(
+            self.sink.add(self.topics.dlq, rec.key, dead_letter_record(
                 topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
-                error=rejection.error, reason=rejection.reason, dead_lettered_at=at)))
+                error=rejection.error, reason=rejection.reason, dead_lettered_at=at))
             self.metrics.dead_lettered.labels(rejection.error).inc()
-        futures += await self.cards.put_many(
+        self.cards.put_many(
             [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()])
-        for fut in futures:
-            await fut
+        await self.sink.flush()
         done = self.clock()
         scored = len(pending) + len(replays)
         self.metrics.scored.inc(scored)

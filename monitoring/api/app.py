@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,6 +26,8 @@ RETRY_MAX_S = 10.0
 #: aiokafka clients retry quietly forever, so without this /health would stay green).
 PROBE_INTERVAL_S = 5.0
 PROBE_TIMEOUT_S = 5.0
+#: Stopping flushes what the producer still holds; with Kafka down that would never end.
+STOP_TIMEOUT_S = 10.0
 
 
 class Background:
@@ -74,8 +76,8 @@ class Background:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await _bounded_stop(producer.stop(), "producer")
 
     async def _run(self) -> None:
         delay = 0.5
@@ -127,7 +129,7 @@ class Background:
                 probe.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
-            await reader.stop()
+            await _bounded_stop(reader.stop(), "scores reader")
 
     async def _probe(self, consumer: Any, partitions: list[Any]) -> None:
         """Keep ``_unreachable`` saying whether Kafka answered the last ListOffsets request."""
@@ -139,6 +141,14 @@ class Background:
                 self._unreachable = (f"Kafka at {self.settings.kafka_bootstrap} did not answer "
                                      f"within {PROBE_TIMEOUT_S:.0f}s ({type(exc).__name__})")
             await asyncio.sleep(PROBE_INTERVAL_S)
+
+
+async def _bounded_stop(stopping: Awaitable[None], what: str) -> None:
+    try:
+        await asyncio.wait_for(stopping, STOP_TIMEOUT_S)
+    except TimeoutError:
+        logger.warning("the %s did not stop within %.0fs (Kafka unreachable?); abandoning it, "
+                       "unconfirmed submissions may be lost", what, STOP_TIMEOUT_S)
 
 
 def _consumer_of(reader: TopicReader) -> Any:

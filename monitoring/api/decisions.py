@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from kafka.errors import KafkaError
 
 from monitoring.api.deps import StateDep, TokenDep, read_capped
 from workers.validation import Rejection, validate
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["decisions"])
+#: How long a submission may wait for Kafka, first to take the record, then to confirm it.
+SEND_TIMEOUT_S = 10.0
 
 
 @router.post("/transactions", status_code=202)
@@ -33,14 +36,23 @@ async def submit_transaction(request: Request, state: StateDep, _auth: TokenDep)
     if producer is None:
         return JSONResponse({"error": "kafka_unavailable", "reason": "the API is not connected "
                              "to Kafka yet; see GET /health"}, status_code=503)
+    key = result.card_id.encode("utf-8")
     try:
-        meta = await producer.send_and_wait(settings.topic_transactions, raw,
-                                            key=result.card_id.encode("utf-8"))
+        # Cancelling send() itself (on timeout) leaves nothing queued, so "not accepted" is true.
+        delivery = await asyncio.wait_for(
+            producer.send(settings.topic_transactions, raw, key=key), SEND_TIMEOUT_S)
     except (KafkaError, TimeoutError) as exc:
-        logger.warning("producing transaction %s failed: %r", result.transaction_id, exc)
-        return JSONResponse({"error": "kafka_unavailable", "reason": "Kafka did not acknowledge "
-                             f"the transaction ({type(exc).__name__}); retry later"},
-                            status_code=503)
+        logger.warning("Kafka did not take transaction %s: %r", result.transaction_id, exc)
+        return JSONResponse({"error": "kafka_unavailable", "reason": "Kafka did not take the "
+                             f"transaction ({type(exc).__name__}); it was not accepted, "
+                             "retry later"}, status_code=503)
+    try:
+        meta = await asyncio.wait_for(asyncio.shield(delivery), SEND_TIMEOUT_S)
+    except (KafkaError, TimeoutError) as exc:
+        logger.warning("Kafka did not confirm transaction %s: %r", result.transaction_id, exc)
+        return JSONResponse({"error": "delivery_unconfirmed", "reason": "Kafka did not confirm "
+                             f"the write ({type(exc).__name__}); it may still be written, so "
+                             "check GET /api/decisions/ID before resending"}, status_code=504)
     state.metrics.submitted.inc()
     return JSONResponse({"transaction_id": result.transaction_id, "status": "accepted",
                          "partition": meta.partition, "offset": meta.offset}, status_code=202)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -29,8 +30,8 @@ class Producer(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send_and_wait(self, topic: str, value: bytes | None = None,
-                            key: bytes | None = None) -> Any: ...
+    async def send(self, topic: str, value: bytes | None = None,
+                   key: bytes | None = None) -> Awaitable[Any]: ...
 
 
 @dataclass(frozen=True)

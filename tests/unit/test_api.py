@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -13,19 +12,15 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 import pytest
-from starlette.exceptions import StarletteDeprecationWarning
+from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
+from starlette.testclient import TestClient  # runs on httpx2 (a dev dependency)
 
 import monitoring.api.app as api_app
+import monitoring.api.decisions as api_decisions
 from fraudstream.settings import Settings
 from monitoring.api.app import create_app
 from monitoring.api.decision_cache import DecisionCache
 from tests.conftest import wait_until
-
-with warnings.catch_warnings():
-    # Starlette 1.x warns (a UserWarning, so an error here) when its TestClient runs on httpx
-    # rather than httpx2; either works for these tests.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,6 +34,9 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.started = self.stopped = False
+        self.fail: Exception | None = None
+        self.refuse: Exception | None = None
+        self.hang = False
 
     async def start(self) -> None:
         self.started = True
@@ -46,10 +44,17 @@ class FakeProducer:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def send_and_wait(self, topic: str, value: bytes | None = None,
-                            key: bytes | None = None) -> Any:
-        self.sent.append((topic, value, key))
-        return SimpleNamespace(partition=3, offset=len(self.sent) - 1)
+    async def send(self, topic: str, value: bytes | None = None,
+                   key: bytes | None = None) -> asyncio.Future[Any]:
+        if self.refuse is not None:
+            raise self.refuse
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail is not None:
+            delivery.set_exception(self.fail)
+        elif not self.hang:
+            self.sent.append((topic, value, key))
+            delivery.set_result(SimpleNamespace(partition=3, offset=len(self.sent) - 1))
+        return delivery
 
 
 def score(tid: str, decision: str = "approve") -> bytes:
@@ -110,6 +115,22 @@ def test_valid_transaction_is_produced_verbatim_keyed_by_card(client: TestClient
     assert resp.json() == {"transaction_id": "tx-1", "status": "accepted", "partition": 3,
                            "offset": 0}
     assert producer.sent == [("transactions", GOOD, "card-é".encode())]
+
+
+def test_kafka_refusing_or_not_confirming_is_503_or_504(client: TestClient,
+                                                       producer: FakeProducer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    producer.refuse = KafkaTimeoutError()
+    resp = client.post("/api/transactions", content=GOOD, headers=AUTH)
+    assert resp.status_code == 503 and resp.json()["error"] == "kafka_unavailable"
+    producer.refuse, producer.fail = None, NotLeaderForPartitionError()
+    resp = client.post("/api/transactions", content=GOOD, headers=AUTH)
+    assert resp.status_code == 504 and resp.json()["error"] == "delivery_unconfirmed"
+    monkeypatch.setattr(api_decisions, "SEND_TIMEOUT_S", 0.05)
+    producer.fail, producer.hang = None, True
+    resp = client.post("/api/transactions", content=GOOD, headers=AUTH)
+    assert resp.status_code == 504 and "check GET /api/decisions" in resp.json()["reason"]
+    assert "fraudstream_api_transactions_submitted_total 0.0" in client.get("/metrics").text
 
 
 @pytest.mark.parametrize(("body", "code"), [

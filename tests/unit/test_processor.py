@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from features import FEATURE_NAMES
 from model_registry.artifact import LoadedModel, ModelManifest
 from monitoring.metrics import WorkerMetrics
+from workers.output import ListSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
 from workers.state_tables import DictTable
@@ -38,21 +39,15 @@ def scorer() -> Scorer:
 
 class Harness:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, dict[str, Any]]] = []
+        self.sink = ListSink()
         self.cards = DictTable()
         self.registry = CollectorRegistry()
         self.processor = ScoringProcessor(
-            scorer=scorer(), cards=self.cards, merchants={}, send=self.send,
+            scorer=scorer(), cards=self.cards, merchants={}, sink=self.sink,
             topics=Topics("scores", "dlq"), metrics=WorkerMetrics.create(self.registry),
             worker_name="w-test", label_delay_days=7, max_message_bytes=2048,
             clock=lambda: 1_800_000_000.0)
         self.offset = 0
-
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        self.sent.append((topic, key, orjson.loads(value)))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
     def record(self, value: bytes | dict[str, Any], key: bytes | None = None,
                offset: int | None = None) -> RawRecord:
@@ -68,7 +63,7 @@ class Harness:
         asyncio.run(self.processor.process(batch))
 
     def by_topic(self, topic: str) -> list[dict[str, Any]]:
-        return [v for t, _k, v in self.sent if t == topic]
+        return [orjson.loads(v) for t, _k, v, _p in self.sink.records if t == topic]
 
 
 def tx(i: int, amount: float = 10.0, card: str = "C1") -> dict[str, Any]:
