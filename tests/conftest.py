@@ -1,6 +1,8 @@
-"""Shared test helpers."""
+"""Shared test helpers; the real-stack fixtures (one stack per session) live in stack_fixtures."""
 
 from __future__ import annotations
+
+pytest_plugins = ["tests.stack_fixtures"]
 
 import time
 from collections.abc import Callable

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.local import LocalStack, StackConfig, StackError
-from tests.integration.conftest import BASE_PORT
+from tests.stack_fixtures import BASE_PORT
 
 pytestmark = pytest.mark.integration
 

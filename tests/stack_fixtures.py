@@ -1,4 +1,4 @@
-"""The real local stack for integration tests: Kafka, Redis, Prometheus, Alertmanager on loopback.
+"""The real local stack for integration and chaos tests: Kafka, Redis, Prometheus, Alertmanager.
 
 Ports and the state folder are the tests' own, so a developer's running demo is left alone;
 topics and consumer groups are uuid-named per test.
