@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.stack_fixtures"]
-
 import time
 from collections.abc import Callable
+
+pytest_plugins = ["tests.stack_fixtures"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, message: str,

@@ -37,19 +37,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from bench.harness import CONTENDERS, run_benchmark
     from deploy.local import StackError
-    from fraudstream.commands.train_cmd import ensure_model
 
     settings = with_signing_key(settings)
     try:
         rates = [float(r) for r in args.rates.split(",") if r]
     except ValueError as exc:
         raise UserError(f"--rates must be numbers separated by commas: {args.rates!r}") from exc
+    stack = stack_from_settings(settings)
+    started_stack = not stack.kafka_node(1).running()
     try:
-        stack_from_settings(settings).up(("kafka",))
+        stack.up(("kafka",))
     except StackError as exc:
         raise UserError(str(exc)) from exc
+    try:
+        return _measure(args, settings, rates)
+    finally:
+        if started_stack:
+            stack.down()
+
+
+def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -> int:
+    from bench.harness import CONTENDERS, run_benchmark
+    from fraudstream.commands.train_cmd import ensure_model
+
     version = ensure_model(settings)
     days = 60
     data = run_simulation(SimulationConfig(n_customers=3000, n_terminals=6000, nb_days=days,
