@@ -86,6 +86,15 @@ class ManagedProcess:
         logger.info("started name=%s pid=%s", self.name, proc.pid)
         return proc.pid
 
+    def kill(self, signum: int = signal.SIGKILL) -> bool:
+        """Send ``signum`` to the process group (fault injection); True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signum)
+        return True
+
     def stop(self, timeout: float = 20.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; True if something was stopped."""
         pid = self.pid()
