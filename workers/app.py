@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -84,7 +85,9 @@ def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
         "producer_max_request_size": 2_097_152,
         "stream_buffer_maxsize": 8192,
         "table_standby_replicas": settings.table_standby_replicas,
-        "stream_wait_empty": False,
+        # On revocation, finish what is buffered before the partitions move: otherwise the old
+        # and the new owner could both decide the same records.
+        "stream_wait_empty": True,
         "datadir": str(settings.state_dir / "faust" / f"worker-{index}"),
         "worker_redirect_stdouts": False,
     }
@@ -127,6 +130,21 @@ class WorkerApp:
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         self._register()
 
+    async def _process_or_exit(self, batch: list[RawRecord]) -> None:
+        """Process a batch completely, or exit before any of it is acknowledged."""
+        try:
+            try:
+                await self.processor.process(batch)
+            except (KafkaError, ProducerSendError):
+                raise
+            except Exception as exc:  # never lose a batch to a bug
+                await self.processor.process_isolated(batch, exc)
+        except BaseException as exc:
+            # Output could not be written: exit before these offsets are acknowledged, so the
+            # group hands the partitions (and the batch) to a healthy worker.
+            logger.critical("cannot finish a batch, exiting error=%r", exc)
+            os._exit(EXIT_KAFKA_UNAVAILABLE)
+
     def _register(self) -> None:
         app, s = self.app, self.settings
 
@@ -136,15 +154,14 @@ class WorkerApp:
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
+                # take_events acknowledges the batch when this body returns or is cancelled,
+                # so the batch is finished even when the worker is being stopped.
+                task = asyncio.ensure_future(self._process_or_exit(batch))
                 try:
-                    await self.processor.process(batch)
-                except (KafkaError, ProducerSendError) as exc:
-                    # Output could not be written: exit before these offsets are acknowledged,
-                    # so the group hands the partitions (and the batch) to a healthy worker.
-                    logger.critical("cannot write output, exiting error=%r", exc)
-                    os._exit(EXIT_KAFKA_UNAVAILABLE)
-                except Exception as exc:
-                    await self.processor.process_isolated(batch, exc)
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    await task
+                    raise
 
         @app.agent(self.labels, name="route-labels")
         async def route_labels(stream: Any) -> None:
@@ -221,7 +238,7 @@ class _LazyProducer:
 
 def _merchant_label(raw: bytes | None) -> tuple[bytes, bytes] | None:
     """(merchant key, compact [ts, is_fraud]) of a label record, or None when it is malformed."""
-    from workers.validation import parse_rfc3339
+    from workers.validation import MAX_FUTURE_S, MIN_TIMESTAMP_S, parse_rfc3339
 
     try:
         body = orjson.loads(raw or b"")
@@ -232,4 +249,6 @@ def _merchant_label(raw: bytes | None) -> tuple[bytes, bytes] | None:
         return None
     if not isinstance(merchant, str) or ts is None or is_fraud not in (0, 1):
         return None
+    if ts < MIN_TIMESTAMP_S or ts > time.time() + MAX_FUTURE_S:
+        return None  # an absurd date would prune the merchant's whole history
     return merchant.encode(), orjson.dumps([ts, is_fraud])

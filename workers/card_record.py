@@ -16,6 +16,8 @@ from features import CardState
 #: ``DEDUP_MIN_KEPT`` decisions or younger than ``DEDUP_WINDOW_S`` in the card's event time.
 DEDUP_WINDOW_S = 2 * 86_400
 DEDUP_MIN_KEPT = 32
+#: Hard cap, so a very busy card's record stays far below Kafka's message size limit.
+DEDUP_MAX_KEPT = 256
 
 
 class Decision(NamedTuple):
@@ -56,7 +58,7 @@ class CardRecord:
         horizon = max((d.ts for d in self.decisions), default=0) - DEDUP_WINDOW_S
         first_kept = len(self.decisions) - DEDUP_MIN_KEPT
         kept = [list(d) for i, d in enumerate(self.decisions) if i >= first_kept or d.ts > horizon]
-        return [self.state.to_wire(), kept]
+        return [self.state.to_wire(), kept[-DEDUP_MAX_KEPT:]]
 
     @classmethod
     def from_wire(cls, wire: list | None) -> CardRecord:

@@ -98,6 +98,7 @@ class ScoringProcessor:
         pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
         rows: list[list[float]] = []
         replays: list[tuple[RawRecord, Transaction, Decision]] = []
+        out: list[tuple[str, bytes | None, bytes]] = []
         self.metrics.consumed.inc(len(batch))
 
         for rec in batch:
@@ -144,25 +145,30 @@ class ScoringProcessor:
                                                      strict=True):
                 decision = scorer.decide(score)
                 card.settle(tx.transaction_id, score, decision, scorer.version)
-                self.sink.add(self.topics.scores, rec.key, score_record(
+                out.append((self.topics.scores, rec.key, score_record(
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
                     decision=decision, model_version=scorer.version, degraded=False,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                    reasons=codes))
+                    reasons=codes)))
                 self.metrics.decisions.labels(decision).inc()
         for rec, tx, seen in replays:
-            self.sink.add(self.topics.scores, rec.key, score_record(
+            out.append((self.topics.scores, rec.key, score_record(
                 transaction_id=tx.transaction_id, card_id=tx.card_id, score=seen.score,
                 decision=seen.decision, model_version=seen.model_version, degraded=False,
                 worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                reasons=[]))
+                reasons=[])))
         for rec, rejection in dead:
-            self.sink.add(self.topics.dlq, rec.key, dead_letter_record(
+            out.append((self.topics.dlq, rec.key, dead_letter_record(
                 topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
-                error=rejection.error, reason=rejection.reason, dead_lettered_at=at))
+                error=rejection.error, reason=rejection.reason, dead_lettered_at=at)))
             self.metrics.dead_lettered.labels(rejection.error).inc()
+        # State first: once it is durable, a crash replay of this batch finds every decision
+        # and re-emits it unchanged instead of deciding again.
         self.cards.put_many(
             [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()])
+        await self.sink.flush()
+        for topic, out_key, value in out:
+            self.sink.add(topic, out_key, value)
         await self.sink.flush()
         done = self.clock()
         scored = len(pending) + len(replays)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import secrets
 import sys
 import time
@@ -49,8 +50,9 @@ def with_signing_key(settings: Settings) -> Settings:
     key_file = settings.state_dir / "signing.key"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
     print(f"using the local signing key in {key_file} (set FRAUDSTREAM_SIGNING_KEY to use yours)",
           file=sys.stderr)
     return dataclasses.replace(settings, signing_key=key_file.read_text().strip())
@@ -139,8 +141,9 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
             try:
                 batch = await reader.poll(0.2)
             except asyncio.CancelledError:
+                # Ctrl-C: asyncio.run cancels this task; stop producing and summarise.
                 stopping = True
-                raise
+                break
             for topic, _key, value, ts in batch:
                 ledger.observe(kinds[topic], value, ts)
             if batch:
