@@ -6,29 +6,35 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := build/stamps
 APT_PACKAGES := default-jdk-headless maven redis-server prometheus prometheus-alertmanager \
-                docker-compose
+                docker-compose python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-unit test-integration lint bench stack-up stack-down clean
+.PHONY: setup apt demo test test-unit test-integration lint bench stack-up stack-down clean
 
-setup: $(STAMPS)/apt $(STAMPS)/venv deploy/kafka/libs/.complete
+setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
 
-$(STAMPS)/apt:
+# Checked on every run (it is cheap), so a package removed later is installed again.
+apt:
 	@missing=""; for c in java mvn redis-server prometheus prometheus-alertmanager docker-compose; do \
 	  command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	$(PYTHON) -m venv --help >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES); \
+	  if [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now redis-server prometheus prometheus-alertmanager \
+	      prometheus-node-exporter 2>/dev/null || true; \
+	  fi; \
 	fi
-	@mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/venv: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(STAMPS)/venv: pyproject.toml | apt
+	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
 	@mkdir -p $(STAMPS) && touch $@
 
-deploy/kafka/libs/.complete: deploy/kafka/pom.xml | $(STAMPS)/apt $(STAMPS)/venv
+deploy/kafka/libs/.complete: deploy/kafka/pom.xml | apt $(STAMPS)/venv
 	$(PY) -c "from deploy.local.kafka import ensure_jars; ensure_jars()"
 
 demo: setup

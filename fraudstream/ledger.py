@@ -1,7 +1,8 @@
 """A ledger of what was produced against what came out (scores and dead letters).
 
-It proves the first invariant by counting, not by assumption: every produced transaction id is
-scored or dead-lettered, and none is decided twice.
+It proves the first invariant by counting, not by assumption. Every produced record is known by
+its Kafka position; it is accounted for when a dead letter names that position, or when it is
+the first record of its transaction id and that id was scored. Anything else is lost.
 """
 
 from __future__ import annotations
@@ -12,34 +13,31 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+Position = tuple[int, int]
+
 
 @dataclass
 class Ledger:
-    """Produced ids on one side, score and dead-letter records on the other."""
+    """Produced records on one side, score and dead-letter records on the other."""
 
-    produced_ids: set[str] = field(default_factory=set)
-    #: Records sent without a new transaction id (malformed ones, duplicates).
-    produced_unparseable: int = 0
+    #: (partition, offset) of each acknowledged transaction record -> its id (None: unreadable).
+    produced_at: dict[Position, str | None] = field(default_factory=dict)
     score_counts: collections.Counter[str] = field(default_factory=collections.Counter)
     decisions: dict[str, str] = field(default_factory=dict)
     conflicting: set[str] = field(default_factory=set)
     decision_counts: collections.Counter[str] = field(default_factory=collections.Counter)
-    dead_letters: int = 0
-    dead_letter_ids: set[str] = field(default_factory=set)
+    dead_letter_positions: set[Position] = field(default_factory=set)
     dead_letter_errors: collections.Counter[str] = field(default_factory=collections.Counter)
     latencies_ms: list[float] = field(default_factory=list)
 
-    def produced(self, value: bytes) -> None:
-        """Note a record as sent; records without a readable id are counted apart."""
+    def produced(self, value: bytes, partition: int, offset: int) -> None:
+        """Note a record Kafka acknowledged at (partition, offset)."""
         try:
             body = orjson.loads(value)
             tid = body.get("transaction_id") if isinstance(body, dict) else None
         except orjson.JSONDecodeError:
             tid = None
-        if isinstance(tid, str) and tid not in self.produced_ids:
-            self.produced_ids.add(tid)
-        else:
-            self.produced_unparseable += 1
+        self.produced_at[(partition, offset)] = tid if isinstance(tid, str) else None
 
     def observe(self, topic_kind: str, value: bytes | None, timestamp_ms: int) -> None:
         """Record an output: ``topic_kind`` is "scores" or "dlq"."""
@@ -56,41 +54,46 @@ class Ledger:
                 if ingested:
                     self.latencies_ms.append(max(timestamp_ms - ingested, 0))
         else:
-            self.dead_letters += 1
-            self.dead_letter_errors[body.get("error", "unknown")] += 1
-            try:
-                import base64
-
-                original = orjson.loads(base64.b64decode(body.get("payload_b64", "")))
-                if isinstance(original, dict) and isinstance(original.get("transaction_id"),
-                                                             str):
-                    self.dead_letter_ids.add(original["transaction_id"])
-            except (orjson.JSONDecodeError, ValueError):
-                pass
+            position = (int(body["partition"]), int(body["offset"]))
+            if position not in self.dead_letter_positions:
+                self.dead_letter_positions.add(position)
+                self.dead_letter_errors[body.get("error", "unknown")] += 1
 
     @property
     def scored(self) -> int:
         return len(self.score_counts)
 
     @property
-    def produced_total(self) -> int:
-        return len(self.produced_ids) + self.produced_unparseable
+    def dead_letters(self) -> int:
+        return len(self.dead_letter_positions)
+
+    def lost(self) -> int:
+        """Produced records neither dead-lettered at their position nor scored by their id."""
+        used: set[str] = set()
+        lost = 0
+        for position in sorted(self.produced_at):
+            tid = self.produced_at[position]
+            if position in self.dead_letter_positions:
+                continue
+            if tid is not None and tid in self.score_counts and tid not in used:
+                used.add(tid)
+                continue
+            lost += 1
+        return lost
 
     @property
     def complete(self) -> bool:
-        return self.scored + self.dead_letters >= self.produced_total
+        """Every produced record has an output (a cheap check; ``lost()`` is the exact one)."""
+        return self.scored + self.dead_letters >= len(self.produced_at)
 
     def summary(self) -> dict[str, object]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        missing_ids = self.produced_ids - set(self.score_counts) - self.dead_letter_ids
-        lost_count = max(len(missing_ids),
-                         self.produced_total - self.scored - self.dead_letters)
         declined = self.decision_counts.get("decline", 0)
         return {
-            "produced": self.produced_total,
+            "produced": len(self.produced_at),
             "scored": self.scored,
             "dead_lettered": self.dead_letters,
-            "lost": lost_count,
+            "lost": self.lost(),
             "duplicates": sum(c - 1 for c in self.score_counts.values() if c > 1),
             "conflicting_decisions": len(self.conflicting),
             "decisions": dict(self.decision_counts),

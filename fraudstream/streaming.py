@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -48,36 +49,43 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
                         topic: str, labels_topic: str, rate: float, label_delay_s: float,
                         stats: ProduceStats | None = None,
                         should_stop: Callable[[], bool] = lambda: False,
-                        on_sent: Callable[[Outgoing], None] | None = None) -> ProduceStats:
+                        on_delivered: Callable[[Outgoing, int, int], None] | None = None
+                        ) -> ProduceStats:
     """Send ``records`` at ``rate`` per second (0 = as fast as possible); labels follow later.
 
     Pacing is done in 10 ms slices so high rates stay smooth; every send is awaited before
-    returning, so a completed run means Kafka acknowledged every record.
+    returning, so a completed run means Kafka acknowledged every record. ``on_delivered``
+    gets each acknowledged transaction record with its partition and offset.
     """
     stats = stats or ProduceStats()
     pending_labels: collections.deque[tuple[float, bytes | None, bytes]] = collections.deque()
-    inflight: collections.deque[asyncio.Future[object]] = collections.deque()
+    inflight: collections.deque[tuple[Outgoing | None, asyncio.Future[Any]]] = (
+        collections.deque())
+
+    async def settle_oldest() -> None:
+        rec, fut = inflight.popleft()
+        metadata = await fut
+        if rec is not None and on_delivered is not None:
+            on_delivered(rec, metadata.partition, metadata.offset)
     start = time.monotonic()
     slice_s = 0.01
 
     async def flush_labels(now: float, force: bool = False) -> None:
         while pending_labels and (force or pending_labels[0][0] <= now):
             _due, key, label = pending_labels.popleft()
-            inflight.append(await producer.send(labels_topic, label, key=key))
+            inflight.append((None, await producer.send(labels_topic, label, key=key)))
             stats.labels_sent += 1
 
     for rec in records:
         if should_stop():
             break
-        inflight.append(await producer.send(topic, rec.value, key=rec.key))
+        inflight.append((rec, await producer.send(topic, rec.value, key=rec.key)))
         stats.sent += 1
-        if on_sent is not None:
-            on_sent(rec)
         now = time.monotonic()
         if rec.label is not None:
             pending_labels.append((now + label_delay_s, rec.key, rec.label))
         while len(inflight) > 20_000:
-            await inflight.popleft()
+            await settle_oldest()
         if rate > 0 and stats.sent % max(1, int(rate * slice_s)) == 0:
             ahead = start + stats.sent / rate - now
             if ahead > 0:
@@ -92,7 +100,7 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
         await asyncio.sleep(0.05)
     await flush_labels(time.monotonic(), force=True)
     while inflight:
-        await inflight.popleft()
+        await settle_oldest()
     return stats
 
 

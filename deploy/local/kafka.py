@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -31,8 +32,11 @@ def require_tool(name: str, hint: str) -> str:
 
 def ensure_jars() -> Path:
     """Download Kafka and its runtime dependencies into deploy/kafka/libs once (idempotent)."""
-    if JARS_STAMP.exists():
+    pom_digest = hashlib.sha256((KAFKA_DIR / "pom.xml").read_bytes()).hexdigest()
+    if JARS_STAMP.exists() and JARS_STAMP.read_text().strip() == pom_digest:
         return LIBS_DIR
+    if LIBS_DIR.exists():
+        shutil.rmtree(LIBS_DIR)  # the pom changed: no stale jar may stay on the classpath
     require_tool("java", JDK_HINT)
     mvn = require_tool("mvn", "Install Maven (Debian: apt-get install maven) or run `make setup`.")
     logger.info("fetching Kafka jars from Maven Central into %s", LIBS_DIR)
@@ -42,7 +46,7 @@ def ensure_jars() -> Path:
     if result.returncode != 0:
         raise StackError(f"maven could not fetch the Kafka jars:\n{result.stdout[-2000:]}"
                          f"{result.stderr[-2000:]}")
-    JARS_STAMP.write_text("ok\n")
+    JARS_STAMP.write_text(pom_digest + "\n")
     return LIBS_DIR
 
 

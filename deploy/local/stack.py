@@ -124,6 +124,12 @@ class LocalStack:
             for proc in self._processes(name):
                 if proc.stop():
                     stopped.append(proc.name)
+        # Kafka nodes started with another --nodes count than this stack's.
+        run_dir = self.kafka.nodes[0].process.run_dir
+        for pid_file in sorted(run_dir.glob("kafka-*.pid")):
+            proc = ManagedProcess(pid_file.stem, run_dir)
+            if proc.stop():
+                stopped.append(proc.name)
         return stopped
 
     def status(self) -> list[ServiceStatus]:

@@ -129,7 +129,8 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
     produce_task = asyncio.create_task(produce_paced(
         producer, records, topic=settings.topic_transactions, labels_topic=settings.topic_labels,
         rate=args.rate, label_delay_s=args.label_delay, stats=stats, should_stop=should_stop,
-        on_sent=lambda rec: ledger.produced(rec.value)))
+        on_delivered=lambda rec, partition, offset: ledger.produced(rec.value, partition,
+                                                                    offset)))
     first_output: float | None = None
     last_output = time.monotonic()
     window: list[float] = []

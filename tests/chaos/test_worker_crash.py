@@ -36,7 +36,8 @@ async def stream_with_fault(settings: Settings, pool: WorkerPool, count: int, ra
         task = asyncio.create_task(produce_paced(
             producer, outgoing(ds, 0, count, with_labels=False), topic=settings.topic_transactions,
             labels_topic=settings.topic_labels, rate=rate, label_delay_s=0, stats=stats,
-            on_sent=lambda rec: ledger.produced(rec.value)))
+            on_delivered=lambda rec, partition, offset: ledger.produced(rec.value, partition,
+                                                                        offset)))
         loop = asyncio.get_running_loop()
         fault_at = loop.time() + fault_after_s
         faulted = False
