@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from deploy.local import LocalStack, StackConfig
 from fraudstream.streaming import TopicReader
+from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
 
 pytestmark = pytest.mark.integration
@@ -37,6 +39,18 @@ async def read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     return out
 
 
+def create_replicated(admin: KafkaAdminClient) -> bool:
+    try:
+        admin.create_topics({"replicated": {"num_partitions": 2, "replication_factor": 3,
+                                            "configs": {"min.insync.replicas": "2"}}},
+                            wait_for_metadata=True)
+    except TopicAlreadyExistsError:
+        return True
+    except KafkaError:
+        return False
+    return True
+
+
 def test_three_node_cluster_survives_one_node(tmp_path: Path) -> None:
     stack = LocalStack(StackConfig(root=tmp_path, kafka_port=BASE_PORT + 600, kafka_nodes=3,
                                    kafka_heap_mb=256))
@@ -44,10 +58,10 @@ def test_three_node_cluster_survives_one_node(tmp_path: Path) -> None:
         stack.up(("kafka",))
         admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
         try:
-            assert len(admin.describe_cluster()["brokers"]) == 3
-            admin.create_topics({"replicated": {"num_partitions": 2, "replication_factor": 3,
-                                                "configs": {"min.insync.replicas": "2"}}},
-                                wait_for_metadata=True)
+            # Under load a new broker can be fenced for a moment after registering.
+            wait_until(lambda: len(admin.describe_cluster()["brokers"]) == 3, 60,
+                       "three brokers did not register")
+            wait_until(lambda: create_replicated(admin), 60, "the RF-3 topic was not created")
         finally:
             admin.close()
         asyncio.run(produce(stack.bootstrap, "replicated", [b"before-%d" % i for i in range(20)]))
