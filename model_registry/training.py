@@ -68,7 +68,11 @@ def dataset_sha256(ds: Dataset) -> str:
 
 def train(ds: Dataset, family: str = "hgb", delay_days: int = 7, validation_share: float = 0.2,
           progress: Callable[[str], None] | None = None) -> TrainedModel:
-    """Fit ``family`` on the oldest rows, validate on the newest, choose decision thresholds."""
+    """Fit ``family`` on the oldest rows, validate on the newest, choose decision thresholds.
+
+    The most recent ``validation_share`` of rows is held out, never trained on: the shipped
+    model is the validated one.
+    """
     if family not in FAMILIES:
         raise TrainingError(f"unknown model family {family!r}; choose from {sorted(FAMILIES)}")
     if len(ds) < 100:
@@ -96,9 +100,8 @@ def train(ds: Dataset, family: str = "hgb", delay_days: int = 7, validation_shar
                "train_rows": float(split), "val_rows": float(len(y) - split)}
     review, decline = choose_thresholds(y[split:], val_scores)
     say(f"validation AUC {metrics['val_auc_roc']:.3f}, AP {metrics['val_average_precision']:.3f}")
-    # Refit on everything now that the thresholds are chosen.
-    estimator = FAMILIES[family]()
-    estimator.fit(X, y)
+    # The validated model is the one shipped: its thresholds were chosen on its own scores
+    # (a refit on all rows would score differently and make the thresholds meaningless).
     model_bytes = serialise(estimator)
     sha = hashlib.sha256(model_bytes).hexdigest()
     now = datetime.now(UTC)

@@ -207,7 +207,7 @@ class WorkerApp:
             assigned = sum(1 for tp in app.assignor.assigned_actives()
                            if tp.topic == s.topic_transactions)
             body = {"ready": self.ready, "model_version": self.processor.scorer.version,
-                    "assigned_partitions": assigned, "worker": self.name}
+                    "assigned_partitions": assigned, "worker": self.name, "pid": os.getpid()}
             return web.json(body, status=200 if self.ready else 503)
 
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -115,7 +115,7 @@ class WorkerPool:
         targets_dir = self.settings.state_dir / "prometheus" / "targets"
         targets_dir.mkdir(parents=True, exist_ok=True)
         body = [{"targets": [f"{self.settings.bind_host}:{w.port}" for w in self.workers],
-                 "labels": {"component": "worker"}}]
+                 "labels": {"component": "worker", "app": self.settings.app_id}}]
         tmp = targets_dir / ".workers.json.tmp"
         tmp.write_text(json.dumps(body))
         tmp.replace(targets_dir / "workers.json")
@@ -129,7 +129,10 @@ class WorkerPool:
                     raise WorkerStartError(f"worker {w.index} exited. Last log lines:\n"
                                            f"{w.log_tail()}")
             answers = [w.readiness() for w in self.workers]
-            if all(a is not None and a.get("ready") for a in answers):
+            # The pid check: a stale process on the same port must not pass for this worker.
+            if all(a is not None and a.get("ready") and w.proc is not None
+                   and a.get("pid") == w.proc.pid for a, w in zip(answers, self.workers,
+                                                                   strict=True)):
                 assigned = sum(int(a.get("assigned_partitions", 0)) for a in answers if a)
                 if assigned >= self.settings.partitions:
                     return
