@@ -32,32 +32,39 @@ class Decision(NamedTuple):
 
 @dataclass
 class CardRecord:
+    """A card's feature state and recent decisions.
+
+    Decisions stay in their wire form (lists in ``Decision`` field order) while the record is
+    in use: a busy card carries dozens, and building objects for each on every transaction
+    measured as the largest single cost of the scoring step.
+    """
+
     state: CardState = field(default_factory=CardState)
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[list] = field(default_factory=list)
 
     def find(self, transaction_id: str) -> Decision | None:
         for d in self.decisions:
-            if d.transaction_id == transaction_id:
-                return d
+            if d[0] == transaction_id:
+                return Decision(*d)
         return None
 
     def remember(self, decision: Decision) -> None:
-        self.decisions.append(decision)
+        self.decisions.append(list(decision))
 
     def settle(self, transaction_id: str, score: float, decision: str, version: str) -> None:
         """Fill in the outcome of a remembered (still undecided) transaction."""
-        for i in range(len(self.decisions) - 1, -1, -1):
-            if self.decisions[i].transaction_id == transaction_id:
-                self.decisions[i] = self.decisions[i]._replace(
-                    score=score, decision=decision, model_version=version)
+        for d in reversed(self.decisions):
+            if d[0] == transaction_id:
+                d[4], d[5], d[6] = score, decision, version
                 return
         raise KeyError(transaction_id)
 
     def to_wire(self) -> list[object]:
         """Compact JSON-able form; decisions older than the dedup window are dropped here."""
-        horizon = max((d.ts for d in self.decisions), default=0) - DEDUP_WINDOW_S
-        first_kept = len(self.decisions) - DEDUP_MIN_KEPT
-        kept = [list(d) for i, d in enumerate(self.decisions) if i >= first_kept or d.ts > horizon]
+        decisions = self.decisions
+        horizon = max((d[1] for d in decisions), default=0) - DEDUP_WINDOW_S
+        first_kept = len(decisions) - DEDUP_MIN_KEPT
+        kept = [d for i, d in enumerate(decisions) if i >= first_kept or d[1] > horizon]
         return [self.state.to_wire(), kept[-DEDUP_MAX_KEPT:]]
 
     @classmethod
@@ -65,4 +72,4 @@ class CardRecord:
         if not wire:
             return cls()
         state, decisions = wire
-        return cls(CardState.from_wire(state), [Decision(*d) for d in decisions])
+        return cls(CardState.from_wire(state), decisions)
