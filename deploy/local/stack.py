@@ -147,9 +147,3 @@ class LocalStack:
     def kafka_node(self, node_id: int) -> ManagedProcess:
         """The process of one Kafka node (for broker-failure tests)."""
         return self.kafka.nodes[node_id - 1].process
-
-    def restart_kafka_node(self, node_id: int) -> None:
-        """Start a stopped Kafka node again (chaos: restart-broker, kill-broker)."""
-        self.kafka.start()
-        wait_until(self.kafka.ready, self.config.ready_timeout_s, "kafka did not recover",
-                   proc=self.kafka_node(node_id))

@@ -39,15 +39,20 @@ async def read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     return out
 
 
-def create_replicated(admin: KafkaAdminClient) -> bool:
+def create_replicated(bootstrap: str) -> bool:
+    """One attempt, with a fresh client (a client from before every broker joined can stick)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         admin.create_topics({"replicated": {"num_partitions": 2, "replication_factor": 3,
                                             "configs": {"min.insync.replicas": "2"}}},
                             wait_for_metadata=True)
     except TopicAlreadyExistsError:
         return True
-    except KafkaError:
+    except KafkaError as exc:
+        print(f"create_topics: {exc!r}")
         return False
+    finally:
+        admin.close()
     return True
 
 
@@ -61,7 +66,8 @@ def test_three_node_cluster_survives_one_node(tmp_path: Path) -> None:
             # Under load a new broker can be fenced for a moment after registering.
             wait_until(lambda: len(admin.describe_cluster()["brokers"]) == 3, 60,
                        "three brokers did not register")
-            wait_until(lambda: create_replicated(admin), 60, "the RF-3 topic was not created")
+            wait_until(lambda: create_replicated(stack.bootstrap), 120,
+                       "the RF-3 topic was not created", interval=1.0)
         finally:
             admin.close()
         asyncio.run(produce(stack.bootstrap, "replicated", [b"before-%d" % i for i in range(20)]))
