@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 
@@ -112,6 +113,10 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
     from fraudstream.ledger import Ledger
     from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
 
+    # SIGTERM stops the demo like Ctrl-C does: stop producing, drain, summarise.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ledger = Ledger()
     kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
     reader = TopicReader(settings.kafka_bootstrap, list(kinds), from_beginning=False)
@@ -142,9 +147,18 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
             try:
                 batch = await reader.poll(0.2)
             except asyncio.CancelledError:
-                # Ctrl-C: asyncio.run cancels this task; stop producing and summarise.
+                # Ctrl-C (or SIGTERM) cancels this task: stop producing, let what was sent come
+                # out, then summarise. A second one stops waiting.
+                if main_task is not None:
+                    # Handled here: without this, timeouts inside aiokafka would keep turning
+                    # into cancellations for the rest of the drain.
+                    main_task.uncancel()
+                if stopping:
+                    break
                 stopping = True
-                break
+                print("\nstopping: waiting for what was sent to come out (Ctrl-C again to skip)",
+                      file=sys.stderr, flush=True)
+                continue
             for topic, _key, value, ts in batch:
                 ledger.observe(kinds[topic], value, ts)
             if batch:

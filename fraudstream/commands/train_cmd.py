@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def ensure_model(settings: Settings, family: str = "hgb") -> str:
     """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed."""
     args = build_defaults()
     args.out, args.if_missing, args.model, args.data = settings.model_path, True, family, None
-    run(args, settings)
+    # Callers (demo, bench) keep stdout for their own JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        run(args, settings)
     from model_registry.artifact import load_verified
 
     return load_verified(settings.model_path, settings.signing_key.encode()).version
