@@ -21,7 +21,8 @@ from model_registry.training import train
 from simulator import SimulationConfig, simulate
 from workers.pool import WorkerPool
 
-BASE_PORT = int(os.environ.get("FRAUDSTREAM_TEST_BASE_PORT", "39000"))
+# Below the ephemeral range (32768+ on Linux): a client socket must never take a server port.
+BASE_PORT = int(os.environ.get("FRAUDSTREAM_TEST_BASE_PORT", "21000"))
 SIGNING_KEY = "integration-test-key"
 
 
