@@ -95,6 +95,7 @@ class ScoringProcessor:
         at = iso_now(now)
         dead: list[tuple[RawRecord, Rejection]] = []
         touched: dict[bytes, tuple[int, CardRecord]] = {}
+        merchants_seen: dict[bytes, MerchantState] = {}
         pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
         rows: list[list[float]] = []
         replays: list[tuple[RawRecord, Transaction, Decision]] = []
@@ -127,7 +128,12 @@ class ScoringProcessor:
                         f"already decided ({seen.decision}, partition {seen.partition} offset "
                         f"{seen.offset}); a transaction is decided once")))
                 continue
-            merchant = MerchantState.from_wire(self.merchants.get(result.merchant_id.encode()))
+            merchant_key = result.merchant_id.encode()
+            merchant = merchants_seen.get(merchant_key)
+            if merchant is None:
+                # Read-only here: decoded once per merchant per batch.
+                merchant = merchants_seen[merchant_key] = MerchantState.from_wire(
+                    self.merchants.get(merchant_key))
             rows.append(compute_features(result.ts, result.amount, card.state, merchant,
                                          self.delay))
             pending.append((rec, result, card))
