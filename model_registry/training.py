@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from features import FEATURE_NAMES, build_feature_matrix
 from model_registry.artifact import ModelManifest, serialise
+from model_registry.reference import build_reference
 from simulator import Dataset
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def train(ds: Dataset, family: str = "hgb", delay_days: int = 7, validation_shar
         feature_names=list(FEATURE_NAMES), sha256=sha,
         created_at=now.isoformat(timespec="seconds"), review_threshold=review,
         decline_threshold=decline, metrics=metrics, training_data_sha256=dataset_sha256(ds),
-        reference={"feature_p99": np.percentile(X, 99, axis=0).tolist(),
-                   "score_quantiles": np.quantile(val_scores, np.linspace(0, 1, 11)).tolist()},
+        reference={**build_reference(X[split:], FEATURE_NAMES, val_scores),
+                   "feature_p99": np.percentile(X, 99, axis=0).tolist()},
     )
     return TrainedModel(model_bytes, manifest)
