@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from fraudstream.commands import (
     api_cmd,
     bench_cmd,
+    chaos_cmd,
     demo_cmd,
     produce_cmd,
     simulate_cmd,
     stack_cmd,
+    supervise_cmd,
     tail_cmd,
     topics_cmd,
     train_cmd,
@@ -23,8 +25,8 @@ from fraudstream.commands import (
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
-COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, produce_cmd, tail_cmd,
-            demo_cmd, bench_cmd, api_cmd)
+COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, supervise_cmd,
+            produce_cmd, tail_cmd, demo_cmd, bench_cmd, chaos_cmd, api_cmd)
 
 EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())

@@ -29,6 +29,9 @@ class Ledger:
     dead_letter_positions: set[Position] = field(default_factory=set)
     dead_letter_errors: collections.Counter[str] = field(default_factory=collections.Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    #: (score record's Kafka timestamp, latency) of each first decision, for timelines.
+    scored_at_ms: list[tuple[int, float]] = field(default_factory=list)
+    dead_letter_repeats: int = 0
 
     def produced(self, value: bytes, partition: int, offset: int) -> None:
         """Note a record Kafka acknowledged at (partition, offset)."""
@@ -52,10 +55,14 @@ class Ledger:
                 self.decision_counts[body["decision"]] += 1
                 ingested = body.get("ingested_at_ms")
                 if ingested:
-                    self.latencies_ms.append(max(timestamp_ms - ingested, 0))
+                    latency = max(timestamp_ms - ingested, 0)
+                    self.latencies_ms.append(latency)
+                    self.scored_at_ms.append((timestamp_ms, latency))
         else:
             position = (int(body["partition"]), int(body["offset"]))
-            if position not in self.dead_letter_positions:
+            if position in self.dead_letter_positions:
+                self.dead_letter_repeats += 1
+            else:
                 self.dead_letter_positions.add(position)
                 self.dead_letter_errors[body.get("error", "unknown")] += 1
 
@@ -82,6 +89,12 @@ class Ledger:
         return lost
 
     @property
+    def duplicates(self) -> int:
+        """Extra outputs: second score records of an id, second dead letters of a position."""
+        return (sum(c - 1 for c in self.score_counts.values() if c > 1)
+                + self.dead_letter_repeats)
+
+    @property
     def complete(self) -> bool:
         """Every produced record has an output (a cheap check; ``lost()`` is the exact one)."""
         return self.scored + self.dead_letters >= len(self.produced_at)
@@ -94,7 +107,9 @@ class Ledger:
             "scored": self.scored,
             "dead_lettered": self.dead_letters,
             "lost": self.lost(),
-            "duplicates": sum(c - 1 for c in self.score_counts.values() if c > 1),
+            "duplicates": self.duplicates,
+            "duplicate_scores": self.duplicates - self.dead_letter_repeats,
+            "duplicate_dead_letters": self.dead_letter_repeats,
             "conflicting_decisions": len(self.conflicting),
             "decisions": dict(self.decision_counts),
             "decline_rate": declined / self.scored if self.scored else 0.0,

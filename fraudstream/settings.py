@@ -37,12 +37,16 @@ class Settings:
     topic_dlq: str = "transactions.dlq"
     topic_labels: str = "labels"
     topic_model_updates: str = "model-updates"
+    #: Operational events (failovers) published by the supervisor.
+    topic_events: str = "fraudstream.events"
     partitions: int = 4
     replication_factor: int = 1
     #: Faust application id (the consumer group of the scoring workers).
     app_id: str = "fraudstream-scoring"
     #: First web port of the workers; worker N listens on worker_web_port + N.
     worker_web_port: int = 6066
+    #: The supervisor's /metrics port.
+    supervisor_port: int = 6065
     #: The model artifact the workers serve (its signed manifest sits next to it).
     model_path: Path = Path("artifacts/models/current.skops")
     #: HMAC key that signs and verifies model artifacts. Required to train or serve.

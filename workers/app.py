@@ -62,8 +62,14 @@ class JsonTableView(MutableMapping[bytes, Any]):
         return len(self.table)
 
 
-def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
-    """Faust configuration tuned for batching, loopback and fast failover."""
+def faust_settings(settings: Settings, index: int,
+                   instance_id: str | None = None) -> dict[str, Any]:
+    """Faust configuration tuned for batching, loopback and fast failover.
+
+    ``instance_id`` makes the worker a static group member (KIP-345): a replacement started
+    with the same id takes over its partitions at once, without waiting for the session to
+    expire and without a rebalance of the other workers.
+    """
     return {
         "broker": [f"kafka://{s}" for s in settings.kafka_bootstrap.split(",")],
         "store": "memory://",
@@ -75,6 +81,7 @@ def faust_settings(settings: Settings, index: int) -> dict[str, Any]:
         "topic_replication_factor": settings.replication_factor,
         "topic_allow_declare": True,
         "consumer_auto_offset_reset": "earliest",
+        "consumer_group_instance_id": instance_id,
         "broker_session_timeout": 6.0,
         "broker_heartbeat_interval": 1.0,
         "broker_request_timeout": 40.0,
@@ -97,13 +104,14 @@ class WorkerApp:
     """A Faust app wired to one ``ScoringProcessor``; ``app`` is what ``faust.Worker`` runs."""
 
     def __init__(self, settings: Settings, index: int, scorer: Scorer,
-                 metrics: WorkerMetrics) -> None:
+                 metrics: WorkerMetrics, instance_id: str | None = None) -> None:
         self.settings = settings
         self.index = index
         self.metrics = metrics
         self.name = f"worker-{index}@{socket.gethostname()}"
         self.ready = False
-        app = self.app = faust.App(settings.app_id, **faust_settings(settings, index))
+        app = self.app = faust.App(settings.app_id,
+                                         **faust_settings(settings, index, instance_id))
         self.transactions = app.topic(settings.topic_transactions, key_serializer="raw",
                                       value_serializer="raw")
         self.labels = app.topic(settings.topic_labels, key_serializer="raw",
@@ -204,10 +212,11 @@ class WorkerApp:
 
         @app.page("/ready")
         async def ready_view(web: Any, request: Any) -> Any:
-            assigned = sum(1 for tp in app.assignor.assigned_actives()
-                           if tp.topic == s.topic_transactions)
+            partitions = sorted(tp.partition for tp in app.assignor.assigned_actives()
+                                if tp.topic == s.topic_transactions)
             body = {"ready": self.ready, "model_version": self.processor.scorer.version,
-                    "assigned_partitions": assigned, "worker": self.name, "pid": os.getpid()}
+                    "assigned_partitions": len(partitions), "partitions": partitions,
+                    "worker": self.name, "pid": os.getpid()}
             return web.json(body, status=200 if self.ready else 503)
 
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

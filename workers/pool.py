@@ -35,14 +35,31 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def write_targets(settings: Settings, name: str, targets: list[str], component: str) -> None:
+    """Write (atomically) a file_sd file the local Prometheus scrapes: ``targets/<name>.json``."""
+    targets_dir = settings.state_dir / "prometheus" / "targets"
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    body = [{"targets": targets, "labels": {"component": component, "app": settings.app_id}}]
+    tmp = targets_dir / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(body))
+    tmp.replace(targets_dir / f"{name}.json")
+
+
 @dataclass
 class WorkerProcess:
-    """One ``fraudstream worker --index N`` child process."""
+    """One ``fraudstream worker --index N`` child process (or a warm standby for one).
+
+    A standby (``standby_file`` set) imports everything and loads the model, writes
+    ``standby_file``, then waits on its stdin for ``activate`` to give it a slot.
+    """
 
     settings: Settings
     index: int
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    instance_id: str | None = None
+    standby_file: Path | None = None
+    name: str = ""
 
     @property
     def port(self) -> int:
@@ -50,29 +67,61 @@ class WorkerProcess:
 
     @property
     def log_file(self) -> Path:
-        return self.settings.state_dir / "logs" / f"worker-{self.index}.log"
+        return self.settings.state_dir / "logs" / f"{self.name or f'worker-{self.index}'}.log"
 
     def start(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        args = ["--index", str(self.index)]
+        if self.standby_file is not None:
+            self.standby_file.unlink(missing_ok=True)
+            args = ["--standby", str(self.standby_file)]
+        elif self.instance_id is not None:
+            args += ["--instance-id", self.instance_id]
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fraudstream.cli", "worker", "--index", str(self.index),
-                 *self.extra_args],
-                env=settings_env(self.settings), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        logger.info("started worker index=%d pid=%d", self.index, self.proc.pid)
+                [sys.executable, "-m", "fraudstream.cli", "worker", *args, *self.extra_args],
+                env=settings_env(self.settings),
+                stdin=subprocess.PIPE if self.standby_file is not None else subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        logger.info("started worker name=%s pid=%d standby=%s", self.name or self.index,
+                    self.proc.pid, self.standby_file is not None)
+
+    def standby_ready(self) -> bool:
+        """A standby that has loaded everything and waits for a slot."""
+        return (self.standby_file is not None and self.alive()
+                and self.standby_file.exists())
+
+    def activate(self, index: int, instance_id: str | None) -> None:
+        """Give a ready standby a slot: it joins the group with that web port and member id."""
+        if self.proc is None or self.proc.stdin is None:
+            raise WorkerStartError(f"{self.name} is not a standby")
+        self.index, self.instance_id = index, instance_id
+        line = json.dumps({"index": index, "instance_id": instance_id}) + "\n"
+        self.proc.stdin.write(line.encode())
+        self.proc.stdin.flush()
+        self.proc.stdin.close()
+        if self.standby_file is not None:
+            self.standby_file.unlink(missing_ok=True)
+        self.standby_file = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def readiness(self) -> dict | None:
-        """The worker's /ready answer, or None when it does not answer 200."""
-        url = f"http://{self.settings.bind_host}:{self.port}/ready"
+    def _get(self, path: str, timeout: float) -> dict | None:
+        url = f"http://{self.settings.bind_host}:{self.port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as resp:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return dict(json.loads(resp.read()))
         except (OSError, ValueError):
             return None
+
+    def readiness(self, timeout: float = 1.0) -> dict | None:
+        """The worker's /ready answer, or None when it does not answer 200."""
+        return self._get("/ready", timeout)
+
+    def liveness(self, timeout: float = 1.0) -> bool:
+        """True when the worker's event loop answers /health in time."""
+        return self._get("/health", timeout) is not None
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.alive():
@@ -112,13 +161,9 @@ class WorkerPool:
 
     def write_scrape_targets(self) -> None:
         """Tell the local Prometheus (file_sd) where the workers' /metrics are."""
-        targets_dir = self.settings.state_dir / "prometheus" / "targets"
-        targets_dir.mkdir(parents=True, exist_ok=True)
-        body = [{"targets": [f"{self.settings.bind_host}:{w.port}" for w in self.workers],
-                 "labels": {"component": "worker", "app": self.settings.app_id}}]
-        tmp = targets_dir / ".workers.json.tmp"
-        tmp.write_text(json.dumps(body))
-        tmp.replace(targets_dir / "workers.json")
+        write_targets(self.settings, "workers",
+                      [f"{self.settings.bind_host}:{w.port}" for w in self.workers],
+                      component="worker")
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until every worker is ready and all transaction partitions are assigned."""

@@ -29,6 +29,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_dlq, p, rf, {**isr, "max.message.bytes": "2097152"}),
         TopicSpec(settings.topic_labels, p, rf, dict(isr)),
         TopicSpec(settings.topic_model_updates, 1, rf, {**isr, "cleanup.policy": "compact"}),
+        TopicSpec(settings.topic_events, 1, rf, dict(isr)),
     ]
 
 

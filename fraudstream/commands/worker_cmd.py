@@ -1,9 +1,13 @@
-"""fraudstream worker: one scoring worker in the foreground."""
+"""fraudstream worker: one scoring worker in the foreground (or a warm standby)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import sys
+from pathlib import Path
 
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
@@ -21,6 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index.")
     p.add_argument("--index", type=int, default=1, help="worker number, sets its web port "
                    "(default 1)")
+    p.add_argument("--instance-id", default=None,
+                   help="static group membership id (KIP-345): a worker started later with the "
+                        "same id takes over this one's partitions at once (set by the supervisor)")
+    p.add_argument("--standby", metavar="READY_FILE", type=Path, default=None,
+                   help="start as a warm standby: import everything, load and verify the model, "
+                        "write READY_FILE, then wait for one JSON line on stdin "
+                        '({"index": N, "instance_id": "..."}) before joining the group')
     p.add_argument("--loglevel", default="info", help="faust log level (default info)")
     p.set_defaults(run=run)
 
@@ -41,10 +52,31 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except ArtifactError as exc:
         raise UserError(f"refusing to start: {exc}") from exc
     require_topics(settings)
-    (settings.state_dir / "faust" / f"worker-{args.index}").mkdir(parents=True, exist_ok=True)
-    worker_app = WorkerApp(settings, args.index, scorer, WorkerMetrics.create())
-    logger.info("starting worker=%s model=%s", worker_app.name, scorer.version)
+    index, instance_id = args.index, args.instance_id
+    if args.standby is not None:
+        index, instance_id = _wait_for_activation(args.standby)
+    (settings.state_dir / "faust" / f"worker-{index}").mkdir(parents=True, exist_ok=True)
+    worker_app = WorkerApp(settings, index, scorer, WorkerMetrics.create(), instance_id)
+    logger.info("starting worker=%s model=%s instance_id=%s", worker_app.name, scorer.version,
+                instance_id)
     worker = Worker(worker_app.app, loglevel=args.loglevel, quiet=True,
                     override_logging=False)
     worker.execute_from_commandline()
     return 0
+
+
+def _wait_for_activation(ready_file: Path) -> tuple[int, str | None]:
+    """Announce readiness as a standby, then block until the supervisor assigns a slot."""
+    ready_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ready_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid()}))
+    tmp.replace(ready_file)
+    logger.info("standby ready pid=%d, waiting for activation", os.getpid())
+    line = sys.stdin.readline()
+    if not line:
+        raise UserError("standby: the supervisor closed stdin before activating this worker")
+    try:
+        order = json.loads(line)
+        return int(order["index"]), order.get("instance_id")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"standby: bad activation line {line.strip()!r}") from exc

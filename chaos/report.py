@@ -1,0 +1,159 @@
+"""What a chaos run proves (ledger counts, recovery, latency, alerts) as JSON, Markdown, PNG."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: A bucket counts as "scoring at the prior rate" from this share of the pre-fault rate on.
+RECOVERED_SHARE = 0.9
+
+
+@dataclass
+class ChaosReport:
+    """The outcome of one scenario run (the JSON report's fields)."""
+
+    scenario: str
+    produced: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    conflicting_decisions: int = 0
+    recovery_seconds: float | None = None
+    p99_latency_ms: dict[str, float | None] = field(default_factory=dict)
+    alerts_fired: list[str] = field(default_factory=list)
+    alerts_expected: list[str] = field(default_factory=list)
+    failovers: list[dict[str, Any]] = field(default_factory=list)
+    fault_at_s: float | None = None
+    healed_at_s: float | None = None
+    dead_letter_errors: dict[str, int] = field(default_factory=dict)
+    timeline: list[dict[str, float]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    passed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def markdown(self) -> str:
+        """A short human summary (the timeline is in the PNG)."""
+        p99 = self.p99_latency_ms
+        lines = [f"# Chaos run: {self.scenario}", "",
+                 f"**{'PASSED' if self.passed else 'SKIPPED' if self.skipped else 'FAILED'}**"
+                 + (f": {self.skipped}" if self.skipped else ""), "",
+                 "| produced | scored | dead-lettered | lost | duplicates | recovery s |",
+                 "|---:|---:|---:|---:|---:|---:|",
+                 f"| {self.produced} | {self.scored} | {self.dead_lettered} | {self.lost} | "
+                 f"{self.duplicates} | {_fmt(self.recovery_seconds)} |", "",
+                 f"p99 latency (ms): before {_fmt(p99.get('before'))}, during "
+                 f"{_fmt(p99.get('during'))}, after {_fmt(p99.get('after'))}", "",
+                 f"Alerts fired: {', '.join(self.alerts_fired) or 'none'} "
+                 f"(expected: {', '.join(self.alerts_expected) or 'none'})", "",
+                 f"Failovers: {len(self.failovers)}"]
+        lines += [f"- slot {f['slot']}: {f['reason']} (pid {f['old_pid']} -> {f['new_pid']}, "
+                  f"{'standby' if f['from_standby'] else 'cold start'})" for f in self.failovers]
+        if self.problems:
+            lines += ["", "Problems:"] + [f"- {p}" for p in self.problems]
+        return "\n".join(lines) + "\n"
+
+    def write(self, json_path: Path) -> list[Path]:
+        """Write the JSON report, and next to it a Markdown summary and a PNG timeline."""
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(self.to_json())
+        md = json_path.with_suffix(".md")
+        md.write_text(self.markdown())
+        written = [json_path, md]
+        if self.timeline:
+            png = json_path.with_suffix(".png")
+            plot_timeline(self, png)
+            written.append(png)
+        return written
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def timeline(scored_at_ms: list[tuple[int, float]], start_ms: int,
+             bucket_s: float = 1.0) -> list[dict[str, float]]:
+    """Per bucket since ``start_ms``: decisions written and their p99 latency."""
+    if not scored_at_ms:
+        return []
+    data = np.asarray(scored_at_ms, dtype=np.float64)
+    t = (data[:, 0] - start_ms) / 1000.0
+    idx = np.floor(t / bucket_s).astype(int)
+    out = []
+    for b in range(max(idx.min(), 0), idx.max() + 1):
+        mask = idx == b
+        lat = data[mask, 1]
+        out.append({"t": b * bucket_s, "scored": float(mask.sum()) / bucket_s,
+                    "p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0})
+    return out
+
+
+def recovery_seconds(series: list[dict[str, float]], fault_at_s: float,
+                     rate: float) -> float | None:
+    """From the fault to the first bucket that scores at least 90 % of the prior rate.
+
+    The prior rate is the median of the buckets before the fault (or ``rate`` without any).
+    A fault that never dents the rate recovers in the first bucket after it.
+    """
+    before = [b["scored"] for b in series if b["t"] + 1 <= fault_at_s and b["t"] >= 1]
+    prior = float(np.median(before)) if before else rate
+    dented = False
+    for b in series:
+        if b["t"] < fault_at_s:
+            continue
+        if b["scored"] >= RECOVERED_SHARE * prior:
+            return max(b["t"] - fault_at_s, 0.0) if dented else 0.0
+        dented = True
+    return None
+
+
+def p99_by_phase(scored_at_ms: list[tuple[int, float]], start_ms: int, fault_at_s: float,
+                 recovered_at_s: float | None) -> dict[str, float | None]:
+    """p99 latency of decisions written before the fault, until recovery, and after it."""
+    def p99(values: list[float]) -> float | None:
+        return float(np.percentile(values, 99)) if values else None
+
+    before: list[float] = []
+    during: list[float] = []
+    after: list[float] = []
+    end = recovered_at_s if recovered_at_s is not None else float("inf")
+    for ts, lat in scored_at_ms:
+        t = (ts - start_ms) / 1000.0
+        (before if t < fault_at_s else during if t < end else after).append(lat)
+    return {"before": p99(before), "during": p99(during), "after": p99(after)}
+
+
+def plot_timeline(report: ChaosReport, path: Path) -> None:
+    """Throughput and p99 latency per second, the fault and the healing marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [b["t"] for b in report.timeline]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    ax1.plot(t, [b["scored"] for b in report.timeline], color="tab:blue")
+    ax1.set_ylabel("decisions / s")
+    ax2.plot(t, [b["p99_ms"] for b in report.timeline], color="tab:red")
+    ax2.set_ylabel("p99 latency (ms)")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("seconds since the load started")
+    for ax in (ax1, ax2):
+        if report.fault_at_s is not None:
+            ax.axvline(report.fault_at_s, color="black", linestyle="--", label="fault")
+        if report.healed_at_s is not None:
+            ax.axvline(report.healed_at_s, color="green", linestyle=":", label="healed")
+    ax1.legend(loc="lower left")
+    ax1.set_title(f"chaos: {report.scenario} — lost {report.lost}, duplicates "
+                  f"{report.duplicates}, recovery {_fmt(report.recovery_seconds)} s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

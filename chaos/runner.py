@@ -1,0 +1,202 @@
+"""Produce → consume → inject a fault → heal → validate, for one named scenario.
+
+The shape of Kafka's own system tests: a steady load from the simulator, the fault in the
+middle, then a ledger of every produced record checked against the committed ``scores`` and
+``transactions.dlq`` (read_committed). Workers run under the supervisor, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+from chaos.faults import FaultContext, FaultUnavailable
+from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
+from chaos.scenarios import Scenario
+from deploy.local import LocalStack
+from fraudstream.feeds import outgoing, with_bad_records
+from fraudstream.ledger import Ledger
+from fraudstream.settings import Settings
+from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
+from simulator import SimulationConfig, simulate
+from workers.supervisor import HealthPolicy, Supervisor
+from workers.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Load and timing of a run."""
+
+    rate: float = 500.0
+    duration_s: float = 30.0
+    fault_at_s: float = 8.0
+    workers: int = 2
+    standbys: int = 1
+    #: After the load ends, how long to wait for every record's outcome.
+    drain_timeout_s: float = 120.0
+    seed: int = 11
+
+
+class ChaosRunner:
+    """Runs scenarios against a live Kafka (and, for stack faults, the local stack)."""
+
+    def __init__(self, settings: Settings, stack: LocalStack | None, plan: RunPlan,
+                 policy: HealthPolicy | None = None, isolate: bool = True) -> None:
+        self.base = settings
+        self.stack = stack
+        self.plan = plan
+        self.policy = policy or HealthPolicy()
+        self.isolate = isolate
+        #: The last lines of every worker's log after the last run (dumped when it fails).
+        self.logs: dict[str, str] = {}
+
+    def run(self, scenario: Scenario) -> ChaosReport:
+        """Run one scenario end to end and judge it."""
+        settings = self._fresh_settings() if self.isolate else self.base
+        report = ChaosReport(scenario.name, alerts_expected=list(scenario.expect_alerts))
+        ensure_topics(settings)
+        supervisor = Supervisor(settings, self.plan.workers, self.plan.standbys, self.policy)
+        supervisor.start()
+        ctx = FaultContext(supervisor, self.stack)
+        try:
+            supervisor.wait_ready(timeout=180)
+            thread = supervisor.run_in_thread()
+            try:
+                ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
+            finally:
+                supervisor.request_stop()
+                thread.join(10)
+        except FaultUnavailable as exc:
+            report.skipped = str(exc)
+            return report
+        finally:
+            supervisor.stop()
+            if scenario.heal is not None and report.healed_at_s is None:
+                try:
+                    scenario.heal(ctx)
+                except Exception as exc:  # leave the stack usable for the next scenario
+                    logger.warning("heal after failure failed error=%r", exc)
+            self.logs = {w.name: w.log_tail(40) for w in
+                         [s.worker for s in supervisor.slots] + supervisor.standbys}
+        self._judge(report, scenario, ledger, start_ms, supervisor)
+        return report
+
+    def _fresh_settings(self) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        s = self.base
+        return dataclasses.replace(
+            s, app_id=f"chaos-{tag}", topic_transactions=f"chaos-tx-{tag}",
+            topic_scores=f"chaos-scores-{tag}", topic_dlq=f"chaos-dlq-{tag}",
+            topic_labels=f"chaos-labels-{tag}", topic_events=f"chaos-events-{tag}")
+
+    async def _drive(self, settings: Settings, scenario: Scenario, ctx: FaultContext,
+                     report: ChaosReport) -> tuple[Ledger, int]:
+        plan = self.plan
+        count = int(plan.rate * plan.duration_s)
+        ds = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, nb_days=60,
+                                       seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
+        records = outgoing(ds, 0, min(count, len(ds)), with_labels=False)
+        if scenario.poison_every:
+            records = with_bad_records(records, scenario.poison_every)
+        ledger = Ledger()
+        kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
+        alerts: set[str] = set()
+        async with TopicReader(settings.kafka_bootstrap, list(kinds)) as reader:
+            producer = new_producer(settings.kafka_bootstrap)
+            await producer.start()
+            start_ms = int(time.time() * 1000)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            task = asyncio.create_task(produce_paced(
+                producer, records, topic=settings.topic_transactions,
+                labels_topic=settings.topic_labels, rate=plan.rate, label_delay_s=0,
+                stats=ProduceStats(),
+                on_delivered=lambda rec, partition, offset: ledger.produced(rec.value,
+                                                                            partition, offset)))
+            faulted = healed = False
+            deadline: float | None = None
+            next_alert_poll = 0.0
+            try:
+                while True:
+                    for topic, _k, value, ts in await reader.poll(0.3):
+                        ledger.observe(kinds[topic], value, ts)
+                    now = loop.time() - t0
+                    if not faulted and now >= plan.fault_at_s:
+                        faulted = True
+                        report.fault_at_s = round(now, 2)
+                        if scenario.inject is not None:
+                            await asyncio.to_thread(scenario.inject, ctx)
+                    if (faulted and not healed and scenario.heal is not None
+                            and now >= plan.fault_at_s + scenario.heal_after_s):
+                        healed = True
+                        await asyncio.to_thread(scenario.heal, ctx)
+                        report.healed_at_s = round(loop.time() - t0, 2)
+                    if now >= next_alert_poll:
+                        next_alert_poll = now + 2.0
+                        alerts |= await asyncio.to_thread(self._firing_alerts, settings)
+                    if task.done() and (healed or scenario.heal is None):
+                        task.result()
+                        deadline = deadline or loop.time() + plan.drain_timeout_s
+                        if ledger.complete or loop.time() > deadline:
+                            break
+                # Anything extra (a duplicate or second decision) would arrive now.
+                for topic, _k, value, ts in await reader.poll(3.0):
+                    ledger.observe(kinds[topic], value, ts)
+                alerts |= await asyncio.to_thread(self._firing_alerts, settings)
+            finally:
+                task.cancel()
+                await producer.stop()
+        report.alerts_fired = sorted(alerts)
+        return ledger, start_ms
+
+    def _firing_alerts(self, settings: Settings) -> set[str]:
+        """Names of alerts firing in Prometheus now (empty when Prometheus is not there)."""
+        url = f"http://{settings.bind_host}:{settings.prometheus_port}/api/v1/alerts"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = json.loads(resp.read())
+        except (OSError, ValueError):
+            return set()
+        return {a["labels"].get("alertname", "?") for a in body.get("data", {}).get("alerts", [])
+                if a.get("state") == "firing"}
+
+    def _judge(self, report: ChaosReport, scenario: Scenario, ledger: Ledger, start_ms: int,
+               supervisor: Supervisor) -> None:
+        summary = ledger.summary()
+        report.produced = int(summary["produced"])  # type: ignore[call-overload]
+        report.scored = ledger.scored
+        report.dead_lettered = ledger.dead_letters
+        report.lost = ledger.lost()
+        report.duplicates = ledger.duplicates
+        report.conflicting_decisions = len(ledger.conflicting)
+        report.dead_letter_errors = dict(ledger.dead_letter_errors)
+        report.failovers = [dataclasses.asdict(e) for e in supervisor.events]
+        report.timeline = timeline(ledger.scored_at_ms, start_ms)
+        fault = report.fault_at_s if report.fault_at_s is not None else self.plan.fault_at_s
+        report.recovery_seconds = recovery_seconds(report.timeline, fault, self.plan.rate)
+        recovered_at = (fault + report.recovery_seconds
+                        if report.recovery_seconds is not None else None)
+        report.p99_latency_ms = p99_by_phase(ledger.scored_at_ms, start_ms, fault, recovered_at)
+        problems = report.problems
+        if report.lost:
+            problems.append(f"{report.lost} records lost")
+        if report.duplicates:
+            problems.append(f"{report.duplicates} duplicate outputs")
+        if report.conflicting_decisions:
+            problems.append(f"{report.conflicting_decisions} transactions decided twice "
+                            "differently")
+        if report.produced == 0:
+            problems.append("nothing was produced")
+        if scenario.expect_failover and not supervisor.events:
+            problems.append("the supervisor did not replace the faulty worker")
+        if report.recovery_seconds is None:
+            problems.append("scoring never returned to the prior rate")
+        report.passed = not problems

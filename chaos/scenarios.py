@@ -1,0 +1,70 @@
+"""The named failures: what each injects, how it heals, and which alerts it should raise."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chaos.faults import (
+    FaultContext,
+    continue_worker,
+    signal_worker,
+    start_broker,
+    start_redis,
+    stop_broker,
+    stop_redis,
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault, its healing, and what must hold afterwards."""
+
+    name: str
+    description: str
+    inject: Callable[[FaultContext], None] | None
+    heal: Callable[[FaultContext], None] | None = None
+    #: Seconds between injecting the fault and healing it.
+    heal_after_s: float = 0.0
+    #: Malformed records mixed into the load (one per ``poison_every`` good ones); 0 = none.
+    poison_every: int = 0
+    #: Alert names that should fire in Prometheus during the run (checked when rules exist).
+    expect_alerts: tuple[str, ...] = ()
+    #: The supervisor should replace a worker.
+    expect_failover: bool = False
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("kill-worker", "SIGKILL one active worker; a warm standby takes its slot",
+             lambda ctx: signal_worker(ctx, signal.SIGKILL),
+             expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True),
+    Scenario("hang-worker", "SIGSTOP one active worker (alive but frozen); the supervisor "
+             "detects the hang and replaces it",
+             lambda ctx: signal_worker(ctx, signal.SIGSTOP), continue_worker, heal_after_s=15,
+             expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True),
+    Scenario("stop-worker", "SIGTERM one active worker (a graceful stop, as in a deploy); "
+             "the supervisor hands its slot to a standby",
+             lambda ctx: signal_worker(ctx, signal.SIGTERM), expect_failover=True),
+    Scenario("restart-broker", "stop the (last) Kafka broker for 10 s and start it again; "
+             "on one node every client waits and resumes by itself",
+             lambda ctx: stop_broker(ctx, hard=False), start_broker, heal_after_s=10),
+    Scenario("kill-broker", "SIGKILL one broker of a three-node cluster (replication 3, "
+             "min.insync.replicas 2) and restart it 15 s later",
+             lambda ctx: stop_broker(ctx, hard=True), start_broker, heal_after_s=15),
+    Scenario("redis-down", "stop Redis for 15 s: scoring goes on (features live in Faust "
+             "tables, the model is in memory)", stop_redis, start_redis, heal_after_s=15),
+    Scenario("poison", "a burst of malformed records (bad JSON, missing and wrong-typed "
+             "fields, absurd timestamps, duplicate ids) mixed into the load; each is "
+             "dead-lettered with a reason, nothing else changes",
+             None, poison_every=20, expect_alerts=("FraudstreamDeadLetterRateHigh",)),
+)}
+
+
+def resolve(name: str) -> list[Scenario]:
+    """The scenarios ``name`` stands for (``all`` = every one), or a KeyError naming choices."""
+    if name == "all":
+        return list(SCENARIOS.values())
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; choose from all, {', '.join(SCENARIOS)}")
+    return [SCENARIOS[name]]

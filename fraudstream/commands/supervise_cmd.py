@@ -1,0 +1,76 @@
+"""fraudstream supervise: active workers, warm standbys, health checks and failover."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from fraudstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "supervise", help="run N active workers and K warm standbys with automatic failover",
+        description="Starts N active scoring workers (each a static member of the consumer "
+        "group, on web port FRAUDSTREAM_WORKER_WEB_PORT+slot) and K warm standbys (model "
+        "loaded, waiting). Every --interval seconds it checks each worker: alive, /health "
+        "answers (liveness), /ready (partitions assigned, model loaded), and committed offsets "
+        "advance while there is a backlog (progress). A worker that crashed, hung, never got "
+        "ready or stopped making progress is killed and its slot handed to a standby, which "
+        "takes over the same partitions at once; a new standby is started. Failovers are "
+        "logged, counted in fraudstream_failovers_total{reason} (served on "
+        "FRAUDSTREAM_SUPERVISOR_PORT /metrics) and published on FRAUDSTREAM_TOPIC_EVENTS.")
+    p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
+    p.add_argument("--standby", type=int, default=1, help="warm standbys (default 1)")
+    p.add_argument("--interval", type=float, default=0.5,
+                   help="seconds between health checks (default 0.5)")
+    p.add_argument("--hang-failures", type=int, default=2,
+                   help="consecutive failed /health probes (1 s timeout) that mean a worker "
+                        "hangs (default 2)")
+    p.add_argument("--progress-timeout", type=float, default=20.0,
+                   help="seconds a worker may hold a backlog without committing before it is "
+                        "replaced (default 20)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from prometheus_client import start_http_server
+
+    from fraudstream.commands.topics_cmd import require_topics
+    from fraudstream.errors import UserError
+    from workers.pool import write_targets
+    from workers.supervisor import HealthPolicy, Supervisor
+
+    if args.workers < 1 or args.standby < 0:
+        raise UserError("--workers must be at least 1 and --standby at least 0")
+    require_topics(settings)
+    policy = HealthPolicy(interval_s=args.interval, hang_failures=args.hang_failures,
+                          progress_timeout_s=args.progress_timeout)
+    supervisor = Supervisor(settings, args.workers, args.standby, policy)
+    try:
+        start_http_server(settings.supervisor_port, addr=settings.bind_host,
+                          registry=supervisor.metrics.registry)
+    except OSError as exc:
+        raise UserError(f"cannot serve supervisor metrics on {settings.bind_host}:"
+                        f"{settings.supervisor_port} ({exc}); set FRAUDSTREAM_SUPERVISOR_PORT "
+                        "to a free port") from exc
+    write_targets(settings, "supervisor", [f"{settings.bind_host}:{settings.supervisor_port}"],
+                  component="supervisor")
+    supervisor.start()
+    try:
+        supervisor.wait_ready()
+        print(f"supervising {args.workers} workers and {args.standby} standbys "
+              f"(metrics on http://{settings.bind_host}:{settings.supervisor_port}/metrics)",
+              flush=True)
+        supervisor.run()
+    except KeyboardInterrupt:
+        logger.info("stopping supervised workers")
+    finally:
+        started = time.monotonic()
+        supervisor.stop()
+        logger.info("stopped in %.1fs failovers=%d", time.monotonic() - started,
+                    len(supervisor.events))
+    return 0

@@ -1,0 +1,44 @@
+"""The Prometheus metrics of the supervisor, in one container built by ``create``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.process_collector import ProcessCollector
+
+
+@dataclass(frozen=True)
+class SupervisorMetrics:
+    """Failovers, desired/healthy workers and ready standbys."""
+
+    registry: CollectorRegistry
+    failovers: Counter
+    workers_desired: Gauge
+    workers_healthy: Gauge
+    standbys_ready: Gauge
+    standbys_desired: Gauge
+    kafka_errors: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None,
+               prefix: str = "fraudstream") -> SupervisorMetrics:
+        reg = registry if registry is not None else CollectorRegistry()
+        ProcessCollector(registry=reg)
+        p = prefix
+        return cls(
+            registry=reg,
+            failovers=Counter(f"{p}_failovers", "Workers replaced by the supervisor, by reason "
+                              "(crashed, hung, not_ready, no_progress)", ["reason"],
+                              registry=reg),
+            workers_desired=Gauge(f"{p}_workers_desired", "Active workers the supervisor "
+                                  "keeps running", registry=reg),
+            workers_healthy=Gauge(f"{p}_workers_healthy", "Active workers that are alive, "
+                                  "answer health checks and are ready", registry=reg),
+            standbys_ready=Gauge(f"{p}_standbys_ready", "Warm standbys ready to take over",
+                                 registry=reg),
+            standbys_desired=Gauge(f"{p}_standbys_desired", "Warm standbys the supervisor "
+                                   "keeps", registry=reg),
+            kafka_errors=Counter(f"{p}_kafka_errors", "Kafka requests of the supervisor that "
+                                 "failed (progress checks, failover events)", registry=reg),
+        )

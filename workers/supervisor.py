@@ -1,0 +1,303 @@
+"""The supervisor: N active scoring workers, K warm standbys, health checks and failover.
+
+Each active worker owns a *slot*: a web port and a static group membership id (KIP-345). When
+a worker crashes, hangs, never becomes ready or stops committing while it has a backlog, the
+supervisor kills it and hands its slot to a warm standby (imports done, model verified). The
+standby joins with the dead worker's membership id, so the coordinator gives it the same
+partitions at once: no session timeout to wait for and no rebalance of the other workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fraudstream.settings import Settings
+from monitoring.supervisor_metrics import SupervisorMetrics
+from workers.pool import WorkerProcess, WorkerStartError
+from workers.progress import GroupProgress
+
+logger = logging.getLogger(__name__)
+
+REASONS = ("crashed", "hung", "not_ready", "no_progress")
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """How often workers are checked and when a check failure means replacement."""
+
+    interval_s: float = 0.5
+    probe_timeout_s: float = 1.0
+    #: Consecutive failed liveness probes (of a worker that was healthy) that mean "hung".
+    hang_failures: int = 2
+    #: Time an activated worker has to become ready with partitions.
+    ready_timeout_s: float = 90.0
+    #: Backlog with no committed progress for this long means "stuck".
+    progress_timeout_s: float = 20.0
+    progress_interval_s: float = 2.0
+
+
+@dataclass
+class Slot:
+    """One active worker position: fixed web port and membership id, changing process."""
+
+    index: int
+    instance_id: str
+    worker: WorkerProcess
+    activated_at: float
+    healthy_once: bool = False
+    failures: int = 0
+    partitions: list[int] = field(default_factory=list)
+    ready: bool = False
+
+
+@dataclass(frozen=True)
+class FailoverEvent:
+    slot: int
+    reason: str
+    old_pid: int | None
+    new_pid: int | None
+    from_standby: bool
+    at: str
+
+    def to_json(self) -> bytes:
+        return json.dumps({"event": "failover", **self.__dict__}).encode()
+
+
+class Supervisor:
+    """Keeps ``workers`` active scoring workers and ``standbys`` warm standbys running."""
+
+    def __init__(self, settings: Settings, workers: int, standbys: int,
+                 policy: HealthPolicy | None = None,
+                 metrics: SupervisorMetrics | None = None,
+                 on_failover: Callable[[FailoverEvent], None] | None = None) -> None:
+        if workers < 1:
+            raise ValueError("the supervisor needs at least one active worker")
+        self.settings = settings
+        self.n_workers = workers
+        self.n_standbys = standbys
+        self.policy = policy or HealthPolicy()
+        self.metrics = metrics or SupervisorMetrics.create()
+        self.on_failover = on_failover
+        self.slots: list[Slot] = []
+        self.standbys: list[WorkerProcess] = []
+        self.events: list[FailoverEvent] = []
+        self._spawned = 0
+        self._progress = GroupProgress(settings.kafka_bootstrap, settings.app_id,
+                                       settings.topic_transactions)
+        self._progress_at = 0.0
+        self._producer: Any = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._probes = ThreadPoolExecutor(max_workers=max(workers, 2),
+                                          thread_name_prefix="probe")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the active workers and the standbys (returns without waiting for them)."""
+        self.metrics.workers_desired.set(self.n_workers)
+        self.metrics.standbys_desired.set(self.n_standbys)
+        for index in range(1, self.n_workers + 1):
+            worker = self._spawn(index=index, instance_id=self._instance_id(index))
+            self.slots.append(Slot(index, self._instance_id(index), worker, time.monotonic()))
+        for _ in range(self.n_standbys):
+            self.standbys.append(self._spawn(standby=True))
+        self._progress.start()
+        self.write_scrape_targets()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until all active workers are ready, all partitions assigned, standbys warm."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_once()
+            assigned = sum(len(s.partitions) for s in self.slots if s.ready)
+            warm = sum(1 for w in self.standbys if w.standby_ready())
+            if (all(s.ready for s in self.slots) and assigned >= self.settings.partitions
+                    and warm >= self.n_standbys):
+                return
+            time.sleep(0.3)
+        tails = "\n".join(f"--- {s.worker.name}\n{s.worker.log_tail(10)}" for s in self.slots)
+        raise WorkerStartError(f"supervised workers not ready after {timeout:.0f}s\n{tails}")
+
+    def run(self) -> None:
+        """Check health until ``stop`` is called (from another thread or a signal handler)."""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.check_once()
+            self._stop.wait(max(self.policy.interval_s - (time.monotonic() - started), 0.05))
+
+    def run_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="supervisor", daemon=True)
+        thread.start()
+        return thread
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop checking, then stop every worker and standby (SIGTERM, then SIGKILL)."""
+        self._stop.set()
+        with self._lock:
+            everyone = [s.worker for s in self.slots] + self.standbys
+            for w in everyone:
+                w.signal(signal.SIGTERM)
+            for w in everyone:
+                w.stop()
+        self._progress.stop()
+        self._probes.shutdown(wait=False)
+        if self._producer is not None:
+            self._producer.close(timeout=2)
+
+    # -- health ------------------------------------------------------------------------------
+    def check_once(self) -> None:
+        """One round of checks: liveness, readiness and progress of every active worker."""
+        with self._lock:
+            now = time.monotonic()
+            probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots}
+            for slot in list(self.slots):
+                alive, live, ready = probes[slot.index].result()
+                reason = self._judge(slot, alive, live, ready, now)
+                if reason is not None:
+                    self.failover(slot, reason)
+            if now - self._progress_at >= self.policy.progress_interval_s:
+                self._progress_at = now
+                self._check_progress(now)
+            self._refill_standbys()
+            healthy = sum(1 for s in self.slots if s.ready and s.failures == 0
+                          and s.worker.alive())
+            self.metrics.workers_healthy.set(healthy)
+            self.metrics.standbys_ready.set(sum(1 for w in self.standbys if w.standby_ready()))
+
+    def _probe(self, worker: WorkerProcess) -> tuple[bool, bool, dict | None]:
+        if not worker.alive():
+            return False, False, None
+        live = worker.liveness(self.policy.probe_timeout_s)
+        ready = worker.readiness(self.policy.probe_timeout_s) if live else None
+        return True, live, ready
+
+    def _judge(self, slot: Slot, alive: bool, live: bool, ready: dict | None,
+               now: float) -> str | None:
+        if not alive:
+            return "crashed"
+        pid = slot.worker.proc.pid if slot.worker.proc is not None else None
+        if live:
+            slot.failures = 0
+            # The pid check: a process still holding the port must not pass for this one.
+            slot.ready = bool(ready and ready.get("ready") and ready.get("pid") == pid)
+            if slot.ready and ready is not None:
+                slot.partitions = [int(p) for p in ready.get("partitions", [])]
+                slot.healthy_once = True
+        else:
+            slot.failures += 1
+            slot.ready = False
+            if slot.healthy_once and slot.failures >= self.policy.hang_failures:
+                return "hung"
+        if not slot.healthy_once and now - slot.activated_at > self.policy.ready_timeout_s:
+            return "not_ready"
+        return None
+
+    def _check_progress(self, now: float) -> None:
+        try:
+            self._progress.refresh(now)
+        except Exception as exc:  # the check must never take the supervisor down
+            self.metrics.kafka_errors.inc()
+            logger.warning("progress check failed error=%r", exc)
+            return
+        for slot in list(self.slots):
+            if not slot.ready:
+                continue
+            stalled = self._progress.stalled(slot.partitions, now,
+                                             self.policy.progress_timeout_s)
+            if stalled:
+                logger.warning("no progress slot=%d partitions=%s", slot.index, stalled)
+                self.failover(slot, "no_progress")
+
+    # -- failover ----------------------------------------------------------------------------
+    def failover(self, slot: Slot, reason: str) -> FailoverEvent:
+        """Kill the slot's worker and give the slot to a warm standby (or a fresh worker)."""
+        old = slot.worker
+        old_pid = old.proc.pid if old.proc is not None else None
+        logger.warning("failover slot=%d reason=%s pid=%s", slot.index, reason, old_pid)
+        old.signal(signal.SIGKILL)
+        if old.proc is not None:
+            old.proc.wait(10)
+        standby = next((w for w in self.standbys if w.standby_ready()), None)
+        if standby is not None:
+            self.standbys.remove(standby)
+            standby.activate(slot.index, slot.instance_id)
+            new = standby
+        else:
+            new = self._spawn(index=slot.index, instance_id=slot.instance_id)
+        self._progress.reset(slot.partitions, time.monotonic())
+        slot.worker, slot.activated_at = new, time.monotonic()
+        slot.healthy_once, slot.failures, slot.ready = False, 0, False
+        self._refill_standbys()
+        event = FailoverEvent(slot.index, reason, old_pid,
+                              new.proc.pid if new.proc is not None else None,
+                              standby is not None,
+                              datetime.now(UTC).isoformat(timespec="milliseconds"))
+        self.events.append(event)
+        self.metrics.failovers.labels(reason).inc()
+        self._publish(event)
+        if self.on_failover is not None:
+            self.on_failover(event)
+        return event
+
+    def _refill_standbys(self) -> None:
+        self.standbys = [w for w in self.standbys if w.alive()]
+        while len(self.standbys) < self.n_standbys:
+            self.standbys.append(self._spawn(standby=True))
+
+    def _publish(self, event: FailoverEvent) -> None:
+        """Failover events go to the events topic (best effort: the log has them too)."""
+        try:
+            if self._producer is None:
+                from kafka import KafkaProducer
+
+                self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                               client_id="fraudstream-supervisor", linger_ms=0)
+            self._producer.send(self.settings.topic_events, event.to_json())
+        except Exception as exc:
+            self.metrics.kafka_errors.inc()
+            logger.warning("could not publish failover event error=%r", exc)
+
+    # -- processes ---------------------------------------------------------------------------
+    def _instance_id(self, index: int) -> str:
+        return f"{self.settings.app_id}-slot-{index}"
+
+    def _spawn(self, *, index: int = 0, instance_id: str | None = None,
+               standby: bool = False) -> WorkerProcess:
+        self._spawned += 1
+        name = f"{'standby' if standby else 'worker'}-{self._spawned}"
+        ready_file = (self.settings.state_dir / "supervisor" / f"{name}.ready"
+                      if standby else None)
+        worker = WorkerProcess(self.settings, index, instance_id=instance_id,
+                               standby_file=ready_file, name=name)
+        worker.start()
+        return worker
+
+    def write_scrape_targets(self) -> None:
+        """Tell the local Prometheus (file_sd) where the workers' /metrics are."""
+        from workers.pool import write_targets
+
+        write_targets(self.settings, "workers",
+                      [f"{self.settings.bind_host}:{self.settings.worker_web_port + s.index}"
+                       for s in self.slots], component="worker")
+
+    def status(self) -> list[dict[str, object]]:
+        """One row per slot and standby, for the CLI and the tests."""
+        rows: list[dict[str, object]] = [
+            {"slot": s.index, "pid": s.worker.proc.pid if s.worker.proc else None,
+             "ready": s.ready, "partitions": s.partitions, "failures": s.failures}
+            for s in self.slots]
+        rows += [{"standby": w.name, "pid": w.proc.pid if w.proc else None,
+                  "warm": w.standby_ready()} for w in self.standbys]
+        return rows
