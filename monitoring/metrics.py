@@ -34,6 +34,7 @@ class WorkerMetrics:
     degraded: Counter
     worker_up: Gauge
     assigned_partitions: Gauge
+    takeover_skipped: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None,
@@ -69,4 +70,7 @@ class WorkerMetrics:
                             registry=reg),
             assigned_partitions=Gauge(f"{p}_assigned_partitions", "Transaction partitions "
                                       "assigned to this worker", registry=reg),
+            takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "
+                                     "takeover whose output the previous owner had already "
+                                     "written (skipped, not decided twice)", registry=reg),
         )

@@ -22,6 +22,7 @@ from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
 from workers.state_tables import ChangelogTable
+from workers.takeover import TakeoverScan
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,37 @@ class WorkerApp:
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes)
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
+        # Partitions (newly) assigned whose predecessor's outputs have not been read yet, and
+        # per partition the input offsets that already have an output (skipped, not redone).
+        self._takeover = TakeoverScan(settings.kafka_bootstrap,
+                                      [settings.topic_scores, settings.topic_dlq])
+        self._unverified: set[int] = set()
+        self._already_done: dict[int, set[int]] = {}
         self._register()
+
+    async def _skip_already_done(self, batch: list[RawRecord]) -> list[RawRecord]:
+        """Drop records whose output a previous owner of their partition already wrote."""
+        for partition in {r.partition for r in batch} & self._unverified:
+            first = min(r.offset for r in batch if r.partition == partition)
+            done = await self._takeover.emitted(partition, first)
+            self._unverified.discard(partition)
+            if done:
+                logger.info("takeover partition=%d from_offset=%d already_done=%d",
+                            partition, first, len(done))
+                self._already_done[partition] = done
+        if not self._already_done:
+            return batch
+        kept = []
+        for r in batch:
+            seen = self._already_done.get(r.partition)
+            if seen is not None and r.offset in seen:
+                seen.discard(r.offset)
+                self.metrics.takeover_skipped.inc()
+                if not seen:
+                    del self._already_done[r.partition]
+                continue
+            kept.append(r)
+        return kept
 
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
         """Process a batch completely, or exit before any of it is acknowledged."""
@@ -162,6 +193,14 @@ class WorkerApp:
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
+                try:
+                    batch = await self._skip_already_done(batch)
+                except KafkaError as exc:
+                    logger.critical("cannot read what the previous owner wrote, exiting "
+                                    "error=%r", exc)
+                    os._exit(EXIT_KAFKA_UNAVAILABLE)
+                if not batch:
+                    continue
                 # take_events acknowledges the batch when this body returns or is cancelled,
                 # so the batch is finished even when the worker is being stopped.
                 task = asyncio.ensure_future(self._process_or_exit(batch))
@@ -222,6 +261,8 @@ class WorkerApp:
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             mine = [tp for tp in assigned if tp.topic == s.topic_transactions]
             self.metrics.assigned_partitions.set(len(mine))
+            self._unverified = {tp.partition for tp in mine}
+            self._already_done.clear()
             logger.info("assigned worker=%s partitions=%s", self.name,
                         sorted(tp.partition for tp in mine))
 

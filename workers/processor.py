@@ -84,7 +84,7 @@ class ScoringProcessor:
                     topic=rec.topic, partition=rec.partition, offset=rec.offset,
                     payload=rec.value, error="processing_error",
                     reason=f"the worker failed on this record ({type(exc).__name__}: {exc}); "
-                    "report it with this record attached", dead_lettered_at=at))
+                    "report it with this record attached", dead_lettered_at=at), rec.partition)
                 await self.sink.flush()
                 self.metrics.dead_lettered.labels("processing_error").inc()
 
@@ -99,7 +99,9 @@ class ScoringProcessor:
         pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
         rows: list[list[float]] = []
         replays: list[tuple[RawRecord, Transaction, Decision]] = []
-        out: list[tuple[str, bytes | None, bytes]] = []
+        # Outputs go to the partition their input came from (same number): a worker taking a
+        # partition over can then read what its predecessor already wrote (workers.takeover).
+        out: list[tuple[str, bytes | None, bytes, int]] = []
         self.metrics.consumed.inc(len(batch))
 
         for rec in batch:
@@ -155,26 +157,27 @@ class ScoringProcessor:
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
                     decision=decision, model_version=scorer.version, degraded=False,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                    reasons=codes)))
+                    reasons=codes, partition=rec.partition, offset=rec.offset), rec.partition))
                 self.metrics.decisions.labels(decision).inc()
         for rec, tx, seen in replays:
             out.append((self.topics.scores, rec.key, score_record(
                 transaction_id=tx.transaction_id, card_id=tx.card_id, score=seen.score,
                 decision=seen.decision, model_version=seen.model_version, degraded=False,
                 worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                reasons=[])))
+                reasons=[], partition=rec.partition, offset=rec.offset), rec.partition))
         for rec, rejection in dead:
             out.append((self.topics.dlq, rec.key, dead_letter_record(
                 topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
-                error=rejection.error, reason=rejection.reason, dead_lettered_at=at)))
+                error=rejection.error, reason=rejection.reason, dead_lettered_at=at),
+                rec.partition))
             self.metrics.dead_lettered.labels(rejection.error).inc()
         # State first: once it is durable, a crash replay of this batch finds every decision
         # and re-emits it unchanged instead of deciding again.
         self.cards.put_many(
             [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()])
         await self.sink.flush()
-        for topic, out_key, value in out:
-            self.sink.add(topic, out_key, value)
+        for topic, out_key, value, partition in out:
+            self.sink.add(topic, out_key, value, partition)
         await self.sink.flush()
         done = self.clock()
         scored = len(pending) + len(replays)

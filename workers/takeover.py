@@ -1,0 +1,113 @@
+"""What a worker's predecessor already wrote for a partition, so a takeover never repeats it.
+
+A worker that dies after writing a batch's outputs but before committing its offsets leaves
+those records to be consumed again by whoever takes the partition over. Each output (score or
+dead letter) goes to the same partition number as its input and names the input's offset, so
+the new owner reads the tail of those output partitions once, before its first batch, and
+skips the input records that already have an output. Outputs of one input partition are
+written in offset order by one owner at a time, so reading backwards from the end can stop at
+the first output older than the first offset to be processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+#: Records read per step backwards from the end of an output partition.
+CHUNK = 4096
+
+
+class TakeoverScan:
+    """Finds input offsets of one partition that already have an output record."""
+
+    def __init__(self, bootstrap: str, output_topics: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self.output_topics = output_topics
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            client_id="fraudstream-takeover", isolation_level="read_committed",
+            max_partition_fetch_bytes=4_194_304)
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def emitted(self, partition: int, from_offset: int) -> set[int]:
+        """Input offsets >= ``from_offset`` of ``partition`` that some output already names."""
+        if self._consumer is None:
+            await self.start()
+        found: set[int] = set()
+        for topic in self.output_topics:
+            found |= await self._scan(topic, partition, from_offset)
+        return found
+
+    async def _scan(self, topic: str, partition: int, from_offset: int) -> set[int]:
+        from aiokafka import TopicPartition
+
+        consumer = self._consumer
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        low = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        found: set[int] = set()
+        stop = end
+        while stop > low:
+            start = max(stop - CHUNK, low)
+            oldest = await self._read(tp, start, stop, from_offset, found)
+            if oldest is not None and oldest < from_offset:
+                break
+            stop = start
+        return found
+
+    async def _read(self, tp: Any, start: int, stop: int, from_offset: int,
+                    found: set[int]) -> int | None:
+        """Read [start, stop) of ``tp``; add named offsets >= from_offset; return the oldest."""
+        consumer = self._consumer
+        consumer.seek(tp, start)
+        oldest: int | None = None
+        position = start
+        empty_polls = 0
+        while position < stop:
+            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=CHUNK)
+            records = batches.get(tp, [])
+            if not records:
+                position = await consumer.position(tp)
+                empty_polls += 1
+                if position >= stop or empty_polls > 10:
+                    if position < stop:
+                        logger.warning("takeover scan stopped early topic=%s partition=%s "
+                                       "at=%s stop=%s", tp.topic, tp.partition, position, stop)
+                    break
+                continue
+            for rec in records:
+                if rec.offset >= stop:
+                    return oldest
+                position = rec.offset + 1
+                named = _source_offset(rec.value)
+                if named is None:
+                    continue
+                oldest = named if oldest is None else min(oldest, named)
+                if named >= from_offset:
+                    found.add(named)
+        return oldest
+
+
+def _source_offset(value: bytes | None) -> int | None:
+    try:
+        body = orjson.loads(value or b"")
+        offset = body.get("offset") if isinstance(body, dict) else None
+    except orjson.JSONDecodeError:
+        return None
+    return offset if isinstance(offset, int) and offset >= 0 else None
