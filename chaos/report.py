@@ -19,6 +19,8 @@ class ChaosReport:
 
     scenario: str
     produced: int = 0
+    #: Sends the broker never acknowledged (not produced, so not owed an outcome).
+    produce_failed: int = 0
     scored: int = 0
     dead_lettered: int = 0
     lost: int = 0

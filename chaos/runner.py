@@ -112,13 +112,14 @@ class ChaosRunner:
         async with TopicReader(settings.kafka_bootstrap, list(kinds)) as reader:
             producer = new_producer(settings.kafka_bootstrap)
             await producer.start()
+            stats = ProduceStats()
             start_ms = int(time.time() * 1000)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             task = asyncio.create_task(produce_paced(
                 producer, records, topic=settings.topic_transactions,
                 labels_topic=settings.topic_labels, rate=plan.rate, label_delay_s=0,
-                stats=ProduceStats(),
+                stats=stats, tolerate_failures=True,
                 on_delivered=lambda rec, partition, offset: ledger.produced(rec.value,
                                                                             partition, offset)))
             faulted = healed = False
@@ -155,6 +156,7 @@ class ChaosRunner:
                 task.cancel()
                 await producer.stop()
         report.alerts_fired = sorted(alerts)
+        report.produce_failed = stats.failed
         return ledger, start_ms
 
     def _firing_alerts(self, settings: Settings) -> set[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ class ProduceStats:
 
     sent: int = 0
     labels_sent: int = 0
+    #: Sends Kafka never acknowledged (only counted when ``tolerate_failures`` is set).
+    failed: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -49,13 +52,15 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
                         topic: str, labels_topic: str, rate: float, label_delay_s: float,
                         stats: ProduceStats | None = None,
                         should_stop: Callable[[], bool] = lambda: False,
-                        on_delivered: Callable[[Outgoing, int, int], None] | None = None
-                        ) -> ProduceStats:
+                        on_delivered: Callable[[Outgoing, int, int], None] | None = None,
+                        tolerate_failures: bool = False) -> ProduceStats:
     """Send ``records`` at ``rate`` per second (0 = as fast as possible); labels follow later.
 
     Pacing is done in 10 ms slices so high rates stay smooth; every send is awaited before
     returning, so a completed run means Kafka acknowledged every record. ``on_delivered``
-    gets each acknowledged transaction record with its partition and offset.
+    gets each acknowledged transaction record with its partition and offset. With
+    ``tolerate_failures`` (chaos runs: brokers go away), a send Kafka never acknowledges is
+    counted in ``stats.failed`` instead of raising; such a record was never produced.
     """
     stats = stats or ProduceStats()
     pending_labels: collections.deque[tuple[float, bytes | None, bytes]] = collections.deque()
@@ -64,7 +69,14 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
 
     async def settle_oldest() -> None:
         rec, fut = inflight.popleft()
-        metadata = await fut
+        try:
+            metadata = await fut
+        except KafkaError as exc:
+            if not tolerate_failures:
+                raise
+            stats.failed += 1
+            logger.debug("send failed error=%r", exc)
+            return
         if rec is not None and on_delivered is not None:
             on_delivered(rec, metadata.partition, metadata.offset)
     start = time.monotonic()
@@ -79,7 +91,14 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
     for rec in records:
         if should_stop():
             break
-        inflight.append((rec, await producer.send(topic, rec.value, key=rec.key)))
+        try:
+            inflight.append((rec, await producer.send(topic, rec.value, key=rec.key)))
+        except KafkaError:
+            if not tolerate_failures:
+                raise
+            stats.failed += 1
+            await asyncio.sleep(0.01)
+            continue
         stats.sent += 1
         now = time.monotonic()
         if rec.label is not None:
