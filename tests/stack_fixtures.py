@@ -54,7 +54,8 @@ def base_settings(stack: LocalStack, stack_root: Path) -> Settings:
                     kafka_port=stack.config.kafka_port, redis_port=stack.config.redis_port,
                     prometheus_port=stack.config.prometheus_port,
                     alertmanager_port=stack.config.alertmanager_port, model_path=model_path,
-                    signing_key=SIGNING_KEY, worker_web_port=BASE_PORT + 200)
+                    signing_key=SIGNING_KEY, worker_web_port=BASE_PORT + 200,
+                    supervisor_port=BASE_PORT + 199)
 
 
 @pytest.fixture

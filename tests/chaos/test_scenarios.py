@@ -1,0 +1,48 @@
+"""The chaos scenarios, run as tests: produce → consume → fault → heal → validate.
+
+Each case is one named failure from ``chaos.scenarios`` (the same table ``fraudstream chaos
+run`` uses), run by the same runner under supervised workers with a warm standby. A case
+passes only when the ledger of every produced record shows nothing lost, nothing output
+twice, no conflicting decision, and scoring back at the prior rate; the supervisor must have
+replaced the worker where the scenario expects it. On failure, every worker's log is printed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chaos import SCENARIOS, ChaosRunner, RunPlan
+from deploy.local import LocalStack
+from fraudstream.settings import Settings
+
+pytestmark = pytest.mark.chaos
+
+#: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
+ON_ONE_NODE = ["kill-worker", "hang-worker", "stop-worker", "poison", "redis-down",
+               "restart-broker"]
+PLAN = RunPlan(rate=400, duration_s=20, fault_at_s=6, workers=2, standbys=1)
+
+
+@pytest.mark.parametrize("name", ON_ONE_NODE)
+def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, stack: LocalStack,
+                                                     name: str) -> None:
+    scenario = SCENARIOS[name]
+    runner = ChaosRunner(base_settings, stack, PLAN)
+    report = runner.run(scenario)
+    print(report.markdown())
+    if not report.passed:
+        for worker, tail in runner.logs.items():
+            print(f"--- {worker} log tail\n{tail}")
+    assert report.skipped is None, report.skipped
+    assert report.produced > 0
+    assert report.lost == 0, report.problems
+    assert report.duplicates == 0, report.problems
+    assert report.conflicting_decisions == 0, report.problems
+    assert report.scored + report.dead_lettered == report.produced
+    if scenario.expect_failover:
+        assert report.failovers, "the supervisor replaced no worker"
+    if scenario.poison_every:
+        assert report.dead_lettered > 0 and set(report.dead_letter_errors) >= {
+            "invalid_json", "missing_field", "bad_amount", "bad_timestamp",
+            "duplicate_transaction"}
+    assert report.passed, report.problems
