@@ -126,7 +126,8 @@ PANELS: tuple[Panel, ...] = (
            Query("max by (instance) (fraudstream_worker_ready)", "ready"),
            Query("max by (instance) (fraudstream_assigned_partitions)", "partitions"))),
     Panel("alerts", "Firing alerts", "alerts", "none",
-          "Alerts Prometheus fires now (and those pending), from its alerting rules.",
+          "Alerts Prometheus fires now, from its alerting rules (the live page lists "
+          "pending ones too).",
           (Query('ALERTS{alertstate="firing"}', "{{alertname}}"),), width=24),
 )
 

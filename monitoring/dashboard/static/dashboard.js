@@ -11,6 +11,30 @@ const W = 600, H = 170, PAD_L = 46, PAD_R = 8, PAD_T = 8, PAD_B = 18;
 
 let panels = [];
 let updates = 0;
+// Each series keeps its colour for the life of the page, in its chart and its legend alike.
+const seriesColors = new Map();
+
+function colorOf(panelId, name) {
+  const key = `${panelId}\u0000${name}`;
+  if (!seriesColors.has(key)) {
+    const used = [...seriesColors.keys()].filter((k) => k.startsWith(`${panelId}\u0000`)).length;
+    seriesColors.set(key, COLORS[used % COLORS.length]);
+  }
+  return seriesColors.get(key);
+}
+
+// A legend without its {{label}} templates, for a query that has no series yet.
+function bareLegend(legend) {
+  return legend.replace(/\{\{\s*\w+\s*\}\}/g, "").trim() || "total";
+}
+
+// The smallest 1, 2 or 5 times a power of ten at or above v: a chart's top gridline.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const step = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 5, 10]) if (m * step >= v) return m * step;
+  return 10 * step;
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -30,6 +54,7 @@ function format(value, unit) {
   if (value === null || value === undefined) return "no data";
   if (unit === "percentunit") return (value * 100).toFixed(value * 100 >= 10 ? 1 : 2) + " %";
   if (unit === "s") {
+    if (value === 0) return "0 s";
     if (value < 1) return (value * 1000).toFixed(value < 0.01 ? 2 : 0) + " ms";
     return value.toFixed(2) + " s";
   }
@@ -76,7 +101,8 @@ function renderStat(p, data, section) {
   const box = el("div", { class: "stats" });
   p.queries.forEach((q, i) => {
     const answer = data.queries[i];
-    const series = answer.series.length ? answer.series : [{ name: q.legend, value: null }];
+    const series = answer.series.length ? answer.series
+                                        : [{ name: bareLegend(q.legend), value: null }];
     for (const s of series) {
       const value = el("span", { class: "stat-value" + (s.value === null ? " nodata" : ""),
                                  "data-panel": p.id, "data-legend": q.legend,
@@ -152,12 +178,12 @@ function renderAlerts(alerts, section) {
 function renderLegend(p, data, section) {
   const legend = section.querySelector(".legend");
   const items = [];
-  let color = 0;
   data.queries.forEach((answer, i) => {
     const series = answer.series.length ? answer.series : [];
     for (const s of series) {
       items.push(el("span", { class: "legend-item", "data-series": s.name },
-                    el("span", { class: "swatch", style: `background:${COLORS[color++ % COLORS.length]}` }),
+                    el("span", { class: "swatch",
+                                 style: `background:${colorOf(p.id, s.name)}` }),
                     s.name,
                     el("span", { class: "legend-value", "data-legend": p.queries[i].legend,
                                  "data-value": s.value === null ? "" : String(s.value) },
@@ -173,7 +199,7 @@ function renderChart(p, data, section) {
   const lines = data.queries.flatMap((q) => q.series);
   const values = lines.flatMap((s) => s.points.map((pt) => pt[1])).filter((v) => v !== null);
   const nodes = [];
-  const max = values.length ? Math.max(...values) * 1.1 || 1 : 1;
+  const max = niceMax(values.length ? Math.max(...values) : 0);
   const x = (t) => PAD_L + ((t - data.start) / (data.end - data.start)) * (W - PAD_L - PAD_R);
   const y = (v) => PAD_T + (1 - v / max) * (H - PAD_T - PAD_B);
   for (const frac of [0, 0.5, 1]) {
@@ -188,7 +214,7 @@ function renderChart(p, data, section) {
     label.textContent = new Date(t * 1000).toLocaleTimeString("en-GB");
     nodes.push(label);
   }
-  lines.forEach((s, i) => {
+  lines.forEach((s) => {
     let d = "";
     let pen = "M";
     for (const [t, v] of s.points) {
@@ -196,7 +222,7 @@ function renderChart(p, data, section) {
       d += `${pen}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
       pen = "L";
     }
-    const path = svg("path", { d, stroke: COLORS[i % COLORS.length], "data-series": s.name });
+    const path = svg("path", { d, stroke: colorOf(p.id, s.name), "data-series": s.name });
     nodes.push(path);
   });
   if (!values.length) {
