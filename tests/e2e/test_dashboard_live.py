@@ -29,7 +29,7 @@ from workers.topics import ensure_topics
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "build" / "dashboard.png"
-RATE = 120  # tx/s: load lasts about 30 s, long enough to watch the page move
+RATE = 100  # tx/s: the load (about 4,800 records) lasts about 48 s while the page is watched
 BAD_EVERY = 100  # one malformed record per 100, so dead letters show too
 
 
@@ -150,7 +150,7 @@ def test_page_updates_live_under_load(live: Live) -> None:
     # The throughput chart draws a line that grows as points arrive.
     scored_line = page.locator('#panel-throughput path[data-series="scored/s"]')
     wait_until(lambda: scored_line.count() == 1
-               and (scored_line.get_attribute("d") or "").count("L") >= 5, 60,
+               and (scored_line.get_attribute("d") or "").count("L") >= 12, 90,
                "the throughput chart never drew a line")
     wait_until(lambda: (live.stat("fraud_rate", "declined") is not None), 30,
                "the fraud rate never showed")

@@ -60,7 +60,8 @@ function format(value, unit) {
   }
   const plain = Number.isInteger(value)
     ? value.toLocaleString("en-US")
-    : value.toLocaleString("en-US", { maximumFractionDigits: Math.abs(value) < 10 ? 3 : 1 });
+    : value.toLocaleString("en-US", {
+      maximumFractionDigits: Math.abs(value) < 1 ? 3 : Math.abs(value) < 10 ? 2 : 1 });
   return unit === "ops" ? plain + "/s" : plain;
 }
 
