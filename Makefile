@@ -9,7 +9,7 @@ APT_PACKAGES := default-jdk-headless maven redis-server prometheus prometheus-al
                 docker-compose python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt demo test test-unit test-integration lint bench stack-up stack-down clean
+.PHONY: setup apt demo test test-unit test-integration test-e2e lint bench stack-up stack-down clean
 
 setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
 
@@ -52,6 +52,10 @@ test-unit: $(STAMPS)/venv
 
 test-integration: setup
 	$(PY) -m pytest tests/integration
+
+# The dashboard in headless chromium; the screenshot under load lands in build/dashboard.png.
+test-e2e: setup
+	$(PY) -m pytest tests/e2e
 
 bench: setup
 	$(VENV)/bin/fraudstream bench --json build/bench.json
