@@ -150,8 +150,12 @@ def test_page_updates_live_under_load(live: Live) -> None:
     # The throughput chart draws a line that grows as points arrive.
     scored_line = page.locator('#panel-throughput path[data-series="scored/s"]')
     wait_until(lambda: scored_line.count() == 1
-               and (scored_line.get_attribute("d") or "").count("L") >= 12, 90,
+               and (scored_line.get_attribute("d") or "").count("L") >= 5, 60,
                "the throughput chart never drew a line")
+    # The screenshot shows the load well under way (not yet over: checked below).
+    halfway = len(live.load.records) // 2
+    wait_until(lambda: (live.stat("scored_total", "scored") or 0) >= halfway, 90,
+               f"the page never showed {halfway} transactions scored")
     wait_until(lambda: (live.stat("fraud_rate", "declined") is not None), 30,
                "the fraud rate never showed")
     assert not live.load.done.is_set(), "load ended before the screenshot"
