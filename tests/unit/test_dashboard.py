@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 
 from fraudstream.settings import Settings
 from monitoring.api.app import create_app
+from monitoring.dashboard import grafana
 from monitoring.dashboard.panels import PANELS, panel
 from monitoring.dashboard.snapshot import series_name
 
@@ -196,3 +198,14 @@ def test_prometheus_url_defaults_to_the_local_stack() -> None:
     assert Settings(prometheus_port=29090).prometheus_base_url == "http://127.0.0.1:29090"
     env = {"FRAUDSTREAM_PROMETHEUS_URL": "http://prometheus:9090/"}
     assert Settings.from_env(env).prometheus_base_url == "http://prometheus:9090"
+
+
+def test_grafana_generator_writes_and_checks(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fraudstream.json"
+    assert grafana.main(["--check", "--out", str(out)]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert grafana.main(["--out", str(out)]) == 0
+    assert grafana.main(["--check", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert [p["title"] for p in written["panels"]] == [p.title for p in PANELS]
