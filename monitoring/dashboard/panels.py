@@ -60,10 +60,12 @@ PANELS: tuple[Panel, ...] = (
            Query('count(up{component="worker"})', "targets"),
            Query("sum(fraudstream_worker_ready)", "ready")), width=4),
     Panel("supervisor", "Supervisor", "stat", "none",
-          "Workers the supervisor wants, those it finds healthy, and warm standbys ready.",
+          "Workers the supervisor keeps and those it finds healthy; warm standbys ready, of "
+          "those it keeps.",
           (Query("max(fraudstream_workers_desired)", "desired"),
            Query("max(fraudstream_workers_healthy)", "healthy"),
-           Query("max(fraudstream_standbys_ready)", "standbys ready")), width=4),
+           Query("max(fraudstream_standbys_ready)", "standbys ready"),
+           Query("max(fraudstream_standbys_desired)", "standbys desired")), width=4),
     Panel("fraud_rate", "Fraud rate", "stat", "percentunit",
           "Share of decisions that decline the transaction, over the last minute.",
           (Query('sum(rate(fraudstream_decisions_total{decision="decline"}[1m])) '
