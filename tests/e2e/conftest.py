@@ -22,9 +22,13 @@ from workers.pool import settings_env
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One headless chromium for the session (the system's: Playwright downloads nothing)."""
+    """A headless chromium per module (the system's: Playwright downloads nothing).
+
+    Module scope, not session: while Playwright's sync API is open its event loop counts as
+    running in this thread, and later tests calling ``asyncio.run`` would fail.
+    """
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: run `make setup` (installs the chromium package)",
                     pytrace=False)
