@@ -6,16 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := build/stamps
 APT_PACKAGES := default-jdk-headless maven redis-server prometheus prometheus-alertmanager \
-                docker-compose python3-venv
+                docker-compose python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt demo test test-unit test-integration lint bench stack-up stack-down clean
+.PHONY: setup apt demo test test-unit test-integration test-e2e lint bench stack-up stack-down clean
 
 setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
 
 # Checked on every run (it is cheap), so a package removed later is installed again.
 apt:
-	@missing=""; for c in java mvn redis-server prometheus prometheus-alertmanager docker-compose; do \
+	@missing=""; for c in java mvn redis-server prometheus prometheus-alertmanager docker-compose chromium; do \
 	  command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	$(PYTHON) -m venv --help >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
@@ -52,6 +52,10 @@ test-unit: $(STAMPS)/venv
 
 test-integration: setup
 	$(PY) -m pytest tests/integration
+
+# The dashboard in headless chromium; the screenshot under load lands in build/dashboard.png.
+test-e2e: setup
+	$(PY) -m pytest tests/e2e
 
 bench: setup
 	$(VENV)/bin/fraudstream bench --json build/bench.json

@@ -30,6 +30,8 @@ class Settings:
     kafka_heap_mb: int = 384
     redis_port: int = 6379
     prometheus_port: int = 9090
+    #: Prometheus HTTP API the dashboard reads; empty = the local stack's (bind host, port).
+    prometheus_url: str = ""
     alertmanager_port: int = 9093
     #: Topic names (contracts in README.md).
     topic_transactions: str = "transactions"
@@ -73,6 +75,12 @@ class Settings:
     def kafka_bootstrap(self) -> str:
         """The bootstrap servers to use: the configured ones, or the local stack's."""
         return self.bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
+
+    @property
+    def prometheus_base_url(self) -> str:
+        """The Prometheus to query: the configured URL, or the local stack's."""
+        url = self.prometheus_url or f"http://{self.bind_host}:{self.prometheus_port}"
+        return url.rstrip("/")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

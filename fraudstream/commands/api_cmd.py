@@ -28,11 +28,19 @@ Endpoints:
   POST /api/alerts/webhook        Alertmanager webhook receiver: loopback callers need no
                                   token, anyone else does
   GET  /api/alerts                {"firing": [...], "recent": [last 500 alerts]}
+  GET  /dashboard                 the live dashboard (open it in a browser); it polls:
+  GET  /api/dashboard/panels      every panel's title, kind, unit and PromQL
+  GET  /api/dashboard/summary     every panel's latest values and the alerts Prometheus
+                                  holds, read from FRAUDSTREAM_PROMETHEUS_URL (the local
+                                  stack's by default); 503 "metrics unavailable: ..." if it
+                                  does not answer
+  GET  /api/dashboard/series?panel=ID&minutes=5
+                                  a chart panel's series over the last minutes (1-60)
 
 Token: mutations need the header `Authorization: Bearer $FRAUDSTREAM_API_TOKEN`. If
 FRAUDSTREAM_API_TOKEN is unset they are refused with 503; a wrong or missing token gets 401.
-Reads (decisions, alerts, health, metrics) are open: keep the default loopback bind host, or
-put the API behind something that authenticates, before exposing it."""
+Reads (decisions, alerts, dashboard, health, metrics) are open: keep the default loopback bind
+host, or put the API behind something that authenticates, before exposing it."""
 
 
 def _port(text: str) -> int:

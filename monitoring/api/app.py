@@ -14,6 +14,7 @@ from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
 from monitoring.api.alerts import AlertStore
 from monitoring.api.alerts import router as alerts_router
+from monitoring.api.dashboard import router as dashboard_router
 from monitoring.api.decision_cache import DecisionCache
 from monitoring.api.decisions import router as decisions_router
 from monitoring.api.deps import ApiState, Producer
@@ -180,6 +181,6 @@ def create_app(settings: Settings, *, producer: Producer | None = None,
                   summary="Submit card transactions, read their decisions, receive alerts.")
     app.state.api = ApiState(settings, metrics, cache, AlertStore(), background)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    for router in (health_router, decisions_router, alerts_router):
+    for router in (health_router, decisions_router, alerts_router, dashboard_router):
         app.include_router(router)
     return app

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from monitoring.dashboard import grafana
+from monitoring.dashboard.panels import PANELS
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "fraudstream.json"
@@ -260,3 +263,39 @@ def test_dashboard_panels_all_query_prometheus(compose_exe: str) -> None:
         exprs = [t.get("expr", "").strip() for t in panel.get("targets", [])]
         assert any(exprs), f"panel {panel.get('title')!r} has no target with an expr"
         assert panel["datasource"]["uid"] == datasource["uid"], panel.get("title")
+
+
+def test_grafana_dashboard_has_the_live_pages_panels_and_queries() -> None:
+    # The live page (/dashboard) and Grafana show the same panels with the same PromQL: both
+    # come from monitoring/dashboard/panels.py, and the committed JSON is generated from it.
+    dashboard = json.loads(DASHBOARD.read_text())
+    shown = [(p["title"], [(t["expr"], t["legendFormat"]) for t in p["targets"]])
+             for p in _panels(dashboard["panels"])]
+    defined = [(p.title, [(q.expr, q.legend) for q in p.queries]) for p in PANELS]
+    assert shown == defined, "run `python -m monitoring.dashboard.grafana` to regenerate"
+    assert DASHBOARD.read_text() == grafana.render(), (
+        "deploy/grafana/dashboards/fraudstream.json is out of date: run "
+        "`python -m monitoring.dashboard.grafana`")
+
+
+def test_grafana_panels_fit_the_grid_without_overlapping() -> None:
+    cells: set[tuple[int, int]] = set()
+    for panel in _panels(json.loads(DASHBOARD.read_text())["panels"]):
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+
+
+def test_compose_scrape_targets_carry_the_labels_the_dashboards_select(compose_exe: str) -> None:
+    prometheus = load_yaml(PROMETHEUS_CONFIG.read_text(), compose_exe)
+    labels = {target: static.get("labels", {})
+              for job in prometheus["scrape_configs"]
+              for static in job.get("static_configs", [])
+              for target in static["targets"]}
+    for name, index in WORKERS.items():
+        assert labels[f"{name}:{WORKER_WEB_PORT + index}"]["component"] == "worker"
+    assert labels["api:8000"]["component"] == "api"
+    assert all("app" in target_labels for target_labels in labels.values())
