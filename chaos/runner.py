@@ -15,7 +15,6 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from chaos.faults import FaultContext, FaultUnavailable
 from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
@@ -46,24 +45,6 @@ class RunPlan:
     seed: int = 11
 
 
-def serve_metrics(settings: Settings, supervisor: Supervisor) -> Any:
-    """Serve the supervisor's metrics and list them for the local Prometheus (None if busy)."""
-    from prometheus_client import start_http_server
-
-    from workers.pool import write_targets
-
-    try:
-        server, _thread = start_http_server(settings.supervisor_port, addr=settings.bind_host,
-                                            registry=supervisor.metrics.registry)
-    except OSError as exc:
-        logger.warning("supervisor metrics not served port=%s error=%r",
-                       settings.supervisor_port, exc)
-        return None
-    write_targets(settings, "supervisor", [f"{settings.bind_host}:{settings.supervisor_port}"],
-                  component="supervisor")
-    return server
-
-
 class ChaosRunner:
     """Runs scenarios against a live Kafka (and, for stack faults, the local stack)."""
 
@@ -83,7 +64,7 @@ class ChaosRunner:
         report = ChaosReport(scenario.name, alerts_expected=list(scenario.expect_alerts))
         ensure_topics(settings)
         supervisor = Supervisor(settings, self.plan.workers, self.plan.standbys, self.policy)
-        metrics_server = serve_metrics(settings, supervisor)
+        metrics_server = supervisor.serve_metrics(required=False)
         supervisor.start()
         ctx = FaultContext(supervisor, self.stack)
         try:

@@ -284,6 +284,30 @@ class Supervisor:
         worker.start()
         return worker
 
+    def serve_metrics(self, required: bool = True) -> Any:
+        """Serve /metrics on FRAUDSTREAM_SUPERVISOR_PORT and list it for the local Prometheus.
+
+        Returns the HTTP server (``shutdown()`` it when done). A taken port raises
+        ``OSError`` when ``required``, else it is logged and None returned.
+        """
+        from prometheus_client import start_http_server
+
+        from workers.pool import write_targets
+
+        s = self.settings
+        try:
+            server, _thread = start_http_server(s.supervisor_port, addr=s.bind_host,
+                                                registry=self.metrics.registry)
+        except OSError as exc:
+            if required:
+                raise
+            logger.warning("supervisor metrics not served port=%s error=%r", s.supervisor_port,
+                           exc)
+            return None
+        write_targets(s, "supervisor", [f"{s.bind_host}:{s.supervisor_port}"],
+                      component="supervisor")
+        return server
+
     def write_scrape_targets(self) -> None:
         """Tell the local Prometheus (file_sd) where the workers' /metrics are."""
         from workers.pool import write_targets

@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=1000.0,
                    help="transactions per second (default 1000)")
     p.add_argument("--workers", type=int, default=2, help="scoring workers (default 2)")
+    p.add_argument("--standby", type=int, default=1,
+                   help="warm standbys the supervisor keeps for failover (default 1)")
     p.add_argument("--bad-every", type=int, default=500,
                    help="insert one malformed record after every N (0 = none; default 500)")
     p.add_argument("--label-delay", type=float, default=3.0,
@@ -62,7 +64,8 @@ def with_signing_key(settings: Settings) -> Settings:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.commands.train_cmd import ensure_model
-    from workers.pool import WorkerPool, WorkerStartError
+    from workers.pool import WorkerStartError
+    from workers.supervisor import Supervisor
 
     settings = with_signing_key(settings)
     stack = stack_from_settings(settings)
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print("starting the local stack...", file=sys.stderr)
     from deploy.local import StackError
 
-    pool = None
+    pool: Supervisor | None = None
+    metrics_server = None
     try:
         try:
             stack.up()
@@ -78,13 +82,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(str(exc)) from exc
         require_topics(settings)
         version = ensure_model(settings)
-        print(f"model {version}; starting {args.workers} workers...", file=sys.stderr)
-        pool = WorkerPool(settings, args.workers)
+        print(f"model {version}; starting {args.workers} supervised workers and "
+              f"{args.standby} standby...", file=sys.stderr)
+        pool = Supervisor(settings, args.workers, args.standby)
+        metrics_server = pool.serve_metrics(required=False)
         pool.start()
         try:
             pool.wait_ready()
         except WorkerStartError as exc:
             raise UserError(str(exc)) from exc
+        pool.run_in_thread()
         if args.start_date == "2018-04-01":
             # Stream recent history, ending today, so successive demos move forward in time.
             args.start_date = time.strftime("%Y-%m-%d", time.gmtime(time.time()
@@ -93,9 +100,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         summary = asyncio.run(stream_and_watch(settings, data, args))
         summary["model_version"] = version
         summary["workers"] = args.workers
+        summary["failovers"] = len(pool.events)
     finally:
         if pool is not None:
             pool.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         if started_stack and not args.keep_stack:
             stack.down()
     text = json.dumps(summary, indent=2)

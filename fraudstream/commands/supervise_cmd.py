@@ -37,11 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from prometheus_client import start_http_server
-
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.errors import UserError
-    from workers.pool import write_targets
     from workers.supervisor import HealthPolicy, Supervisor
 
     if args.workers < 1 or args.standby < 0:
@@ -51,14 +48,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                           progress_timeout_s=args.progress_timeout)
     supervisor = Supervisor(settings, args.workers, args.standby, policy)
     try:
-        start_http_server(settings.supervisor_port, addr=settings.bind_host,
-                          registry=supervisor.metrics.registry)
+        supervisor.serve_metrics()
     except OSError as exc:
         raise UserError(f"cannot serve supervisor metrics on {settings.bind_host}:"
                         f"{settings.supervisor_port} ({exc}); set FRAUDSTREAM_SUPERVISOR_PORT "
                         "to a free port") from exc
-    write_targets(settings, "supervisor", [f"{settings.bind_host}:{settings.supervisor_port}"],
-                  component="supervisor")
     supervisor.start()
     try:
         supervisor.wait_ready()
