@@ -70,7 +70,7 @@ def stop_broker(ctx: FaultContext, hard: bool) -> None:
     if hard:
         node.kill(signal.SIGKILL)
     else:
-        node.stop(timeout=30)
+        node.stop(timeout=10)
 
 
 def start_broker(ctx: FaultContext) -> None:

@@ -27,6 +27,8 @@ class ChaosReport:
     duplicates: int = 0
     conflicting_decisions: int = 0
     recovery_seconds: float | None = None
+    #: For faults that last until healed (a broker down): from the healing to the prior rate.
+    recovery_after_heal_seconds: float | None = None
     p99_latency_ms: dict[str, float | None] = field(default_factory=dict)
     alerts_fired: list[str] = field(default_factory=list)
     alerts_expected: list[str] = field(default_factory=list)

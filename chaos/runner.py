@@ -187,6 +187,9 @@ class ChaosRunner:
         report.timeline = timeline(ledger.scored_at_ms, start_ms)
         fault = report.fault_at_s if report.fault_at_s is not None else self.plan.fault_at_s
         report.recovery_seconds = recovery_seconds(report.timeline, fault, self.plan.rate)
+        if report.healed_at_s is not None:
+            report.recovery_after_heal_seconds = recovery_seconds(
+                report.timeline, report.healed_at_s, self.plan.rate)
         recovered_at = (fault + report.recovery_seconds
                         if report.recovery_seconds is not None else None)
         report.p99_latency_ms = p99_by_phase(ledger.scored_at_ms, start_ms, fault, recovered_at)

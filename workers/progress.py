@@ -59,7 +59,9 @@ class GroupProgress:
         for tp, end in ends.items():
             done = max(committed.get(tp.partition, 0), 0)
             old = self.partitions.get(tp.partition)
-            if old is None or old.committed != done:
+            # The clock runs from the last commit, or from when a backlog appeared on a
+            # partition that was caught up (an idle partition is not a stuck one).
+            if old is None or old.committed != done or old.lag == 0:
                 self.partitions[tp.partition] = PartitionProgress(done, end, now)
             else:
                 old.end = end
