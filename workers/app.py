@@ -172,6 +172,10 @@ class WorkerApp:
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
         """Process a batch completely, or exit before any of it is acknowledged."""
         try:
+            # Inside the shielded task: a stop during the read must not ack unread records.
+            batch = await self._skip_already_done(batch)
+            if not batch:
+                return
             try:
                 await self.processor.process(batch)
             except (KafkaError, ProducerSendError):
@@ -193,14 +197,6 @@ class WorkerApp:
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
-                try:
-                    batch = await self._skip_already_done(batch)
-                except KafkaError as exc:
-                    logger.critical("cannot read what the previous owner wrote, exiting "
-                                    "error=%r", exc)
-                    os._exit(EXIT_KAFKA_UNAVAILABLE)
-                if not batch:
-                    continue
                 # take_events acknowledges the batch when this body returns or is cancelled,
                 # so the batch is finished even when the worker is being stopped.
                 task = asyncio.ensure_future(self._process_or_exit(batch))

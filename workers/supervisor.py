@@ -276,7 +276,7 @@ class Supervisor:
     def _spawn(self, *, index: int = 0, instance_id: str | None = None,
                standby: bool = False) -> WorkerProcess:
         self._spawned += 1
-        name = f"{'standby' if standby else 'worker'}-{self._spawned}"
+        name = f"{self.settings.app_id}-{'standby' if standby else 'worker'}-{self._spawned}"
         ready_file = (self.settings.state_dir / "supervisor" / f"{name}.ready"
                       if standby else None)
         worker = WorkerProcess(self.settings, index, instance_id=instance_id,
