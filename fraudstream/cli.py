@@ -13,6 +13,7 @@ from fraudstream.commands import (
     bench_cmd,
     demo_cmd,
     produce_cmd,
+    registry_cmd,
     simulate_cmd,
     stack_cmd,
     tail_cmd,
@@ -24,7 +25,7 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
 COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, produce_cmd, tail_cmd,
-            demo_cmd, bench_cmd, api_cmd)
+            demo_cmd, bench_cmd, api_cmd, registry_cmd)
 
 EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())

@@ -28,6 +28,11 @@ Endpoints:
   POST /api/alerts/webhook        Alertmanager webhook receiver: loopback callers need no
                                   token, anyone else does
   GET  /api/alerts                {"firing": [...], "recent": [last 500 alerts]}
+  GET  /api/registry/versions[/REF]   model versions; one version's manifest and replicas
+  GET  /api/registry/aliases      production/shadow and their history
+  GET  /api/registry/verify       replica check; POST /api/registry/verify/repair repairs
+  POST /api/registry/aliases/A    {"version": V}: promote (announced to the workers);
+                                  POST /api/registry/aliases/A/rollback. Token needed.
 
 Token: mutations need the header `Authorization: Bearer $FRAUDSTREAM_API_TOKEN`. If
 FRAUDSTREAM_API_TOKEN is unset they are refused with 503; a wrong or missing token gets 401.
