@@ -134,6 +134,6 @@ def test_api_reads_are_open_and_mutations_need_the_token() -> None:
         bad = client.post("/api/registry/aliases/canary", json={"version": "v1"}, headers=auth)
         assert bad.status_code == 400
         assert client.get("/api/registry/verify").json()["ok"] is True
-        registry.stores[0].put(model_key("v2"), b"tampered")  # type: ignore[attr-defined]
+        registry.stores[0].put(model_key("v2"), b"tampered")
         assert client.get("/api/registry/verify").json()["ok"] is False
         assert client.post("/api/registry/verify/repair", headers=auth).json()["ok"] is True
