@@ -35,13 +35,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def registry_settings(settings: Settings, tmp_path: Path) -> Settings:
-    """Settings with a registry of this test's own: a file store and a Redis key prefix."""
-    tag = settings.app_id.rsplit("-", 1)[-1]
-    return dataclasses.replace(
-        settings, model_stores=f"file://{tmp_path}/registry,"
-        f"redis://{settings.bind_host}:{settings.redis_port}/0?prefix=fs-test-{tag}",
-        model_timeout_s=5.0, chaos_hooks=1)
+def registry_settings(settings: Settings) -> Settings:
+    """The per-test settings (their own registry stores) with the chaos hook on."""
+    return dataclasses.replace(settings, model_timeout_s=5.0, chaos_hooks=1)
 
 
 @pytest.fixture
