@@ -101,7 +101,8 @@ class WorkerApp:
     """A Faust app wired to one ``ScoringProcessor``; ``app`` is what ``faust.Worker`` runs."""
 
     def __init__(self, settings: Settings, index: int, scorer: Scorer,
-                 metrics: WorkerMetrics, registry: ModelRegistry | None = None) -> None:
+                 metrics: WorkerMetrics, registry: ModelRegistry | None = None,
+                 registry_generation: int = 0) -> None:
         self.settings = settings
         self.index = index
         self.metrics = metrics
@@ -142,7 +143,7 @@ class WorkerApp:
             self.swapper = ModelSwapper(
                 bootstrap=settings.kafka_bootstrap, topic=settings.topic_model_updates,
                 registry=registry, processor=self.processor, metrics=metrics,
-                expected_features=FEATURE_NAMES)
+                expected_features=FEATURE_NAMES, start_generation=registry_generation)
         self._register()
         if settings.chaos_hooks:
             self._register_chaos()

@@ -49,7 +49,7 @@ class ModelSwapper:
 
     def __init__(self, *, bootstrap: str, topic: str, registry: ModelRegistry,
                  processor: ScoringProcessor, metrics: WorkerMetrics,
-                 expected_features: Sequence[str]) -> None:
+                 expected_features: Sequence[str], start_generation: int = 0) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.registry = registry
@@ -61,6 +61,9 @@ class ModelSwapper:
         # (alias, version, generation) already refused for a non-retriable reason.
         self._refused: set[tuple[str, str, int]] = set()
         self._pending: dict[str, ModelUpdate] = {}
+        # The registry generation each alias' model came from: an older update (one whose
+        # announcement failed and was superseded) never replaces a newer model.
+        self._generation = {"production": start_generation, "shadow": 0}
         self._retry_at = 0.0
 
     def current(self, alias: str) -> str | None:
@@ -128,6 +131,10 @@ class ModelSwapper:
             logger.warning("model update for unknown alias=%s ignored", update.alias)
             return False
         memo = (update.alias, update.version, update.generation)
+        if update.generation < self._generation[update.alias]:
+            logger.info("stale model update ignored alias=%s version=%s generation=%d",
+                        update.alias, update.version, update.generation)
+            return False
         if update.version == self.current(update.alias) or memo in self._refused:
             return False
         loop = asyncio.get_running_loop()
@@ -153,6 +160,7 @@ class ModelSwapper:
             return False
         seconds = time.perf_counter() - started
         self.status.last_load_s = seconds
+        self._generation[update.alias] = update.generation
         if update.alias == "shadow":
             self.processor.set_shadow(scorer)
             logger.info("shadow model set version=%s load_s=%.3f", scorer.version, seconds)
@@ -188,8 +196,17 @@ class ModelSwapper:
             await asyncio.sleep(STORE_CHECK_S)
 
 
+@dataclass(frozen=True)
+class InitialModel:
+    """The model a worker starts with, where it came from, and the registry generation."""
+
+    scorer: Scorer
+    source: str
+    generation: int = 0
+
+
 def initial_scorer(settings: Settings, registry: ModelRegistry,
-                   metrics: WorkerMetrics) -> tuple[Scorer, str]:
+                   metrics: WorkerMetrics) -> InitialModel:
     """The model to start with: the registry's ``production``, else the file; and its source.
 
     Raises ArtifactError when neither can be loaded.
@@ -198,8 +215,9 @@ def initial_scorer(settings: Settings, registry: ModelRegistry,
     from model_registry.artifact import load_verified
 
     try:
+        generation = registry.state().generation
         loaded = registry.load("production", FEATURE_NAMES)
-        return Scorer(loaded.model), f"registry ({loaded.store_uri})"
+        return InitialModel(Scorer(loaded.model), f"registry ({loaded.store_uri})", generation)
     except NotFound:
         logger.info("the registry has no production version; serving %s", settings.model_path)
     except (StoreUnavailable, ModelRefused) as exc:
@@ -207,5 +225,5 @@ def initial_scorer(settings: Settings, registry: ModelRegistry,
         metrics.model_refused.labels(reason).inc()
         logger.error("registry production model unusable, serving the file instead path=%s "
                      "error=%s", settings.model_path, exc)
-    return Scorer(load_verified(settings.model_path, settings.signing_key.encode())), str(
-        settings.model_path)
+    model = load_verified(settings.model_path, settings.signing_key.encode())
+    return InitialModel(Scorer(model), str(settings.model_path))

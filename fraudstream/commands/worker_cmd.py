@@ -43,14 +43,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     metrics = WorkerMetrics.create()
     try:
         registry = registry_from_settings(settings)
-        scorer, source = initial_scorer(settings, registry, metrics)
+        initial = initial_scorer(settings, registry, metrics)
     except (ArtifactError, RegistryError) as exc:
         raise UserError(f"refusing to start: {exc}") from exc
     require_topics(settings)
     (settings.state_dir / "faust" / f"worker-{args.index}").mkdir(parents=True, exist_ok=True)
-    worker_app = WorkerApp(settings, args.index, scorer, metrics, registry)
-    logger.info("starting worker=%s model=%s source=%s", worker_app.name, scorer.version,
-                source)
+    worker_app = WorkerApp(settings, args.index, initial.scorer, metrics, registry,
+                           initial.generation)
+    logger.info("starting worker=%s model=%s source=%s", worker_app.name,
+                initial.scorer.version, initial.source)
     worker = Worker(worker_app.app, loglevel=args.loglevel, quiet=True,
                     override_logging=False)
     worker.execute_from_commandline()

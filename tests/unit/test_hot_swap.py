@@ -67,6 +67,17 @@ def test_a_tampered_version_is_refused_and_the_current_keeps_serving(
     assert h.by_topic("scores")[-1]["model_version"] == "v-test"
 
 
+def test_an_update_older_than_the_served_model_is_ignored(registry: ModelRegistry) -> None:
+    h = Harness()
+    s = ModelSwapper(bootstrap="unused:9092", topic="model-updates", registry=registry,
+                     processor=h.processor, metrics=h.processor.metrics,
+                     expected_features=FEATURE_NAMES, start_generation=7)
+    asyncio.run(s.apply(ModelUpdate("production", "v1", 6)))
+    assert h.processor.scorer.version == "v-test"
+    asyncio.run(s.apply(ModelUpdate("production", "v1", 8)))
+    assert h.processor.scorer.version == "v1"
+
+
 def test_stores_down_is_retried_and_unknown_versions_refused(registry: ModelRegistry) -> None:
     h = Harness()
     s = swapper(registry, h)
@@ -88,14 +99,15 @@ def test_start_up_prefers_the_registry_then_the_file(tmp_path: Path,
     path = save_signed(tmp_path / "m.skops", data, manifest, KEY)
     settings = Settings(model_path=path, signing_key=KEY.decode())
     h = Harness()
-    scorer, source = initial_scorer(settings, registry, h.processor.metrics)
-    assert scorer.version == "file-v" and source == str(path)
+    first = initial_scorer(settings, registry, h.processor.metrics)
+    assert first.scorer.version == "file-v" and first.source == str(path)
     registry.promote("v2")
-    scorer, source = initial_scorer(settings, registry, h.processor.metrics)
-    assert scorer.version == "v2" and source.startswith("registry")
+    second = initial_scorer(settings, registry, h.processor.metrics)
+    assert second.scorer.version == "v2" and second.source.startswith("registry")
+    assert second.generation == registry.state().generation
     for store in registry.stores:
         store.put(model_key("v2"), b"tampered")
-    scorer, _ = initial_scorer(settings, registry, h.processor.metrics)
-    assert scorer.version == "file-v" and refused(h, "checksum") == 1
+    third = initial_scorer(settings, registry, h.processor.metrics)
+    assert third.scorer.version == "file-v" and refused(h, "checksum") == 1
     assert dataclasses.replace(settings, model_stores="").model_store_uris[1].startswith(
         "redis://127.0.0.1:6379")
