@@ -77,6 +77,7 @@ class ModelSwapper:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         checker = asyncio.create_task(self._check_stores())
+        await self.load_previous()
         try:
             while True:
                 consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
@@ -114,6 +115,29 @@ class ModelSwapper:
             checker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checker
+
+    async def load_previous(self) -> None:
+        """Load the version production had before the current one, as the first fallback.
+
+        Without it a failing model falls back to the rules until the first swap.
+        """
+        if self.processor.previous is not None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            history = await loop.run_in_executor(None, self.registry.history, "production")
+            current = self.processor.scorer.version
+            earlier = [v for v in history if v != current]
+            if not earlier or (history and history[-1] != current):
+                return
+            loaded = await loop.run_in_executor(None, self.registry.load, earlier[-1],
+                                                self.expected_features)
+        except Exception as exc:
+            logger.info("no previous version loaded as fallback error=%s", exc)
+            return
+        if self.processor.previous is None:
+            self.processor.previous = Scorer(loaded.model)
+            logger.info("fallback model loaded version=%s", loaded.model.version)
 
     async def _apply_pending(self) -> None:
         if not self._pending or time.monotonic() < self._retry_at:

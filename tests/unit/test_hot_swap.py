@@ -111,3 +111,14 @@ def test_start_up_prefers_the_registry_then_the_file(tmp_path: Path,
     assert third.scorer.version == "file-v" and refused(h, "checksum") == 1
     assert dataclasses.replace(settings, model_stores="").model_store_uris[1].startswith(
         "redis://127.0.0.1:6379")
+
+
+def test_the_previous_production_version_is_preloaded_as_fallback(
+        registry: ModelRegistry) -> None:
+    registry.promote("v1")
+    registry.promote("v2")
+    h = Harness()
+    h.processor.scorer = initial_scorer(Settings(signing_key=KEY.decode()), registry,
+                                        h.processor.metrics).scorer
+    asyncio.run(swapper(registry, h).load_previous())
+    assert h.processor.previous is not None and h.processor.previous.version == "v1"
