@@ -96,6 +96,7 @@ def ensure_model(settings: Settings, family: str = "hgb") -> str:
     """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed."""
     args = build_defaults()
     args.out, args.if_missing, args.model, args.data = settings.model_path, True, family, None
+    args.no_register = True  # ensure_production registers it, tolerating a registry outage
     # Callers (demo, bench) keep stdout for their own JSON.
     with contextlib.redirect_stdout(sys.stderr):
         run(args, settings)
