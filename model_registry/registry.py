@@ -442,8 +442,9 @@ class ModelRegistry:
                 continue
             report.stores[s.store.uri] = "up"
             up.append(s.store)
-            if s.state is None or s.state.generation != best.generation or (
-                    s.state.payload() != best.payload()):
+            if best.generation == 0 and s.state is None and not s.error.startswith("no "):
+                report.problems.append(Problem(s.store.uri, None, s.error))
+            elif best.generation > 0 and (s.state is None or s.state.payload() != best.payload()):
                 got = "missing/invalid" if s.state is None else f"generation {s.state.generation}"
                 problem = Problem(s.store.uri, None, f"registry state {got}, newest is "
                                   f"generation {best.generation}"

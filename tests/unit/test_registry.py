@@ -75,6 +75,10 @@ def registry(stores: list[DownStore]) -> ModelRegistry:
     return ModelRegistry(stores, KEY)
 
 
+def test_an_empty_registry_verifies_clean(registry: ModelRegistry) -> None:
+    assert registry.verify().problems == [] and registry.list_versions() == []
+
+
 def test_register_writes_every_store_and_promote_rollback(registry: ModelRegistry,
                                                           stores: list[DownStore]) -> None:
     registry.register(*make_version("v1"))
