@@ -14,6 +14,7 @@ from fraudstream.commands import (
     chaos_cmd,
     demo_cmd,
     produce_cmd,
+    registry_cmd,
     simulate_cmd,
     stack_cmd,
     supervise_cmd,
@@ -26,7 +27,7 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
 COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, supervise_cmd,
-            produce_cmd, tail_cmd, demo_cmd, bench_cmd, chaos_cmd, api_cmd)
+            produce_cmd, tail_cmd, demo_cmd, bench_cmd, chaos_cmd, api_cmd, registry_cmd)
 
 EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())

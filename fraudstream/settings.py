@@ -70,6 +70,13 @@ class Settings:
     redis_url: str = ""
     #: Label delay in days used by the merchant-risk features (the Handbook's 7 days).
     label_delay_days: int = 7
+    #: Model registry stores, comma-separated URIs (file:///path, redis://host:port/db).
+    #: Empty: a file store under the state dir plus Redis (FRAUDSTREAM_REDIS_URL or local).
+    model_stores: str = ""
+    #: Longest a model may take on one batch before a fallback answers it instead.
+    model_timeout_s: float = 1.0
+    #: 1 lets POST /chaos/model on a worker's (loopback) web port slow or break its model.
+    chaos_hooks: int = 0
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -81,6 +88,14 @@ class Settings:
         """The Prometheus to query: the configured URL, or the local stack's."""
         url = self.prometheus_url or f"http://{self.bind_host}:{self.prometheus_port}"
         return url.rstrip("/")
+
+    @property
+    def model_store_uris(self) -> list[str]:
+        """The registry's store URIs: the configured ones, or the local defaults."""
+        if self.model_stores.strip():
+            return [u.strip() for u in self.model_stores.split(",") if u.strip()]
+        redis = self.redis_url or f"redis://{self.bind_host}:{self.redis_port}/0"
+        return [f"file://{self.state_dir.resolve() / 'registry'}", redis]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -35,6 +35,13 @@ class WorkerMetrics:
     worker_up: Gauge
     assigned_partitions: Gauge
     takeover_skipped: Counter
+    model_refused: Counter
+    model_swaps: Counter
+    model_fallback: Counter
+    scoring_degraded: Gauge
+    shadow_scored: Counter
+    shadow_disagreed: Counter
+    registry_store_up: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None,
@@ -73,4 +80,18 @@ class WorkerMetrics:
             takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "
                                      "takeover whose output the previous owner had already "
                                      "written (skipped, not decided twice)", registry=reg),
+            model_refused=Counter(f"{p}_model_refused", "Model versions refused (not loaded), "
+                                  "by reason", ["reason"], registry=reg),
+            model_swaps=Counter(f"{p}_model_swaps", "Model versions swapped in between batches",
+                                registry=reg),
+            model_fallback=Counter(f"{p}_model_fallback", "Batches a fallback scored because the "
+                                   "model failed, by reason", ["reason"], registry=reg),
+            scoring_degraded=Gauge(f"{p}_scoring_degraded", "1 while the last batch was scored "
+                                   "by a fallback", registry=reg),
+            shadow_scored=Counter(f"{p}_shadow_scored", "Transactions also scored by the shadow "
+                                  "model (never used to decide)", registry=reg),
+            shadow_disagreed=Counter(f"{p}_shadow_disagreed", "Shadow-scored transactions whose "
+                                     "shadow decision differs", registry=reg),
+            registry_store_up=Gauge(f"{p}_registry_store_up", "1 when the model store answers, "
+                                    "by store kind", ["store"], registry=reg),
         )

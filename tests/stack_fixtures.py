@@ -60,12 +60,16 @@ def base_settings(stack: LocalStack, stack_root: Path) -> Settings:
 
 @pytest.fixture
 def settings(base_settings: Settings) -> Settings:
-    """Per-test topics and consumer group, so tests never see each other's records."""
+    """Per-test topics, consumer group and model registry: tests never see each other's."""
     tag = uuid.uuid4().hex[:8]
+    # A model registry of its own too (empty: workers serve model_path until a test promotes).
+    stores = (f"file://{base_settings.state_dir}/registry-{tag},"
+              f"redis://{base_settings.bind_host}:{base_settings.redis_port}/0?prefix=fs-test-{tag}")
     return dataclasses.replace(
         base_settings, app_id=f"fs-test-{tag}", topic_transactions=f"tx-{tag}",
         topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
-        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}")
+        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
+        model_stores=stores)
 
 
 @pytest.fixture

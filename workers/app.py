@@ -8,7 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, MutableMapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 import orjson
@@ -18,11 +18,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream.settings import Settings
 from monitoring.metrics import WorkerMetrics
+from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
 from workers.state_tables import ChangelogTable
 from workers.takeover import TakeoverScan
+
+if TYPE_CHECKING:
+    from model_registry.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +109,8 @@ class WorkerApp:
     """A Faust app wired to one ``ScoringProcessor``; ``app`` is what ``faust.Worker`` runs."""
 
     def __init__(self, settings: Settings, index: int, scorer: Scorer,
-                 metrics: WorkerMetrics, instance_id: str | None = None) -> None:
+                 metrics: WorkerMetrics, registry: ModelRegistry | None = None,
+                 registry_generation: int = 0, instance_id: str | None = None) -> None:
         self.settings = settings
         self.index = index
         self.metrics = metrics
@@ -130,12 +135,14 @@ class WorkerApp:
             value_type=bytes, use_partitioner=True))
         # The sink reaches the producer only when a batch flushes, after the app has started.
         self.sink = KafkaBatchSink(_LazyProducer(app))
+        self.chaos = ChaosState()
+        self.guard = ModelGuard(metrics, timeout_s=settings.model_timeout_s, chaos=self.chaos)
         self.processor = ScoringProcessor(
             scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
             merchants=self.merchants, sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
-            max_message_bytes=settings.max_message_bytes)
+            max_message_bytes=settings.max_message_bytes, guard=self.guard)
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         # Partitions (newly) assigned whose predecessor's outputs have not been read yet, and
         # per partition the input offsets that already have an output (skipped, not redone).
@@ -143,7 +150,18 @@ class WorkerApp:
                                       [settings.topic_scores, settings.topic_dlq])
         self._unverified: set[int] = set()
         self._already_done: dict[int, set[int]] = {}
+        self.swapper = None
+        if registry is not None:
+            from features import FEATURE_NAMES
+            from workers.hot_swap import ModelSwapper
+
+            self.swapper = ModelSwapper(
+                bootstrap=settings.kafka_bootstrap, topic=settings.topic_model_updates,
+                registry=registry, processor=self.processor, metrics=metrics,
+                expected_features=FEATURE_NAMES, start_generation=registry_generation)
         self._register()
+        if settings.chaos_hooks:
+            self._register_chaos()
 
     async def _skip_already_done(self, batch: list[RawRecord]) -> list[RawRecord]:
         """Drop records whose output a previous owner of their partition already wrote."""
@@ -249,7 +267,9 @@ class WorkerApp:
         async def ready_view(web: Any, request: Any) -> Any:
             partitions = sorted(tp.partition for tp in app.assignor.assigned_actives()
                                 if tp.topic == s.topic_transactions)
+            shadow = self.processor.shadow
             body = {"ready": self.ready, "model_version": self.processor.scorer.version,
+                    "shadow_version": shadow.version if shadow is not None else None,
                     "assigned_partitions": len(partitions), "partitions": partitions,
                     "worker": self.name, "pid": os.getpid()}
             return web.json(body, status=200 if self.ready else 503)
@@ -266,9 +286,40 @@ class WorkerApp:
             self.ready = True
             self.metrics.worker_up.set(1)
 
+        if self.swapper is not None:
+            swapper = self.swapper
+
+            @app.task
+            async def follow_model_updates() -> None:
+                await swapper.run()
+
         # Signal receivers are typed narrowly by mode; these match what it calls at run time.
         app.on_partitions_assigned.connect(cast(Any, on_assigned))
         app.on_rebalance_complete.connect(cast(Any, on_rebalanced))
+
+
+    def _register_chaos(self) -> None:
+        """POST /chaos/model {"delay_s", "fail"}: slow down or break the current model."""
+        from faust.web import View
+
+        from monitoring.api.deps import is_loopback
+
+        chaos = self.chaos
+
+        @self.app.page("/chaos/model")
+        class ChaosModel(View):
+            async def post(self, request: Any) -> Any:
+                if not is_loopback(getattr(request, "remote", None)):
+                    return self.json({"error": "loopback only"}, status=403)
+                try:
+                    body = await request.json()
+                    delay, fail = float(body.get("delay_s", 0.0)), bool(body.get("fail", False))
+                except (ValueError, TypeError, AttributeError):
+                    return self.json({"error": 'send {"delay_s": float, "fail": bool}'},
+                                     status=400)
+                chaos.delay_s, chaos.fail = max(delay, 0.0), fail
+                logger.warning("chaos: model delay_s=%s fail=%s", chaos.delay_s, chaos.fail)
+                return self.json({"delay_s": chaos.delay_s, "fail": chaos.fail})
 
 
 class _LazyProducer:

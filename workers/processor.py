@@ -19,6 +19,7 @@ from features import MerchantState, compute_features
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
 from workers.messages import dead_letter_record, iso_now, score_record
+from workers.model_guard import ModelGuard
 from workers.output import Sink
 from workers.scoring import Scorer
 from workers.state_tables import StateTable
@@ -51,8 +52,14 @@ class ScoringProcessor:
     def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: Mapping[bytes, Any],
                  sink: Sink, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
-                 max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
+                 max_message_bytes: int, clock: Callable[[], float] = time.time,
+                 guard: ModelGuard | None = None) -> None:
         self.scorer = scorer
+        #: The version served before the last swap: the first fallback when the model fails.
+        self.previous: Scorer | None = None
+        #: A model scoring the same batches for comparison only (metrics), never deciding.
+        self.shadow: Scorer | None = None
+        self.guard = guard or ModelGuard(metrics)
         self.cards = cards
         self.merchants = merchants
         self.sink = sink
@@ -65,7 +72,12 @@ class ScoringProcessor:
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
-        self.scorer = scorer
+        if scorer is not self.scorer:
+            self.previous, self.scorer = self.scorer, scorer
+
+    def set_shadow(self, scorer: Scorer | None) -> None:
+        """Shadow-score with ``scorer`` from the next batch on (None stops it)."""
+        self.shadow = scorer
 
     async def process_isolated(self, batch: Sequence[RawRecord], error: Exception) -> None:
         """After a batch failed unexpectedly: retry record by record, dead-letter what fails.
@@ -88,10 +100,22 @@ class ScoringProcessor:
                 await self.sink.flush()
                 self.metrics.dead_lettered.labels("processing_error").inc()
 
+    async def _shadow_score(self, shadow: Scorer, matrix: np.ndarray, used: Any,
+                            scores: np.ndarray) -> None:
+        shadow_scores = await self.guard.shadow(shadow, matrix)
+        if shadow_scores is None:
+            return
+        self.metrics.shadow_scored.inc(len(shadow_scores))
+        differ = sum(1 for a, b in zip(scores.tolist(), shadow_scores.tolist(), strict=True)
+                     if used.decide(a) != shadow.decide(b))
+        if differ:
+            self.metrics.shadow_disagreed.inc(differ)
+
     async def process(self, batch: Sequence[RawRecord]) -> None:
         """Route every record of ``batch``; returns once all output is acknowledged by Kafka."""
         now = self.clock()
-        scorer = self.scorer
+        # One model per batch: a swap during this batch applies from the next one.
+        scorer, previous, shadow = self.scorer, self.previous, self.shadow
         at = iso_now(now)
         dead: list[tuple[RawRecord, Rejection]] = []
         touched: dict[bytes, tuple[int, CardRecord]] = {}
@@ -146,16 +170,19 @@ class ScoringProcessor:
         if rows:
             matrix = np.asarray(rows, dtype=np.float64)
             started = time.perf_counter()
-            scores = scorer.score(matrix)
+            answer = await self.guard.score(scorer, matrix, (previous,))
             self.metrics.model_latency.observe(time.perf_counter() - started)
-            reasons = scorer.reasons(matrix)
+            used, scores = answer.scorer, answer.scores
+            reasons = used.reasons(matrix)
+            if shadow is not None:
+                await self._shadow_score(shadow, matrix, used, scores)
             for (rec, tx, card), score, codes in zip(pending, scores.tolist(), reasons,
                                                      strict=True):
-                decision = scorer.decide(score)
-                card.settle(tx.transaction_id, score, decision, scorer.version)
+                decision = used.decide(score)
+                card.settle(tx.transaction_id, score, decision, used.version)
                 out.append((self.topics.scores, rec.key, score_record(
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
-                    decision=decision, model_version=scorer.version, degraded=False,
+                    decision=decision, model_version=used.version, degraded=answer.degraded,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
                     reasons=codes, partition=rec.partition, offset=rec.offset), rec.partition))
                 self.metrics.decisions.labels(decision).inc()

@@ -36,6 +36,11 @@ Endpoints:
                                   does not answer
   GET  /api/dashboard/series?panel=ID&minutes=5
                                   a chart panel's series over the last minutes (1-60)
+  GET  /api/registry/versions[/REF]   model versions; one version's manifest and replicas
+  GET  /api/registry/aliases      production/shadow and their history
+  GET  /api/registry/verify       replica check; POST /api/registry/verify/repair repairs
+  POST /api/registry/aliases/A    {"version": V}: promote (announced to the workers);
+                                  POST /api/registry/aliases/A/rollback. Token needed.
 
 Token: mutations need the header `Authorization: Bearer $FRAUDSTREAM_API_TOKEN`. If
 FRAUDSTREAM_API_TOKEN is unset they are refused with 503; a wrong or missing token gets 401.

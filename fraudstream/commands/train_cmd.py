@@ -17,11 +17,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train on a labelled CSV (--data) or on freshly simulated data, "
                        "validate on the newest 20%% of rows (time-ordered, no shuffling), choose "
                        "review/decline thresholds for precision targets, and write the skops "
-                       "model plus its signed manifest to --out (default FRAUDSTREAM_MODEL_PATH). "
+                       "model plus its signed manifest to --out (default FRAUDSTREAM_MODEL_PATH), "
+                       "and register it as a version in the model registry "
+                       "(FRAUDSTREAM_MODEL_STORES; --promote also makes it production). "
                        "Needs FRAUDSTREAM_SIGNING_KEY.")
     p.add_argument("--data", type=Path, help="labelled CSV (default: simulate one)")
     p.add_argument("--model", default="hgb", help="model family: hgb or logreg (default hgb)")
     p.add_argument("--out", type=Path, default=None, help="artifact path")
+    p.add_argument("--promote", action="store_true",
+                   help="promote the new version to production (workers swap to it)")
+    p.add_argument("--no-register", action="store_true",
+                   help="only write the file; do not register it in the model registry")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing if a verified model already exists at --out")
     add_simulation_args(p, customers=1000, terminals=2000, days=60)
@@ -61,18 +67,62 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     m = trained.manifest
     print(f"model {m.version} -> {out} (review >= {m.review_threshold:.3f}, "
           f"decline >= {m.decline_threshold:.3f})")
+    if not args.no_register:
+        register_trained(settings, out, promote=args.promote)
     return 0
+
+
+def register_trained(settings: Settings, path: Path, promote: bool) -> None:
+    """Register the model file at ``path``; promote (and announce) it if asked."""
+    from features import FEATURE_NAMES
+    from fraudstream.commands.registry_cmd import announce, import_artifact, open_registry
+    from model_registry.errors import RegistryError
+
+    try:
+        registry = open_registry(settings)
+        version = import_artifact(registry, path, settings)
+        print(f"registered {version} in {len(registry.stores)} stores")
+        if promote:
+            done = registry.promote(version, "production", FEATURE_NAMES)
+            announce(settings, done.alias, done.version, done.generation)
+            print(f"production: {done.previous or '(none)'} -> {done.version}")
+    except RegistryError as exc:
+        raise UserError(f"model written to {path} but not registered: {exc} (start the "
+                        "stores, then `fraudstream registry import`; or pass --no-register)"
+                        ) from exc
 
 
 def ensure_model(settings: Settings, family: str = "hgb") -> str:
     """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed."""
     args = build_defaults()
     args.out, args.if_missing, args.model, args.data = settings.model_path, True, family, None
+    args.no_register = True  # ensure_production registers it, tolerating a registry outage
     # Callers (demo, bench) keep stdout for their own JSON.
     with contextlib.redirect_stdout(sys.stderr):
         run(args, settings)
-    from model_registry.artifact import load_verified
+        return ensure_production(settings)
 
+
+def ensure_production(settings: Settings) -> str:
+    """The registry's production version, importing and promoting the model file if none.
+
+    With the registry unreachable the file's version is returned (workers then serve it).
+    """
+    from features import FEATURE_NAMES
+    from fraudstream.commands.registry_cmd import import_artifact, open_registry
+    from model_registry.artifact import load_verified
+    from model_registry.errors import NotFound, RegistryError
+
+    try:
+        registry = open_registry(settings)
+        try:
+            return str(registry.resolve("production"))
+        except NotFound:
+            version = import_artifact(registry, settings.model_path, settings)
+            return str(registry.promote(version, "production", FEATURE_NAMES).version)
+    except RegistryError as exc:
+        print(f"model registry unavailable ({exc}); workers serve {settings.model_path}",
+              file=sys.stderr)
     return load_verified(settings.model_path, settings.signing_key.encode()).version
 
 

@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="A Faust worker of the FRAUDSTREAM_APP_ID group: consumes "
                        "transactions, validates them (bad ones to transactions.dlq with a reason), "
                        "keeps card and merchant features in Faust tables, scores micro-batches "
-                       "with the verified model at FRAUDSTREAM_MODEL_PATH and writes scores. Its "
+                       "with the registry's verified `production` model (else the one at "
+                       "FRAUDSTREAM_MODEL_PATH), swaps in promoted versions without pausing, "
+                       "falls back to the previous version or rules when the model fails, and "
+                       "writes scores. Its "
                        "web server (health, readiness, /metrics) listens on "
                        "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index.")
     p.add_argument("--index", type=int, default=1, help="worker number, sets its web port "
@@ -40,25 +43,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
     from fraudstream.commands.topics_cmd import require_topics
-    from model_registry.artifact import ArtifactError, load_verified
+    from model_registry.artifact import ArtifactError
+    from model_registry.errors import RegistryError
     from monitoring.metrics import WorkerMetrics
     from workers.app import WorkerApp
-    from workers.scoring import Scorer, limit_model_threads
+    from workers.hot_swap import initial_scorer, registry_from_settings
+    from workers.scoring import limit_model_threads
 
     limit_model_threads()
+    metrics = WorkerMetrics.create()
     try:
-        model = load_verified(settings.model_path, settings.signing_key.encode())
-        scorer = Scorer(model)
-    except ArtifactError as exc:
+        registry = registry_from_settings(settings)
+        initial = initial_scorer(settings, registry, metrics)
+    except (ArtifactError, RegistryError) as exc:
         raise UserError(f"refusing to start: {exc}") from exc
     require_topics(settings)
     index, instance_id = args.index, args.instance_id
     if args.standby is not None:
         index, instance_id = _wait_for_activation(args.standby)
     (settings.state_dir / "faust" / f"worker-{index}").mkdir(parents=True, exist_ok=True)
-    worker_app = WorkerApp(settings, index, scorer, WorkerMetrics.create(), instance_id)
-    logger.info("starting worker=%s model=%s instance_id=%s", worker_app.name, scorer.version,
-                instance_id)
+    worker_app = WorkerApp(settings, index, initial.scorer, metrics, registry,
+                           initial.generation, instance_id=instance_id)
+    logger.info("starting worker=%s model=%s source=%s instance_id=%s", worker_app.name,
+                initial.scorer.version, initial.source, instance_id)
     worker = Worker(worker_app.app, loglevel=args.loglevel, quiet=True,
                     override_logging=False)
     worker.execute_from_commandline()

@@ -20,6 +20,7 @@ from monitoring.api.decisions import router as decisions_router
 from monitoring.api.deps import ApiState, Producer
 from monitoring.api.health import ApiMetrics, RequestMetrics
 from monitoring.api.health import router as health_router
+from monitoring.api.registry import install as install_registry
 
 logger = logging.getLogger(__name__)
 RETRY_MAX_S = 10.0
@@ -183,4 +184,5 @@ def create_app(settings: Settings, *, producer: Producer | None = None,
     app.add_middleware(RequestMetrics, metrics=metrics)
     for router in (health_router, decisions_router, alerts_router, dashboard_router):
         app.include_router(router)
+    install_registry(app)
     return app

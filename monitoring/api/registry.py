@@ -1,0 +1,156 @@
+"""The model registry over HTTP: reads are open, promotions and repairs need the API token.
+
+Registry errors become ``{"error": code, "reason": message}`` with the status their code maps
+to in ``model_registry.errors`` (the one place that mapping lives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from fraudstream.settings import Settings
+from model_registry.errors import RegistryError, http_status
+from model_registry.registry import ALIASES, ModelRegistry
+from model_registry.updates import ModelUpdate, publish_update
+from monitoring.api.deps import SettingsDep, TokenDep
+
+router = APIRouter(prefix="/api/registry", tags=["registry"])
+
+Publisher = Callable[[Settings, ModelUpdate], None]
+
+
+class PromoteRequest(BaseModel):
+    """Point an alias at this version (or at what another alias points at)."""
+
+    version: str
+
+
+class PromotionPublic(BaseModel):
+    alias: str
+    version: str
+    previous: str | None
+    generation: int
+    missed_stores: list[str]
+
+
+class AliasesPublic(BaseModel):
+    aliases: dict[str, str | None]
+    history: dict[str, list[str]]
+    generation: int
+
+
+class VerifyReportPublic(BaseModel):
+    ok: bool
+    generation: int
+    versions: int
+    stores: dict[str, str]
+    problems: list[dict[str, Any]]
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The app's registry (built from its settings on first use; tests may set their own)."""
+    state = request.app.state
+    if getattr(state, "registry", None) is None:
+        from model_registry.stores import open_stores
+
+        settings: Settings = state.api.settings
+        state.registry = ModelRegistry(open_stores(settings.model_store_uris),
+                                       settings.signing_key.encode())
+    registry: ModelRegistry = state.registry
+    return registry
+
+
+def announce(settings: Settings, update: ModelUpdate) -> None:
+    """Publish an update on the model-updates topic (blocking)."""
+    publish_update(settings.kafka_bootstrap, settings.topic_model_updates, update)
+
+
+def get_publisher() -> Publisher:
+    return announce
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+
+@router.get("/versions")
+def list_versions(registry: RegistryDep) -> list[dict[str, Any]]:
+    """Every version, oldest first, with its aliases."""
+    rows: list[dict[str, Any]] = registry.list_versions()
+    return rows
+
+
+@router.get("/versions/{ref}")
+def show_version(ref: str, registry: RegistryDep) -> dict[str, Any]:
+    """A version's manifest (``ref``: a version or an alias) and each replica's health."""
+    body: dict[str, Any] = registry.show(ref)
+    return body
+
+
+@router.get("/aliases")
+def aliases(registry: RegistryDep) -> AliasesPublic:
+    """What each alias points at, and its promotion history."""
+    st = registry.state()
+    return AliasesPublic(aliases={a: st.aliases.get(a) for a in ALIASES},
+                         history={a: st.history.get(a, []) for a in ALIASES},
+                         generation=st.generation)
+
+
+@router.get("/verify")
+def verify(registry: RegistryDep) -> VerifyReportPublic:
+    """Check every replica and the registry state in every store (no repair)."""
+    return _report(registry.verify(repair=False))
+
+
+@router.post("/verify/repair")
+def repair(registry: RegistryDep, _auth: TokenDep) -> VerifyReportPublic:
+    """Verify, and copy good replicas over missing or divergent ones."""
+    return _report(registry.verify(repair=True))
+
+
+@router.post("/aliases/{alias}")
+async def promote(alias: str, body: PromoteRequest, registry: RegistryDep,
+                  settings: SettingsDep, publisher: PublisherDep,
+                  _auth: TokenDep) -> PromotionPublic:
+    """Point ``alias`` at a version once it loads and verifies; announce it to the workers."""
+    from features import FEATURE_NAMES
+
+    done = await run_in_threadpool(registry.promote, body.version, alias, FEATURE_NAMES)
+    await run_in_threadpool(publisher, settings,
+                            ModelUpdate(done.alias, done.version, done.generation))
+    return PromotionPublic(**vars(done))
+
+
+@router.post("/aliases/{alias}/rollback")
+async def rollback(alias: str, registry: RegistryDep, settings: SettingsDep,
+                   publisher: PublisherDep, _auth: TokenDep) -> PromotionPublic:
+    """Point ``alias`` back at its previous version; announce it to the workers."""
+    from features import FEATURE_NAMES
+
+    done = await run_in_threadpool(registry.rollback, alias, FEATURE_NAMES)
+    await run_in_threadpool(publisher, settings,
+                            ModelUpdate(done.alias, done.version, done.generation))
+    return PromotionPublic(**vars(done))
+
+
+def _report(report: Any) -> VerifyReportPublic:
+    return VerifyReportPublic(ok=report.ok, generation=report.generation,
+                              versions=report.versions, stores=report.stores,
+                              problems=[vars(p) for p in report.problems])
+
+
+async def registry_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegistryError)
+    return JSONResponse({"error": exc.code, "reason": str(exc)}, status_code=http_status(exc))
+
+
+def install(app: FastAPI) -> None:
+    """Add the registry routes and the error mapping to ``app``."""
+    app.include_router(router)
+    app.add_exception_handler(RegistryError, registry_error)

@@ -1,0 +1,124 @@
+"""Applying model updates to the scoring step (no Kafka): swap, refusals, shadow, start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from features import FEATURE_NAMES
+from fraudstream.settings import Settings
+from model_registry.artifact import save_signed
+from model_registry.registry import ModelRegistry, model_key
+from model_registry.updates import ModelUpdate
+from tests.unit.test_processor import Harness, tx
+from tests.unit.test_registry import KEY, DownStore, make_version
+from workers.hot_swap import ModelSwapper, initial_scorer
+
+
+def swapper(registry: ModelRegistry, h: Harness) -> ModelSwapper:
+    return ModelSwapper(bootstrap="unused:9092", topic="model-updates", registry=registry,
+                        processor=h.processor, metrics=h.processor.metrics,
+                        expected_features=FEATURE_NAMES)
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    reg = ModelRegistry([DownStore("a"), DownStore("b")], KEY)
+    for i, name in enumerate(("v1", "v2", "v3")):
+        reg.register(*make_version(name, i))
+    return reg
+
+
+def refused(h: Harness, reason: str) -> float | None:
+    return h.registry.get_sample_value("fraudstream_model_refused_total", {"reason": reason})
+
+
+def test_a_verified_version_is_swapped_in_between_batches(registry: ModelRegistry) -> None:
+    h = Harness()
+    s = swapper(registry, h)
+    assert asyncio.run(s.apply(ModelUpdate("production", "v1", 1))) is False
+    assert h.processor.scorer.version == "v1" and h.processor.previous is not None
+    h.run([h.record(tx(1))])
+    assert h.by_topic("scores")[-1]["model_version"] == "v1"
+    assert h.registry.get_sample_value("fraudstream_model_swaps_total") == 1
+    assert h.registry.get_sample_value("fraudstream_model_info",
+                                       {"version": "v1", "family": "logreg"}) == 1
+    asyncio.run(s.apply(ModelUpdate("shadow", "v2", 2)))
+    assert h.processor.shadow is not None and h.processor.shadow.version == "v2"
+    assert h.processor.scorer.version == "v1"
+
+
+def test_a_tampered_version_is_refused_and_the_current_keeps_serving(
+        registry: ModelRegistry) -> None:
+    h = Harness()
+    s = swapper(registry, h)
+    for store in registry.stores:
+        store.put(model_key("v3"), b"tampered")
+    assert asyncio.run(s.apply(ModelUpdate("production", "v3", 5))) is False
+    assert h.processor.scorer.version == "v-test"
+    assert refused(h, "checksum") == 1
+    # The same update again is not retried (and not counted twice).
+    asyncio.run(s.apply(ModelUpdate("production", "v3", 5)))
+    assert refused(h, "checksum") == 1
+    h.run([h.record(tx(1))])
+    assert h.by_topic("scores")[-1]["model_version"] == "v-test"
+
+
+def test_an_update_older_than_the_served_model_is_ignored(registry: ModelRegistry) -> None:
+    h = Harness()
+    s = ModelSwapper(bootstrap="unused:9092", topic="model-updates", registry=registry,
+                     processor=h.processor, metrics=h.processor.metrics,
+                     expected_features=FEATURE_NAMES, start_generation=7)
+    asyncio.run(s.apply(ModelUpdate("production", "v1", 6)))
+    assert h.processor.scorer.version == "v-test"
+    asyncio.run(s.apply(ModelUpdate("production", "v1", 8)))
+    assert h.processor.scorer.version == "v1"
+
+
+def test_stores_down_is_retried_and_unknown_versions_refused(registry: ModelRegistry) -> None:
+    h = Harness()
+    s = swapper(registry, h)
+    for store in registry.stores:
+        assert isinstance(store, DownStore)
+        store.down = True
+    assert asyncio.run(s.apply(ModelUpdate("production", "v2", 3))) is True
+    assert refused(h, "store_unavailable") == 1
+    for store in registry.stores:
+        assert isinstance(store, DownStore)
+        store.down = False
+    assert asyncio.run(s.apply(ModelUpdate("production", "v2", 3))) is False
+    assert h.processor.scorer.version == "v2"
+
+
+def test_start_up_prefers_the_registry_then_the_file(tmp_path: Path,
+                                                     registry: ModelRegistry) -> None:
+    data, manifest = make_version("file-v", 7)
+    path = save_signed(tmp_path / "m.skops", data, manifest, KEY)
+    settings = Settings(model_path=path, signing_key=KEY.decode())
+    h = Harness()
+    first = initial_scorer(settings, registry, h.processor.metrics)
+    assert first.scorer.version == "file-v" and first.source == str(path)
+    registry.promote("v2")
+    second = initial_scorer(settings, registry, h.processor.metrics)
+    assert second.scorer.version == "v2" and second.source.startswith("registry")
+    assert second.generation == registry.state().generation
+    for store in registry.stores:
+        store.put(model_key("v2"), b"tampered")
+    third = initial_scorer(settings, registry, h.processor.metrics)
+    assert third.scorer.version == "file-v" and refused(h, "checksum") == 1
+    assert dataclasses.replace(settings, model_stores="").model_store_uris[1].startswith(
+        "redis://127.0.0.1:6379")
+
+
+def test_the_previous_production_version_is_preloaded_as_fallback(
+        registry: ModelRegistry) -> None:
+    registry.promote("v1")
+    registry.promote("v2")
+    h = Harness()
+    h.processor.scorer = initial_scorer(Settings(signing_key=KEY.decode()), registry,
+                                        h.processor.metrics).scorer
+    asyncio.run(swapper(registry, h).load_previous())
+    assert h.processor.previous is not None and h.processor.previous.version == "v1"

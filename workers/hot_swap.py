@@ -1,0 +1,253 @@
+"""Hot swap: follow the compacted ``model-updates`` topic, load and verify new versions in the
+background, and hand them to the scoring step, which switches between two batches.
+
+Every worker reads the whole topic itself (a plain consumer, no group), so each one sees every
+update. A version that cannot be loaded and verified is refused and counted; the current one
+keeps serving. Loading runs in a thread: scoring goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fraudstream.settings import Settings
+from model_registry.errors import ModelRefused, NotFound, RegistryError, StoreUnavailable
+from model_registry.registry import ModelRegistry
+from model_registry.stores import open_stores, store_labels
+from model_registry.updates import ModelUpdate
+from monitoring.metrics import WorkerMetrics
+from workers.processor import ScoringProcessor
+from workers.scoring import Scorer
+
+logger = logging.getLogger(__name__)
+
+RETRY_S = 5.0
+STORE_CHECK_S = 15.0
+
+
+def registry_from_settings(settings: Settings) -> ModelRegistry:
+    """The registry over the configured stores (no I/O yet)."""
+    return ModelRegistry(open_stores(settings.model_store_uris), settings.signing_key.encode())
+
+
+@dataclass
+class SwapStatus:
+    """What the swapper did last (for /ready and logs)."""
+
+    swaps: int = 0
+    refused: dict[str, str] = field(default_factory=dict)
+    last_load_s: float = 0.0
+
+
+class ModelSwapper:
+    """Applies model updates to a ``ScoringProcessor``; ``run()`` until cancelled."""
+
+    def __init__(self, *, bootstrap: str, topic: str, registry: ModelRegistry,
+                 processor: ScoringProcessor, metrics: WorkerMetrics,
+                 expected_features: Sequence[str], start_generation: int = 0) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.registry = registry
+        self.processor = processor
+        self.metrics = metrics
+        self.expected_features = list(expected_features)
+        self.status = SwapStatus()
+        self._labels = store_labels(registry.stores)
+        # (alias, version, generation) already refused for a non-retriable reason.
+        self._refused: set[tuple[str, str, int]] = set()
+        self._pending: dict[str, ModelUpdate] = {}
+        # The registry generation each alias' model came from: an older update (one whose
+        # announcement failed and was superseded) never replaces a newer model.
+        self._generation = {"production": start_generation, "shadow": 0}
+        self._retry_at = 0.0
+
+    def current(self, alias: str) -> str | None:
+        if alias == "production":
+            return self.processor.scorer.version
+        shadow = self.processor.shadow
+        return shadow.version if shadow is not None else None
+
+    async def run(self) -> None:
+        """Follow the topic forever, reconnecting after errors; apply what arrives."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        checker = asyncio.create_task(self._check_stores())
+        await self.load_previous()
+        try:
+            while True:
+                consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                            enable_auto_commit=False,
+                                            client_id="fraudstream-model-updates")
+                try:
+                    await consumer.start()
+                    ids = consumer.partitions_for_topic(self.topic)
+                    if not ids:
+                        await consumer._client.force_metadata_update()
+                        ids = consumer.partitions_for_topic(self.topic) or {0}
+                    partitions = [TopicPartition(self.topic, i) for i in sorted(ids)]
+                    consumer.assign(partitions)
+                    await consumer.seek_to_beginning(*partitions)
+                    logger.info("following model updates topic=%s", self.topic)
+                    while True:
+                        batches = await consumer.getmany(timeout_ms=500)
+                        for messages in batches.values():
+                            for m in messages:
+                                update = ModelUpdate.from_bytes(m.value)
+                                if update is None:
+                                    logger.warning("malformed model update offset=%s", m.offset)
+                                    continue
+                                self._pending[update.alias] = update
+                        await self._apply_pending()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.warning("model updates consumer failed, retrying error=%r", exc)
+                    await asyncio.sleep(RETRY_S)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await consumer.stop()
+        finally:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
+
+    async def load_previous(self) -> None:
+        """Load the version production had before the current one, as the first fallback.
+
+        Without it a failing model falls back to the rules until the first swap.
+        """
+        if self.processor.previous is not None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            history = await loop.run_in_executor(None, self.registry.history, "production")
+            current = self.processor.scorer.version
+            earlier = [v for v in history if v != current]
+            if not earlier or (history and history[-1] != current):
+                return
+            loaded = await loop.run_in_executor(None, self.registry.load, earlier[-1],
+                                                self.expected_features)
+        except Exception as exc:
+            logger.info("no previous version loaded as fallback error=%s", exc)
+            return
+        if self.processor.previous is None:
+            self.processor.previous = Scorer(loaded.model)
+            logger.info("fallback model loaded version=%s", loaded.model.version)
+
+    async def _apply_pending(self) -> None:
+        if not self._pending or time.monotonic() < self._retry_at:
+            return
+        for alias, update in list(self._pending.items()):
+            retry = await self.apply(update)
+            if retry:
+                self._retry_at = time.monotonic() + RETRY_S
+            else:
+                self._pending.pop(alias, None)
+
+    async def apply(self, update: ModelUpdate) -> bool:
+        """Load, verify and swap in ``update``'s version; True if it should be retried later."""
+        if update.alias not in ("production", "shadow"):
+            logger.warning("model update for unknown alias=%s ignored", update.alias)
+            return False
+        memo = (update.alias, update.version, update.generation)
+        if update.generation < self._generation[update.alias]:
+            logger.info("stale model update ignored alias=%s version=%s generation=%d",
+                        update.alias, update.version, update.generation)
+            return False
+        if update.version == self.current(update.alias) or memo in self._refused:
+            return False
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            loaded = await loop.run_in_executor(None, self.registry.load, update.version,
+                                                self.expected_features)
+            scorer = Scorer(loaded.model)
+        except StoreUnavailable as exc:
+            self._refuse(update, "store_unavailable", str(exc))
+            return True
+        except NotFound as exc:
+            # The update can arrive before a stale store's state catches up: retry.
+            self._refuse(update, "store_unavailable", str(exc))
+            return True
+        except ModelRefused as exc:
+            self._refuse(update, exc.reason, str(exc))
+            self._refused.add(memo)
+            return False
+        except (RegistryError, Exception) as exc:
+            self._refuse(update, "load_error", f"{type(exc).__name__}: {exc}")
+            self._refused.add(memo)
+            return False
+        seconds = time.perf_counter() - started
+        self.status.last_load_s = seconds
+        self._generation[update.alias] = update.generation
+        if update.alias == "shadow":
+            self.processor.set_shadow(scorer)
+            logger.info("shadow model set version=%s load_s=%.3f", scorer.version, seconds)
+            return False
+        old = self.processor.scorer
+        self.processor.swap_scorer(scorer)
+        self.status.swaps += 1
+        self.metrics.model_swaps.inc()
+        with contextlib.suppress(KeyError):
+            self.metrics.model_info.remove(old.version, old.model.manifest.family)
+        self.metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
+        logger.info("model swapped version=%s previous=%s store=%s load_s=%.3f",
+                    scorer.version, old.version, loaded.store_uri, seconds)
+        return False
+
+    def _refuse(self, update: ModelUpdate, reason: str, message: str) -> None:
+        self.metrics.model_refused.labels(reason).inc()
+        self.status.refused[update.version] = f"{reason}: {message}"
+        logger.error("model version refused, keeping version=%s alias=%s refused=%s "
+                     "reason=%s error=%s", self.current(update.alias), update.alias,
+                     update.version, reason, message)
+
+    async def _check_stores(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            for store, label in zip(self.registry.stores, self._labels, strict=True):
+                try:
+                    await loop.run_in_executor(None, store.ping)
+                    up = 1
+                except Exception:
+                    up = 0
+                self.metrics.registry_store_up.labels(label).set(up)
+            await asyncio.sleep(STORE_CHECK_S)
+
+
+@dataclass(frozen=True)
+class InitialModel:
+    """The model a worker starts with, where it came from, and the registry generation."""
+
+    scorer: Scorer
+    source: str
+    generation: int = 0
+
+
+def initial_scorer(settings: Settings, registry: ModelRegistry,
+                   metrics: WorkerMetrics) -> InitialModel:
+    """The model to start with: the registry's ``production``, else the file; and its source.
+
+    Raises ArtifactError when neither can be loaded.
+    """
+    from features import FEATURE_NAMES
+    from model_registry.artifact import load_verified
+
+    try:
+        generation = registry.state().generation
+        loaded = registry.load("production", FEATURE_NAMES)
+        return InitialModel(Scorer(loaded.model), f"registry ({loaded.store_uri})", generation)
+    except NotFound:
+        logger.info("the registry has no production version; serving %s", settings.model_path)
+    except (StoreUnavailable, ModelRefused) as exc:
+        reason = exc.reason if isinstance(exc, ModelRefused) else "store_unavailable"
+        metrics.model_refused.labels(reason).inc()
+        logger.error("registry production model unusable, serving the file instead path=%s "
+                     "error=%s", settings.model_path, exc)
+    model = load_verified(settings.model_path, settings.signing_key.encode())
+    return InitialModel(Scorer(model), str(settings.model_path))
