@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.local import LocalStack
+from fraudstream.settings import Settings
 from workers.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class FaultContext:
 
     supervisor: Supervisor
     stack: LocalStack | None
+    settings: Settings
     notes: dict[str, Any] = field(default_factory=dict)
 
     def first_worker_pid(self) -> int:
@@ -84,3 +86,48 @@ def stop_redis(ctx: FaultContext) -> None:
 
 def start_redis(ctx: FaultContext) -> None:
     ctx.require_stack().up(("redis",))
+
+
+def promote_tampered_model(ctx: FaultContext) -> None:
+    """Register a copy of production as a new version, promote it, then tamper with every copy.
+
+    The promotion verifies the version; its bytes are then flipped in every store before the
+    workers fetch it (an attacker, or a broken disk, between promotion and load). The workers
+    must refuse it and keep serving the current version.
+    """
+    import dataclasses
+
+    from fraudstream.commands.registry_cmd import announce, open_registry
+    from model_registry.artifact import read_manifest
+    from model_registry.registry import model_key
+
+    settings = ctx.settings
+    registry = open_registry(settings)
+    current = str(registry.resolve("production"))
+    manifest = dataclasses.replace(read_manifest(settings.model_path),
+                                   version=f"{current}-tampered", signature="")
+    registry.register(settings.model_path.read_bytes(), manifest)
+    done = registry.promote(manifest.version)
+    for store in registry.stores:
+        data = bytearray(store.get(model_key(manifest.version)) or b"")
+        data[len(data) // 2] ^= 0xFF
+        store.put(model_key(manifest.version), bytes(data))
+    announce(settings, done.alias, done.version, done.generation)
+    ctx.notes["tampered_version"] = manifest.version
+    logger.warning("chaos: promoted tampered version=%s", manifest.version)
+
+
+def set_model_fault(ctx: FaultContext, delay_s: float, fail: bool = False) -> None:
+    """Make every active worker's model slow or failing (the workers' chaos hook)."""
+    import json
+    import urllib.request
+
+    for slot in ctx.supervisor.slots:
+        url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + slot.index}"
+        req = urllib.request.Request(f"{url}/chaos/model", method="POST",
+                                     data=json.dumps({"delay_s": delay_s, "fail": fail}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+    logger.warning("chaos: model delay_s=%s fail=%s on %d workers", delay_s, fail,
+                   len(ctx.supervisor.slots))

@@ -36,6 +36,9 @@ class ChaosReport:
     fault_at_s: float | None = None
     healed_at_s: float | None = None
     dead_letter_errors: dict[str, int] = field(default_factory=dict)
+    #: Decisions per model version, and how many a fallback model gave (degraded: true).
+    model_versions: dict[str, int] = field(default_factory=dict)
+    degraded_scores: int = 0
     timeline: list[dict[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -58,6 +61,8 @@ class ChaosReport:
                  f"{_fmt(p99.get('during'))}, after {_fmt(p99.get('after'))}", "",
                  f"Alerts fired: {', '.join(self.alerts_fired) or 'none'} "
                  f"(expected: {', '.join(self.alerts_expected) or 'none'})", "",
+                 f"Model versions: {self.model_versions}; degraded scores: "
+                 f"{self.degraded_scores}", "",
                  f"Failovers: {len(self.failovers)}"]
         lines += [f"- slot {f['slot']}: {f['reason']} (pid {f['old_pid']} -> {f['new_pid']}, "
                   f"{'standby' if f['from_standby'] else 'cold start'})" for f in self.failovers]

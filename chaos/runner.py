@@ -15,11 +15,13 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from chaos.faults import FaultContext, FaultUnavailable
 from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
 from chaos.scenarios import Scenario
 from deploy.local import LocalStack
+from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger
 from fraudstream.settings import Settings
@@ -57,16 +59,18 @@ class ChaosRunner:
         self.isolate = isolate
         #: The last lines of every worker's log after the last run (dumped when it fails).
         self.logs: dict[str, str] = {}
+        self._notes: dict[str, Any] = {}
 
     def run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it."""
         settings = self._fresh_settings() if self.isolate else self.base
         report = ChaosReport(scenario.name, alerts_expected=list(scenario.expect_alerts))
         ensure_topics(settings)
+        ensure_production(settings)
         supervisor = Supervisor(settings, self.plan.workers, self.plan.standbys, self.policy)
         metrics_server = supervisor.serve_metrics(required=False)
         supervisor.start()
-        ctx = FaultContext(supervisor, self.stack)
+        ctx = FaultContext(supervisor, self.stack, settings)
         try:
             supervisor.wait_ready(timeout=180)
             thread = supervisor.run_in_thread()
@@ -89,16 +93,24 @@ class ChaosRunner:
                     logger.warning("heal after failure failed error=%r", exc)
             self.logs = {w.name: w.log_tail(40) for w in
                          [s.worker for s in supervisor.slots] + supervisor.standbys}
+        self._notes = ctx.notes
         self._judge(report, scenario, ledger, start_ms, supervisor)
         return report
 
     def _fresh_settings(self) -> Settings:
         tag = uuid.uuid4().hex[:8]
         s = self.base
+        redis = s.redis_url or f"redis://{s.bind_host}:{s.redis_port}/0"
+        sep = "&" if "?" in redis else "?"
+        # A registry of its own: corrupt-model must never touch the user's production model.
+        stores = (f"file://{(s.state_dir / 'chaos-registry' / tag).resolve()},"
+                  f"{redis}{sep}prefix=chaos-{tag}")
         return dataclasses.replace(
             s, app_id=f"chaos-{tag}", topic_transactions=f"chaos-tx-{tag}",
             topic_scores=f"chaos-scores-{tag}", topic_dlq=f"chaos-dlq-{tag}",
-            topic_labels=f"chaos-labels-{tag}", topic_events=f"chaos-events-{tag}")
+            topic_labels=f"chaos-labels-{tag}", topic_events=f"chaos-events-{tag}",
+            topic_model_updates=f"chaos-model-updates-{tag}", model_stores=stores,
+            chaos_hooks=1)
 
     async def _drive(self, settings: Settings, scenario: Scenario, ctx: FaultContext,
                      report: ChaosReport) -> tuple[Ledger, int]:
@@ -183,6 +195,8 @@ class ChaosRunner:
         report.duplicates = ledger.duplicates
         report.conflicting_decisions = len(ledger.conflicting)
         report.dead_letter_errors = dict(ledger.dead_letter_errors)
+        report.model_versions = dict(ledger.model_versions)
+        report.degraded_scores = ledger.degraded
         report.failovers = [dataclasses.asdict(e) for e in supervisor.events]
         report.timeline = timeline(ledger.scored_at_ms, start_ms)
         fault = report.fault_at_s if report.fault_at_s is not None else self.plan.fault_at_s
@@ -205,6 +219,11 @@ class ChaosRunner:
             problems.append("nothing was produced")
         if scenario.expect_failover and not supervisor.events:
             problems.append("the supervisor did not replace the faulty worker")
+        if scenario.expect_degraded and not report.degraded_scores:
+            problems.append("no score came from a fallback model")
+        tampered = self._notes.get("tampered_version")
+        if tampered and tampered in report.model_versions:
+            problems.append(f"the tampered version {tampered} scored transactions")
         if report.recovery_seconds is None:
             problems.append("scoring never returned to the prior rate")
         report.passed = not problems

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from chaos.faults import (
     FaultContext,
     continue_worker,
+    promote_tampered_model,
+    set_model_fault,
     signal_worker,
     start_broker,
     start_redis,
@@ -33,6 +35,8 @@ class Scenario:
     expect_alerts: tuple[str, ...] = ()
     #: The supervisor should replace a worker.
     expect_failover: bool = False
+    #: Some scores should come from a fallback model (degraded: true).
+    expect_degraded: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -54,6 +58,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              lambda ctx: stop_broker(ctx, hard=True), start_broker, heal_after_s=15),
     Scenario("redis-down", "stop Redis for 15 s: scoring goes on (features live in Faust "
              "tables, the model is in memory)", stop_redis, start_redis, heal_after_s=15),
+    Scenario("corrupt-model", "promote a version whose bytes are then tampered with in every "
+             "store; the workers refuse it and keep serving the current model",
+             promote_tampered_model, expect_alerts=("FraudstreamModelRefused",)),
+    Scenario("slow-model", "make the model take 2 s per batch for 15 s; batches over "
+             "FRAUDSTREAM_MODEL_TIMEOUT_S are scored by the fallback (degraded: true)",
+             lambda ctx: set_model_fault(ctx, 2.0), lambda ctx: set_model_fault(ctx, 0.0),
+             heal_after_s=15, expect_alerts=("FraudstreamScoringDegraded",),
+             expect_degraded=True),
     Scenario("poison", "a burst of malformed records (bad JSON, missing and wrong-typed "
              "fields, absurd timestamps, duplicate ids) mixed into the load; each is "
              "dead-lettered with a reason, nothing else changes",

@@ -32,6 +32,9 @@ class Ledger:
     #: (score record's Kafka timestamp, latency) of each first decision, for timelines.
     scored_at_ms: list[tuple[int, float]] = field(default_factory=list)
     dead_letter_repeats: int = 0
+    #: Score records per model version, and how many a fallback answered (degraded).
+    model_versions: collections.Counter[str] = field(default_factory=collections.Counter)
+    degraded: int = 0
 
     def produced(self, value: bytes, partition: int, offset: int) -> None:
         """Note a record Kafka acknowledged at (partition, offset)."""
@@ -53,6 +56,8 @@ class Ledger:
                 self.conflicting.add(tid)
             if self.score_counts[tid] == 1:
                 self.decision_counts[body["decision"]] += 1
+                self.model_versions[str(body.get("model_version"))] += 1
+                self.degraded += bool(body.get("degraded"))
                 ingested = body.get("ingested_at_ms")
                 if ingested:
                     latency = max(timestamp_ms - ingested, 0)
