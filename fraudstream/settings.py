@@ -64,6 +64,10 @@ class Settings:
     redis_url: str = ""
     #: Label delay in days used by the merchant-risk features (the Handbook's 7 days).
     label_delay_days: int = 7
+    #: Drift detection: scored rows in each worker's sliding window, and how often (seconds)
+    #: the drift and live-performance gauges are recomputed from it.
+    drift_window_rows: int = 20000
+    monitoring_interval_s: float = 5.0
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -17,7 +17,11 @@ from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream.settings import Settings
+from monitoring.consumer_lag import ConsumerLag
+from monitoring.drift_window import DriftMonitor
+from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
+from workers.card_record import CardRecord
 from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
@@ -121,12 +125,21 @@ class WorkerApp:
             value_type=bytes, use_partitioner=True))
         # The sink reaches the producer only when a batch flushes, after the app has started.
         self.sink = KafkaBatchSink(_LazyProducer(app))
+        from features import FEATURE_NAMES
+
+        drift = DriftMonitor(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
+                             min_rows=max(settings.drift_window_rows // 5, 1),
+                             publish_interval_s=settings.monitoring_interval_s)
         self.processor = ScoringProcessor(
             scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
             merchants=self.merchants, sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
-            max_message_bytes=settings.max_message_bytes)
+            max_message_bytes=settings.max_message_bytes, drift=drift)
+        self.live = LivePerformance(metrics, self._decision_of,
+                                    publish_interval_s=settings.monitoring_interval_s)
+        self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
+                               lambda tp: cast(Any, app.consumer)._committed_offset.get(tp))
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         self._register()
 
@@ -144,6 +157,14 @@ class WorkerApp:
             # group hands the partitions (and the batch) to a healthy worker.
             logger.critical("cannot finish a batch, exiting error=%r", exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
+
+    def _decision_of(self, card: bytes, transaction_id: str) -> tuple[float, str, str] | None:
+        """(score, decision, model version) the card's table entry remembers, if any."""
+        wire = self.processor.cards.get(card)
+        found = CardRecord.from_wire(wire).find(transaction_id) if wire else None
+        if found is None or not found.decision:
+            return None
+        return found.score, found.decision, found.model_version
 
     def _register(self) -> None:
         app, s = self.app, self.settings
@@ -168,6 +189,7 @@ class WorkerApp:
             sink = KafkaBatchSink(_LazyProducer(app))
             async for events in stream.take_events(1000, within=0.1):
                 for e in events:
+                    self.live.observe_label(e.message.key, e.message.value)
                     routed = _merchant_label(e.message.value)
                     if routed is None:
                         self.metrics.labels_applied.labels("rejected").inc()
@@ -175,6 +197,7 @@ class WorkerApp:
                     merchant, body = routed
                     sink.add(self.merchant_labels.get_topic_name(), merchant, body)
                 await sink.flush()
+                self.live.maybe_publish()
 
         @app.agent(self.merchant_labels, name="apply-labels")
         async def apply_labels(stream: Any) -> None:
@@ -192,6 +215,11 @@ class WorkerApp:
                 for key, state in touched.items():
                     self.merchants[key] = state.to_wire()
                 self.metrics.labels_applied.labels("applied").inc(len(events))
+
+        @app.timer(interval=s.monitoring_interval_s)
+        async def consumer_lag() -> None:
+            self.lag.update(tp for tp in app.assignor.assigned_actives()
+                            if tp.topic == s.topic_transactions)
 
         @app.page("/metrics")
         async def metrics_view(web: Any, request: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from features import MerchantState, compute_features
+from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
 from workers.messages import dead_letter_record, iso_now, score_record
@@ -51,7 +52,8 @@ class ScoringProcessor:
     def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: Mapping[bytes, Any],
                  sink: Sink, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
-                 max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
+                 max_message_bytes: int, clock: Callable[[], float] = time.time,
+                 drift: DriftMonitor | None = None) -> None:
         self.scorer = scorer
         self.cards = cards
         self.merchants = merchants
@@ -62,6 +64,7 @@ class ScoringProcessor:
         self.delay = label_delay_days
         self.max_bytes = max_message_bytes
         self.clock = clock
+        self.drift = drift
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -146,6 +149,9 @@ class ScoringProcessor:
             started = time.perf_counter()
             scores = scorer.score(matrix)
             self.metrics.model_latency.observe(time.perf_counter() - started)
+            if self.drift is not None:
+                self.drift.observe(scorer.version, scorer.model.manifest.reference, matrix,
+                                   scores)
             reasons = scorer.reasons(matrix)
             for (rec, tx, card), score, codes in zip(pending, scores.tolist(), reasons,
                                                      strict=True):
