@@ -271,8 +271,10 @@ def test_latency_alert_fires_when_a_worker_is_paused_and_resolves(alert_env: Ale
     env.traffic.drift.clear()
     p99 = f'fraudstream:end_to_end_latency_seconds:p99_rate1m{{app="{app}"}}'
     wait_until(lambda: env.value(p99) is not None, TIMEOUT_S, "no p99 latency recorded")
-    assert not env.firing_in_prometheus("FraudstreamScoringLatencyHigh"), \
-        f"latency alert firing before the fault (p99 {env.value(p99)})"
+    # A healthy baseline first: on a loaded machine the real latency can exceed the threshold
+    # for a while on its own (then the alert is right to fire), so wait for it to be quiet.
+    wait_until(lambda: not env.prometheus_alerts("FraudstreamScoringLatencyHigh"), TIMEOUT_S,
+               "the latency alert never went quiet before the fault")
     worker = env.pool.workers[0]
 
     paused = time.monotonic()
