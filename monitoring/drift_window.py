@@ -100,7 +100,19 @@ class DriftMonitor:
 
     def observe(self, version: str, reference: Mapping[str, Any], rows: np.ndarray,
                 scores: np.ndarray) -> None:
-        """Account one scored batch of model ``version`` (whose manifest has ``reference``)."""
+        """Account one scored batch of model ``version`` (whose manifest has ``reference``).
+
+        Never raises: monitoring must not fail a batch. A reference it cannot use (malformed
+        histograms) switches drift measurement off for that model version, with one log line.
+        """
+        try:
+            self._observe(version, reference, rows, scores)
+        except Exception:
+            logger.exception("drift measurement failed, off for this model version=%s", version)
+            self.window = None
+
+    def _observe(self, version: str, reference: Mapping[str, Any], rows: np.ndarray,
+                 scores: np.ndarray) -> None:
         if version != self.version:
             self._switch(version, reference)
         if self.window is None:

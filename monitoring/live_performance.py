@@ -18,6 +18,7 @@ A decision is *flagged* when it is ``review`` or ``decline``.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,8 @@ import orjson
 from sklearn.metrics import average_precision_score
 
 from monitoring.metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
 
 FLAGGED = frozenset({"review", "decline"})
 OUTCOMES = ("tp", "fp", "fn", "tn")
@@ -59,7 +62,11 @@ class LivePerformance:
             return self._count("malformed")
         if not key or not isinstance(tx_id, str) or is_fraud not in (0, 1):
             return self._count("malformed")
-        found = self.lookup(key, tx_id)
+        try:
+            found = self.lookup(key, tx_id)
+        except Exception:  # a table entry it cannot read: never stop the labels agent
+            logger.exception("decision lookup failed transaction_id=%s", tx_id)
+            found = None
         if found is None:
             return self._count("unmatched")
         score, decision, version = found

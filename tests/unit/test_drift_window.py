@@ -116,3 +116,13 @@ def test_per_batch_cost_is_small() -> None:
     per_batch = (time.perf_counter() - started) / n
     print(f"drift window: {per_batch * 1e6:.0f} us per 500-row batch")
     assert per_batch < 0.05  # a generous bound: the point is the printed figure
+
+
+def test_a_malformed_reference_never_fails_the_batch() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    bad = {"features": {"a": {"edges": [0.0], "proportions": [1.0]},  # one share, two bins
+                        "b": {"edges": [0.0], "proportions": [0.5, 0.5]}},
+           "score": {"edges": [0.5], "proportions": [0.5, 0.5]}}
+    mon = DriftMonitor(m, NAMES, window_rows=10, min_rows=1, publish_interval_s=0)
+    mon.observe("v", bad, np.zeros((3, 2)), np.zeros(3))  # must not raise
+    assert mon.window is None

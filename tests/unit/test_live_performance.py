@@ -75,3 +75,13 @@ def test_consumer_lag_per_assigned_partition_and_removed_when_revoked() -> None:
     assert get("fraudstream_consumer_lag", {"partition": "2"}) is None
     lag.update(tps[1:])
     assert get("fraudstream_consumer_lag", {"partition": "0"}) is None
+
+
+def test_a_failing_lookup_counts_the_label_unmatched() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+
+    def broken(card: bytes, tx: str) -> None:
+        raise ValueError("corrupt table entry")
+
+    live = LivePerformance(m, broken)
+    assert live.observe_label(b"C1", label("t1", 1)) == "unmatched"
