@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from features import FEATURE_NAMES
 from fraudstream.settings import Settings
 from monitoring.consumer_lag import ConsumerLag
 from monitoring.drift_window import DriftMonitor
@@ -125,8 +126,6 @@ class WorkerApp:
             value_type=bytes, use_partitioner=True))
         # The sink reaches the producer only when a batch flushes, after the app has started.
         self.sink = KafkaBatchSink(_LazyProducer(app))
-        from features import FEATURE_NAMES
-
         drift = DriftMonitor(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
                              min_rows=max(settings.drift_window_rows // 5, 1),
                              publish_interval_s=settings.monitoring_interval_s)
