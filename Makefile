@@ -15,7 +15,7 @@ setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
 
 # Checked on every run (it is cheap), so a package removed later is installed again.
 apt:
-	@missing=""; for c in java mvn redis-server prometheus prometheus-alertmanager docker-compose chromium; do \
+	@missing=""; for c in java mvn redis-server prometheus promtool prometheus-alertmanager docker-compose chromium; do \
 	  command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	$(PYTHON) -m venv --help >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \

@@ -77,6 +77,10 @@ class Settings:
     model_timeout_s: float = 1.0
     #: 1 lets POST /chaos/model on a worker's (loopback) web port slow or break its model.
     chaos_hooks: int = 0
+    #: Drift detection: scored rows in each worker's sliding window, and how often (seconds)
+    #: the drift and live-performance gauges are recomputed from it.
+    drift_window_rows: int = 20000
+    monitoring_interval_s: float = 5.0
 
     @property
     def kafka_bootstrap(self) -> str:

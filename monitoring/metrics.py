@@ -42,6 +42,17 @@ class WorkerMetrics:
     shadow_scored: Counter
     shadow_disagreed: Counter
     registry_store_up: Gauge
+    # Drift, data quality, consumer lag and live model performance (monitoring/*.py).
+    feature_drift: Gauge
+    score_drift: Gauge
+    drift_window_rows: Gauge
+    missing_values: Counter
+    consumer_lag: Gauge
+    labels_matched: Counter
+    live_outcomes: Counter
+    live_precision: Gauge
+    live_recall: Gauge
+    live_average_precision: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None,
@@ -94,4 +105,31 @@ class WorkerMetrics:
                                      "shadow decision differs", registry=reg),
             registry_store_up=Gauge(f"{p}_registry_store_up", "1 when the model store answers, "
                                     "by store kind", ["store"], registry=reg),
+            feature_drift=Gauge(f"{p}_feature_drift", "Drift of a feature's live distribution "
+                                "(sliding window) from the model's reference, by method (psi, "
+                                "js)", ["feature", "method"], registry=reg),
+            score_drift=Gauge(f"{p}_score_drift", "Drift of the live score distribution from "
+                              "the model's reference, by method (psi, js)", ["method"],
+                              registry=reg),
+            drift_window_rows=Gauge(f"{p}_drift_window_rows", "Scored rows in the drift "
+                                    "window", registry=reg),
+            missing_values=Counter(f"{p}_missing_values", "Feature values that were not finite "
+                                   "(NaN or infinite) when scored, by feature", ["feature"],
+                                   registry=reg),
+            consumer_lag=Gauge(f"{p}_consumer_lag", "Records of an assigned transactions "
+                               "partition not yet committed (high watermark - committed "
+                               "offset)", ["partition"], registry=reg),
+            labels_matched=Counter(f"{p}_labels_matched", "Labels matched to a remembered "
+                                   "decision, by outcome (matched, unmatched, malformed)",
+                                   ["outcome"], registry=reg),
+            live_outcomes=Counter(f"{p}_live_outcomes", "Labelled decisions by model version "
+                                  "and outcome (tp, fp, fn, tn; flagged = review or decline)",
+                                  ["model_version", "outcome"], registry=reg),
+            live_precision=Gauge(f"{p}_live_precision", "Precision of this worker's recent "
+                                 "labelled decisions", ["model_version"], registry=reg),
+            live_recall=Gauge(f"{p}_live_recall", "Recall of this worker's recent labelled "
+                              "decisions", ["model_version"], registry=reg),
+            live_average_precision=Gauge(f"{p}_live_average_precision", "Average precision of "
+                                         "this worker's recent labelled scores",
+                                         ["model_version"], registry=reg),
         )

@@ -16,8 +16,13 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from features import FEATURE_NAMES
 from fraudstream.settings import Settings
+from monitoring.consumer_lag import ConsumerLag
+from monitoring.drift_window import DriftMonitor
+from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
+from workers.card_record import CardRecord
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
@@ -137,12 +142,19 @@ class WorkerApp:
         self.sink = KafkaBatchSink(_LazyProducer(app))
         self.chaos = ChaosState()
         self.guard = ModelGuard(metrics, timeout_s=settings.model_timeout_s, chaos=self.chaos)
+        drift = DriftMonitor(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
+                             min_rows=max(settings.drift_window_rows // 5, 1),
+                             publish_interval_s=settings.monitoring_interval_s)
         self.processor = ScoringProcessor(
             scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
             merchants=self.merchants, sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
-            max_message_bytes=settings.max_message_bytes, guard=self.guard)
+            max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift)
+        self.live = LivePerformance(metrics, self._decision_of,
+                                    publish_interval_s=settings.monitoring_interval_s)
+        self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
+                               lambda tp: cast(Any, app.consumer)._committed_offset.get(tp))
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         # Partitions (newly) assigned whose predecessor's outputs have not been read yet, and
         # per partition the input offsets that already have an output (skipped, not redone).
@@ -152,7 +164,6 @@ class WorkerApp:
         self._already_done: dict[int, set[int]] = {}
         self.swapper = None
         if registry is not None:
-            from features import FEATURE_NAMES
             from workers.hot_swap import ModelSwapper
 
             self.swapper = ModelSwapper(
@@ -206,6 +217,14 @@ class WorkerApp:
             logger.critical("cannot finish a batch, exiting error=%r", exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
 
+    def _decision_of(self, card: bytes, transaction_id: str) -> tuple[float, str, str] | None:
+        """(score, decision, model version) the card's table entry remembers, if any."""
+        wire = self.processor.cards.get(card)
+        found = CardRecord.from_wire(wire).find(transaction_id) if wire else None
+        if found is None or not found.decision:
+            return None
+        return found.score, found.decision, found.model_version
+
     def _register(self) -> None:
         app, s = self.app, self.settings
 
@@ -229,6 +248,7 @@ class WorkerApp:
             sink = KafkaBatchSink(_LazyProducer(app))
             async for events in stream.take_events(1000, within=0.1):
                 for e in events:
+                    self.live.observe_label(e.message.key, e.message.value)
                     routed = _merchant_label(e.message.value)
                     if routed is None:
                         self.metrics.labels_applied.labels("rejected").inc()
@@ -236,6 +256,7 @@ class WorkerApp:
                     merchant, body = routed
                     sink.add(self.merchant_labels.get_topic_name(), merchant, body)
                 await sink.flush()
+                self.live.maybe_publish()
 
         @app.agent(self.merchant_labels, name="apply-labels")
         async def apply_labels(stream: Any) -> None:
@@ -253,6 +274,11 @@ class WorkerApp:
                 for key, state in touched.items():
                     self.merchants[key] = state.to_wire()
                 self.metrics.labels_applied.labels("applied").inc(len(events))
+
+        @app.timer(interval=s.monitoring_interval_s)
+        async def consumer_lag() -> None:
+            self.lag.update(tp for tp in app.assignor.assigned_actives()
+                            if tp.topic == s.topic_transactions)
 
         @app.page("/metrics")
         async def metrics_view(web: Any, request: Any) -> Any:

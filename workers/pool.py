@@ -36,13 +36,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def write_targets(settings: Settings, name: str, targets: list[str], component: str) -> None:
-    """Write (atomically) a file_sd file the local Prometheus scrapes: ``targets/<name>.json``."""
-    targets_dir = settings.state_dir / "prometheus" / "targets"
-    targets_dir.mkdir(parents=True, exist_ok=True)
-    body = [{"targets": targets, "labels": {"component": component, "app": settings.app_id}}]
-    tmp = targets_dir / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(body))
-    tmp.replace(targets_dir / f"{name}.json")
+    """List ``targets`` for the local Prometheus (file_sd ``targets/<name>.json``)."""
+    from deploy.local.services import write_targets as write_file_sd
+
+    write_file_sd(settings.state_dir / "prometheus" / "targets", name, targets,
+                  {"component": component, "app": settings.app_id})
 
 
 @dataclass

@@ -11,11 +11,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from features import MerchantState, compute_features
+from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
 from workers.messages import dead_letter_record, iso_now, score_record
@@ -53,7 +54,8 @@ class ScoringProcessor:
                  sink: Sink, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
                  max_message_bytes: int, clock: Callable[[], float] = time.time,
-                 guard: ModelGuard | None = None) -> None:
+                 guard: ModelGuard | None = None,
+                 drift: DriftMonitor | None = None) -> None:
         self.scorer = scorer
         #: The version served before the last swap: the first fallback when the model fails.
         self.previous: Scorer | None = None
@@ -69,6 +71,7 @@ class ScoringProcessor:
         self.delay = label_delay_days
         self.max_bytes = max_message_bytes
         self.clock = clock
+        self.drift = drift
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -173,6 +176,10 @@ class ScoringProcessor:
             answer = await self.guard.score(scorer, matrix, (previous,))
             self.metrics.model_latency.observe(time.perf_counter() - started)
             used, scores = answer.scorer, answer.scores
+            if self.drift is not None and not answer.degraded:
+                # A fallback's scores (rules) say nothing about the model's score drift.
+                self.drift.observe(used.version, cast(Scorer, used).model.manifest.reference,
+                                   matrix, scores)
             reasons = used.reasons(matrix)
             if shadow is not None:
                 await self._shadow_score(shadow, matrix, used, scores)

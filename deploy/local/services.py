@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.request
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class PrometheusServer:
     port: int
     alertmanager_port: int
     scrape_interval: str = "2s"
+    evaluation_interval: str = "2s"
+    #: Alert and recording rules (tests point this at a copy with compressed durations).
+    rules_dir: Path = RULES_DIR
+    #: Static scrape targets written at start as file_sd files: (file stem, targets, labels).
+    static_targets: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], ...] = ()
 
     @property
     def process(self) -> ManagedProcess:
@@ -69,11 +75,11 @@ class PrometheusServer:
         return self.root / "prometheus" / "targets"
 
     def config(self) -> str:
-        rules = f"  - {RULES_DIR}/*.yml\n"
+        rules = f"  - {self.rules_dir}/*.yml\n"
         return (
             "global:\n"
             f"  scrape_interval: {self.scrape_interval}\n"
-            f"  evaluation_interval: {self.scrape_interval}\n"
+            f"  evaluation_interval: {self.evaluation_interval}\n"
             "rule_files:\n" + rules +
             "alerting:\n"
             "  alertmanagers:\n"
@@ -92,6 +98,8 @@ class PrometheusServer:
         conf.parent.mkdir(parents=True, exist_ok=True)
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         conf.write_text(self.config())
+        for name, targets, labels in self.static_targets:
+            write_targets(self.targets_dir, name, list(targets), dict(labels))
         self.process.start([
             exe, f"--config.file={conf}",
             f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
@@ -103,6 +111,15 @@ class PrometheusServer:
         return http_ok(f"http://{self.host}:{self.port}/-/ready")
 
 
+def write_targets(targets_dir: Path, name: str, targets: list[str],
+                  labels: dict[str, str]) -> None:
+    """Atomically write ``targets_dir/<name>.json``, a file_sd target group Prometheus reads."""
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    tmp = targets_dir / f".{name}.json.tmp"
+    tmp.write_text(json.dumps([{"targets": targets, "labels": labels}]))
+    tmp.replace(targets_dir / f"{name}.json")
+
+
 @dataclass(frozen=True)
 class AlertmanagerServer:
     """Alertmanager on loopback (no clustering), posting alerts to the fraudstream API webhook."""
@@ -111,6 +128,8 @@ class AlertmanagerServer:
     host: str
     port: int
     webhook_url: str
+    group_wait: str = "1s"
+    group_interval: str = "5s"
 
     @property
     def process(self) -> ManagedProcess:
@@ -121,8 +140,8 @@ class AlertmanagerServer:
             "route:\n"
             "  receiver: fraudstream-webhook\n"
             "  group_by: ['alertname']\n"
-            "  group_wait: 1s\n"
-            "  group_interval: 5s\n"
+            f"  group_wait: {self.group_wait}\n"
+            f"  group_interval: {self.group_interval}\n"
             "  repeat_interval: 1h\n"
             "receivers:\n"
             "  - name: fraudstream-webhook\n"

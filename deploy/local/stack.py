@@ -10,7 +10,12 @@ from typing import Protocol
 from deploy.local.errors import StackError
 from deploy.local.kafka import KafkaCluster
 from deploy.local.process import ManagedProcess, port_in_use, wait_until
-from deploy.local.services import AlertmanagerServer, PrometheusServer, RedisServer
+from deploy.local.services import (
+    RULES_DIR,
+    AlertmanagerServer,
+    PrometheusServer,
+    RedisServer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,15 @@ class StackConfig:
     alertmanager_port: int = 9093
     webhook_url: str = "http://127.0.0.1:8000/api/alerts/webhook"
     ready_timeout_s: float = 90.0
+    #: Prometheus and Alertmanager timing (tests shorten them; see tests/integration).
+    scrape_interval: str = "2s"
+    evaluation_interval: str = "2s"
+    alert_group_wait: str = "1s"
+    alert_group_interval: str = "5s"
+    rules_dir: Path = RULES_DIR
+    #: The API (``fraudstream api``) scraped by Prometheus, and the app label of its target.
+    api_port: int = 8000
+    app_id: str = "fraudstream-scoring"
 
 
 @dataclass(frozen=True)
@@ -58,10 +72,15 @@ class LocalStack:
         self.kafka = KafkaCluster(root, config.host, config.kafka_port, config.kafka_nodes,
                                   config.kafka_heap_mb)
         self.redis = RedisServer(root, config.host, config.redis_port)
-        self.prometheus = PrometheusServer(root, config.host, config.prometheus_port,
-                                           config.alertmanager_port)
-        self.alertmanager = AlertmanagerServer(root, config.host, config.alertmanager_port,
-                                               config.webhook_url)
+        self.prometheus = PrometheusServer(
+            root, config.host, config.prometheus_port, config.alertmanager_port,
+            scrape_interval=config.scrape_interval,
+            evaluation_interval=config.evaluation_interval, rules_dir=config.rules_dir,
+            static_targets=(("api", (f"{config.host}:{config.api_port}",),
+                             (("component", "api"), ("app", config.app_id))),))
+        self.alertmanager = AlertmanagerServer(
+            root, config.host, config.alertmanager_port, config.webhook_url,
+            group_wait=config.alert_group_wait, group_interval=config.alert_group_interval)
 
     @property
     def bootstrap(self) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
@@ -39,8 +40,10 @@ class Background:
     """
 
     def __init__(self, settings: Settings, decisions: DecisionCache,
-                 producer: Producer | None = None, *, enabled: bool = True) -> None:
+                 producer: Producer | None = None, *, enabled: bool = True,
+                 kafka_errors: Counter | None = None) -> None:
         self.settings = settings
+        self.kafka_errors = kafka_errors
         self.decisions = decisions
         self.enabled = enabled
         self._injected = producer
@@ -89,6 +92,8 @@ class Background:
                     await self._start_producer()
                 await self._follow_scores()
             except Exception as exc:
+                if self.kafka_errors is not None:
+                    self.kafka_errors.labels("background").inc()
                 if not self._error:  # it was working until now: retry soon
                     delay = 0.5
                 self._error = f"{type(exc).__name__}: {exc}"
@@ -140,6 +145,8 @@ class Background:
                 await asyncio.wait_for(consumer.end_offsets(partitions), PROBE_TIMEOUT_S)
                 self._unreachable = ""
             except Exception as exc:
+                if self.kafka_errors is not None:
+                    self.kafka_errors.labels("probe").inc()
                 self._unreachable = (f"Kafka at {self.settings.kafka_bootstrap} did not answer "
                                      f"within {PROBE_TIMEOUT_S:.0f}s ({type(exc).__name__})")
             await asyncio.sleep(PROBE_INTERVAL_S)
@@ -166,8 +173,9 @@ def create_app(settings: Settings, *, producer: Producer | None = None,
                start_background: bool = True) -> FastAPI:
     """The API; Kafka is only touched in its lifespan, and only if ``start_background``."""
     cache = decisions if decisions is not None else DecisionCache()
-    background = Background(settings, cache, producer, enabled=start_background)
     metrics = ApiMetrics.create(lambda: len(cache))
+    background = Background(settings, cache, producer, enabled=start_background,
+                            kafka_errors=metrics.kafka_errors)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitoring.api.deps import StateDep
@@ -30,11 +31,13 @@ class ApiMetrics:
     submitted: Counter
     decisions_cached: Gauge
     alerts_received: Counter
+    kafka_errors: Counter
 
     @classmethod
     def create(cls, cached: Callable[[], float]) -> ApiMetrics:
         """Build the metrics; ``cached`` reports the decision cache's size at scrape time."""
         reg = CollectorRegistry()
+        ProcessCollector(registry=reg)  # process CPU seconds and memory bytes
         gauge = Gauge("fraudstream_api_decisions_cached", "Decisions held in the API's cache",
                       registry=reg)
         gauge.set_function(cached)
@@ -47,6 +50,9 @@ class ApiMetrics:
             decisions_cached=gauge,
             alerts_received=Counter("fraudstream_api_alerts_received", "Alertmanager alerts "
                                     "received, by status", ["status"], registry=reg),
+            kafka_errors=Counter("fraudstream_api_kafka_errors", "Failures of the API's Kafka "
+                                 "work (producer start, scores reader, reachability probe), by "
+                                 "operation", ["operation"], registry=reg),
         )
 
 

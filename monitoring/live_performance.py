@@ -1,0 +1,111 @@
+"""Live precision, recall and average precision of recent decisions, once their labels arrive.
+
+Where it runs: in each scoring worker, on the labels it consumes. Labels are keyed by card id,
+like transactions, and the ``labels`` topic has as many partitions as ``transactions``, so
+Faust's co-partitioned assignment gives a worker the labels of exactly the cards it scores. The
+decision a label confirms is looked up in that card's table entry, which keeps the card's
+recent decisions (its last 32 at least, and all within 2 days of event time; see
+``workers/card_record.py``). So "recent decisions" are those still remembered there; a label
+for an older decision, or one that arrives while its card's partition is elsewhere, counts as
+``unmatched`` and is left out.
+
+Each worker exports the outcome counters (summed across workers by recording rules, which
+precision and recall alerts use) and, per model version, gauges over its own last
+``window`` labelled decisions (average precision needs the scores, so it exists only here).
+A decision is *flagged* when it is ``review`` or ``decline``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+from sklearn.metrics import average_precision_score
+
+from monitoring.metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
+
+FLAGGED = frozenset({"review", "decline"})
+OUTCOMES = ("tp", "fp", "fn", "tn")
+
+#: (score, decision, model_version) of a remembered decision, or None.
+DecisionLookup = Callable[[bytes, str], "tuple[float, str, str] | None"]
+
+
+class LivePerformance:
+    """Matches labels to remembered decisions and publishes precision, recall and AP."""
+
+    def __init__(self, metrics: WorkerMetrics, lookup: DecisionLookup, *, window: int = 5000,
+                 publish_interval_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.metrics = metrics
+        self.lookup = lookup
+        self.window = window
+        self.interval = publish_interval_s
+        self.clock = clock
+        #: Per model version: recent (score, flagged, is_fraud).
+        self.recent: dict[str, collections.deque[tuple[float, bool, bool]]] = {}
+        self._published_at = float("-inf")
+
+    def observe_label(self, key: bytes | None, value: bytes | None) -> str:
+        """Account one raw label record; returns matched, unmatched or malformed."""
+        try:
+            body: Any = orjson.loads(value or b"")
+            tx_id, is_fraud = body["transaction_id"], int(body["is_fraud"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return self._count("malformed")
+        if not key or not isinstance(tx_id, str) or is_fraud not in (0, 1):
+            return self._count("malformed")
+        try:
+            found = self.lookup(key, tx_id)
+        except Exception:  # a table entry it cannot read: never stop the labels agent
+            logger.exception("decision lookup failed transaction_id=%s", tx_id)
+            found = None
+        if found is None:
+            return self._count("unmatched")
+        score, decision, version = found
+        self.record(version, score, decision in FLAGGED, bool(is_fraud))
+        return self._count("matched")
+
+    def record(self, version: str, score: float, flagged: bool, is_fraud: bool) -> None:
+        """Account one labelled decision."""
+        recent = self.recent.get(version)
+        if recent is None:
+            recent = self.recent[version] = collections.deque(maxlen=self.window)
+            for outcome in OUTCOMES:  # every series exists, so rules can divide by them
+                self.metrics.live_outcomes.labels(version, outcome)
+        recent.append((score, flagged, is_fraud))
+        outcome = ("t" if flagged == is_fraud else "f") + ("p" if flagged else "n")
+        self.metrics.live_outcomes.labels(version, outcome).inc()
+
+    def maybe_publish(self) -> None:
+        """Recompute the gauges if the last time was ``publish_interval_s`` ago or more."""
+        now = self.clock()
+        if now - self._published_at >= self.interval:
+            self._published_at = now
+            self.publish()
+
+    def publish(self) -> None:
+        """Set precision, recall and average precision gauges for every model version seen."""
+        for version, recent in self.recent.items():
+            if not recent:
+                continue
+            arr = np.asarray(recent, dtype=np.float64)
+            scores, flagged, fraud = arr[:, 0], arr[:, 1] > 0, arr[:, 2] > 0
+            tp = int((flagged & fraud).sum())
+            if flagged.any():
+                self.metrics.live_precision.labels(version).set(tp / int(flagged.sum()))
+            if fraud.any():
+                self.metrics.live_recall.labels(version).set(tp / int(fraud.sum()))
+                self.metrics.live_average_precision.labels(version).set(
+                    float(average_precision_score(fraud, scores)))
+
+    def _count(self, outcome: str) -> str:
+        self.metrics.labels_matched.labels(outcome).inc()
+        return outcome

@@ -1,0 +1,87 @@
+"""Labels reach the worker that scored their card, which matches them to its decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudstream.feeds import outgoing
+from fraudstream.settings import Settings
+from fraudstream.streaming import new_producer, produce_paced
+from simulator import SimulationConfig, simulate
+from tests.conftest import wait_until
+from workers.pool import WorkerPool
+
+pytestmark = pytest.mark.integration
+COUNT = 800
+
+
+@pytest.fixture
+def two_workers(settings: Settings) -> Iterator[WorkerPool]:
+    from workers.topics import ensure_topics
+
+    ensure_topics(settings)
+    pool = WorkerPool(settings, 2)
+    pool.start()
+    try:
+        pool.wait_ready(timeout=120)
+        yield pool
+    finally:
+        pool.stop()
+        for w in pool.workers:
+            print(f"--- worker {w.index} log tail\n{w.log_tail(20)}")
+
+
+def samples(pool: WorkerPool, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """``name`` samples summed over the pool's workers, by label set."""
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for w in pool.workers:
+        url = f"http://{pool.settings.bind_host}:{w.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name:
+                    key = tuple(sorted(s.labels.items()))
+                    out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+async def send(settings: Settings) -> None:
+    ds = simulate(SimulationConfig(n_customers=200, n_terminals=400, nb_days=10, seed=11,
+                                   id_prefix="labels"))
+    producer = new_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await produce_paced(producer, outgoing(ds, 0, COUNT), topic=settings.topic_transactions,
+                            labels_topic=settings.topic_labels, rate=400, label_delay_s=1.0)
+    finally:
+        await producer.stop()
+
+
+def test_every_label_is_matched_by_the_worker_that_scored_its_card(
+        two_workers: WorkerPool) -> None:
+    asyncio.run(send(two_workers.settings))
+
+    def matched() -> float:
+        return samples(two_workers, "fraudstream_labels_matched_total").get(
+            (("outcome", "matched"),), 0.0)
+
+    try:
+        wait_until(lambda: matched() >= COUNT, 120, "not every label was matched to its decision")
+    finally:
+        counts = samples(two_workers, "fraudstream_labels_matched_total")
+        print("labels matched:", counts, "scored:",
+              samples(two_workers, "fraudstream_transactions_scored_total"))
+    assert counts.get((("outcome", "unmatched"),), 0.0) == 0
+    assert counts.get((("outcome", "malformed"),), 0.0) == 0
+    outcomes = samples(two_workers, "fraudstream_live_outcomes_total")
+    assert sum(outcomes.values()) == COUNT
+    # Both workers took part: each scored, and matched labels for, its own partitions.
+    per_worker = [samples(WorkerPool(two_workers.settings, 1, [w]),
+                          "fraudstream_labels_matched_total") for w in two_workers.workers]
+    assert all(c.get((("outcome", "matched"),), 0.0) > 0 for c in per_worker)

@@ -1,0 +1,87 @@
+"""Live precision, recall and AP from labels matched to remembered decisions; consumer lag."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitoring.consumer_lag import ConsumerLag
+from monitoring.live_performance import LivePerformance
+from monitoring.metrics import WorkerMetrics
+
+
+def label(tx: str, fraud: int) -> bytes:
+    return orjson.dumps({"transaction_id": tx, "card_id": "C1", "merchant_id": "M1",
+                         "is_fraud": fraud, "timestamp": "2018-04-01T00:00:00Z"})
+
+
+def test_labels_give_precision_recall_and_average_precision_per_model_version() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    decisions = {"t1": (0.9, "decline", "v1"), "t2": (0.6, "review", "v1"),
+                 "t3": (0.2, "approve", "v1"), "t4": (0.1, "approve", "v1"),
+                 "t5": (0.95, "decline", "v2")}
+    live = LivePerformance(m, lambda card, tx: decisions.get(tx), publish_interval_s=0)
+    # v1: t1 fraud+flagged (tp), t2 genuine+flagged (fp), t3 fraud+approved (fn), t4 tn
+    outcomes = [live.observe_label(b"C1", label(tx, f))
+                for tx, f in [("t1", 1), ("t2", 0), ("t3", 1), ("t4", 0), ("t5", 1)]]
+    assert outcomes == ["matched"] * 5
+    assert live.observe_label(b"C1", label("unknown", 1)) == "unmatched"
+    assert live.observe_label(b"C1", b"{not json") == "malformed"
+    assert live.observe_label(b"C1", orjson.dumps({"transaction_id": "t1", "is_fraud": 7})) \
+        == "malformed"
+    live.maybe_publish()
+    get = m.registry.get_sample_value
+    assert get("fraudstream_live_precision", {"model_version": "v1"}) == pytest.approx(0.5)
+    assert get("fraudstream_live_recall", {"model_version": "v1"}) == pytest.approx(0.5)
+    # Scores ranked 0.9 (fraud), 0.6, 0.2 (fraud), 0.1: AP = (1/1 + 2/3) / 2
+    assert get("fraudstream_live_average_precision", {"model_version": "v1"}) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    assert get("fraudstream_live_precision", {"model_version": "v2"}) == 1.0
+    for outcome, n in {"tp": 1, "fp": 1, "fn": 1, "tn": 1}.items():
+        assert get("fraudstream_live_outcomes_total",
+                   {"model_version": "v1", "outcome": outcome}) == n
+    # Every outcome series exists from the first label on, at 0 when not seen yet.
+    assert get("fraudstream_live_outcomes_total", {"model_version": "v2", "outcome": "fp"}) == 0
+    assert get("fraudstream_labels_matched_total", {"outcome": "matched"}) == 5
+    assert get("fraudstream_labels_matched_total", {"outcome": "unmatched"}) == 1
+    assert get("fraudstream_labels_matched_total", {"outcome": "malformed"}) == 2
+
+
+def test_window_keeps_only_the_most_recent_labelled_decisions() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    live = LivePerformance(m, lambda card, tx: None, window=2, publish_interval_s=0)
+    live.record("v", 0.9, True, False)  # fp, then two tps push it out
+    live.record("v", 0.9, True, True)
+    live.record("v", 0.8, True, True)
+    live.publish()
+    assert m.registry.get_sample_value("fraudstream_live_precision",
+                                       {"model_version": "v"}) == 1.0
+
+
+def test_consumer_lag_per_assigned_partition_and_removed_when_revoked() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    high = {0: 100, 1: 50, 2: None}
+    committed = {0: 40, 1: None}
+    lag = ConsumerLag(m.consumer_lag, lambda tp: high[tp.partition],
+                      lambda tp: committed.get(tp.partition))
+    tps = [SimpleNamespace(partition=p) for p in (0, 1, 2)]
+    lag.update(tps)
+    get = m.registry.get_sample_value
+    assert get("fraudstream_consumer_lag", {"partition": "0"}) == 60
+    assert get("fraudstream_consumer_lag", {"partition": "1"}) == 50
+    assert get("fraudstream_consumer_lag", {"partition": "2"}) is None
+    lag.update(tps[1:])
+    assert get("fraudstream_consumer_lag", {"partition": "0"}) is None
+
+
+def test_a_failing_lookup_counts_the_label_unmatched() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+
+    def broken(card: bytes, tx: str) -> None:
+        raise ValueError("corrupt table entry")
+
+    live = LivePerformance(m, broken)
+    assert live.observe_label(b"C1", label("t1", 1)) == "unmatched"
