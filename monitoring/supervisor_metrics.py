@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.process_collector import ProcessCollector
 
+FAILOVER_REASONS = ("crashed", "hung", "not_ready", "no_progress")
+
 
 @dataclass(frozen=True)
 class SupervisorMetrics:
@@ -26,7 +28,7 @@ class SupervisorMetrics:
         reg = registry if registry is not None else CollectorRegistry()
         ProcessCollector(registry=reg)
         p = prefix
-        return cls(
+        metrics = cls(
             registry=reg,
             failovers=Counter(f"{p}_failovers", "Workers replaced by the supervisor, by reason "
                               "(crashed, hung, not_ready, no_progress)", ["reason"],
@@ -42,3 +44,7 @@ class SupervisorMetrics:
             kafka_errors=Counter(f"{p}_kafka_errors", "Kafka requests of the supervisor that "
                                  "failed (progress checks, failover events)", registry=reg),
         )
+        # Every reason exists at 0 from the start: a counter first seen at 1 shows no increase.
+        for reason in FAILOVER_REASONS:
+            metrics.failovers.labels(reason)
+        return metrics

@@ -27,8 +27,6 @@ from workers.progress import GroupProgress
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("crashed", "hung", "not_ready", "no_progress")
-
 
 @dataclass(frozen=True)
 class HealthPolicy:
