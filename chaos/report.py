@@ -39,6 +39,8 @@ class ChaosReport:
     #: Decisions per model version, and how many a fallback model gave (degraded: true).
     model_versions: dict[str, int] = field(default_factory=dict)
     degraded_scores: int = 0
+    #: Largest amount PSI (live vs. the model's reference) over the workers at the end.
+    amount_psi: float | None = None
     timeline: list[dict[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None

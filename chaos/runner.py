@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import logging
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger
 from fraudstream.settings import Settings
-from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
+from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced
 from simulator import SimulationConfig, simulate
 from workers.supervisor import HealthPolicy, Supervisor
 from workers.topics import ensure_topics
@@ -45,6 +47,26 @@ class RunPlan:
     #: After the load ends, how long to wait for every record's outcome.
     drain_timeout_s: float = 120.0
     seed: int = 11
+
+
+#: The PSI the drift alert fires above (monitoring/rules/fraudstream.yml).
+DRIFT_PSI = 0.25
+
+
+def max_worker_metric(settings: Settings, supervisor: Supervisor, sample: str) -> float | None:
+    """The largest value of one sample (name and labels, exactly) over the active workers."""
+    values = []
+    for slot in supervisor.slots:
+        url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(sample + " "):
+                values.append(float(line.rsplit(" ", 1)[1]))
+    return max(values) if values else None
 
 
 class ChaosRunner:
@@ -76,6 +98,10 @@ class ChaosRunner:
             thread = supervisor.run_in_thread()
             try:
                 ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
+                if scenario.drift_amount_scale:
+                    report.amount_psi = max_worker_metric(
+                        settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
+                        'method="psi"}')
             finally:
                 supervisor.request_stop()
                 thread.join(10)
@@ -118,7 +144,16 @@ class ChaosRunner:
         count = int(plan.rate * plan.duration_s)
         ds = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, nb_days=60,
                                        seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
-        records = outgoing(ds, 0, min(count, len(ds)), with_labels=False)
+        records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)), with_labels=False)
+        if scenario.drift_amount_scale:
+            drifted = simulate(SimulationConfig(
+                n_customers=2000, n_terminals=4000, nb_days=60, seed=plan.seed,
+                amount_scale=scenario.drift_amount_scale,
+                id_prefix=f"chaosdrift{uuid.uuid4().hex[:6]}"))
+            switch = int(plan.rate * plan.fault_at_s)
+            records = itertools.chain(
+                outgoing(ds, 0, switch, with_labels=False),
+                outgoing(drifted, switch, min(count, len(drifted)), with_labels=False))
         if scenario.poison_every:
             records = with_bad_records(records, scenario.poison_every)
         ledger = Ledger()
@@ -219,6 +254,8 @@ class ChaosRunner:
             problems.append("nothing was produced")
         if scenario.expect_failover and not supervisor.events:
             problems.append("the supervisor did not replace the faulty worker")
+        if scenario.drift_amount_scale and not (report.amount_psi or 0.0) > DRIFT_PSI:
+            problems.append(f"amount drift (PSI {report.amount_psi}) not above {DRIFT_PSI}")
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
         tampered = self._notes.get("tampered_version")

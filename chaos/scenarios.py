@@ -37,6 +37,9 @@ class Scenario:
     expect_failover: bool = False
     #: Some scores should come from a fallback model (degraded: true).
     expect_degraded: bool = False
+    #: From the fault on, the load comes from a simulation whose amounts are this many times
+    #: larger (data drift); 0 = no drift.
+    drift_amount_scale: float = 0.0
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -66,6 +69,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              lambda ctx: set_model_fault(ctx, 2.0), lambda ctx: set_model_fault(ctx, 0.0),
              heal_after_s=15, expect_alerts=("FraudstreamScoringDegraded",),
              expect_degraded=True),
+    Scenario("drift", "from the fault on, genuine amounts are 5 times larger (the simulator's "
+             "amount_scale): the workers' amount drift (PSI) must rise above 0.25",
+             None, drift_amount_scale=5.0, expect_alerts=("FraudstreamFeatureDrift",)),
     Scenario("poison", "a burst of malformed records (bad JSON, missing and wrong-typed "
              "fields, absurd timestamps, duplicate ids) mixed into the load; each is "
              "dead-lettered with a reason, nothing else changes",

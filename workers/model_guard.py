@@ -165,7 +165,12 @@ class ModelGuard:
             raise ModelFailure(f"still busy with a batch that overran {self.timeout_s}s",
                                "timeout")
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="model")
+            from workers.scoring import limit_model_threads
+
+            # OpenMP's thread count is per calling thread: each model thread gets one too,
+            # or its threads spin against the other workers' (measured: 1 s per batch).
+            self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="model",
+                                                initializer=limit_model_threads)
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, self._invoke, scorer, rows, inject)
         key = id(scorer)

@@ -32,6 +32,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name.removeprefix("FRAUDSTREAM_").lower())
         env[name] = str(value)
     env["FRAUDSTREAM_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap
+    # One OpenMP thread per worker process, whatever thread calls the model (see
+    # workers.scoring.limit_model_threads).
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
