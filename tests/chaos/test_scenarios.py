@@ -18,9 +18,8 @@ from fraudstream.settings import Settings
 pytestmark = pytest.mark.chaos
 
 #: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
-ON_ONE_NODE = ["kill-worker", "hang-worker", "stop-worker", "poison", "redis-down",
-               "restart-broker"]
-PLAN = RunPlan(rate=400, duration_s=20, fault_at_s=6, workers=2, standbys=1)
+ON_ONE_NODE = [name for name in SCENARIOS if name != "kill-broker"]
+PLAN = RunPlan(rate=400, duration_s=18, fault_at_s=6, workers=2, standbys=1)
 
 
 @pytest.mark.parametrize("name", ON_ONE_NODE)
@@ -41,6 +40,12 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
     assert report.scored + report.dead_lettered == report.produced
     if scenario.expect_failover:
         assert report.failovers, "the supervisor replaced no worker"
+    if scenario.expect_degraded:
+        assert report.degraded_scores > 0
+    if scenario.drift_amount_scale:
+        assert report.amount_psi is not None and report.amount_psi > 0.25
+    if name == "corrupt-model":
+        assert not any(v.endswith("-tampered") for v in report.model_versions)
     if scenario.poison_every:
         assert report.dead_lettered > 0 and set(report.dead_letter_errors) >= {
             "invalid_json", "missing_field", "bad_amount", "bad_timestamp",
