@@ -19,6 +19,18 @@ CARD_WINDOWS_DAYS = (7, 30)
 MERCHANT_WINDOWS_DAYS = (1, 7, 30)
 #: Seconds since the card's previous transaction when it has none (30 days).
 NO_PREVIOUS_S = 30 * DAY_S
+#: Days a merchant keeps labelled history (must cover the longest window plus the delay).
+MERCHANT_KEEP_DAYS = 40
+
+
+def lookback_days(delay_days: int) -> int:
+    """Days of history before a transaction that can change its features.
+
+    Computing features over rows starting this many days before a window gives the window's
+    rows exactly the features a computation over the whole history gives them.
+    """
+    return max(max(CARD_WINDOWS_DAYS), NO_PREVIOUS_S // DAY_S,
+               max(MERCHANT_WINDOWS_DAYS) + delay_days) + 1
 
 FEATURE_NAMES: tuple[str, ...] = (
     "amount",
@@ -95,7 +107,8 @@ class MerchantState:
 
     days: dict[int, tuple[int, int]] = field(default_factory=dict)
 
-    def observe_label(self, ts: int, is_fraud: bool, keep_days: int = 40) -> None:
+    def observe_label(self, ts: int, is_fraud: bool,
+                      keep_days: int = MERCHANT_KEEP_DAYS) -> None:
         """Count a labelled transaction of this merchant (labels arrive late, in any order)."""
         day = ts // DAY_S
         n, f = self.days.get(day, (0, 0))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from fraudstream.commands import (
     api_cmd,
+    backtest_cmd,
     bench_cmd,
     demo_cmd,
     produce_cmd,
@@ -24,7 +25,7 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
 COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, produce_cmd, tail_cmd,
-            demo_cmd, bench_cmd, api_cmd)
+            demo_cmd, bench_cmd, api_cmd, backtest_cmd)
 
 EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())
