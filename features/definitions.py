@@ -43,6 +43,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "card_amount_to_avg_30d",
     "card_log_seconds_since_last",
     *(f"merchant_{kind}_{w}d" for w in MERCHANT_WINDOWS_DAYS for kind in ("nb_tx", "risk")),
+    "merchant_fraud_days_30d",
+    "merchant_days_since_fraud",
 )
 
 
@@ -118,7 +120,8 @@ class MerchantState:
             del self.days[old]
 
     def features(self, ts: int, delay_days: int) -> list[float]:
-        """Transactions and fraud share over each window ending ``delay_days`` before ``ts``."""
+        """Transactions and fraud share over each window ending ``delay_days`` before ``ts``, the
+        days with a known fraud in the widest window, and days since the newest of them."""
         end = ts // DAY_S - delay_days
         out: list[float] = []
         for w in MERCHANT_WINDOWS_DAYS:
@@ -128,7 +131,12 @@ class MerchantState:
                     n += dn
                     f += df
             out += [float(n), f / n if n else 0.0]
-        return out
+        # A compromised merchant stays compromised for weeks: recent, repeated fraud days say
+        # more than one fraud share does.
+        widest = max(MERCHANT_WINDOWS_DAYS)
+        fraud_days = [d for d, (_n, f) in self.days.items() if f and end - widest < d <= end]
+        since = end - max(fraud_days) if fraud_days else widest + 1
+        return [*out, float(len(fraud_days)), float(since)]
 
     def to_wire(self) -> list[list[int]]:
         return [[d, n, f] for d, (n, f) in self.days.items()]

@@ -126,7 +126,7 @@ class WorkerApp:
             merchants=self.merchants, sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
-            max_message_bytes=settings.max_message_bytes)
+            max_message_bytes=settings.max_message_bytes, emit_features=settings.emit_features)
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         self._register()
 

@@ -16,13 +16,17 @@ def iso_now(now_s: float) -> str:
 
 def score_record(*, transaction_id: str, card_id: str, score: float, decision: str,
                  model_version: str, degraded: bool, worker: str, scored_at: str,
-                 ingested_at_ms: int, reasons: list[str]) -> bytes:
-    return orjson.dumps({
+                 ingested_at_ms: int, reasons: list[str],
+                 features: dict[str, float] | None = None) -> bytes:
+    body = {
         "transaction_id": transaction_id, "card_id": card_id, "score": round(score, 6),
         "decision": decision, "model_version": model_version, "degraded": degraded,
         "worker": worker, "scored_at": scored_at, "ingested_at_ms": ingested_at_ms,
         "reasons": reasons,
-    })
+    }
+    if features is not None:
+        body["features"] = features
+    return orjson.dumps(body)
 
 
 def dead_letter_record(*, topic: str, partition: int, offset: int, payload: bytes | None,

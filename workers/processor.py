@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from features import MerchantState, compute_features
+from features import FEATURE_NAMES, MerchantState, compute_features
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
 from workers.messages import dead_letter_record, iso_now, score_record
@@ -51,7 +51,8 @@ class ScoringProcessor:
     def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: Mapping[bytes, Any],
                  sink: Sink, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
-                 max_message_bytes: int, clock: Callable[[], float] = time.time) -> None:
+                 max_message_bytes: int, clock: Callable[[], float] = time.time,
+                 emit_features: bool = False) -> None:
         self.scorer = scorer
         self.cards = cards
         self.merchants = merchants
@@ -62,6 +63,7 @@ class ScoringProcessor:
         self.delay = label_delay_days
         self.max_bytes = max_message_bytes
         self.clock = clock
+        self.emit_features = emit_features
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -147,15 +149,16 @@ class ScoringProcessor:
             scores = scorer.score(matrix)
             self.metrics.model_latency.observe(time.perf_counter() - started)
             reasons = scorer.reasons(matrix)
-            for (rec, tx, card), score, codes in zip(pending, scores.tolist(), reasons,
-                                                     strict=True):
+            for (rec, tx, card), score, codes, row in zip(pending, scores.tolist(), reasons,
+                                                          rows, strict=True):
                 decision = scorer.decide(score)
                 card.settle(tx.transaction_id, score, decision, scorer.version)
                 out.append((self.topics.scores, rec.key, score_record(
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
                     decision=decision, model_version=scorer.version, degraded=False,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                    reasons=codes)))
+                    reasons=codes, features=dict(zip(FEATURE_NAMES, row, strict=True))
+                    if self.emit_features else None)))
                 self.metrics.decisions.labels(decision).inc()
         for rec, tx, seen in replays:
             out.append((self.topics.scores, rec.key, score_record(

@@ -57,3 +57,11 @@ def test_train_without_signing_key_is_a_one_line_error(capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert err.startswith("fraudstream train: error: FRAUDSTREAM_SIGNING_KEY is not set")
     assert len(err.splitlines()) == 1
+
+
+def test_boolean_settings_accept_common_spellings() -> None:
+    assert Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "true"}).emit_features is True
+    assert Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "0"}).emit_features is False
+    assert Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "False"}).emit_features is False
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_EMIT_FEATURES='maybe'"):
+        Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "maybe"})
