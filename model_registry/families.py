@@ -13,7 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -59,14 +63,25 @@ def _rf(p: Params) -> Any:
         n_jobs=1, random_state=0)
 
 
+def _blend(p: Params) -> Any:
+    # Soft vote: the forest ranks the clear frauds, the linear model keeps an order among the
+    # transactions the trees score alike (better AUC, measured in the README's backtests).
+    rf = {"min_samples_leaf": p.get("rf_min_samples_leaf", 5),
+          "class_weight": p.get("class_weight")}
+    return VotingClassifier([("rf", _rf(rf)), ("logreg", _logreg({"C": p.get("C", 1.0)}))],
+                            voting="soft", weights=p.get("weights", (1, 1)))
+
+
+# Each grid's first entry is the setting that did best on four validation backtests (training
+# from 2018-06-27, 07-04, 07-11 and 07-18 at the default scale: mean AUC and AP).
 FAMILIES: dict[str, Family] = {
     f.name: f for f in (
         Family("hgb", "histogram gradient boosting (scikit-learn)", _hgb, (
+            {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 15,
+             "min_samples_leaf": 100},
+            {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 15,
+             "min_samples_leaf": 100, "class_weight": "balanced"},
             {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31},
-            {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31,
-             "class_weight": "balanced"},
-            {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 15},
-            {"learning_rate": 0.03, "max_iter": 500, "max_leaf_nodes": 63},
         )),
         Family("logreg", "logistic regression on standardised features", _logreg, (
             {"C": 1.0},
@@ -74,14 +89,21 @@ FAMILIES: dict[str, Family] = {
             {"C": 0.1},
         )),
         Family("rf", "random forest, 100 trees", _rf, (
-            {"n_estimators": 100, "max_depth": 20},
-            {"n_estimators": 100, "max_depth": 20, "class_weight": "balanced_subsample"},
-            {"n_estimators": 100, "max_depth": None, "min_samples_leaf": 2},
+            {"n_estimators": 100, "max_depth": 20, "min_samples_leaf": 5},
+            {"n_estimators": 100, "max_depth": 20, "min_samples_leaf": 1},
+            {"n_estimators": 100, "max_depth": 20, "min_samples_leaf": 5,
+             "class_weight": "balanced_subsample"},
+        )),
+        Family("blend", "soft vote of the random forest and logistic regression", _blend, (
+            {"rf_min_samples_leaf": 5},
+            {"rf_min_samples_leaf": 5, "weights": (2, 1)},
+            {"rf_min_samples_leaf": 1},
         )),
     )
 }
 
-DEFAULT_FAMILY = "hgb"
+#: The family that meets the detection goal on the Handbook protocol (README).
+DEFAULT_FAMILY = "blend"
 
 
 def family(name: str) -> Family:

@@ -114,7 +114,7 @@ def test_report_has_every_plot(tmp_path: Path, trained: TrainedModel) -> None:
     assert "class_weight" in text and "review >=" in text
 
 
-@pytest.mark.parametrize("name", ["hgb", "logreg", "rf"])
+@pytest.mark.parametrize("name", ["hgb", "logreg", "rf", "blend"])
 def test_every_family_loads_through_skops(tmp_path: Path, name: str) -> None:
     from dataclasses import replace
 
