@@ -96,11 +96,11 @@ def fold_windows(ds: Dataset, plan: TrainingPlan, delay_days: int) -> list[Windo
     return out
 
 
-def _progress_bar(total: int, desc: str) -> Any:
+def _progress_bar(total: int, desc: str, unit: str = "fit") -> Any:
     from tqdm import tqdm
 
     # disable=None: drawn on a terminal, silent in logs and tests.
-    return tqdm(total=total, desc=desc, unit="fit", disable=None, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)
 
 
 def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
@@ -124,8 +124,10 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
                             f"{plan.val_days} validation)")
     say = progress or (lambda _msg: None)
     say(f"computing features for {len(ds):,} transactions")
-    X = build_feature_matrix(ds.timestamp_s, ds.card_id, ds.merchant_id, ds.amount, ds.is_fraud,
-                             delay_days)
+    with _progress_bar(len(ds), "features", unit="tx") as bar:
+        X = build_feature_matrix(ds.timestamp_s, ds.card_id, ds.merchant_id, ds.amount,
+                                 ds.is_fraud, delay_days, progress=lambda i: bar.update(i - bar.n))
+        bar.update(len(ds) - bar.n)
     y = np.asarray(ds.is_fraud, dtype=np.int64)
     days = np.asarray(ds.timestamp_s, dtype=np.int64) // DAY_S
     parts = [(w, split(ds, w)) for w in folds]
