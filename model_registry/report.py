@@ -74,7 +74,8 @@ def write_report(trained: TrainedModel, out_dir: Path,
         matrices[name] = cm
         ax.imshow(cm, cmap="Blues")
         for (i, j), n in np.ndenumerate(cm):
-            ax.text(j, i, f"{n:,}", ha="center", va="center")
+            ax.text(j, i, f"{n:,}", ha="center", va="center",
+                    color="white" if n > cm.max() / 2 else "black")
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pass", "flag"],
                yticklabels=["genuine", "fraud"], title=f"{name} >= {t:.3f}")
     confusion = _save(fig, out_dir / "confusion.png")
