@@ -19,6 +19,18 @@ CARD_WINDOWS_DAYS = (7, 30)
 MERCHANT_WINDOWS_DAYS = (1, 7, 30)
 #: Seconds since the card's previous transaction when it has none (30 days).
 NO_PREVIOUS_S = 30 * DAY_S
+#: Days a merchant keeps labelled history (must cover the longest window plus the delay).
+MERCHANT_KEEP_DAYS = 40
+
+
+def lookback_days(delay_days: int) -> int:
+    """Days of history before a transaction that can change its features.
+
+    Computing features over rows starting this many days before a window gives the window's
+    rows exactly the features a computation over the whole history gives them.
+    """
+    return max(max(CARD_WINDOWS_DAYS), NO_PREVIOUS_S // DAY_S,
+               max(MERCHANT_WINDOWS_DAYS) + delay_days) + 1
 
 FEATURE_NAMES: tuple[str, ...] = (
     "amount",
@@ -31,6 +43,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "card_amount_to_avg_30d",
     "card_log_seconds_since_last",
     *(f"merchant_{kind}_{w}d" for w in MERCHANT_WINDOWS_DAYS for kind in ("nb_tx", "risk")),
+    "merchant_fraud_days_30d",
+    "merchant_days_since_fraud",
 )
 
 
@@ -95,7 +109,8 @@ class MerchantState:
 
     days: dict[int, tuple[int, int]] = field(default_factory=dict)
 
-    def observe_label(self, ts: int, is_fraud: bool, keep_days: int = 40) -> None:
+    def observe_label(self, ts: int, is_fraud: bool,
+                      keep_days: int = MERCHANT_KEEP_DAYS) -> None:
         """Count a labelled transaction of this merchant (labels arrive late, in any order)."""
         day = ts // DAY_S
         n, f = self.days.get(day, (0, 0))
@@ -105,7 +120,8 @@ class MerchantState:
             del self.days[old]
 
     def features(self, ts: int, delay_days: int) -> list[float]:
-        """Transactions and fraud share over each window ending ``delay_days`` before ``ts``."""
+        """Transactions and fraud share over each window ending ``delay_days`` before ``ts``, the
+        days with a known fraud in the widest window, and days since the newest of them."""
         end = ts // DAY_S - delay_days
         out: list[float] = []
         for w in MERCHANT_WINDOWS_DAYS:
@@ -115,7 +131,12 @@ class MerchantState:
                     n += dn
                     f += df
             out += [float(n), f / n if n else 0.0]
-        return out
+        # A compromised merchant stays compromised for weeks: recent, repeated fraud days say
+        # more than one fraud share does.
+        widest = max(MERCHANT_WINDOWS_DAYS)
+        fraud_days = [d for d, (_n, f) in self.days.items() if f and end - widest < d <= end]
+        since = end - max(fraud_days) if fraud_days else widest + 1
+        return [*out, float(len(fraud_days)), float(since)]
 
     def to_wire(self) -> list[list[int]]:
         return [[d, n, f] for d, (n, f) in self.days.items()]

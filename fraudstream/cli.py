@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from fraudstream.commands import (
     api_cmd,
+    backtest_cmd,
     bench_cmd,
     chaos_cmd,
     demo_cmd,
@@ -26,8 +27,9 @@ from fraudstream.commands import (
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
-COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, worker_cmd, supervise_cmd,
-            produce_cmd, tail_cmd, demo_cmd, bench_cmd, chaos_cmd, api_cmd, registry_cmd)
+COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, backtest_cmd, worker_cmd,
+            supervise_cmd, produce_cmd, tail_cmd, demo_cmd, bench_cmd, chaos_cmd, api_cmd,
+            registry_cmd)
 
 EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join(
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())

@@ -81,6 +81,9 @@ class Settings:
     #: the drift and live-performance gauges are recomputed from it.
     drift_window_rows: int = 20000
     monitoring_interval_s: float = 5.0
+    #: Add each transaction's feature values to its score record (off: it doubles the record;
+    #: the feature-parity test and debugging turn it on).
+    emit_features: bool = False
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -123,6 +126,15 @@ class Settings:
         return rows
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def _convert(name: str, type_name: str, raw: str) -> Any:
     try:
         if type_name == "int":
@@ -131,6 +143,8 @@ def _convert(name: str, type_name: str, raw: str) -> Any:
             return float(raw)
         if type_name == "Path":
             return Path(raw)
+        if type_name == "bool":
+            return _boolean(raw)
         return raw
     except ValueError as exc:
         raise SettingsError(

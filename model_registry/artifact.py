@@ -20,6 +20,8 @@ import skops.io as sio
 #: Types skops may rebuild beyond its defaults (all from scikit-learn's own estimators).
 TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",
 ]
 
 

@@ -166,7 +166,8 @@ class WorkerApp:
             merchants=self.merchants, sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
-            max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift)
+            max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift,
+            emit_features=settings.emit_features)
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),

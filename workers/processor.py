@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from features import MerchantState, compute_features
+from features import FEATURE_NAMES, MerchantState, compute_features
 from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
@@ -55,7 +55,7 @@ class ScoringProcessor:
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
                  max_message_bytes: int, clock: Callable[[], float] = time.time,
                  guard: ModelGuard | None = None,
-                 drift: DriftMonitor | None = None) -> None:
+                 drift: DriftMonitor | None = None, emit_features: bool = False) -> None:
         self.scorer = scorer
         #: The version served before the last swap: the first fallback when the model fails.
         self.previous: Scorer | None = None
@@ -72,6 +72,7 @@ class ScoringProcessor:
         self.max_bytes = max_message_bytes
         self.clock = clock
         self.drift = drift
+        self.emit_features = emit_features
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -183,15 +184,17 @@ class ScoringProcessor:
             reasons = used.reasons(matrix)
             if shadow is not None:
                 await self._shadow_score(shadow, matrix, used, scores)
-            for (rec, tx, card), score, codes in zip(pending, scores.tolist(), reasons,
-                                                     strict=True):
+            for (rec, tx, card), score, codes, row in zip(pending, scores.tolist(), reasons,
+                                                          rows, strict=True):
                 decision = used.decide(score)
                 card.settle(tx.transaction_id, score, decision, used.version)
                 out.append((self.topics.scores, rec.key, score_record(
                     transaction_id=tx.transaction_id, card_id=tx.card_id, score=score,
                     decision=decision, model_version=used.version, degraded=answer.degraded,
                     worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
-                    reasons=codes, partition=rec.partition, offset=rec.offset), rec.partition))
+                    reasons=codes, partition=rec.partition, offset=rec.offset,
+                    features=dict(zip(FEATURE_NAMES, row, strict=True))
+                    if self.emit_features else None), rec.partition))
                 self.metrics.decisions.labels(decision).inc()
         for rec, tx, seen in replays:
             out.append((self.topics.scores, rec.key, score_record(

@@ -13,16 +13,36 @@ from fraudstream.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from model_registry.families import DEFAULT_FAMILY, FAMILIES
+
     p = sub.add_parser("train", help="train a model and write a signed artifact",
-                       description="Train on a labelled CSV (--data) or on freshly simulated data, "
-                       "validate on the newest 20%% of rows (time-ordered, no shuffling), choose "
-                       "review/decline thresholds for precision targets, and write the skops "
-                       "model plus its signed manifest to --out (default FRAUDSTREAM_MODEL_PATH), "
-                       "and register it as a version in the model registry "
-                       "(FRAUDSTREAM_MODEL_STORES; --promote also makes it production). "
-                       "Needs FRAUDSTREAM_SIGNING_KEY.")
+                       description="Train on a labelled CSV (--data) or on freshly simulated data. "
+                       "Prequential validation: --folds folds stepping back from the newest data, "
+                       "each training on --train-days days, skipping the label delay "
+                       "(FRAUDSTREAM_LABEL_DELAY_DAYS) and validating on the next --val-days days "
+                       "with known-compromised cards removed (no shuffling across time). The "
+                       "family's hyperparameter grid, class weights included, is searched by mean "
+                       "average precision; the newest fold's model is shipped with review/decline "
+                       "thresholds for the precision targets, as a skops model plus its signed "
+                       "manifest at --out (default FRAUDSTREAM_MODEL_PATH), registered as a "
+                       "version in the model registry (FRAUDSTREAM_MODEL_STORES; --promote also "
+                       "makes it production). Needs FRAUDSTREAM_SIGNING_KEY.")
     p.add_argument("--data", type=Path, help="labelled CSV (default: simulate one)")
-    p.add_argument("--model", default="hgb", help="model family: hgb or logreg (default hgb)")
+    p.add_argument("--model", default=DEFAULT_FAMILY,
+                   help=f"model family: {', '.join(sorted(FAMILIES))} (default {DEFAULT_FAMILY})")
+    p.add_argument("--train-days", type=int, default=7, help="training days per fold (default 7)")
+    p.add_argument("--val-days", type=int, default=7, help="validation days per fold (default 7)")
+    p.add_argument("--folds", type=int, default=3, help="validation folds, at most (default 3)")
+    p.add_argument("--no-search", action="store_true",
+                   help="skip the hyperparameter search (use the family's first setting)")
+    p.add_argument("--review-precision", type=float, default=0.2,
+                   help="lowest score whose validation precision reaches this is `review` "
+                   "(default 0.2)")
+    p.add_argument("--decline-precision", type=float, default=0.8,
+                   help="... and this is `decline` (default 0.8)")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="write report.md with PNG plots (ROC, precision-recall, confusion "
+                   "matrices, score distributions, feature importance) here")
     p.add_argument("--out", type=Path, default=None, help="artifact path")
     p.add_argument("--promote", action="store_true",
                    help="promote the new version to production (workers swap to it)")
@@ -36,13 +56,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from model_registry.artifact import ArtifactError, load_verified, save_signed
-    from model_registry.training import TrainingError, train
+    from model_registry.training import TrainingError, TrainingPlan, train, write_report
     from simulator import CsvFormatError, read_csv
 
     key = settings.signing_key.encode()
     if not key:
         raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; models are signed with it "
                         "(generate one: python -c 'import secrets; print(secrets.token_hex(32))')")
+    from model_registry.families import UnknownFamilyError, family
+
+    try:
+        family(args.model)  # an unknown name fails before any data is read or simulated
+    except UnknownFamilyError as exc:
+        raise UserError(str(exc)) from exc
     out: Path = args.out or settings.model_path
     if args.if_missing and out.exists():
         try:
@@ -58,11 +84,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(str(exc)) from exc
     else:
         ds = run_simulation(config_from_args(args))
+    for name in ("train_days", "val_days", "folds"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("review_precision", "decline_precision"):
+        if not 0 < getattr(args, name) <= 1:
+            raise UserError(f"--{name.replace('_', '-')} must be in (0, 1]")
+    plan = TrainingPlan(train_days=args.train_days, val_days=args.val_days, folds=args.folds,
+                        search=not args.no_search, review_precision=args.review_precision,
+                        decline_precision=args.decline_precision)
+    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
-        trained = train(ds, args.model, settings.label_delay_days,
-                        progress=lambda msg: print(msg, file=sys.stderr))
+        trained = train(ds, args.model, settings.label_delay_days, plan, progress=say)
     except TrainingError as exc:
         raise UserError(str(exc)) from exc
+    if args.report:
+        say(f"report -> {write_report(trained, args.report, say)}")
     save_signed(out, trained.model_bytes, trained.manifest, key)
     m = trained.manifest
     print(f"model {m.version} -> {out} (review >= {m.review_threshold:.3f}, "
@@ -97,6 +134,8 @@ def ensure_model(settings: Settings, family: str = "hgb") -> str:
     args = build_defaults()
     args.out, args.if_missing, args.model, args.data = settings.model_path, True, family, None
     args.no_register = True  # ensure_production registers it, tolerating a registry outage
+    # The demo and the benchmark need a working model quickly, not the best one.
+    args.no_search, args.folds = True, 1
     # Callers (demo, bench) keep stdout for their own JSON.
     with contextlib.redirect_stdout(sys.stderr):
         run(args, settings)

@@ -4,7 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_registry.artifact import ArtifactError, load_verified, manifest_path, save_signed
+from model_registry.artifact import (
+    ArtifactError,
+    ModelManifest,
+    load_verified,
+    manifest_path,
+    save_signed,
+)
 from model_registry.training import TrainedModel, TrainingError, choose_thresholds, train
 from simulator import SimulationConfig, simulate
 
@@ -68,3 +74,62 @@ def test_thresholds_follow_precision_targets() -> None:
     review, decline = choose_thresholds(y, s, decline_precision=0.9, review_precision=0.5)
     assert review <= decline
     assert decline <= 0.6
+
+
+def test_folds_step_back_in_time_and_never_train_on_newer_rows() -> None:
+    from model_registry.training import TrainingPlan, fold_windows
+
+    ds = simulate(SimulationConfig(n_customers=50, n_terminals=100, nb_days=40, seed=1))
+    folds = fold_windows(ds, TrainingPlan(folds=5), delay_days=7)
+    first_day = int(ds.timestamp_s[0]) // 86_400
+    # 40 days minus the 7-day warm-up fit two folds of 7 train + 7 delay + 7 validation days.
+    assert [w.test_start_day - first_day for w in folds] == [33, 26]
+    for w in folds:
+        assert w.train_start_day + w.train_days + w.delay_days == w.test_start_day
+        assert w.train_start_day >= first_day + 7
+    with pytest.raises(TrainingError, match="too few days"):
+        train(ds.take(ds.timestamp_s < ds.timestamp_s[0] + 20 * 86_400), "logreg")
+
+
+def test_search_keeps_the_setting_with_the_best_mean_average_precision(
+        trained: TrainedModel) -> None:
+    assert [s["params"] for s in trained.search] == [
+        {"C": 1.0}, {"C": 1.0, "class_weight": "balanced"}, {"C": 0.1}]
+    best = max(trained.search, key=lambda s: s["average_precision"])
+    m = trained.manifest.metrics
+    assert m["val_average_precision"] == best["average_precision"]
+    assert m["val_folds"] == best["folds"] == 2
+    assert trained.manifest.reference["score"]["proportions"]
+
+
+def test_report_has_every_plot(tmp_path: Path, trained: TrainedModel) -> None:
+    from model_registry.training import write_report
+
+    report = write_report(trained, tmp_path / "r")
+    text = report.read_text()
+    for png in ("roc.png", "precision_recall.png", "confusion.png", "scores.png",
+                "importance.png"):
+        assert f"]({png})" in text
+        assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "class_weight" in text and "review >=" in text
+
+
+@pytest.mark.parametrize("name", ["hgb", "logreg", "rf", "blend"])
+def test_every_family_loads_through_skops(tmp_path: Path, name: str) -> None:
+    from dataclasses import replace
+
+    from model_registry.artifact import serialise
+    from model_registry.families import build
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 4)), (rng.random(300) < 0.2).astype(int)
+    estimator = build(name).fit(X, y)
+    manifest = ModelManifest(version=name, family=name, feature_names=list("abcd"), sha256="",
+                             created_at="", review_threshold=0.1, decline_threshold=0.5)
+    data = serialise(estimator)
+    import hashlib
+
+    manifest = replace(manifest, sha256=hashlib.sha256(data).hexdigest())
+    path = save_signed(tmp_path / "m.skops", data, manifest, KEY)
+    loaded = load_verified(path, KEY)
+    np.testing.assert_array_equal(loaded.estimator.predict_proba(X), estimator.predict_proba(X))

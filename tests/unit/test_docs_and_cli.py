@@ -57,3 +57,22 @@ def test_train_without_signing_key_is_a_one_line_error(capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert err.startswith("fraudstream train: error: FRAUDSTREAM_SIGNING_KEY is not set")
     assert len(err.splitlines()) == 1
+
+
+def test_boolean_settings_accept_common_spellings() -> None:
+    assert Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "true"}).emit_features is True
+    assert Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "0"}).emit_features is False
+    assert Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "False"}).emit_features is False
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_EMIT_FEATURES='maybe'"):
+        Settings.from_env({"FRAUDSTREAM_EMIT_FEATURES": "maybe"})
+
+
+def test_train_with_an_unknown_family_is_a_one_line_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", "k")
+    assert main(["train", "--customers", "20", "--terminals", "40", "--days", "30",
+                 "--model", "xgboost", "--out", str(tmp_path / "m.skops")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fraudstream train: error: unknown model family 'xgboost'")
+    assert len(err.splitlines()) == 1

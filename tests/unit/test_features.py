@@ -69,3 +69,15 @@ def test_offline_matrix_equals_online_step_by_step() -> None:
         merchant.observe_label(int(ts[i]), bool(fraud[i]))
         assert row == matrix[i].tolist()
     assert matrix[:, FEATURE_NAMES.index("merchant_risk_30d")].max() > 0
+
+
+def test_merchant_fraud_days_and_days_since_the_last_known_fraud() -> None:
+    merchant = MerchantState()
+    merchant.observe_label(T0, True)
+    merchant.observe_label(T0 + 2 * DAY_S, True)
+    merchant.observe_label(T0 + 3 * DAY_S, False)
+    *_, fraud_days, since = merchant.features(T0 + 12 * DAY_S, delay_days=7)
+    assert (fraud_days, since) == (2.0, 3.0)  # window ends on day 5; newest fraud on day 2
+    *_, fraud_days, since = merchant.features(T0 + 8 * DAY_S, delay_days=7)
+    assert (fraud_days, since) == (1.0, 1.0)  # day 2 is not known yet
+    assert merchant.features(T0 + 3 * DAY_S, delay_days=7)[-2:] == [0.0, 31.0]

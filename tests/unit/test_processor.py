@@ -119,3 +119,16 @@ def test_odd_bytes_are_dead_lettered(bad: bytes) -> None:
     h = Harness()
     h.run([h.record(bad, key=b"C1")])
     assert len(h.by_topic("dlq")) == 1
+
+
+def test_feature_values_are_emitted_only_when_asked() -> None:
+    h = Harness()
+    h.run([h.record(tx(1, 10.0)), h.record(tx(2, 30.0))])
+    assert all("features" not in s for s in h.by_topic("scores"))
+    h = Harness()
+    h.processor.emit_features = True
+    h.run([h.record(tx(1, 10.0)), h.record(tx(2, 30.0))])
+    first, second = (s["features"] for s in h.by_topic("scores"))
+    assert list(second) == list(FEATURE_NAMES)
+    assert (first["amount"], second["amount"]) == (10.0, 30.0)
+    assert (second["card_nb_tx_1d"], second["card_avg_amount_1d"]) == (2.0, 20.0)
