@@ -51,21 +51,36 @@ def samples(pool: WorkerPool, name: str) -> dict[tuple[tuple[str, str], ...], fl
     return out
 
 
-async def send(settings: Settings) -> None:
+async def send(settings: Settings, what: str) -> None:
+    """Send the transactions, or (``what="labels"``) their labels, at 400/s."""
+    from fraudstream.streaming import Outgoing
+
     ds = simulate(SimulationConfig(n_customers=200, n_terminals=400, nb_days=10, seed=11,
                                    id_prefix="labels"))
+    records = list(outgoing(ds, 0, COUNT))
+    topic = settings.topic_transactions
+    if what == "labels":
+        records = [Outgoing(r.key, r.label or b"") for r in records]
+        topic = settings.topic_labels
+    else:
+        records = [Outgoing(r.key, r.value) for r in records]
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
     try:
-        await produce_paced(producer, outgoing(ds, 0, COUNT), topic=settings.topic_transactions,
-                            labels_topic=settings.topic_labels, rate=400, label_delay_s=1.0)
+        await produce_paced(producer, records, topic=topic, labels_topic=settings.topic_labels,
+                            rate=400, label_delay_s=0)
     finally:
         await producer.stop()
 
 
 def test_every_label_is_matched_by_the_worker_that_scored_its_card(
         two_workers: WorkerPool) -> None:
-    asyncio.run(send(two_workers.settings))
+    # Labels arrive after their decisions, as chargebacks do (days later in real life): a
+    # label that overtook its transaction would be unmatched by design, not by mistake.
+    asyncio.run(send(two_workers.settings, "transactions"))
+    wait_until(lambda: samples(two_workers, "fraudstream_transactions_scored_total").get(
+        (), 0.0) >= COUNT, 120, "the transactions were not all scored")
+    asyncio.run(send(two_workers.settings, "labels"))
 
     def matched() -> float:
         return samples(two_workers, "fraudstream_labels_matched_total").get(
