@@ -136,7 +136,10 @@ class ChaosRunner:
             topic_scores=f"chaos-scores-{tag}", topic_dlq=f"chaos-dlq-{tag}",
             topic_labels=f"chaos-labels-{tag}", topic_events=f"chaos-events-{tag}",
             topic_model_updates=f"chaos-model-updates-{tag}", model_stores=stores,
-            chaos_hooks=1)
+            chaos_hooks=1,
+            # A run lasts tens of seconds: a drift window of minutes would never fill.
+            drift_window_rows=min(s.drift_window_rows, 2000),
+            monitoring_interval_s=min(s.monitoring_interval_s, 2.0))
 
     async def _drive(self, settings: Settings, scenario: Scenario, ctx: FaultContext,
                      report: ChaosReport) -> tuple[Ledger, int]:
