@@ -55,6 +55,36 @@ class Slot:
     failures: int = 0
     partitions: list[int] = field(default_factory=list)
     ready: bool = False
+    restarts: CrashLoopGuard = field(default_factory=lambda: CrashLoopGuard())
+
+
+@dataclass
+class CrashLoopGuard:
+    """Backs off replacing processes that keep dying right after they start.
+
+    A worker that cannot start (a model it refuses, a missing topic) would otherwise be
+    replaced every half second forever. After ``free`` quick deaths in a row, each further
+    replacement waits twice as long as the previous one, up to ``max_delay_s``.
+    """
+
+    quick_s: float = 15.0
+    free: int = 2
+    max_delay_s: float = 60.0
+    quick_deaths: int = 0
+    not_before: float = 0.0
+
+    def died(self, uptime_s: float, now: float) -> None:
+        """Note a death after ``uptime_s`` seconds of life."""
+        self.quick_deaths = self.quick_deaths + 1 if uptime_s < self.quick_s else 0
+        extra = self.quick_deaths - self.free
+        delay = min(2.0 ** extra, self.max_delay_s) if extra > 0 else 0.0
+        self.not_before = now + delay
+        if delay:
+            logger.error("crash loop: %d quick deaths in a row, next start in %.0fs (see the "
+                         "worker logs in the state dir)", self.quick_deaths, delay)
+
+    def may_start(self, now: float) -> bool:
+        return now >= self.not_before
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,8 @@ class Supervisor:
         self._producer: Any = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._standby_restarts = CrashLoopGuard()
+        self._started_at: dict[str, float] = {}
         self._probes = ThreadPoolExecutor(max_workers=max(workers, 2),
                                           thread_name_prefix="probe")
 
@@ -106,8 +138,7 @@ class Supervisor:
         for index in range(1, self.n_workers + 1):
             worker = self._spawn(index=index, instance_id=self._instance_id(index))
             self.slots.append(Slot(index, self._instance_id(index), worker, time.monotonic()))
-        for _ in range(self.n_standbys):
-            self.standbys.append(self._spawn(standby=True))
+        self._refill_standbys()
         self._progress.start()
         self.write_scrape_targets()
 
@@ -163,7 +194,7 @@ class Supervisor:
             for slot in list(self.slots):
                 alive, live, ready = probes[slot.index].result()
                 reason = self._judge(slot, alive, live, ready, now)
-                if reason is not None:
+                if reason is not None and slot.restarts.may_start(now):
                     self.failover(slot, reason)
             if now - self._progress_at >= self.policy.progress_interval_s:
                 self._progress_at = now
@@ -223,6 +254,7 @@ class Supervisor:
         """Kill the slot's worker and give the slot to a warm standby (or a fresh worker)."""
         old = slot.worker
         old_pid = old.proc.pid if old.proc is not None else None
+        slot.restarts.died(time.monotonic() - slot.activated_at, time.monotonic())
         logger.warning("failover slot=%d reason=%s pid=%s", slot.index, reason, old_pid)
         old.signal(signal.SIGKILL)
         if old.proc is not None:
@@ -250,9 +282,14 @@ class Supervisor:
         return event
 
     def _refill_standbys(self) -> None:
+        now = time.monotonic()
+        for dead in [w for w in self.standbys if not w.alive()]:
+            self._standby_restarts.died(now - self._started_at.pop(dead.name, now), now)
         self.standbys = [w for w in self.standbys if w.alive()]
-        while len(self.standbys) < self.n_standbys:
-            self.standbys.append(self._spawn(standby=True))
+        while len(self.standbys) < self.n_standbys and self._standby_restarts.may_start(now):
+            standby = self._spawn(standby=True)
+            self._started_at[standby.name] = now
+            self.standbys.append(standby)
 
     def _publish(self, event: FailoverEvent) -> None:
         """Failover events go to the events topic (best effort: the log has them too)."""

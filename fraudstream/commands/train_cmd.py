@@ -71,10 +71,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(str(exc)) from exc
     out: Path = args.out or settings.model_path
     if args.if_missing and out.exists():
+        from features import FEATURE_NAMES
+
         try:
             model = load_verified(out, key)
-            print(f"model {model.version} already at {out}; nothing to do")
-            return 0
+            if list(model.manifest.feature_names) == list(FEATURE_NAMES):
+                print(f"model {model.version} already at {out}; nothing to do")
+                return 0
+            print(f"existing model {model.version} was trained on other features than this "
+                  "version computes; training a new one", file=sys.stderr)
         except ArtifactError as exc:
             print(f"existing model unusable ({exc}); training a new one", file=sys.stderr)
     if args.data:
@@ -150,13 +155,16 @@ def ensure_production(settings: Settings) -> str:
     from features import FEATURE_NAMES
     from fraudstream.commands.registry_cmd import import_artifact, open_registry
     from model_registry.artifact import load_verified
-    from model_registry.errors import NotFound, RegistryError
+    from model_registry.errors import ModelRefused, NotFound, RegistryError
 
     try:
         registry = open_registry(settings)
         try:
-            return str(registry.resolve("production"))
-        except NotFound:
+            current = str(registry.resolve("production"))
+            # A production version this code cannot serve (other features) is replaced.
+            registry.load(current, FEATURE_NAMES)
+            return current
+        except (NotFound, ModelRefused):
             version = import_artifact(registry, settings.model_path, settings)
             return str(registry.promote(version, "production", FEATURE_NAMES).version)
     except RegistryError as exc:
