@@ -220,8 +220,10 @@ class ChaosRunner:
                 body = json.loads(resp.read())
         except (OSError, ValueError):
             return set()
+        # This run's alerts only: the app label is the run's own consumer group.
         return {a["labels"].get("alertname", "?") for a in body.get("data", {}).get("alerts", [])
-                if a.get("state") == "firing"}
+                if a.get("state") == "firing"
+                and a["labels"].get("app", settings.app_id) == settings.app_id}
 
     def _judge(self, report: ChaosReport, scenario: Scenario, ledger: Ledger, start_ms: int,
                supervisor: Supervisor) -> None:

@@ -61,7 +61,7 @@ class WorkerMetrics:
         reg = registry if registry is not None else CollectorRegistry()
         ProcessCollector(registry=reg)
         p = prefix
-        return cls(
+        metrics = cls(
             registry=reg,
             consumed=Counter(f"{p}_transactions_consumed", "Records read from the transactions "
                              "topic", registry=reg),
@@ -133,3 +133,12 @@ class WorkerMetrics:
                                          "this worker's recent labelled scores",
                                          ["model_version"], registry=reg),
         )
+        # Counters alerts take increase() of exist at 0 from the start: a series first seen
+        # at 1 shows no increase, and its first event would never alert.
+        from model_registry.errors import ModelRefused
+
+        for reason in ModelRefused.REASONS:
+            metrics.model_refused.labels(reason)
+        for reason in ("error", "timeout"):
+            metrics.model_fallback.labels(reason)
+        return metrics
