@@ -65,8 +65,8 @@ def stop_broker(ctx: FaultContext, hard: bool) -> None:
     stack = ctx.require_stack()
     nodes = stack.config.kafka_nodes
     if hard and nodes < 3:
-        raise FaultUnavailable("kill-broker needs a three-node cluster: "
-                               "fraudstream stack up --nodes 3")
+        raise FaultUnavailable("kill-broker needs a three-node cluster (the runner starts "
+                               "one when the stack has a single node)")
     node = stack.kafka_node(nodes)
     ctx.notes["broker_node"] = nodes
     if hard:

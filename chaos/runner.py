@@ -84,7 +84,25 @@ class ChaosRunner:
         self._notes: dict[str, Any] = {}
 
     def run(self, scenario: Scenario) -> ChaosReport:
-        """Run one scenario end to end and judge it."""
+        """Run one scenario end to end and judge it.
+
+        A scenario that needs three brokers, on a stack with fewer, runs on a three-node Kafka
+        of its own (started under the state dir, stopped afterwards).
+        """
+        if scenario.kafka_nodes > 1 and (self.stack is None
+                                         or self.stack.config.kafka_nodes < scenario.kafka_nodes):
+            from chaos.three_nodes import three_node_kafka
+
+            with three_node_kafka(self.base.state_dir / "chaos-kafka-3", self.base.bind_host,
+                                  self.base.kafka_port) as kafka3:
+                inner = ChaosRunner(
+                    dataclasses.replace(self.base, bootstrap_servers=kafka3.bootstrap,
+                                        kafka_port=kafka3.config.kafka_port, kafka_nodes=3,
+                                        replication_factor=3),
+                    kafka3, self.plan, self.policy, self.isolate)
+                report = inner.run(scenario)
+                self.logs = inner.logs
+                return report
         settings = self._fresh_settings() if self.isolate else self.base
         report = ChaosReport(scenario.name, alerts_expected=list(scenario.expect_alerts))
         ensure_topics(settings)

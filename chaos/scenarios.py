@@ -35,6 +35,9 @@ class Scenario:
     expect_alerts: tuple[str, ...] = ()
     #: The supervisor should replace a worker.
     expect_failover: bool = False
+    #: Kafka nodes the scenario needs (the runner starts a three-node Kafka if the stack has
+    #: fewer).
+    kafka_nodes: int = 1
     #: Some scores should come from a fallback model (degraded: true).
     expect_degraded: bool = False
     #: From the fault on, the load comes from a simulation whose amounts are this many times
@@ -58,7 +61,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              lambda ctx: stop_broker(ctx, hard=False), start_broker, heal_after_s=10),
     Scenario("kill-broker", "SIGKILL one broker of a three-node cluster (replication 3, "
              "min.insync.replicas 2) and restart it 15 s later",
-             lambda ctx: stop_broker(ctx, hard=True), start_broker, heal_after_s=15),
+             lambda ctx: stop_broker(ctx, hard=True), start_broker, heal_after_s=15,
+             kafka_nodes=3),
     Scenario("redis-down", "stop Redis for 15 s: scoring goes on (features live in Faust "
              "tables, the model is in memory)", stop_redis, start_redis, heal_after_s=15),
     Scenario("corrupt-model", "promote a version whose bytes are then tampered with in every "
