@@ -11,6 +11,7 @@ the first output older than the first offset to be processed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -29,15 +30,21 @@ class TakeoverScan:
         self.bootstrap = bootstrap
         self.output_topics = output_topics
         self._consumer: Any = None
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
+        """Connect (once; concurrent callers wait for the same connection)."""
         from aiokafka import AIOKafkaConsumer
 
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            client_id="fraudstream-takeover", isolation_level="read_committed",
-            max_partition_fetch_bytes=4_194_304)
-        await self._consumer.start()
+        async with self._starting:
+            if self._consumer is not None:
+                return
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                client_id="fraudstream-takeover", isolation_level="read_committed",
+                max_partition_fetch_bytes=4_194_304, fetch_max_wait_ms=20)
+            await consumer.start()
+            self._consumer = consumer
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -80,12 +87,12 @@ class TakeoverScan:
         position = start
         empty_polls = 0
         while position < stop:
-            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=CHUNK)
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=CHUNK)
             records = batches.get(tp, [])
             if not records:
                 position = await consumer.position(tp)
                 empty_polls += 1
-                if position >= stop or empty_polls > 10:
+                if position >= stop or empty_polls > 50:
                     if position < stop:
                         logger.warning("takeover scan stopped early topic=%s partition=%s "
                                        "at=%s stop=%s", tp.topic, tp.partition, position, stop)
