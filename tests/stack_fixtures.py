@@ -6,6 +6,7 @@ topics and consumer groups are uuid-named per test.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -72,12 +73,13 @@ def settings(base_settings: Settings) -> Settings:
         model_stores=stores)
 
 
-@pytest.fixture
-def one_worker(settings: Settings) -> Iterator[WorkerPool]:
+@contextlib.contextmanager
+def running_pool(settings: Settings, count: int, log_lines: int = 40) -> Iterator[WorkerPool]:
+    """``count`` ready workers on fresh topics; their log tails are printed when they stop."""
     from workers.topics import ensure_topics
 
     ensure_topics(settings)
-    pool = WorkerPool(settings, 1)
+    pool = WorkerPool(settings, count)
     pool.start()
     try:
         pool.wait_ready(timeout=120)
@@ -85,4 +87,10 @@ def one_worker(settings: Settings) -> Iterator[WorkerPool]:
     finally:
         pool.stop()
         for w in pool.workers:
-            print(f"--- worker {w.index} log tail\n{w.log_tail(40)}")
+            print(f"--- worker {w.index} log tail\n{w.log_tail(log_lines)}")
+
+
+@pytest.fixture
+def one_worker(settings: Settings) -> Iterator[WorkerPool]:
+    with running_pool(settings, 1) as pool:
+        yield pool

@@ -27,7 +27,7 @@ from model_registry.registry import ModelRegistry, model_key
 from model_registry.stores import open_stores
 from model_registry.updates import ModelUpdate, publish_update
 from simulator import SimulationConfig, simulate
-from tests.stack_fixtures import SIGNING_KEY
+from tests.stack_fixtures import SIGNING_KEY, running_pool
 from workers.pool import WorkerPool
 from workers.topics import ensure_topics
 
@@ -53,16 +53,8 @@ def register_copy(registry: ModelRegistry, model_path: Path, version: str) -> No
 
 @pytest.fixture
 def worker(registry_settings: Settings) -> Iterator[WorkerPool]:
-    ensure_topics(registry_settings)
-    pool = WorkerPool(registry_settings, 1)
-    pool.start()
-    try:
-        pool.wait_ready(timeout=120)
+    with running_pool(registry_settings, 1, log_lines=60) as pool:
         yield pool
-    finally:
-        pool.stop()
-        for w in pool.workers:
-            print(f"--- worker {w.index} log tail\n{w.log_tail(60)}")
 
 
 def metric(pool: WorkerPool, name: str, labels: str = "") -> float:

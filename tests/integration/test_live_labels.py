@@ -14,6 +14,7 @@ from fraudstream.settings import Settings
 from fraudstream.streaming import new_producer, produce_paced
 from simulator import SimulationConfig, simulate
 from tests.conftest import wait_until
+from tests.stack_fixtures import running_pool
 from workers.pool import WorkerPool
 
 pytestmark = pytest.mark.integration
@@ -22,18 +23,8 @@ COUNT = 800
 
 @pytest.fixture
 def two_workers(settings: Settings) -> Iterator[WorkerPool]:
-    from workers.topics import ensure_topics
-
-    ensure_topics(settings)
-    pool = WorkerPool(settings, 2)
-    pool.start()
-    try:
-        pool.wait_ready(timeout=120)
+    with running_pool(settings, 2, log_lines=20) as pool:
         yield pool
-    finally:
-        pool.stop()
-        for w in pool.workers:
-            print(f"--- worker {w.index} log tail\n{w.log_tail(20)}")
 
 
 def samples(pool: WorkerPool, name: str) -> dict[tuple[tuple[str, str], ...], float]:
