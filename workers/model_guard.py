@@ -177,7 +177,8 @@ class ModelGuard:
         self._busy.add(key)
         future.add_done_callback(lambda _f: self._busy.discard(key))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                return await asyncio.shield(future)
         except TimeoutError as exc:
             # The thread goes on; retrieve its outcome later so nothing is logged as lost.
             future.add_done_callback(lambda f: f.exception())

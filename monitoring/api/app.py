@@ -142,7 +142,8 @@ class Background:
         """Keep ``_unreachable`` saying whether Kafka answered the last ListOffsets request."""
         while True:
             try:
-                await asyncio.wait_for(consumer.end_offsets(partitions), PROBE_TIMEOUT_S)
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await consumer.end_offsets(partitions)
                 self._unreachable = ""
             except Exception as exc:
                 if self.kafka_errors is not None:
@@ -154,7 +155,8 @@ class Background:
 
 async def _bounded_stop(stopping: Awaitable[None], what: str) -> None:
     try:
-        await asyncio.wait_for(stopping, STOP_TIMEOUT_S)
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await stopping
     except TimeoutError:
         logger.warning("the %s did not stop within %.0fs (Kafka unreachable?); abandoning it, "
                        "unconfirmed submissions may be lost", what, STOP_TIMEOUT_S)

@@ -77,7 +77,8 @@ class DecisionCache:
         try:
             if self.get(transaction_id) is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(entry[1].wait(), timeout_s)
+                    async with asyncio.timeout(timeout_s):
+                        await entry[1].wait()
             return self.get(transaction_id)
         finally:
             with self._lock:

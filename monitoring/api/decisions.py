@@ -39,15 +39,16 @@ async def submit_transaction(request: Request, state: StateDep, _auth: TokenDep)
     key = result.card_id.encode("utf-8")
     try:
         # Cancelling send() itself (on timeout) leaves nothing queued, so "not accepted" is true.
-        delivery = await asyncio.wait_for(
-            producer.send(settings.topic_transactions, raw, key=key), SEND_TIMEOUT_S)
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            delivery = await producer.send(settings.topic_transactions, raw, key=key)
     except (KafkaError, TimeoutError) as exc:
         logger.warning("Kafka did not take transaction %s: %r", result.transaction_id, exc)
         return JSONResponse({"error": "kafka_unavailable", "reason": "Kafka did not take the "
                              f"transaction ({type(exc).__name__}); it was not accepted, "
                              "retry later"}, status_code=503)
     try:
-        meta = await asyncio.wait_for(asyncio.shield(delivery), SEND_TIMEOUT_S)
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            meta = await asyncio.shield(delivery)
     except (KafkaError, TimeoutError) as exc:
         logger.warning("Kafka did not confirm transaction %s: %r", result.transaction_id, exc)
         return JSONResponse({"error": "delivery_unconfirmed", "reason": "Kafka did not confirm "

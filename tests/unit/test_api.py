@@ -18,7 +18,7 @@ from starlette.testclient import TestClient  # runs on httpx2 (a dev dependency)
 import monitoring.api.app as api_app
 import monitoring.api.decisions as api_decisions
 from fraudstream.settings import Settings
-from monitoring.api.app import create_app
+from monitoring.api.app import Background, create_app
 from monitoring.api.decision_cache import DecisionCache
 from tests.conftest import wait_until
 
@@ -201,7 +201,8 @@ def test_wait_s_returns_when_fed_on_the_same_loop(producer: FakeProducer,
             await asyncio.sleep(0.1)
             assert not pending.done()
             cache.feed(score("tx-2"))
-            return await asyncio.wait_for(pending, 2)
+            async with asyncio.timeout(2):
+                return await pending
 
     assert asyncio.run(scenario()).json()["transaction_id"] == "tx-2"
 
@@ -358,6 +359,42 @@ def test_health_says_what_is_down_when_kafka_fails(monkeypatch: pytest.MonkeyPat
     assert resp.status_code == 503
     assert set(resp.json()["down"]) == {"scores_consumer"}
     assert "broker down" in resp.json()["down"]["scores_consumer"]
+
+
+def test_probe_stops_when_cancelled_as_kafka_answers() -> None:
+    """A cancel landing as the ListOffsets answer arrives still stops the probe.
+
+    asyncio.wait_for on Python 3.11 returned the answer and dropped such a cancel, so the
+    probe went on and the API's shutdown waited for it forever (seen once in CI).
+    """
+    background = Background(Settings(), DecisionCache())
+    kafka_hangs = False  # set to stop a probe that missed its cancel, without another race
+
+    async def answer(partitions: list[Any]) -> dict[Any, int]:
+        await asyncio.sleep(3600 if kafka_hangs else 0)
+        return dict.fromkeys(partitions, 0)
+
+    async def scenario() -> int:
+        still_running = 0
+        for _ in range(100):
+            probe = asyncio.create_task(background._probe(
+                SimpleNamespace(end_offsets=answer), [("scores", 0)]))
+            await asyncio.sleep(0.001)
+            probe.cancel()
+            done, _pending = await asyncio.wait([probe], timeout=1)
+            if not done:
+                still_running += 1
+                nonlocal kafka_hangs
+                kafka_hangs = True
+                await asyncio.sleep(0.01)
+                probe.cancel()
+                await asyncio.wait([probe], timeout=1)
+                kafka_hangs = False
+        return still_running
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(api_app, "PROBE_INTERVAL_S", 0)
+        assert asyncio.run(scenario()) == 0
 
 
 def test_health_turns_503_when_kafka_stops_answering(monkeypatch: pytest.MonkeyPatch,
