@@ -119,15 +119,24 @@ def promote_tampered_model(ctx: FaultContext) -> None:
 
 def set_model_fault(ctx: FaultContext, delay_s: float, fail: bool = False) -> None:
     """Make every active worker's model slow or failing (the workers' chaos hook)."""
+    _post_to_workers(ctx, "/chaos/model", {"delay_s": delay_s, "fail": fail})
+
+
+def set_delivery_fault(ctx: FaultContext, withhold: int, repeat: int) -> None:
+    """Make every active worker's consumer skip ``withhold`` records and repeat ``repeat``."""
+    _post_to_workers(ctx, "/chaos/delivery", {"withhold": withhold, "repeat": repeat})
+
+
+def _post_to_workers(ctx: FaultContext, path: str, body: dict[str, Any]) -> None:
+    """POST ``body`` to a chaos hook of every active worker."""
     import json
     import urllib.request
 
     for slot in ctx.supervisor.slots:
         url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + slot.index}"
-        req = urllib.request.Request(f"{url}/chaos/model", method="POST",
-                                     data=json.dumps({"delay_s": delay_s, "fail": fail}).encode(),
+        req = urllib.request.Request(f"{url}{path}", method="POST",
+                                     data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
-    logger.warning("chaos: model delay_s=%s fail=%s on %d workers", delay_s, fail,
-                   len(ctx.supervisor.slots))
+    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))

@@ -41,6 +41,10 @@ class ChaosReport:
     degraded_scores: int = 0
     #: Largest amount PSI (live vs. the model's reference) over the workers at the end.
     amount_psi: float | None = None
+    #: Summed over the workers active at the end: records the consumer skipped that the
+    #: workers read from Kafka themselves, and records handed over again that they dropped.
+    gap_records_read: int | None = None
+    redelivered_dropped: int | None = None
     timeline: list[dict[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -65,6 +69,8 @@ class ChaosReport:
                  f"(expected: {', '.join(self.alerts_expected) or 'none'})", "",
                  f"Model versions: {self.model_versions}; degraded scores: "
                  f"{self.degraded_scores}", "",
+                 f"Offset continuity: {_fmt(self.gap_records_read)} skipped records read "
+                 f"from Kafka, {_fmt(self.redelivered_dropped)} repeated records dropped", "",
                  f"Failovers: {len(self.failovers)}"]
         lines += [f"- slot {f['slot']}: {f['reason']} (pid {f['old_pid']} -> {f['new_pid']}, "
                   f"{'standby' if f['from_standby'] else 'cold start'})" for f in self.failovers]
@@ -87,7 +93,9 @@ class ChaosReport:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
 
 
 def timeline(scored_at_ms: list[tuple[int, float]], start_ms: int,

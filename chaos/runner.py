@@ -55,6 +55,18 @@ DRIFT_PSI = 0.25
 
 def max_worker_metric(settings: Settings, supervisor: Supervisor, sample: str) -> float | None:
     """The largest value of one sample (name and labels, exactly) over the active workers."""
+    values = worker_metric_values(settings, supervisor, sample)
+    return max(values) if values else None
+
+
+def summed_worker_metric(settings: Settings, supervisor: Supervisor, sample: str) -> int | None:
+    """The sum of one counter sample over the active workers (None if none answered)."""
+    values = worker_metric_values(settings, supervisor, sample)
+    return int(sum(values)) if values else None
+
+
+def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str) -> list[float]:
+    """One sample's value (name and labels, exactly) from each active worker that answers."""
     values = []
     for slot in supervisor.slots:
         url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
@@ -66,7 +78,7 @@ def max_worker_metric(settings: Settings, supervisor: Supervisor, sample: str) -
         for line in text.splitlines():
             if line.startswith(sample + " "):
                 values.append(float(line.rsplit(" ", 1)[1]))
-    return max(values) if values else None
+    return values
 
 
 class ChaosRunner:
@@ -116,6 +128,10 @@ class ChaosRunner:
             thread = supervisor.run_in_thread()
             try:
                 ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
+                report.gap_records_read = summed_worker_metric(
+                    settings, supervisor, "fraudstream_offsets_gap_filled_total")
+                report.redelivered_dropped = summed_worker_metric(
+                    settings, supervisor, "fraudstream_offsets_redelivered_total")
                 if scenario.drift_amount_scale:
                     report.amount_psi = max_worker_metric(
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
@@ -279,6 +295,11 @@ class ChaosRunner:
             problems.append("the supervisor did not replace the faulty worker")
         if scenario.drift_amount_scale and not (report.amount_psi or 0.0) > DRIFT_PSI:
             problems.append(f"amount drift (PSI {report.amount_psi}) not above {DRIFT_PSI}")
+        if scenario.expect_gap_repair and not (report.gap_records_read
+                                               and report.redelivered_dropped):
+            problems.append("the workers did not report reading skipped records "
+                            f"({report.gap_records_read}) and dropping repeated ones "
+                            f"({report.redelivered_dropped})")
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
         tampered = self._notes.get("tampered_version")

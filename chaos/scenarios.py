@@ -10,6 +10,7 @@ from chaos.faults import (
     FaultContext,
     continue_worker,
     promote_tampered_model,
+    set_delivery_fault,
     set_model_fault,
     signal_worker,
     start_broker,
@@ -43,6 +44,8 @@ class Scenario:
     #: From the fault on, the load comes from a simulation whose amounts are this many times
     #: larger (data drift); 0 = no drift.
     drift_amount_scale: float = 0.0
+    #: The workers should report reading skipped records and dropping repeated ones.
+    expect_gap_repair: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -73,6 +76,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              lambda ctx: set_model_fault(ctx, 2.0), lambda ctx: set_model_fault(ctx, 0.0),
              heal_after_s=15, expect_alerts=("FraudstreamScoringDegraded",),
              expect_degraded=True),
+    Scenario("skip-records", "every active worker's consumer skips 300 records and hands "
+             "100 over a second time (what a stale read position does); the workers' offset "
+             "continuity check reads the skipped ones from Kafka and drops the repeats",
+             lambda ctx: set_delivery_fault(ctx, withhold=300, repeat=100),
+             expect_gap_repair=True),
     Scenario("drift", "from the fault on, genuine amounts are 5 times larger (the simulator's "
              "amount_scale): the workers' amount drift (PSI) must rise above 0.25",
              None, drift_amount_scale=5.0, expect_alerts=("FraudstreamFeatureDrift",)),

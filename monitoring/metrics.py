@@ -35,6 +35,8 @@ class WorkerMetrics:
     worker_up: Gauge
     assigned_partitions: Gauge
     takeover_skipped: Counter
+    offsets_gap_filled: Counter
+    offsets_redelivered: Counter
     model_refused: Counter
     model_swaps: Counter
     model_fallback: Counter
@@ -91,6 +93,12 @@ class WorkerMetrics:
             takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "
                                      "takeover whose output the previous owner had already "
                                      "written (skipped, not decided twice)", registry=reg),
+            offsets_gap_filled=Counter(f"{p}_offsets_gap_filled", "Records the consumer skipped "
+                                       "over (an offset gap), read from Kafka and processed",
+                                       registry=reg),
+            offsets_redelivered=Counter(f"{p}_offsets_redelivered", "Records delivered again "
+                                        "after this worker had processed them (dropped)",
+                                        registry=reg),
             model_refused=Counter(f"{p}_model_refused", "Model versions refused (not loaded), "
                                   "by reason", ["reason"], registry=reg),
             model_swaps=Counter(f"{p}_model_swaps", "Model versions swapped in between batches",

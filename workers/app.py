@@ -23,6 +23,7 @@ from monitoring.drift_window import DriftMonitor
 from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord
+from workers.continuity import DeliveryChaos, OffsetContinuity
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
@@ -157,6 +158,7 @@ class WorkerApp:
         # The sink reaches the producer only when a batch flushes, after the app has started.
         self.sink = KafkaBatchSink(_LazyProducer(app))
         self.chaos = ChaosState()
+        self.delivery_chaos = DeliveryChaos()
         self.guard = ModelGuard(metrics, timeout_s=settings.model_timeout_s, chaos=self.chaos)
         drift = DriftMonitor(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
                              min_rows=max(settings.drift_window_rows // 5, 1),
@@ -179,6 +181,7 @@ class WorkerApp:
                                       [settings.topic_scores, settings.topic_dlq])
         self._unverified: set[int] = set()
         self._already_done: dict[int, set[int]] = {}
+        self._continuity = OffsetContinuity()
         self.swapper = None
         if registry is not None:
             from workers.hot_swap import ModelSwapper
@@ -215,19 +218,58 @@ class WorkerApp:
             kept.append(r)
         return kept
 
+    async def _continuous(self, batch: list[RawRecord]) -> list[RawRecord]:
+        """The batch with never-delivered records read in, and records seen before dropped."""
+        offsets: dict[int, list[int]] = {}
+        for r in batch:
+            offsets.setdefault(r.partition, []).append(r.offset)
+        topic = self.settings.topic_transactions
+        kept, read_in = batch, []
+        for partition, seen in offsets.items():
+            plan = self._continuity.plan(partition, seen, self._committed(partition))
+            if plan.redelivered:
+                logger.warning("delivered again, dropped partition=%d offsets=%d..%d count=%d",
+                               partition, min(plan.redelivered), max(plan.redelivered),
+                               len(plan.redelivered))
+                self.metrics.offsets_redelivered.inc(len(plan.redelivered))
+                kept = [r for r in kept
+                        if r.partition != partition or r.offset not in plan.redelivered]
+            for start, stop in plan.missing:
+                found = await self._takeover.records(topic, partition, start, stop)
+                logger.warning("offset gap read from Kafka partition=%d offsets=%d..%d read=%d",
+                               partition, start, stop - 1, len(found))
+                if len(found) < stop - start:
+                    logger.error("offset gap partition=%d offsets=%d..%d: only %d records "
+                                 "still exist", partition, start, stop - 1, len(found))
+                self.metrics.offsets_gap_filled.inc(len(found))
+                read_in += [RawRecord(topic, partition, rec.offset, rec.key, rec.value,
+                                      rec.timestamp) for rec in found]
+        if read_in:
+            kept = sorted(kept + read_in, key=lambda r: (r.partition, r.offset))
+        return kept
+
+    def _committed(self, partition: int) -> int | None:
+        """The group's committed offset (next to read) of a transactions partition."""
+        from faust.types import TP
+
+        committed = cast(Any, self.app.consumer)._committed_offset
+        return cast(int | None, committed.get(TP(self.settings.topic_transactions, partition)))
+
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
         """Process a batch completely, or exit before any of it is acknowledged."""
         try:
             # Inside the shielded task: a stop during the read must not ack unread records.
-            batch = await self._skip_already_done(batch)
-            if not batch:
-                return
-            try:
-                await self.processor.process(batch)
-            except (KafkaError, ProducerSendError):
-                raise
-            except Exception as exc:  # never lose a batch to a bug
-                await self.processor.process_isolated(batch, exc)
+            batch = await self._continuous(batch)
+            todo = await self._skip_already_done(batch)
+            if todo:
+                try:
+                    await self.processor.process(todo)
+                except (KafkaError, ProducerSendError):
+                    raise
+                except Exception as exc:  # never lose a batch to a bug
+                    await self.processor.process_isolated(todo, exc)
+            for r in batch:
+                self._continuity.processed(r.partition, r.offset)
         except BaseException as exc:
             # Output could not be written: exit before these offsets are acknowledged, so the
             # group hands the partitions (and the batch) to a healthy worker.
@@ -251,6 +293,8 @@ class WorkerApp:
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
+                if s.chaos_hooks:
+                    batch = self.delivery_chaos.apply(batch)
                 # take_events acknowledges the batch when this body returns or is cancelled,
                 # so the batch is finished even when the worker is being stopped.
                 task = asyncio.ensure_future(self._process_or_exit(batch))
@@ -322,6 +366,7 @@ class WorkerApp:
             self.metrics.assigned_partitions.set(len(mine))
             self._unverified = {tp.partition for tp in mine}
             self._already_done.clear()
+            self._continuity.reset()
             logger.info("assigned worker=%s partitions=%s", self.name,
                         sorted(tp.partition for tp in mine))
 
@@ -351,12 +396,34 @@ class WorkerApp:
 
 
     def _register_chaos(self) -> None:
-        """POST /chaos/model {"delay_s", "fail"}: slow down or break the current model."""
+        """Fault hooks, loopback only.
+
+        POST /chaos/model {"delay_s", "fail"}: slow down or break the current model.
+        POST /chaos/delivery {"withhold", "repeat"}: hide the next records from the worker as
+        if the consumer had skipped them, or hand the last ones over again.
+        """
         from faust.web import View
 
         from monitoring.api.deps import is_loopback
 
         chaos = self.chaos
+        delivery = self.delivery_chaos
+
+        @self.app.page("/chaos/delivery")
+        class ChaosDelivery(View):
+            async def post(self, request: Any) -> Any:
+                if not is_loopback(getattr(request, "remote", None)):
+                    return self.json({"error": "loopback only"}, status=403)
+                try:
+                    body = await request.json()
+                    withhold, repeat = int(body.get("withhold", 0)), int(body.get("repeat", 0))
+                except (ValueError, TypeError, AttributeError):
+                    return self.json({"error": 'send {"withhold": int, "repeat": int}'},
+                                     status=400)
+                delivery.withhold, delivery.repeat = max(withhold, 0), max(repeat, 0)
+                logger.warning("chaos: delivery withhold=%d repeat=%d", delivery.withhold,
+                               delivery.repeat)
+                return self.json({"withhold": delivery.withhold, "repeat": delivery.repeat})
 
         @self.app.page("/chaos/model")
         class ChaosModel(View):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -78,12 +79,37 @@ class TakeoverScan:
             stop = start
         return found
 
+    async def records(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
+        """The records at offsets [start, stop) of one partition, in offset order."""
+        from aiokafka import TopicPartition
+
+        if self._consumer is None:
+            await self.start()
+        tp = TopicPartition(topic, partition)
+        self._consumer.assign([tp])
+        found: list[Any] = []
+        async for chunk in self._chunks(tp, start, stop):
+            found.extend(chunk)
+        return found
+
     async def _read(self, tp: Any, start: int, stop: int, from_offset: int,
                     found: set[int]) -> int | None:
         """Read [start, stop) of ``tp``; add named offsets >= from_offset; return the oldest."""
+        oldest: int | None = None
+        async for chunk in self._chunks(tp, start, stop):
+            for rec in chunk:
+                named = _source_offset(rec.value)
+                if named is None:
+                    continue
+                oldest = named if oldest is None else min(oldest, named)
+                if named >= from_offset:
+                    found.add(named)
+        return oldest
+
+    async def _chunks(self, tp: Any, start: int, stop: int) -> AsyncIterator[list[Any]]:
+        """The records of [start, stop) of the assigned ``tp``, as fetched."""
         consumer = self._consumer
         consumer.seek(tp, start)
-        oldest: int | None = None
         position = start
         empty_polls = 0
         while position < stop:
@@ -94,21 +120,16 @@ class TakeoverScan:
                 empty_polls += 1
                 if position >= stop or empty_polls > 50:
                     if position < stop:
-                        logger.warning("takeover scan stopped early topic=%s partition=%s "
-                                       "at=%s stop=%s", tp.topic, tp.partition, position, stop)
-                    break
+                        logger.warning("read stopped early topic=%s partition=%s at=%s "
+                                       "stop=%s", tp.topic, tp.partition, position, stop)
+                    return
                 continue
-            for rec in records:
-                if rec.offset >= stop:
-                    return oldest
-                position = rec.offset + 1
-                named = _source_offset(rec.value)
-                if named is None:
-                    continue
-                oldest = named if oldest is None else min(oldest, named)
-                if named >= from_offset:
-                    found.add(named)
-        return oldest
+            chunk = [rec for rec in records if rec.offset < stop]
+            if chunk:
+                yield chunk
+            if len(chunk) < len(records):
+                return
+            position = records[-1].offset + 1
 
 
 def _source_offset(value: bytes | None) -> int | None:

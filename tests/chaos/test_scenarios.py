@@ -44,6 +44,8 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
         assert report.degraded_scores > 0
     if scenario.drift_amount_scale:
         assert report.amount_psi is not None and report.amount_psi > 0.25
+    if scenario.expect_gap_repair:
+        assert report.gap_records_read and report.redelivered_dropped, report.problems
     if name == "corrupt-model":
         assert not any(v.endswith("-tampered") for v in report.model_versions)
     if scenario.poison_every:
