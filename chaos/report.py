@@ -32,7 +32,14 @@ class ChaosReport:
     p99_latency_ms: dict[str, float | None] = field(default_factory=dict)
     alerts_fired: list[str] = field(default_factory=list)
     alerts_expected: list[str] = field(default_factory=list)
+    #: Conditions that held (the alert was pending) but not for the rule's whole ``for:``
+    #: window before the run ended.
+    alerts_pending: list[str] = field(default_factory=list)
+    #: Expected alerts neither firing nor pending (only filled when Prometheus answered).
+    alerts_missing: list[str] = field(default_factory=list)
     failovers: list[dict[str, Any]] = field(default_factory=list)
+    #: From the fault to the supervisor's first replacement (its failover event).
+    replaced_after_s: float | None = None
     fault_at_s: float | None = None
     healed_at_s: float | None = None
     dead_letter_errors: dict[str, int] = field(default_factory=dict)
@@ -65,13 +72,16 @@ class ChaosReport:
                  f"{self.duplicates} | {_fmt(self.recovery_seconds)} |", "",
                  f"p99 latency (ms): before {_fmt(p99.get('before'))}, during "
                  f"{_fmt(p99.get('during'))}, after {_fmt(p99.get('after'))}", "",
-                 f"Alerts fired: {', '.join(self.alerts_fired) or 'none'} "
-                 f"(expected: {', '.join(self.alerts_expected) or 'none'})", "",
+                 f"Alerts fired: {', '.join(self.alerts_fired) or 'none'}; pending (their "
+                 f"`for:` window outlasted the run): {', '.join(self.alerts_pending) or 'none'}"
+                 f"; expected: {', '.join(self.alerts_expected) or 'none'}; missing: "
+                 f"{', '.join(self.alerts_missing) or 'none'}", "",
                  f"Model versions: {self.model_versions}; degraded scores: "
                  f"{self.degraded_scores}", "",
                  f"Offset continuity: {_fmt(self.gap_records_read)} skipped records read "
                  f"from Kafka, {_fmt(self.redelivered_dropped)} repeated records dropped", "",
-                 f"Failovers: {len(self.failovers)}"]
+                 f"Failovers: {len(self.failovers)} (first {_fmt(self.replaced_after_s)} s "
+                 "after the fault)"]
         lines += [f"- slot {f['slot']}: {f['reason']} (pid {f['old_pid']} -> {f['new_pid']}, "
                   f"{'standby' if f['from_standby'] else 'cold start'})" for f in self.failovers]
         if self.problems:
@@ -170,7 +180,8 @@ def plot_timeline(report: ChaosReport, path: Path) -> None:
             ax.axvline(report.fault_at_s, color="black", linestyle="--", label="fault")
         if report.healed_at_s is not None:
             ax.axvline(report.healed_at_s, color="green", linestyle=":", label="healed")
-    ax1.legend(loc="lower left")
+    if report.fault_at_s is not None or report.healed_at_s is not None:
+        ax1.legend(loc="lower left")
     ax1.set_title(f"chaos: {report.scenario} — lost {report.lost}, duplicates "
                   f"{report.duplicates}, recovery {_fmt(report.recovery_seconds)} s")
     fig.tight_layout()

@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chaos.faults import FaultContext, FaultUnavailable
@@ -94,6 +95,8 @@ class ChaosRunner:
         #: The last lines of every worker's log after the last run (dumped when it fails).
         self.logs: dict[str, str] = {}
         self._notes: dict[str, Any] = {}
+        self._prometheus_answered = False
+        self._fault_wall: float | None = None
 
     def run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it.
@@ -194,8 +197,10 @@ class ChaosRunner:
         if scenario.poison_every:
             records = with_bad_records(records, scenario.poison_every)
         ledger = Ledger()
+        self._prometheus_answered = False
+        self._fault_wall = None
         kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
-        alerts: set[str] = set()
+        alerts: dict[str, set[str]] = {"firing": set(), "pending": set()}
         async with TopicReader(settings.kafka_bootstrap, list(kinds)) as reader:
             producer = new_producer(settings.kafka_bootstrap)
             await producer.start()
@@ -220,6 +225,7 @@ class ChaosRunner:
                     if not faulted and now >= plan.fault_at_s:
                         faulted = True
                         report.fault_at_s = round(now, 2)
+                        self._fault_wall = time.time()
                         if scenario.inject is not None:
                             await asyncio.to_thread(scenario.inject, ctx)
                     if (faulted and not healed and scenario.heal is not None
@@ -229,7 +235,7 @@ class ChaosRunner:
                         report.healed_at_s = round(loop.time() - t0, 2)
                     if now >= next_alert_poll:
                         next_alert_poll = now + 2.0
-                        alerts |= await asyncio.to_thread(self._firing_alerts, settings)
+                        await asyncio.to_thread(self._observe_alerts, alerts, settings)
                     if task.done() and (healed or scenario.heal is None):
                         task.result()
                         deadline = deadline or loop.time() + plan.drain_timeout_s
@@ -238,26 +244,34 @@ class ChaosRunner:
                 # Anything extra (a duplicate or second decision) would arrive now.
                 for topic, _k, value, ts in await reader.poll(3.0):
                     ledger.observe(kinds[topic], value, ts)
-                alerts |= await asyncio.to_thread(self._firing_alerts, settings)
+                await asyncio.to_thread(self._observe_alerts, alerts, settings)
             finally:
                 task.cancel()
                 await producer.stop()
-        report.alerts_fired = sorted(alerts)
+        report.alerts_fired = sorted(alerts["firing"])
+        report.alerts_pending = sorted(alerts["pending"] - alerts["firing"])
+        if self._prometheus_answered:
+            report.alerts_missing = sorted(set(scenario.expect_alerts) - alerts["firing"]
+                                           - alerts["pending"])
         report.produce_failed = stats.failed
         return ledger, start_ms
 
-    def _firing_alerts(self, settings: Settings) -> set[str]:
-        """Names of alerts firing in Prometheus now (empty when Prometheus is not there)."""
+    def _observe_alerts(self, seen: dict[str, set[str]], settings: Settings) -> None:
+        """Add this run's alerts, firing or pending in Prometheus now, to ``seen`` by state."""
         url = f"http://{settings.bind_host}:{settings.prometheus_port}/api/v1/alerts"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 body = json.loads(resp.read())
         except (OSError, ValueError):
-            return set()
-        # This run's alerts only: the app label is the run's own consumer group.
-        return {a["labels"].get("alertname", "?") for a in body.get("data", {}).get("alerts", [])
-                if a.get("state") == "firing"
-                and a["labels"].get("app", settings.app_id) == settings.app_id}
+            return
+        self._prometheus_answered = True
+        for alert in body.get("data", {}).get("alerts", []):
+            # This run's alerts only: the app label is the run's own consumer group.
+            if alert["labels"].get("app", settings.app_id) != settings.app_id:
+                continue
+            state = alert.get("state")
+            if state in seen:
+                seen[state].add(alert["labels"].get("alertname", "?"))
 
     def _judge(self, report: ChaosReport, scenario: Scenario, ledger: Ledger, start_ms: int,
                supervisor: Supervisor) -> None:
@@ -272,6 +286,9 @@ class ChaosRunner:
         report.model_versions = dict(ledger.model_versions)
         report.degraded_scores = ledger.degraded
         report.failovers = [dataclasses.asdict(e) for e in supervisor.events]
+        if supervisor.events and self._fault_wall is not None:
+            first = datetime.fromisoformat(supervisor.events[0].at).timestamp()
+            report.replaced_after_s = round(first - self._fault_wall, 2)
         report.timeline = timeline(ledger.scored_at_ms, start_ms)
         fault = report.fault_at_s if report.fault_at_s is not None else self.plan.fault_at_s
         report.recovery_seconds = recovery_seconds(report.timeline, fault, self.plan.rate)

@@ -80,15 +80,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def table(reports: list) -> str:
     """One line per scenario: the numbers that prove (or disprove) it."""
     head = (f"{'scenario':<15} {'result':<7} {'produced':>8} {'scored':>7} {'dlq':>5} "
-            f"{'lost':>5} {'dups':>5} {'recovery_s':>10} {'p99_during_ms':>13}  alerts")
+            f"{'lost':>5} {'dups':>5} {'replaced_s':>10} {'recovery_s':>10} "
+            f"{'p99_during_ms':>13}  alerts (fired; *pending)")
     rows = [head, "-" * len(head)]
     for r in reports:
         result = "skip" if r.skipped else "pass" if r.passed else "FAIL"
         during = r.p99_latency_ms.get("during")
         rows.append(f"{r.scenario:<15} {result:<7} {r.produced:>8} {r.scored:>7} "
                     f"{r.dead_lettered:>5} {r.lost:>5} {r.duplicates:>5} "
-                    f"{'-' if r.recovery_seconds is None else f'{r.recovery_seconds:.1f}':>10} "
+                    f"{_seconds(r.replaced_after_s):>10} {_seconds(r.recovery_seconds):>10} "
                     f"{'-' if during is None else f'{during:.0f}':>13}  "
-                    f"{','.join(r.alerts_fired) or '-'}"
+                    f"{','.join(r.alerts_fired + ['*' + a for a in r.alerts_pending]) or '-'}"
                     + (f"  ({r.skipped})" if r.skipped else ""))
     return "\n".join(rows)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

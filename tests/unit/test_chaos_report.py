@@ -1,0 +1,54 @@
+"""The chaos report's arithmetic and summaries, on hand-made timelines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
+from fraudstream.commands.chaos_cmd import table
+
+
+def series(rates: list[float]) -> list[dict[str, float]]:
+    return [{"t": float(i), "scored": r, "p99_ms": 10.0} for i, r in enumerate(rates)]
+
+
+def test_timeline_buckets_decisions_per_second() -> None:
+    start = 1_000_000
+    points = [(start + 100, 5.0), (start + 900, 15.0), (start + 2500, 30.0)]
+    out = timeline(points, start)
+    assert [b["scored"] for b in out] == [2.0, 0.0, 1.0]
+    assert out[2]["p99_ms"] == 30.0
+
+
+def test_recovery_is_the_first_bucket_back_at_ninety_percent_of_the_prior_rate() -> None:
+    rates = [100, 100, 100, 100, 0, 0, 50, 95, 100]
+    assert recovery_seconds(series(rates), fault_at_s=4, rate=100) == 3.0
+    assert recovery_seconds(series([100] * 8), fault_at_s=4, rate=100) == 0.0
+    assert recovery_seconds(series([100, 100, 100, 100, 0, 0]), fault_at_s=4, rate=100) is None
+
+
+def test_p99_by_phase_splits_at_the_fault_and_the_recovery() -> None:
+    start = 0
+    points = [(500, 1.0), (4500, 200.0), (9000, 3.0)]
+    phases = p99_by_phase(points, start, fault_at_s=2, recovered_at_s=6)
+    assert phases == {"before": 1.0, "during": 200.0, "after": 3.0}
+
+
+def test_summaries_show_replacement_pending_alerts_and_continuity(tmp_path: Path) -> None:
+    report = ChaosReport("hang-worker", produced=10, scored=10, passed=True,
+                         replaced_after_s=2.4, recovery_seconds=7.0,
+                         alerts_fired=["FraudstreamWorkerFailover"],
+                         alerts_pending=["FraudstreamWorkerDown"],
+                         gap_records_read=0, redelivered_dropped=3,
+                         timeline=series([5, 5]), fault_at_s=1.0)
+    md = report.markdown()
+    assert "first 2.4 s after the fault" in md
+    assert "pending (their `for:` window outlasted the run): FraudstreamWorkerDown" in md
+    assert "0 skipped records read from Kafka, 3 repeated records dropped" in md
+    row = table([report]).splitlines()[-1].split()
+    assert row[:3] == ["hang-worker", "pass", "10"]
+    assert row[7:9] == ["2.4", "7.0"]
+    assert row[-1] == "FraudstreamWorkerFailover,*FraudstreamWorkerDown"
+    written = report.write(tmp_path / "r.json")
+    written += ChaosReport("no-fault", timeline=series([5])).write(tmp_path / "n.json")
+    assert [p.suffix for p in written] == [".json", ".md", ".png"] * 2
