@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
 from fraudstream.commands.chaos_cmd import table
 
 
-def series(rates: list[float]) -> list[dict[str, float]]:
+def series(rates: Sequence[float]) -> list[dict[str, float]]:
     return [{"t": float(i), "scored": r, "p99_ms": 10.0} for i, r in enumerate(rates)]
 
 
