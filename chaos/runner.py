@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import re
 import time
 import urllib.request
 import uuid
@@ -82,6 +83,35 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
     return values
 
 
+def run_alerts(body: dict[str, Any], app_id: str, since_ms: int) -> dict[str, set[str]]:
+    """Alert names by state (firing, pending) in a Prometheus /api/v1/alerts answer.
+
+    Only the run's own alerts (its app label) that became active once the load started (not
+    during the workers' start) count, and a feature's drift alert is named with its feature:
+    ``FraudstreamFeatureDrift[amount]``.
+    """
+    found: dict[str, set[str]] = {"firing": set(), "pending": set()}
+    for alert in body.get("data", {}).get("alerts", []):
+        labels = alert.get("labels", {})
+        if labels.get("app", app_id) != app_id:
+            continue
+        active_ms = _epoch_ms(alert.get("activeAt", ""))
+        state = alert.get("state")
+        if state in found and (active_ms is None or active_ms >= since_ms):
+            name = labels.get("alertname", "?")
+            found[state].add(f"{name}[{labels['feature']}]" if "feature" in labels else name)
+    return found
+
+
+def _epoch_ms(rfc3339: str) -> int | None:
+    """Milliseconds since the epoch of Prometheus' ``activeAt`` (nanosecond precision, Z)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", rfc3339)
+    if match is None:
+        return None
+    seconds = datetime.fromisoformat(match[1] + "+00:00").timestamp()
+    return int((seconds + float(match[2] or 0)) * 1000)
+
+
 class ChaosRunner:
     """Runs scenarios against a live Kafka (and, for stack faults, the local stack)."""
 
@@ -123,7 +153,7 @@ class ChaosRunner:
         ensure_topics(settings)
         ensure_production(settings)
         supervisor = Supervisor(settings, self.plan.workers, self.plan.standbys, self.policy)
-        metrics_server = supervisor.serve_metrics(required=False)
+        supervisor.serve_metrics(required=False)
         supervisor.start()
         ctx = FaultContext(supervisor, self.stack, settings)
         try:
@@ -147,8 +177,6 @@ class ChaosRunner:
             return report
         finally:
             supervisor.stop()
-            if metrics_server is not None:
-                metrics_server.shutdown()
             if scenario.heal is not None and report.healed_at_s is None:
                 try:
                     scenario.heal(ctx)
@@ -235,7 +263,8 @@ class ChaosRunner:
                         report.healed_at_s = round(loop.time() - t0, 2)
                     if now >= next_alert_poll:
                         next_alert_poll = now + 2.0
-                        await asyncio.to_thread(self._observe_alerts, alerts, settings)
+                        await asyncio.to_thread(self._observe_alerts, alerts, settings,
+                                                start_ms)
                     if task.done() and (healed or scenario.heal is None):
                         task.result()
                         deadline = deadline or loop.time() + plan.drain_timeout_s
@@ -244,7 +273,7 @@ class ChaosRunner:
                 # Anything extra (a duplicate or second decision) would arrive now.
                 for topic, _k, value, ts in await reader.poll(3.0):
                     ledger.observe(kinds[topic], value, ts)
-                await asyncio.to_thread(self._observe_alerts, alerts, settings)
+                await asyncio.to_thread(self._observe_alerts, alerts, settings, start_ms)
             finally:
                 task.cancel()
                 await producer.stop()
@@ -256,7 +285,8 @@ class ChaosRunner:
         report.produce_failed = stats.failed
         return ledger, start_ms
 
-    def _observe_alerts(self, seen: dict[str, set[str]], settings: Settings) -> None:
+    def _observe_alerts(self, seen: dict[str, set[str]], settings: Settings,
+                        since_ms: int) -> None:
         """Add this run's alerts, firing or pending in Prometheus now, to ``seen`` by state."""
         url = f"http://{settings.bind_host}:{settings.prometheus_port}/api/v1/alerts"
         try:
@@ -265,13 +295,8 @@ class ChaosRunner:
         except (OSError, ValueError):
             return
         self._prometheus_answered = True
-        for alert in body.get("data", {}).get("alerts", []):
-            # This run's alerts only: the app label is the run's own consumer group.
-            if alert["labels"].get("app", settings.app_id) != settings.app_id:
-                continue
-            state = alert.get("state")
-            if state in seen:
-                seen[state].add(alert["labels"].get("alertname", "?"))
+        for state, names in run_alerts(body, settings.app_id, since_ms).items():
+            seen.setdefault(state, set()).update(names)
 
     def _judge(self, report: ChaosReport, scenario: Scenario, ledger: Ledger, start_ms: int,
                supervisor: Supervisor) -> None:
@@ -324,4 +349,7 @@ class ChaosRunner:
             problems.append(f"the tampered version {tampered} scored transactions")
         if report.recovery_seconds is None:
             problems.append("scoring never returned to the prior rate")
+        if report.alerts_missing:
+            problems.append(f"expected alerts neither fired nor pending: "
+                            f"{', '.join(report.alerts_missing)}")
         report.passed = not problems

@@ -83,11 +83,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              expect_gap_repair=True),
     Scenario("drift", "from the fault on, genuine amounts are 5 times larger (the simulator's "
              "amount_scale): the workers' amount drift (PSI) must rise above 0.25",
-             None, drift_amount_scale=5.0, expect_alerts=("FraudstreamFeatureDrift",)),
+             None, drift_amount_scale=5.0, expect_alerts=("FraudstreamFeatureDrift[amount]",)),
     Scenario("poison", "a burst of malformed records (bad JSON, missing and wrong-typed "
              "fields, absurd timestamps, duplicate ids) mixed into the load; each is "
              "dead-lettered with a reason, nothing else changes",
-             None, poison_every=20, expect_alerts=("FraudstreamDeadLetterRateHigh",)),
+             None, poison_every=10, expect_alerts=("FraudstreamDeadLetterRateHigh",)),
 )}
 
 

@@ -39,11 +39,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def write_targets(settings: Settings, name: str, targets: list[str], component: str) -> None:
-    """List ``targets`` for the local Prometheus (file_sd ``targets/<name>.json``)."""
+    """List ``targets`` for the local Prometheus (file_sd ``targets/<name>-<app id>.json``).
+
+    One file per app, so a chaos run and the demo never overwrite each other's targets.
+    """
     from deploy.local.services import write_targets as write_file_sd
 
-    write_file_sd(settings.state_dir / "prometheus" / "targets", name, targets,
+    write_file_sd(_targets_dir(settings), f"{name}-{settings.app_id}", targets,
                   {"component": component, "app": settings.app_id})
+
+
+def remove_targets(settings: Settings, name: str) -> None:
+    """Stop listing the targets ``write_targets`` listed: stopped processes are not down ones."""
+    (_targets_dir(settings) / f"{name}-{settings.app_id}.json").unlink(missing_ok=True)
+
+
+def _targets_dir(settings: Settings) -> Path:
+    return settings.state_dir / "prometheus" / "targets"
 
 
 @dataclass
@@ -191,3 +203,4 @@ class WorkerPool:
             w.signal(signal.SIGTERM)
         for w in self.workers:
             w.stop()
+        remove_targets(self.settings, "workers")

@@ -123,6 +123,7 @@ class Supervisor:
                                        settings.topic_transactions)
         self._progress_at = 0.0
         self._producer: Any = None
+        self._metrics_server: Any = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._standby_restarts = CrashLoopGuard()
@@ -182,6 +183,15 @@ class Supervisor:
                 w.stop()
         self._progress.stop()
         self._probes.shutdown(wait=False)
+        from workers.pool import remove_targets
+
+        for name in ("workers", "supervisor"):
+            remove_targets(self.settings, name)
+        if self._metrics_server is not None:
+            # shutdown() alone leaves the port bound: the next supervisor could not serve.
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
         if self._producer is not None:
             self._producer.close(timeout=2)
 
@@ -322,8 +332,8 @@ class Supervisor:
     def serve_metrics(self, required: bool = True) -> Any:
         """Serve /metrics on FRAUDSTREAM_SUPERVISOR_PORT and list it for the local Prometheus.
 
-        Returns the HTTP server (``shutdown()`` it when done). A taken port raises
-        ``OSError`` when ``required``, else it is logged and None returned.
+        Returns the HTTP server, which ``stop()`` closes. A taken port raises ``OSError`` when
+        ``required``, else it is logged and None returned.
         """
         from prometheus_client import start_http_server
 
@@ -339,6 +349,7 @@ class Supervisor:
             logger.warning("supervisor metrics not served port=%s error=%r", s.supervisor_port,
                            exc)
             return None
+        self._metrics_server = server
         write_targets(s, "supervisor", [f"{s.bind_host}:{s.supervisor_port}"],
                       component="supervisor")
         return server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
@@ -81,7 +82,7 @@ def table(reports: list) -> str:
     """One line per scenario: the numbers that prove (or disprove) it."""
     head = (f"{'scenario':<15} {'result':<7} {'produced':>8} {'scored':>7} {'dlq':>5} "
             f"{'lost':>5} {'dups':>5} {'replaced_s':>10} {'recovery_s':>10} "
-            f"{'p99_during_ms':>13}  alerts (fired; *pending)")
+            f"{'p99_during_ms':>13}  alerts (fired, *expected and pending)")
     rows = [head, "-" * len(head)]
     for r in reports:
         result = "skip" if r.skipped else "pass" if r.passed else "FAIL"
@@ -90,10 +91,18 @@ def table(reports: list) -> str:
                     f"{r.dead_lettered:>5} {r.lost:>5} {r.duplicates:>5} "
                     f"{_seconds(r.replaced_after_s):>10} {_seconds(r.recovery_seconds):>10} "
                     f"{'-' if during is None else f'{during:.0f}':>13}  "
-                    f"{','.join(r.alerts_fired + ['*' + a for a in r.alerts_pending]) or '-'}"
+                    f"{_alerts(r)}"
                     + (f"  ({r.skipped})" if r.skipped else ""))
     return "\n".join(rows)
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _alerts(report: Any) -> str:
+    """Fired alerts, expected ones that were pending (starred), and how many others pended."""
+    expected = [f"*{a}" for a in report.alerts_pending if a in report.alerts_expected]
+    others = len(report.alerts_pending) - len(expected)
+    shown = ",".join(report.alerts_fired + expected) or "-"
+    return shown + (f" (+{others} pending)" if others else "")

@@ -74,7 +74,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.local import StackError
 
     pool: Supervisor | None = None
-    metrics_server = None
     try:
         try:
             stack.up()
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"model {version}; starting {args.workers} supervised workers and "
               f"{args.standby} standby...", file=sys.stderr)
         pool = Supervisor(settings, args.workers, args.standby)
-        metrics_server = pool.serve_metrics(required=False)
+        pool.serve_metrics(required=False)
         pool.start()
         try:
             pool.wait_ready()
@@ -104,8 +103,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if pool is not None:
             pool.stop()
-        if metrics_server is not None:
-            metrics_server.shutdown()
         if started_stack and not args.keep_stack:
             stack.down()
     text = json.dumps(summary, indent=2)

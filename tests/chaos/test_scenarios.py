@@ -4,7 +4,8 @@ Each case is one named failure from ``chaos.scenarios`` (the same table ``frauds
 run`` uses), run by the same runner under supervised workers with a warm standby. A case
 passes only when the ledger of every produced record shows nothing lost, nothing output
 twice, no conflicting decision, and scoring back at the prior rate; the supervisor must have
-replaced the worker where the scenario expects it. On failure, every worker's log is printed.
+replaced the worker where the scenario expects it, and the alerts the scenario expects must
+have fired or be pending in the stack's Prometheus. On failure, every worker's log is printed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
     assert report.duplicates == 0, report.problems
     assert report.conflicting_decisions == 0, report.problems
     assert report.scored + report.dead_lettered == report.produced
+    assert not report.alerts_missing, report.problems
     if scenario.expect_failover:
         assert report.failovers, "the supervisor replaced no worker"
     if scenario.expect_degraded:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
+from chaos.runner import run_alerts
 from fraudstream.commands.chaos_cmd import table
 
 
@@ -49,7 +51,26 @@ def test_summaries_show_replacement_pending_alerts_and_continuity(tmp_path: Path
     row = table([report]).splitlines()[-1].split()
     assert row[:3] == ["hang-worker", "pass", "10"]
     assert row[7:9] == ["2.4", "7.0"]
-    assert row[-1] == "FraudstreamWorkerFailover,*FraudstreamWorkerDown"
+    assert row[-3:] == ["FraudstreamWorkerFailover", "(+1", "pending)"]
+    report.alerts_expected = ["FraudstreamWorkerDown"]
+    assert table([report]).endswith("  FraudstreamWorkerFailover,*FraudstreamWorkerDown")
     written = report.write(tmp_path / "r.json")
     written += ChaosReport("no-fault", timeline=series([5])).write(tmp_path / "n.json")
     assert [p.suffix for p in written] == [".json", ".md", ".png"] * 2
+
+
+def test_run_alerts_keeps_this_runs_alerts_raised_after_the_load_started() -> None:
+    def alert(name: str, state: str, at: str, **labels: str) -> dict[str, object]:
+        return {"labels": {"alertname": name, "app": labels.pop("app", "run"), **labels},
+                "state": state, "activeAt": at}
+
+    body = {"data": {"alerts": [
+        alert("FraudstreamWorkerFailover", "firing", "2026-11-27T10:00:05.123456789Z"),
+        alert("FraudstreamFeatureDrift", "pending", "2026-11-27T10:00:09Z", feature="amount"),
+        alert("FraudstreamWorkersBelowDesired", "pending", "2026-11-27T09:59:58Z"),
+        alert("FraudstreamWorkerDown", "firing", "2026-11-27T10:00:06Z", app="other-run"),
+    ]}}
+    since = int(datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC).timestamp() * 1000)
+    assert run_alerts(body, "run", since) == {
+        "firing": {"FraudstreamWorkerFailover"},
+        "pending": {"FraudstreamFeatureDrift[amount]"}}
