@@ -8,6 +8,7 @@ middle, then a ledger of every produced record checked against the committed ``s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from chaos.faults import FaultContext, FaultUnavailable
@@ -83,6 +85,28 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
     return values
 
 
+class ChaosBusy(RuntimeError):
+    """Another chaos run is using the same local stack."""
+
+
+@contextlib.contextmanager
+def exclusive_run(state_dir: Path) -> Iterator[None]:
+    """Hold ``state_dir/chaos.lock`` for one run, or raise ``ChaosBusy`` at once."""
+    import fcntl
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "chaos.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ChaosBusy(f"another chaos run is using the stack under {state_dir}; wait for "
+                            "it to finish (its workers and brokers would clash)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run_alerts(body: dict[str, Any], app_id: str, since_ms: int) -> dict[str, set[str]]:
     """Alert names by state (firing, pending) in a Prometheus /api/v1/alerts answer.
 
@@ -129,6 +153,15 @@ class ChaosRunner:
         self._fault_wall: float | None = None
 
     def run(self, scenario: Scenario) -> ChaosReport:
+        """Run one scenario end to end and judge it (one run at a time per state dir).
+
+        Raises ``ChaosBusy`` while another run holds the state dir: two runs would fight over
+        the workers' ports and the brokers.
+        """
+        with exclusive_run(self.base.state_dir):
+            return self._run(scenario)
+
+    def _run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it.
 
         A scenario that needs three brokers, on a stack with fewer, runs on a three-node Kafka
@@ -145,7 +178,7 @@ class ChaosRunner:
                                         kafka_port=kafka3.config.kafka_port, kafka_nodes=3,
                                         replication_factor=3),
                     kafka3, self.plan, self.policy, self.isolate)
-                report = inner.run(scenario)
+                report = inner._run(scenario)
                 self.logs = inner.logs
                 return report
         settings = self._fresh_settings() if self.isolate else self.base

@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from chaos import ChaosRunner, RunPlan
+    from chaos.runner import ChaosBusy
     from chaos.scenarios import resolve
     from fraudstream.commands.demo_cmd import with_signing_key
     from fraudstream.commands.stack_cmd import stack_from_settings
@@ -65,7 +66,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     reports = []
     for scenario in scenarios:
         print(f"chaos: {scenario.name}: {scenario.description}", flush=True)
-        report = runner.run(scenario)
+        try:
+            report = runner.run(scenario)
+        except ChaosBusy as exc:
+            raise UserError(str(exc)) from exc
         reports.append(report)
         if args.json is not None:
             path = args.json if len(scenarios) == 1 else args.json.parent / f"{scenario.name}.json"

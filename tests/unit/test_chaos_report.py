@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
-from chaos.runner import run_alerts
+from chaos.runner import ChaosBusy, exclusive_run, run_alerts
 from fraudstream.commands.chaos_cmd import table
 
 
@@ -74,3 +76,11 @@ def test_run_alerts_keeps_this_runs_alerts_raised_after_the_load_started() -> No
     assert run_alerts(body, "run", since) == {
         "firing": {"FraudstreamWorkerFailover"},
         "pending": {"FraudstreamFeatureDrift[amount]"}}
+
+
+def test_one_chaos_run_at_a_time_per_state_dir(tmp_path: Path) -> None:
+    with (exclusive_run(tmp_path), pytest.raises(ChaosBusy, match="another chaos run"),
+          exclusive_run(tmp_path)):
+        pass
+    with exclusive_run(tmp_path):  # released
+        pass
