@@ -18,6 +18,9 @@ from deploy.local.errors import ServiceNotReady, StackError
 
 logger = logging.getLogger(__name__)
 
+#: How long stop() waits for a SIGKILLed process to be gone.
+KILL_WAIT_S = 10.0
+
 
 def port_in_use(host: str, port: int) -> bool:
     """True when something accepts TCP connections on host:port."""
@@ -111,7 +114,12 @@ class ManagedProcess:
             logger.warning("killing name=%s pid=%s after %.0fs", self.name, pid, timeout)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            _reap(pid)
+            # Until it is gone it still holds its ports: a restart right away would find
+            # them taken (seen: a broker restarted just after a SIGKILL).
+            deadline = time.monotonic() + KILL_WAIT_S
+            while time.monotonic() < deadline and process_start_ticks(pid) is not None:
+                _reap(pid)
+                time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
 
