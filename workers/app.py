@@ -23,7 +23,7 @@ from monitoring.drift_window import DriftMonitor
 from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord
-from workers.continuity import DeliveryChaos, OffsetContinuity
+from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
@@ -220,6 +220,10 @@ class WorkerApp:
 
     async def _continuous(self, batch: list[RawRecord]) -> list[RawRecord]:
         """The batch with never-delivered records read in, and records seen before dropped."""
+        batch, repeated = once_each(batch)
+        if repeated:
+            logger.warning("delivered twice in one batch, dropped count=%d", repeated)
+            self.metrics.offsets_redelivered.inc(repeated)
         offsets: dict[int, list[int]] = {}
         for r in batch:
             offsets.setdefault(r.partition, []).append(r.offset)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -61,6 +61,34 @@ class OffsetContinuity:
         """Record that every offset of ``partition`` up to ``last_offset`` was processed."""
         if last_offset + 1 > self._next.get(partition, -1):
             self._next[partition] = last_offset + 1
+
+
+class Located(Protocol):
+    """Anything that names its partition and offset (a consumed record)."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+L = TypeVar("L", bound=Located)
+
+
+def once_each(records: Iterable[L]) -> tuple[list[L], int]:
+    """The records with each (partition, offset) kept once (the first), and how many repeated."""
+    seen: set[tuple[int, int]] = set()
+    kept: list[L] = []
+    repeated = 0
+    for record in records:
+        where = (record.partition, record.offset)
+        if where in seen:
+            repeated += 1
+            continue
+        seen.add(where)
+        kept.append(record)
+    return kept, repeated
 
 
 class DeliveryChaos:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from workers.continuity import OffsetContinuity
+from dataclasses import dataclass
+
+from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 
 
 def test_first_batch_continues_from_the_committed_offset() -> None:
@@ -43,3 +45,24 @@ def test_reset_forgets_progress_and_processed_never_goes_back() -> None:
     assert c.plan(0, [51], committed=0).missing == []
     c.reset()
     assert c.plan(0, [51], committed=40).missing == [(40, 51)]
+
+
+def test_once_each_keeps_the_first_record_of_each_offset() -> None:
+    @dataclass
+    class Rec:
+        partition: int
+        offset: int
+        tag: str
+
+    records = [Rec(0, 1, "a"), Rec(1, 1, "b"), Rec(0, 1, "c"), Rec(0, 2, "d"), Rec(1, 1, "e")]
+    kept, repeated = once_each(records)
+    assert [r.tag for r in kept] == ["a", "b", "d"] and repeated == 2
+
+
+def test_delivery_chaos_withholds_then_repeats() -> None:
+    chaos = DeliveryChaos()
+    chaos.withhold, chaos.repeat = 3, 0
+    assert chaos.apply([1, 2]) == [] and chaos.apply([3, 4, 5]) == [4, 5]
+    chaos.repeat = 1
+    assert chaos.apply([6]) == [5, 6]
+    assert chaos.apply([7]) == [7]
