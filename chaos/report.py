@@ -18,6 +18,8 @@ class ChaosReport:
     """The outcome of one scenario run (the JSON report's fields)."""
 
     scenario: str
+    #: The run's consumer group (``app`` label in Prometheus; worker logs are named after it).
+    run_id: str = ""
     produced: int = 0
     #: Sends the broker never acknowledged (not produced, so not owed an outcome).
     produce_failed: int = 0

@@ -43,6 +43,22 @@ def process_start_ticks(pid: int) -> int | None:
     return int(rest[19])
 
 
+def fully_exited(pid: int) -> bool:
+    """True once every thread of ``pid`` has exited, so its sockets and files are closed.
+
+    A multi-threaded process (a JVM) whose main thread is done shows as a zombie while its
+    other threads still run and hold its listening ports; only a zombie with no thread left
+    but the leader is really gone.
+    """
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state != "Z":
+            return False
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except (OSError, IndexError):
+        return True
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """A named server process; its identity (pid + start time) is kept in a pid file."""
@@ -107,17 +123,17 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process_start_ticks(pid) is not None:
+        while time.monotonic() < deadline and not fully_exited(pid):
             _reap(pid)
             time.sleep(0.1)
-        if process_start_ticks(pid) is not None:
+        if not fully_exited(pid):
             logger.warning("killing name=%s pid=%s after %.0fs", self.name, pid, timeout)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             # Until it is gone it still holds its ports: a restart right away would find
             # them taken (seen: a broker restarted just after a SIGKILL).
             deadline = time.monotonic() + KILL_WAIT_S
-            while time.monotonic() < deadline and process_start_ticks(pid) is not None:
+            while time.monotonic() < deadline and not fully_exited(pid):
                 _reap(pid)
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)

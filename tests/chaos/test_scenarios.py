@@ -15,8 +15,19 @@ import pytest
 from chaos import SCENARIOS, ChaosRunner, RunPlan
 from deploy.local import LocalStack
 from fraudstream.settings import Settings
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.chaos
+
+
+def kafka_topics(settings: Settings) -> set[str]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
 
 #: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
 ON_ONE_NODE = [name for name in SCENARIOS if name != "kill-broker"]
@@ -55,3 +66,6 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
             "invalid_json", "missing_field", "bad_amount", "bad_timestamp",
             "duplicate_transaction"}
     assert report.passed, report.problems
+    tag = report.run_id.removeprefix("chaos-")
+    wait_until(lambda: not [t for t in kafka_topics(base_settings) if tag in t], 30,
+               f"the topics of run {report.run_id} were not deleted")
