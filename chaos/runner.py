@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import re
 import time
 import urllib.request
 import uuid
@@ -151,12 +150,11 @@ def run_alerts(body: dict[str, Any], app_id: str, since_ms: int) -> dict[str, se
 
 
 def _epoch_ms(rfc3339: str) -> int | None:
-    """Milliseconds since the epoch of Prometheus' ``activeAt`` (nanosecond precision, Z)."""
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", rfc3339)
-    if match is None:
+    """Milliseconds since the epoch of Prometheus' ``activeAt`` (None if unreadable)."""
+    try:
+        return int(datetime.fromisoformat(rfc3339).timestamp() * 1000)
+    except ValueError:
         return None
-    seconds = datetime.fromisoformat(match[1] + "+00:00").timestamp()
-    return int((seconds + float(match[2] or 0)) * 1000)
 
 
 class ChaosRunner:
@@ -172,8 +170,6 @@ class ChaosRunner:
         #: The last lines of every worker's log after the last run (dumped when it fails).
         self.logs: dict[str, str] = {}
         self._notes: dict[str, Any] = {}
-        self._prometheus_answered = False
-        self._fault_wall: float | None = None
 
     def run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it (one run at a time per state dir).
@@ -285,8 +281,7 @@ class ChaosRunner:
         if scenario.poison_every:
             records = with_bad_records(records, scenario.poison_every)
         ledger = Ledger()
-        self._prometheus_answered = False
-        self._fault_wall = None
+        prometheus_answered = False
         kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
         alerts: dict[str, set[str]] = {"firing": set(), "pending": set()}
         async with TopicReader(settings.kafka_bootstrap, list(kinds)) as reader:
@@ -313,7 +308,6 @@ class ChaosRunner:
                     if not faulted and now >= plan.fault_at_s:
                         faulted = True
                         report.fault_at_s = round(now, 2)
-                        self._fault_wall = time.time()
                         if scenario.inject is not None:
                             await asyncio.to_thread(scenario.inject, ctx)
                     if (faulted and not healed and scenario.heal is not None
@@ -323,8 +317,8 @@ class ChaosRunner:
                         report.healed_at_s = round(loop.time() - t0, 2)
                     if now >= next_alert_poll:
                         next_alert_poll = now + 2.0
-                        await asyncio.to_thread(self._observe_alerts, alerts, settings,
-                                                start_ms)
+                        prometheus_answered |= await asyncio.to_thread(
+                            self._observe_alerts, alerts, settings, start_ms)
                     if task.done() and (healed or scenario.heal is None):
                         task.result()
                         deadline = deadline or loop.time() + plan.drain_timeout_s
@@ -333,30 +327,34 @@ class ChaosRunner:
                 # Anything extra (a duplicate or second decision) would arrive now.
                 for topic, _k, value, ts in await reader.poll(3.0):
                     ledger.observe(kinds[topic], value, ts)
-                await asyncio.to_thread(self._observe_alerts, alerts, settings, start_ms)
+                prometheus_answered |= await asyncio.to_thread(
+                    self._observe_alerts, alerts, settings, start_ms)
             finally:
                 task.cancel()
                 await producer.stop()
         report.alerts_fired = sorted(alerts["firing"])
         report.alerts_pending = sorted(alerts["pending"] - alerts["firing"])
-        if self._prometheus_answered:
+        if prometheus_answered:
             report.alerts_missing = sorted(set(scenario.expect_alerts) - alerts["firing"]
                                            - alerts["pending"])
         report.produce_failed = stats.failed
         return ledger, start_ms
 
     def _observe_alerts(self, seen: dict[str, set[str]], settings: Settings,
-                        since_ms: int) -> None:
-        """Add this run's alerts, firing or pending in Prometheus now, to ``seen`` by state."""
+                        since_ms: int) -> bool:
+        """Add this run's alerts, firing or pending in Prometheus now, to ``seen`` by state.
+
+        Returns whether Prometheus answered.
+        """
         url = f"http://{settings.bind_host}:{settings.prometheus_port}/api/v1/alerts"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 body = json.loads(resp.read())
         except (OSError, ValueError):
-            return
-        self._prometheus_answered = True
+            return False
         for state, names in run_alerts(body, settings.app_id, since_ms).items():
-            seen.setdefault(state, set()).update(names)
+            seen[state] |= names
+        return True
 
     def _judge(self, report: ChaosReport, scenario: Scenario, ledger: Ledger, start_ms: int,
                supervisor: Supervisor) -> None:
@@ -371,9 +369,9 @@ class ChaosRunner:
         report.model_versions = dict(ledger.model_versions)
         report.degraded_scores = ledger.degraded
         report.failovers = [dataclasses.asdict(e) for e in supervisor.events]
-        if supervisor.events and self._fault_wall is not None:
+        if supervisor.events and report.fault_at_s is not None:
             first = datetime.fromisoformat(supervisor.events[0].at).timestamp()
-            report.replaced_after_s = round(first - self._fault_wall, 2)
+            report.replaced_after_s = round(first - start_ms / 1000 - report.fault_at_s, 2)
         report.timeline = timeline(ledger.scored_at_ms, start_ms)
         fault = report.fault_at_s if report.fault_at_s is not None else self.plan.fault_at_s
         report.recovery_seconds = recovery_seconds(report.timeline, fault, self.plan.rate)

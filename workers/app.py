@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -406,43 +406,40 @@ class WorkerApp:
         POST /chaos/delivery {"withhold", "repeat"}: hide the next records from the worker as
         if the consumer had skipped them, or hand the last ones over again.
         """
+        chaos, delivery = self.chaos, self.delivery_chaos
+
+        def set_delivery(body: dict[str, Any]) -> dict[str, Any]:
+            withhold, repeat = int(body.get("withhold", 0)), int(body.get("repeat", 0))
+            delivery.withhold, delivery.repeat = max(withhold, 0), max(repeat, 0)
+            return {"withhold": delivery.withhold, "repeat": delivery.repeat}
+
+        def set_model(body: dict[str, Any]) -> dict[str, Any]:
+            delay, fail = float(body.get("delay_s", 0.0)), bool(body.get("fail", False))
+            chaos.delay_s, chaos.fail = max(delay, 0.0), fail
+            return {"delay_s": chaos.delay_s, "fail": chaos.fail}
+
+        self._chaos_hook("/chaos/delivery", '{"withhold": int, "repeat": int}', set_delivery)
+        self._chaos_hook("/chaos/model", '{"delay_s": float, "fail": bool}', set_model)
+
+    def _chaos_hook(self, path: str, usage: str,
+                    apply: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """A loopback-only POST ``path`` whose JSON body ``apply`` turns into the new state."""
         from faust.web import View
 
         from monitoring.api.deps import is_loopback
 
-        chaos = self.chaos
-        delivery = self.delivery_chaos
-
-        @self.app.page("/chaos/delivery")
-        class ChaosDelivery(View):
+        class ChaosHook(View):
             async def post(self, request: Any) -> Any:
                 if not is_loopback(getattr(request, "remote", None)):
                     return self.json({"error": "loopback only"}, status=403)
                 try:
-                    body = await request.json()
-                    withhold, repeat = int(body.get("withhold", 0)), int(body.get("repeat", 0))
+                    state = apply(await request.json())
                 except (ValueError, TypeError, AttributeError):
-                    return self.json({"error": 'send {"withhold": int, "repeat": int}'},
-                                     status=400)
-                delivery.withhold, delivery.repeat = max(withhold, 0), max(repeat, 0)
-                logger.warning("chaos: delivery withhold=%d repeat=%d", delivery.withhold,
-                               delivery.repeat)
-                return self.json({"withhold": delivery.withhold, "repeat": delivery.repeat})
+                    return self.json({"error": f"send {usage}"}, status=400)
+                logger.warning("chaos: %s %s", path, state)
+                return self.json(state)
 
-        @self.app.page("/chaos/model")
-        class ChaosModel(View):
-            async def post(self, request: Any) -> Any:
-                if not is_loopback(getattr(request, "remote", None)):
-                    return self.json({"error": "loopback only"}, status=403)
-                try:
-                    body = await request.json()
-                    delay, fail = float(body.get("delay_s", 0.0)), bool(body.get("fail", False))
-                except (ValueError, TypeError, AttributeError):
-                    return self.json({"error": 'send {"delay_s": float, "fail": bool}'},
-                                     status=400)
-                chaos.delay_s, chaos.fail = max(delay, 0.0), fail
-                logger.warning("chaos: model delay_s=%s fail=%s", chaos.delay_s, chaos.fail)
-                return self.json({"delay_s": chaos.delay_s, "fail": chaos.fail})
+        self.app.page(path, name=f"chaos{path.replace('/', '-')}")(ChaosHook)
 
 
 class _LazyProducer:

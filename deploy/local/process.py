@@ -29,18 +29,22 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (None if it is gone); guards pid reuse."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first); None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name may hold spaces and parentheses: fields start after the last ')'.
-    rest = stat.rsplit(")", 1)[1].split()
-    state = rest[0]
-    if state == "Z":
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (None if it is gone); guards pid reuse."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
         return None
-    return int(rest[19])
+    return int(fields[19])
 
 
 def fully_exited(pid: int) -> bool:
@@ -50,12 +54,14 @@ def fully_exited(pid: int) -> bool:
     other threads still run and hold its listening ports; only a zombie with no thread left
     but the leader is really gone.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return True
+    if fields[0] != "Z":
+        return False
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state != "Z":
-            return False
         return len(os.listdir(f"/proc/{pid}/task")) <= 1
-    except (OSError, IndexError):
+    except OSError:
         return True
 
 
