@@ -58,6 +58,8 @@ class ChaosReport:
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
     passed: bool = False
+    #: The run's topics by role (kept for an audit with ``--keep-topics``, else deleted).
+    topics: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

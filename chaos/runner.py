@@ -16,7 +16,7 @@ import logging
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,29 @@ from workers.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 
+async def read_until_settled(reader: TopicReader, observe: Callable[[str, bytes | None, int],
+                                                                     None],
+                             settle_s: float, timeout_s: float = 60.0) -> None:
+    """Read until every partition is at its end and nothing new came for ``settle_s``.
+
+    Stopping as soon as the counts balance would miss a late duplicate; stopping on a quiet
+    poll alone would miss records still being fetched.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    quiet_since = loop.time()
+    while loop.time() < deadline:
+        records = await reader.poll(0.5)
+        for topic, _k, value, ts in records:
+            observe(topic, value, ts)
+        if records or not await reader.at_end():
+            quiet_since = loop.time()
+        elif loop.time() - quiet_since >= settle_s:
+            return
+    logger.warning("outputs did not settle within %.0fs; the ledger may be incomplete",
+                   timeout_s)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """Load and timing of a run."""
@@ -49,7 +72,11 @@ class RunPlan:
     standbys: int = 1
     #: After the load ends, how long to wait for every record's outcome.
     drain_timeout_s: float = 120.0
+    #: After every record has an outcome, outputs must stay at their end this long.
+    settle_s: float = 3.0
     seed: int = 11
+    #: Leave the run's topics in place for an independent audit (their names are reported).
+    keep_topics: bool = False
 
 
 #: The PSI the drift alert fires above (monitoring/rules/fraudstream.yml).
@@ -237,7 +264,9 @@ class ChaosRunner:
                     logger.warning("heal after failure failed error=%r", exc)
             self.logs = {w.name: w.log_tail(40) for w in
                          [s.worker for s in supervisor.slots] + supervisor.standbys}
-            if self.isolate:
+            report.topics = {"transactions": settings.topic_transactions,
+                             "scores": settings.topic_scores, "dlq": settings.topic_dlq}
+            if self.isolate and not self.plan.keep_topics:
                 # Hundreds of leftover runs' partitions made a broker restart take 30 s.
                 delete_run_topics(settings.kafka_bootstrap, settings.app_id.removeprefix("chaos-"))
         self._notes = ctx.notes
@@ -324,9 +353,10 @@ class ChaosRunner:
                         deadline = deadline or loop.time() + plan.drain_timeout_s
                         if ledger.complete or loop.time() > deadline:
                             break
-                # Anything extra (a duplicate or second decision) would arrive now.
-                for topic, _k, value, ts in await reader.poll(3.0):
-                    ledger.observe(kinds[topic], value, ts)
+                # Anything extra (a duplicate or a second decision) would arrive now: read
+                # until every output partition is at its end and stays there.
+                await read_until_settled(reader, lambda topic, value, ts: ledger.observe(
+                    kinds[topic], value, ts), settle_s=plan.settle_s)
                 prometheus_answered |= await asyncio.to_thread(
                     self._observe_alerts, alerts, settings, start_ms)
             finally:

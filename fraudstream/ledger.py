@@ -1,8 +1,11 @@
 """A ledger of what was produced against what came out (scores and dead letters).
 
-It proves the first invariant by counting, not by assumption. Every produced record is known by
-its Kafka position; it is accounted for when a dead letter names that position, or when it is
-the first record of its transaction id and that id was scored. Anything else is lost.
+It proves the first two invariants by counting, not by assumption. Every produced record is
+known by its Kafka position (partition, offset), and every score and dead letter names the
+position of the record it answers. A produced position is accounted for when exactly one
+output names it; none is a loss, more than one a duplicate, whatever the outputs say about
+transaction ids. A transaction id decided at two positions is a duplicate decision too, and two
+different decisions for one id are conflicting.
 """
 
 from __future__ import annotations
@@ -22,19 +25,26 @@ class Ledger:
 
     #: (partition, offset) of each acknowledged transaction record -> its id (None: unreadable).
     produced_at: dict[Position, str | None] = field(default_factory=dict)
+    #: Score records per position they name, and per transaction id they decide.
+    score_positions: collections.Counter[Position] = field(
+        default_factory=collections.Counter)
     score_counts: collections.Counter[str] = field(default_factory=collections.Counter)
     decisions: dict[str, str] = field(default_factory=dict)
     conflicting: set[str] = field(default_factory=set)
     decision_counts: collections.Counter[str] = field(default_factory=collections.Counter)
-    dead_letter_positions: set[Position] = field(default_factory=set)
+    dead_letter_positions: collections.Counter[Position] = field(
+        default_factory=collections.Counter)
     dead_letter_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Outputs that name no position, or one that was never produced in this run.
+    unmatched: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     #: (score record's Kafka timestamp, latency) of each first decision, for timelines.
     scored_at_ms: list[tuple[int, float]] = field(default_factory=list)
-    dead_letter_repeats: int = 0
     #: Score records per model version, and how many a fallback answered (degraded).
     model_versions: collections.Counter[str] = field(default_factory=collections.Counter)
     degraded: int = 0
+    #: Produced positions no output has named yet (kept as it goes: ``complete`` is O(1)).
+    _unanswered: set[Position] = field(default_factory=set)
 
     def produced(self, value: bytes, partition: int, offset: int) -> None:
         """Note a record Kafka acknowledged at (partition, offset)."""
@@ -43,12 +53,21 @@ class Ledger:
             tid = body.get("transaction_id") if isinstance(body, dict) else None
         except orjson.JSONDecodeError:
             tid = None
-        self.produced_at[(partition, offset)] = tid if isinstance(tid, str) else None
+        position = (partition, offset)
+        self.produced_at[position] = tid if isinstance(tid, str) else None
+        if position not in self.score_positions and position not in self.dead_letter_positions:
+            self._unanswered.add(position)
 
     def observe(self, topic_kind: str, value: bytes | None, timestamp_ms: int) -> None:
         """Record an output: ``topic_kind`` is "scores" or "dlq"."""
         body = orjson.loads(value or b"{}")
+        position = _position(body)
+        if position is None:
+            self.unmatched += 1
+            return
+        self._unanswered.discard(position)
         if topic_kind == "scores":
+            self.score_positions[position] += 1
             tid = body["transaction_id"]
             self.score_counts[tid] += 1
             previous = self.decisions.setdefault(tid, body["decision"])
@@ -64,45 +83,48 @@ class Ledger:
                     self.latencies_ms.append(latency)
                     self.scored_at_ms.append((timestamp_ms, latency))
         else:
-            position = (int(body["partition"]), int(body["offset"]))
-            if position in self.dead_letter_positions:
-                self.dead_letter_repeats += 1
-            else:
-                self.dead_letter_positions.add(position)
+            self.dead_letter_positions[position] += 1
+            if self.dead_letter_positions[position] == 1:
                 self.dead_letter_errors[body.get("error", "unknown")] += 1
 
     @property
     def scored(self) -> int:
-        return len(self.score_counts)
+        """Positions answered by at least one score."""
+        return len(self.score_positions)
 
     @property
     def dead_letters(self) -> int:
+        """Positions answered by at least one dead letter."""
         return len(self.dead_letter_positions)
 
     def lost(self) -> int:
-        """Produced records neither dead-lettered at their position nor scored by their id."""
-        used: set[str] = set()
-        lost = 0
-        for position in sorted(self.produced_at):
-            tid = self.produced_at[position]
-            if position in self.dead_letter_positions:
-                continue
-            if tid is not None and tid in self.score_counts and tid not in used:
-                used.add(tid)
-                continue
-            lost += 1
-        return lost
+        """Produced positions that no score and no dead letter names."""
+        return len(self._unanswered)
+
+    @property
+    def scored_and_dead_lettered(self) -> int:
+        """Positions answered both ways: two outcomes for one record."""
+        return len(self.score_positions.keys() & self.dead_letter_positions.keys())
+
+    @property
+    def duplicate_scores(self) -> int:
+        """Score records beyond the first of a transaction id (at one position or several)."""
+        return sum(c - 1 for c in self.score_counts.values() if c > 1)
+
+    @property
+    def duplicate_dead_letters(self) -> int:
+        return sum(c - 1 for c in self.dead_letter_positions.values() if c > 1)
 
     @property
     def duplicates(self) -> int:
-        """Extra outputs: second score records of an id, second dead letters of a position."""
-        return (sum(c - 1 for c in self.score_counts.values() if c > 1)
-                + self.dead_letter_repeats)
+        """Every output beyond one per produced record and one decision per transaction."""
+        return (self.duplicate_scores + self.duplicate_dead_letters
+                + self.scored_and_dead_lettered)
 
     @property
     def complete(self) -> bool:
-        """Every produced record has an output (a cheap check; ``lost()`` is the exact one)."""
-        return self.scored + self.dead_letters >= len(self.produced_at)
+        """Every produced record has an output (``lost()`` is the exact count)."""
+        return not self._unanswered
 
     def summary(self) -> dict[str, object]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -113,8 +135,10 @@ class Ledger:
             "dead_lettered": self.dead_letters,
             "lost": self.lost(),
             "duplicates": self.duplicates,
-            "duplicate_scores": self.duplicates - self.dead_letter_repeats,
-            "duplicate_dead_letters": self.dead_letter_repeats,
+            "duplicate_scores": self.duplicate_scores,
+            "duplicate_dead_letters": self.duplicate_dead_letters,
+            "scored_and_dead_lettered": self.scored_and_dead_lettered,
+            "unmatched_outputs": self.unmatched_outputs(),
             "conflicting_decisions": len(self.conflicting),
             "decisions": dict(self.decision_counts),
             "decline_rate": declined / self.scored if self.scored else 0.0,
@@ -123,3 +147,21 @@ class Ledger:
                            "p99": float(np.percentile(lat, 99)),
                            "max": float(lat.max())},
         }
+
+    def unmatched_outputs(self) -> int:
+        """Outputs naming no position or a position this run never produced."""
+        foreign = sum(1 for p in self.score_positions | self.dead_letter_positions
+                      if p not in self.produced_at)
+        return self.unmatched + foreign
+
+
+def _position(body: object) -> Position | None:
+    """The (partition, offset) an output names, or None when it names none."""
+    if not isinstance(body, dict):
+        return None
+    partition, offset = body.get("partition"), body.get("offset")
+    if (not isinstance(partition, int) or not isinstance(offset, int)
+            or isinstance(partition, bool) or isinstance(offset, bool)
+            or partition < 0 or offset < 0):
+        return None
+    return partition, offset

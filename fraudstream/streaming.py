@@ -174,6 +174,20 @@ class TopicReader:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def at_end(self) -> bool:
+        """Whether every assigned partition has been read up to its end.
+
+        The end is the last stable offset when reading committed: records of transactions
+        still open are not counted as readable yet.
+        """
+        assert self._consumer is not None, "call start() first"
+        assigned = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(assigned)
+        for tp in assigned:
+            if await self._consumer.position(tp) < ends[tp]:
+                return False
+        return True
+
     async def poll(self, timeout_s: float = 0.2) -> list[tuple[str, bytes | None, bytes | None,
                                                                 int]]:
         """Whatever arrived within ``timeout_s``: (topic, key, value, timestamp_ms) tuples."""

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="seconds into the load when the fault is injected (default 8)")
     run_p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
     run_p.add_argument("--standby", type=int, default=1, help="warm standbys (default 1)")
+    run_p.add_argument("--keep-topics", action="store_true",
+                       help="leave each run's topics in place and print their names, so the "
+                            "outputs can be audited afterwards with an independent reader")
     run_p.set_defaults(run=run)
 
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         "up` (or `--nodes 3` for kill-broker)")
     ensure_model(settings)
     plan = RunPlan(rate=args.rate, duration_s=args.duration, fault_at_s=args.fault_at,
-                   workers=args.workers, standbys=args.standby)
+                   workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics)
     runner = ChaosRunner(settings, stack, plan)
     reports = []
     for scenario in scenarios:
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except ChaosBusy as exc:
             raise UserError(str(exc)) from exc
         reports.append(report)
+        if args.keep_topics and report.topics:
+            print("  kept topics: " + ", ".join(f"{role}={name}"
+                                                 for role, name in report.topics.items()))
         if args.json is not None:
             path = args.json if len(scenarios) == 1 else args.json.parent / f"{scenario.name}.json"
             for written in report.write(path):

@@ -7,8 +7,9 @@ def tx(tid: str) -> bytes:
     return orjson.dumps({"transaction_id": tid, "amount": 1.0})
 
 
-def score(tid: str, decision: str = "approve") -> bytes:
-    return orjson.dumps({"transaction_id": tid, "decision": decision, "ingested_at_ms": 1000})
+def score(tid: str, partition: int, offset: int, decision: str = "approve") -> bytes:
+    return orjson.dumps({"transaction_id": tid, "decision": decision, "ingested_at_ms": 1000,
+                         "partition": partition, "offset": offset})
 
 
 def dead(partition: int, offset: int) -> bytes:
@@ -20,32 +21,70 @@ def test_balanced_ledger() -> None:
     ledger.produced(tx("a"), 0, 0)
     ledger.produced(tx("b"), 1, 0)
     ledger.produced(b"{broken", 0, 1)
-    ledger.observe("scores", score("a"), 1010)
-    ledger.observe("scores", score("b"), 1020)
+    assert not ledger.complete
+    ledger.observe("scores", score("a", 0, 0), 1010)
+    ledger.observe("scores", score("b", 1, 0), 1020)
     ledger.observe("dlq", dead(0, 1), 1030)
     summary = ledger.summary()
     assert (summary["produced"], summary["scored"], summary["dead_lettered"]) == (3, 2, 1)
-    assert summary["lost"] == 0 and ledger.complete
+    assert summary["lost"] == 0 and summary["duplicates"] == 0 and ledger.complete
 
 
-def test_a_corrupt_copy_does_not_hide_a_lost_original() -> None:
+def test_an_output_seen_before_the_producer_ack_still_counts() -> None:
     ledger = Ledger()
-    ledger.produced(tx("a"), 0, 0)  # never scored: lost
+    ledger.observe("scores", score("a", 2, 7), 1000)
+    ledger.produced(tx("a"), 2, 7)
+    assert ledger.complete and ledger.lost() == 0
+
+
+def test_loss_is_matched_by_position_not_by_transaction_id() -> None:
+    ledger = Ledger()
+    ledger.produced(tx("a"), 0, 0)  # never answered: lost
     ledger.produced(tx("b"), 0, 1)
-    ledger.produced(tx("a"), 0, 2)  # a corrupt copy with the same id, dead-lettered twice
-    ledger.observe("scores", score("b"), 1000)
+    ledger.produced(tx("a"), 0, 2)  # a second record with the same id, dead-lettered twice
+    ledger.observe("scores", score("b", 0, 1), 1000)
     ledger.observe("dlq", dead(0, 2), 1000)
     ledger.observe("dlq", dead(0, 2), 1000)
     assert ledger.dead_letters == 1
+    assert ledger.lost() == 1 and not ledger.complete
+    assert ledger.duplicate_dead_letters == 1 and ledger.duplicates == 1
+
+
+def test_a_score_naming_another_record_does_not_account_for_a_lost_one() -> None:
+    # The old ledger matched by transaction id: a score of "a" at (0, 0) hid that the record
+    # at (0, 5), also "a", got no answer at all.
+    ledger = Ledger()
+    ledger.produced(tx("a"), 0, 0)
+    ledger.produced(tx("a"), 0, 5)
+    ledger.observe("scores", score("a", 0, 0), 1000)
     assert ledger.lost() == 1
 
 
-def test_one_score_accounts_for_one_record_and_conflicts_are_counted() -> None:
+def test_a_record_both_scored_and_dead_lettered_is_a_duplicate() -> None:
     ledger = Ledger()
     ledger.produced(tx("a"), 0, 0)
-    ledger.produced(tx("a"), 0, 1)  # a duplicate that was scored instead of dead-lettered
-    ledger.observe("scores", score("a", "approve"), 1000)
-    ledger.observe("scores", score("a", "decline"), 1000)
+    ledger.observe("scores", score("a", 0, 0), 1000)
+    ledger.observe("dlq", dead(0, 0), 1000)
     summary = ledger.summary()
-    assert summary["lost"] == 1
+    assert summary["lost"] == 0
+    assert summary["scored_and_dead_lettered"] == 1 and summary["duplicates"] == 1
+
+
+def test_two_decisions_for_one_transaction_are_duplicates_and_conflicts_are_counted() -> None:
+    ledger = Ledger()
+    ledger.produced(tx("a"), 0, 0)
+    ledger.produced(tx("a"), 0, 1)  # a repeat that was scored instead of dead-lettered
+    ledger.observe("scores", score("a", 0, 0, "approve"), 1000)
+    ledger.observe("scores", score("a", 0, 1, "decline"), 1000)
+    summary = ledger.summary()
+    assert summary["lost"] == 0
     assert summary["duplicates"] == 1 and summary["conflicting_decisions"] == 1
+
+
+def test_outputs_naming_no_produced_position_are_reported() -> None:
+    ledger = Ledger()
+    ledger.produced(tx("a"), 0, 0)
+    ledger.observe("scores", score("a", 0, 0), 1000)
+    ledger.observe("scores", orjson.dumps({"transaction_id": "x", "decision": "approve"}), 1000)
+    ledger.observe("dlq", dead(3, 99), 1000)
+    assert ledger.summary()["unmatched_outputs"] == 2
