@@ -140,3 +140,32 @@ def _post_to_workers(ctx: FaultContext, path: str, body: dict[str, Any]) -> None
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
     logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))
+
+
+def start_cpu_hogs(ctx: FaultContext) -> None:
+    """Busy-loop one process per core on every core the workers may run on.
+
+    The hogs run at the workers' own priority, so the workers get about half the CPU they
+    had: what a noisy neighbour or a burst of other work on the host does.
+    """
+    import os
+    import subprocess
+    import sys
+
+    cores = sorted(os.sched_getaffinity(0))
+    hogs = []
+    for core in cores:
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        os.sched_setaffinity(hog.pid, {core})
+        hogs.append(hog)
+    ctx.notes["cpu_hogs"] = hogs
+    logger.warning("chaos: %d CPU hogs on cores %s", len(hogs), cores)
+
+
+def stop_cpu_hogs(ctx: FaultContext) -> None:
+    """Kill the CPU hogs (harmless when there are none)."""
+    for hog in ctx.notes.pop("cpu_hogs", []):
+        hog.kill()
+        hog.wait(10)

@@ -58,6 +58,9 @@ class ChaosReport:
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
     passed: bool = False
+    #: From the healing (for overload: the load dropping) to the last decision that waited
+    #: in a backlog (slower than max(1 s, 5 × the p99 before the fault)).
+    drained_after_heal_s: float | None = None
     #: The run's topics by role (kept for an audit with ``--keep-topics``, else deleted).
     topics: dict[str, str] = field(default_factory=dict)
 
@@ -127,6 +130,20 @@ def timeline(scored_at_ms: list[tuple[int, float]], start_ms: int,
         out.append({"t": b * bucket_s, "scored": float(mask.sum()) / bucket_s,
                     "p99_ms": float(np.percentile(lat, 99)) if lat.size else 0.0})
     return out
+
+
+def drain_seconds(scored_at_ms: list[tuple[int, float]], start_ms: int, since_s: float,
+                  slow_ms: float) -> float | None:
+    """From ``since_s`` (the load dropping) to the last decision slower than ``slow_ms``.
+
+    A decision that waited in a backlog is slow; once the backlog is gone every decision is
+    fast again. 0 when nothing after ``since_s`` was slow; None without decisions.
+    """
+    if not scored_at_ms:
+        return None
+    slow = [ts / 1000 - start_ms / 1000 for ts, lat in scored_at_ms if lat > slow_ms]
+    late = [t for t in slow if t >= since_s]
+    return round(max(late) - since_s, 2) if late else 0.0
 
 
 def recovery_seconds(series: list[dict[str, float]], fault_at_s: float,

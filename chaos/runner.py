@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from chaos.faults import FaultContext, FaultUnavailable
-from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
+from chaos.report import (
+    ChaosReport,
+    drain_seconds,
+    p99_by_phase,
+    recovery_seconds,
+    timeline,
+)
 from chaos.scenarios import Scenario
 from deploy.local import LocalStack
 from fraudstream.commands.train_cmd import ensure_production
@@ -59,6 +65,23 @@ async def read_until_settled(reader: TopicReader, observe: Callable[[str, bytes 
             return
     logger.warning("outputs did not settle within %.0fs; the ledger may be incomplete",
                    timeout_s)
+
+
+def load_phases(plan: RunPlan, scenario: Scenario) -> list[tuple[int, float]]:
+    """(records, rate) of each stretch of the load: before the fault, during it, after it.
+
+    A scenario without its own rates runs at ``plan.rate`` for ``plan.duration_s``. One that
+    changes the rate while the fault lasts produces ``heal_after_s`` seconds' worth at the
+    changed rate, then the rest of the duration at its after-rate.
+    """
+    if scenario.rate_during is None and scenario.rate_after is None:
+        return [(int(plan.rate * plan.duration_s), plan.rate)]
+    during_rate = plan.rate * (scenario.rate_during or 1.0)
+    after_rate = plan.rate * (scenario.rate_after or 1.0)
+    after_s = max(plan.duration_s - plan.fault_at_s - scenario.heal_after_s, 0.0)
+    return [(int(plan.rate * plan.fault_at_s), plan.rate),
+            (int(during_rate * scenario.heal_after_s), during_rate),
+            (int(after_rate * after_s), after_rate)]
 
 
 @dataclass(frozen=True)
@@ -294,7 +317,8 @@ class ChaosRunner:
     async def _drive(self, settings: Settings, scenario: Scenario, ctx: FaultContext,
                      report: ChaosReport) -> tuple[Ledger, int]:
         plan = self.plan
-        count = int(plan.rate * plan.duration_s)
+        phases = load_phases(plan, scenario)
+        count = sum(n for n, _rate in phases)
         ds = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, nb_days=60,
                                        seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
         records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)), with_labels=False)
@@ -320,12 +344,17 @@ class ChaosRunner:
             start_ms = int(time.time() * 1000)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
-            task = asyncio.create_task(produce_paced(
-                producer, records, topic=settings.topic_transactions,
-                labels_topic=settings.topic_labels, rate=plan.rate, label_delay_s=0,
-                stats=stats, tolerate_failures=True,
-                on_delivered=lambda rec, partition, offset: ledger.produced(rec.value,
-                                                                            partition, offset)))
+
+            async def produce_phases() -> None:
+                for n, rate in phases:
+                    await produce_paced(
+                        producer, itertools.islice(records, n),
+                        topic=settings.topic_transactions, labels_topic=settings.topic_labels,
+                        rate=rate, label_delay_s=0, stats=stats, tolerate_failures=True,
+                        on_delivered=lambda rec, partition, offset: ledger.produced(
+                            rec.value, partition, offset))
+
+            task = asyncio.create_task(produce_phases())
             faulted = healed = False
             deadline: float | None = None
             next_alert_poll = 0.0
@@ -411,6 +440,10 @@ class ChaosRunner:
         recovered_at = (fault + report.recovery_seconds
                         if report.recovery_seconds is not None else None)
         report.p99_latency_ms = p99_by_phase(ledger.scored_at_ms, start_ms, fault, recovered_at)
+        if report.healed_at_s is not None:
+            before = report.p99_latency_ms.get("before") or 0.0
+            report.drained_after_heal_s = drain_seconds(
+                ledger.scored_at_ms, start_ms, report.healed_at_s, max(1000.0, 5 * before))
         problems = report.problems
         if report.lost:
             problems.append(f"{report.lost} records lost")
@@ -423,6 +456,10 @@ class ChaosRunner:
             problems.append("nothing was produced")
         if scenario.expect_failover and not supervisor.events:
             problems.append("the supervisor did not replace the faulty worker")
+        if scenario.expect_no_failover and supervisor.events:
+            problems.append(f"the supervisor replaced {len(supervisor.events)} worker(s) "
+                            f"({', '.join(e.reason for e in supervisor.events)}): slowness "
+                            "is not a fault")
         if scenario.drift_amount_scale and not (report.amount_psi or 0.0) > DRIFT_PSI:
             problems.append(f"amount drift (PSI {report.amount_psi}) not above {DRIFT_PSI}")
         if scenario.expect_gap_repair and not (report.gap_records_read

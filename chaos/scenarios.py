@@ -14,8 +14,10 @@ from chaos.faults import (
     set_model_fault,
     signal_worker,
     start_broker,
+    start_cpu_hogs,
     start_redis,
     stop_broker,
+    stop_cpu_hogs,
     stop_redis,
 )
 
@@ -46,6 +48,12 @@ class Scenario:
     drift_amount_scale: float = 0.0
     #: The workers should report reading skipped records and dropping repeated ones.
     expect_gap_repair: bool = False
+    #: The load while the fault lasts and after it is healed, as multiples of the run's rate
+    #: (None: unchanged). Overload scenarios raise the first and lower the second.
+    rate_during: float | None = None
+    rate_after: float | None = None
+    #: Slowness is not a fault: the supervisor must replace no worker.
+    expect_no_failover: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -84,6 +92,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("drift", "from the fault on, genuine amounts are 5 times larger (the simulator's "
              "amount_scale): the workers' amount drift (PSI) must rise above 0.25",
              None, drift_amount_scale=5.0, expect_alerts=("FraudstreamFeatureDrift[amount]",)),
+    Scenario("overload", "for 20 s the input arrives at four times the run's rate (give "
+             "--rate at about half the measured capacity: twice the capacity then), then at "
+             "half the rate: the backlog grows and drains, no worker is replaced",
+             None, heal=lambda ctx: None, heal_after_s=20, rate_during=4.0, rate_after=0.5,
+             expect_alerts=("FraudstreamConsumerLagGrowing",), expect_no_failover=True),
+    Scenario("cpu-starve", "busy-loop processes on every core for 20 s (the workers get about "
+             "half the CPU): scoring slows, lag grows and drains, no worker is replaced",
+             start_cpu_hogs, stop_cpu_hogs, heal_after_s=20, expect_no_failover=True),
     Scenario("poison", "a burst of malformed records (bad JSON, missing and wrong-typed "
              "fields, absurd timestamps, duplicate ids) mixed into the load; each is "
              "dead-lettered with a reason, nothing else changes",

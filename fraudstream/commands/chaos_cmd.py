@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def table(reports: list) -> str:
     """One line per scenario: the numbers that prove (or disprove) it."""
     head = (f"{'scenario':<15} {'result':<7} {'produced':>8} {'scored':>7} {'dlq':>5} "
-            f"{'lost':>5} {'dups':>5} {'replaced_s':>10} {'recovery_s':>10} "
+            f"{'lost':>5} {'dups':>5} {'replaced_s':>10} {'recovery_s':>10} {'drain_s':>7} "
             f"{'p99_during_ms':>13}  alerts (fired, *expected and pending)")
     rows = [head, "-" * len(head)]
     for r in reports:
@@ -100,6 +100,7 @@ def table(reports: list) -> str:
         rows.append(f"{r.scenario:<15} {result:<7} {r.produced:>8} {r.scored:>7} "
                     f"{r.dead_lettered:>5} {r.lost:>5} {r.duplicates:>5} "
                     f"{_seconds(r.replaced_after_s):>10} {_seconds(r.recovery_seconds):>10} "
+                    f"{_seconds(r.drained_after_heal_s):>7} "
                     f"{'-' if during is None else f'{during:.0f}':>13}  "
                     f"{_alerts(r)}"
                     + (f"  ({r.skipped})" if r.skipped else ""))

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.report import ChaosReport, p99_by_phase, recovery_seconds, timeline
-from chaos.runner import ChaosBusy, exclusive_run, run_alerts
+from chaos.report import ChaosReport, drain_seconds, p99_by_phase, recovery_seconds, timeline
+from chaos.runner import ChaosBusy, RunPlan, exclusive_run, load_phases, run_alerts
+from chaos.scenarios import SCENARIOS
 from fraudstream.commands.chaos_cmd import table
 
 
@@ -84,3 +85,21 @@ def test_one_chaos_run_at_a_time_per_state_dir(tmp_path: Path) -> None:
         pass
     with exclusive_run(tmp_path):  # released
         pass
+
+
+def test_drain_is_measured_to_the_last_decision_that_waited_in_the_backlog() -> None:
+    start = 1_000_000
+    points = [(start + 1_000, 20.0), (start + 12_000, 8_000.0), (start + 15_500, 3_000.0),
+              (start + 16_000, 30.0), (start + 20_000, 25.0)]
+    assert drain_seconds(points, start, since_s=10.0, slow_ms=1000.0) == 5.5
+    assert drain_seconds(points[:1], start, since_s=0.5, slow_ms=1000.0) == 0.0
+    assert drain_seconds([], start, since_s=0.0, slow_ms=1000.0) is None
+
+
+def test_overload_phases_raise_the_rate_while_the_fault_lasts_then_lower_it() -> None:
+    plan = RunPlan(rate=400, duration_s=40, fault_at_s=6)
+    overload = SCENARIOS["overload"]
+    assert overload.heal_after_s == 20
+    # 6 s at 400/s, 20 s at 1,600/s, the remaining 14 s at 200/s.
+    assert load_phases(plan, overload) == [(2_400, 400.0), (32_000, 1_600.0), (2_800, 200.0)]
+    assert load_phases(plan, SCENARIOS["kill-worker"]) == [(16_000, 400.0)]
