@@ -321,7 +321,8 @@ class ChaosRunner:
         count = sum(n for n, _rate in phases)
         ds = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, nb_days=60,
                                        seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
-        records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)), with_labels=False)
+        records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)),
+                                               with_labels=scenario.with_labels)
         if scenario.drift_amount_scale:
             drifted = simulate(SimulationConfig(
                 n_customers=2000, n_terminals=4000, nb_days=60, seed=plan.seed,
@@ -350,7 +351,8 @@ class ChaosRunner:
                     await produce_paced(
                         producer, itertools.islice(records, n),
                         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
-                        rate=rate, label_delay_s=0, stats=stats, tolerate_failures=True,
+                        rate=rate, label_delay_s=1.0 if scenario.with_labels else 0.0,
+                        stats=stats, tolerate_failures=True,
                         on_delivered=lambda rec, partition, offset: ledger.produced(
                             rec.value, partition, offset))
 

@@ -54,6 +54,9 @@ class Scenario:
     rate_after: float | None = None
     #: Slowness is not a fault: the supervisor must replace no worker.
     expect_no_failover: bool = False
+    #: Publish each transaction's label too (one per transaction, a second later), as the
+    #: demo does: the label path then competes with scoring for the workers' time.
+    with_labels: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -92,11 +95,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("drift", "from the fault on, genuine amounts are 5 times larger (the simulator's "
              "amount_scale): the workers' amount drift (PSI) must rise above 0.25",
              None, drift_amount_scale=5.0, expect_alerts=("FraudstreamFeatureDrift[amount]",)),
-    Scenario("overload", "for 20 s the input arrives at four times the run's rate (give "
-             "--rate at about half the measured capacity: twice the capacity then), then at "
-             "half the rate: the backlog grows and drains, no worker is replaced",
+    Scenario("overload", "for 20 s the input (with one label per transaction) arrives at four "
+             "times the run's rate (give --rate at about half the measured capacity: twice the "
+             "capacity then), then at half the rate: the backlog grows and drains, no worker "
+             "is replaced",
              None, heal=lambda ctx: None, heal_after_s=20, rate_during=4.0, rate_after=0.5,
-             expect_alerts=("FraudstreamConsumerLagGrowing",), expect_no_failover=True),
+             expect_alerts=("FraudstreamConsumerLagGrowing",), expect_no_failover=True,
+             with_labels=True),
     Scenario("cpu-starve", "busy-loop processes on every core for 20 s (the workers get about "
              "half the CPU): scoring slows, lag grows and drains, no worker is replaced",
              start_cpu_hogs, stop_cpu_hogs, heal_after_s=20, expect_no_failover=True),

@@ -81,6 +81,8 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
             on_delivered(rec, metadata.partition, metadata.offset)
     start = time.monotonic()
     slice_s = 0.01
+    #: Paced by this call's own count: ``stats`` may carry an earlier call's (load phases).
+    sent_here = 0
 
     async def flush_labels(now: float, force: bool = False) -> None:
         while pending_labels and (force or pending_labels[0][0] <= now):
@@ -100,13 +102,14 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
             await asyncio.sleep(0.01)
             continue
         stats.sent += 1
+        sent_here += 1
         now = time.monotonic()
         if rec.label is not None:
             pending_labels.append((now + label_delay_s, rec.key, rec.label))
         while len(inflight) > 20_000:
             await settle_oldest()
-        if rate > 0 and stats.sent % max(1, int(rate * slice_s)) == 0:
-            ahead = start + stats.sent / rate - now
+        if rate > 0 and sent_here % max(1, int(rate * slice_s)) == 0:
+            ahead = start + sent_here / rate - now
             if ahead > 0:
                 await asyncio.sleep(ahead)
             await flush_labels(time.monotonic())
