@@ -37,8 +37,9 @@ class ChaosReport:
     #: Conditions that held (the alert was pending) but not for the rule's whole ``for:``
     #: window before the run ended.
     alerts_pending: list[str] = field(default_factory=list)
-    #: Expected alerts neither firing nor pending (only filled when Prometheus answered).
+    #: Expected alerts neither firing nor pending; all of them when Prometheus never answered.
     alerts_missing: list[str] = field(default_factory=list)
+    prometheus_answered: bool = False
     failovers: list[dict[str, Any]] = field(default_factory=list)
     #: From the fault to the supervisor's first replacement (its failover event).
     replaced_after_s: float | None = None

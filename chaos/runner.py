@@ -16,7 +16,7 @@ import logging
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -177,6 +177,15 @@ def exclusive_run(state_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def missing_alerts(expected: Sequence[str], seen: dict[str, set[str]],
+                   answered: bool) -> list[str]:
+    """Expected alerts neither firing nor pending; every one of them when Prometheus never
+    answered (an alert check that could not ask anybody proves nothing)."""
+    if not answered:
+        return sorted(expected)
+    return sorted(set(expected) - seen["firing"] - seen["pending"])
 
 
 def run_alerts(body: dict[str, Any], app_id: str, since_ms: int) -> dict[str, set[str]]:
@@ -395,9 +404,9 @@ class ChaosRunner:
                 await producer.stop()
         report.alerts_fired = sorted(alerts["firing"])
         report.alerts_pending = sorted(alerts["pending"] - alerts["firing"])
-        if prometheus_answered:
-            report.alerts_missing = sorted(set(scenario.expect_alerts) - alerts["firing"]
-                                           - alerts["pending"])
+        report.prometheus_answered = prometheus_answered
+        report.alerts_missing = missing_alerts(scenario.expect_alerts, alerts,
+                                               prometheus_answered)
         report.produce_failed = stats.failed
         return ledger, start_ms
 
@@ -478,5 +487,8 @@ class ChaosRunner:
             problems.append("scoring never returned to the prior rate")
         if report.alerts_missing:
             problems.append(f"expected alerts neither fired nor pending: "
-                            f"{', '.join(report.alerts_missing)}")
+                            f"{', '.join(report.alerts_missing)}"
+                            + ("" if report.prometheus_answered else
+                               f" (Prometheus at {self.base.bind_host}:"
+                               f"{self.base.prometheus_port} never answered: is the stack up?)"))
         report.passed = not problems

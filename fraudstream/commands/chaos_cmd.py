@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             for name, tail in runner.logs.items():
                 print(f"--- {name} log tail\n{tail}")
     print(table(reports))
-    return 0 if all(r.passed or r.skipped for r in reports) else 1
+    skipped = [r.scenario for r in reports if r.skipped]
+    if skipped:
+        print(f"chaos: skipped, so not proven: {', '.join(skipped)}", file=sys.stderr)
+    return exit_status(reports)
+
+
+def exit_status(reports: list) -> int:
+    """0 only when every scenario passed: a skipped one proved nothing."""
+    return 0 if reports and all(r.passed and not r.skipped for r in reports) else 1
 
 
 def table(reports: list) -> str:

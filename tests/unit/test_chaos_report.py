@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from chaos.report import ChaosReport, drain_seconds, p99_by_phase, recovery_seconds, timeline
-from chaos.runner import ChaosBusy, RunPlan, exclusive_run, load_phases, run_alerts
+from chaos.runner import (
+    ChaosBusy,
+    RunPlan,
+    exclusive_run,
+    load_phases,
+    missing_alerts,
+    run_alerts,
+)
 from chaos.scenarios import SCENARIOS
-from fraudstream.commands.chaos_cmd import table
+from fraudstream.commands.chaos_cmd import exit_status, table
 
 
 def series(rates: Sequence[float]) -> list[dict[str, float]]:
@@ -103,3 +110,18 @@ def test_overload_phases_raise_the_rate_while_the_fault_lasts_then_lower_it() ->
     # 6 s at 400/s, 20 s at 1,600/s, the remaining 14 s at 200/s.
     assert load_phases(plan, overload) == [(2_400, 400.0), (32_000, 1_600.0), (2_800, 200.0)]
     assert load_phases(plan, SCENARIOS["kill-worker"]) == [(16_000, 400.0)]
+
+
+def test_a_run_with_a_skipped_scenario_does_not_pass() -> None:
+    passed = ChaosReport("kill-worker", passed=True)
+    skipped = ChaosReport("kill-broker", skipped="needs three nodes")
+    assert exit_status([passed]) == 0
+    assert exit_status([passed, skipped]) == 1
+    assert exit_status([]) == 1
+
+
+def test_expected_alerts_count_as_missing_when_prometheus_never_answered() -> None:
+    seen = {"firing": {"A"}, "pending": {"B"}}
+    assert missing_alerts(("A", "B", "C"), seen, answered=True) == ["C"]
+    assert missing_alerts(("A", "B"), {"firing": set(), "pending": set()},
+                          answered=False) == ["A", "B"]
