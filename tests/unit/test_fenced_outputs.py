@@ -1,0 +1,114 @@
+"""FencedOutputs' protocol with fake producers: what is sent, committed, aborted, reopened."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError, ProducerFenced
+
+from workers.fenced_outputs import FencedError, FencedOutputs, transactional_id
+
+
+class FakeBatch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object:
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class FakeProducer:
+    """Records the calls of one transactional producer; ``fail`` makes sends fail."""
+
+    def __init__(self, tid: str, log: list[tuple[str, Any]], fail: BaseException | None) -> None:
+        self.tid, self.log, self.fail = tid, log, fail
+
+    async def start(self) -> None:
+        self.log.append(("start", self.tid))
+
+    async def stop(self) -> None:
+        self.log.append(("stop", self.tid))
+
+    async def begin_transaction(self) -> None:
+        self.log.append(("begin", self.tid))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, partition: int) -> Any:
+        if self.fail is not None:
+            raise self.fail
+        self.log.append(("send", (topic, partition, batch.records)))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def send_offsets_to_transaction(self, offsets: dict, group_id: str) -> None:
+        self.log.append(("offsets", ({(tp.topic, tp.partition): o
+                                      for tp, o in offsets.items()}, group_id)))
+
+    async def commit_transaction(self) -> None:
+        self.log.append(("commit", self.tid))
+
+    async def abort_transaction(self) -> None:
+        self.log.append(("abort", self.tid))
+
+
+def make(log: list[tuple[str, Any]], fail: list[BaseException | None]) -> FencedOutputs:
+    return FencedOutputs(app_id="app", input_topic="tx", group_id="group",
+                         producer_factory=lambda tid: FakeProducer(tid, log, fail.pop(0)))
+
+
+def test_one_transaction_holds_the_outputs_and_the_consumed_offset() -> None:
+    log: list[tuple[str, Any]] = []
+    out = make(log, [None])
+
+    async def run() -> None:
+        await out.open([3])
+        await out.commit(3, [("scores", b"k", b"s", 3), ("cards-changelog", b"k", b"c", 3)],
+                         next_offset=42)
+
+    asyncio.run(run())
+    tid = transactional_id("app", "tx", 3)
+    assert tid == "app-tx-3"
+    assert log == [("start", tid), ("begin", tid),
+                   ("send", ("scores", 3, [(b"k", b"s")])),
+                   ("send", ("cards-changelog", 3, [(b"k", b"c")])),
+                   ("offsets", ({("tx", 3): 42}, "group")), ("commit", tid)]
+
+
+def test_a_fenced_producer_is_released_and_reported_not_aborted() -> None:
+    log: list[tuple[str, Any]] = []
+    out = make(log, [ProducerFenced()])
+
+    async def run() -> None:
+        await out.open([0])
+        with pytest.raises(FencedError, match="new owner"):
+            await out.commit(0, [("scores", b"k", b"s", 0)], next_offset=1)
+        with pytest.raises(FencedError, match="not open here"):
+            await out.commit(0, [("scores", b"k", b"s", 0)], next_offset=1)
+
+    asyncio.run(run())
+    assert [step for step, _ in log] == ["start", "begin", "stop"]
+    assert out.partitions == set()
+
+
+def test_any_other_failure_aborts_and_starts_a_fresh_producer_for_the_partition() -> None:
+    log: list[tuple[str, Any]] = []
+    out = make(log, [MessageSizeTooLargeError(), None])
+
+    async def run() -> None:
+        await out.open([1])
+        with pytest.raises(MessageSizeTooLargeError):
+            await out.commit(1, [("scores", b"k", b"s", 1)], next_offset=1)
+        await out.commit(1, [("scores", b"k", b"t", 1)], next_offset=2)
+
+    asyncio.run(run())
+    assert [step for step, _ in log] == ["start", "begin", "abort", "stop", "start", "begin",
+                                         "send", "offsets", "commit"]

@@ -1,0 +1,119 @@
+"""Outputs fenced per input partition: one Kafka transaction per batch slice of a partition.
+
+Every output of an input partition (scores, dead letters, card changelog) and the consumed
+offset go into one transaction of a producer whose ``transactional.id`` names that partition.
+When a new owner opens the partition, the broker bumps the id's epoch: the old owner's open
+transaction is aborted and every later write or commit it tries fails as fenced, whether or
+not anybody killed it (a paused VM, a worker cut off from the group coordinator, an orphan of
+a dead supervisor). Readers that read committed never see the zombie's writes.
+
+aiokafka's ``send_offsets_to_transaction`` sends no group generation or member id (no KIP-447),
+so the fence is the transactional id alone: exactly one id per input partition, the same in
+every worker, is what makes it hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import TopicPartition
+
+from workers.output import KafkaBatchSink
+
+logger = logging.getLogger(__name__)
+
+#: (topic, key, value, partition) of one output record.
+OutputRecord = tuple[str, bytes | None, bytes, int]
+
+
+class FencedError(RuntimeError):
+    """Another owner opened this partition's transactional id: this worker must stop writing
+    for the partition (retrying cannot help)."""
+
+    retriable = False
+
+
+def transactional_id(app_id: str, topic: str, partition: int) -> str:
+    """The one transactional id of an input partition, the same in every worker."""
+    return f"{app_id}-{topic}-{partition}"
+
+
+class FencedOutputs:
+    """Transactional producers of the input partitions this worker owns.
+
+    ``producer_factory(transactional_id)`` returns an unstarted aiokafka producer; starting it
+    initialises the id's transactions, which fences every earlier holder of the id.
+    """
+
+    def __init__(self, *, app_id: str, input_topic: str, group_id: str,
+                 producer_factory: Callable[[str], Any]) -> None:
+        self.app_id = app_id
+        self.input_topic = input_topic
+        self.group_id = group_id
+        self.producer_factory = producer_factory
+        self._producers: dict[int, Any] = {}
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self._producers)
+
+    async def open(self, partitions: Iterable[int]) -> None:
+        """Take the transactional ids of ``partitions`` (fencing their previous holders)."""
+        for partition in sorted(set(partitions) - set(self._producers)):
+            tid = transactional_id(self.app_id, self.input_topic, partition)
+            producer = self.producer_factory(tid)
+            await producer.start()
+            self._producers[partition] = producer
+            logger.info("fenced outputs opened partition=%d transactional_id=%s", partition, tid)
+
+    async def close(self, partitions: Iterable[int] | None = None) -> None:
+        """Release the producers of ``partitions`` (all when None)."""
+        chosen = set(self._producers) if partitions is None else set(partitions)
+        for partition in sorted(chosen & set(self._producers)):
+            producer = self._producers.pop(partition)
+            try:
+                await producer.stop()
+            except KafkaError as exc:  # a fenced or broken producer still releases
+                logger.warning("fenced outputs close partition=%d error=%r", partition, exc)
+
+    async def commit(self, partition: int, records: Sequence[OutputRecord],
+                     next_offset: int) -> None:
+        """Write ``records`` and mark the input consumed up to ``next_offset``, atomically.
+
+        Raises ``FencedError`` when another owner has taken the partition: nothing of this
+        call becomes visible to readers that read committed.
+        """
+        producer = self._producers.get(partition)
+        if producer is None:
+            raise FencedError(f"partition {partition} of {self.input_topic} is not open here")
+        try:
+            await producer.begin_transaction()
+            try:
+                sink = KafkaBatchSink(producer)
+                for topic, key, value, out_partition in records:
+                    sink.add(topic, key, value, out_partition)
+                await sink.flush()
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
+            except BaseException as exc:
+                # A fenced producer cannot abort (its epoch is gone; the new owner's start
+                # aborted it). Any other failure aborts here; aiokafka asserts instead of
+                # raising when the producer is already in a fatal state.
+                if not isinstance(exc, ProducerFenced):
+                    with contextlib.suppress(KafkaError, AssertionError):
+                        await producer.abort_transaction()
+                    # aiokafka does not reset its sequence numbers after a failed batch (no
+                    # KIP-360): measured, the next transaction failed OutOfOrderSequenceNumber.
+                    # A fresh producer of the same id starts a new epoch from zero.
+                    await self.close([partition])
+                    await self.open([partition])
+                raise
+            await producer.commit_transaction()
+        except ProducerFenced as exc:
+            await self.close([partition])
+            raise FencedError(f"partition {partition} of {self.input_topic} has a new owner; "
+                              "this worker's writes for it were aborted") from exc
