@@ -34,6 +34,18 @@ from workers.topics import ensure_topics
 WARM_UP_S = 5.0
 
 
+class BenchError(RuntimeError):
+    """A measurement that cannot be trusted (records missing): no figure is reported."""
+
+    retriable = False
+
+
+def machine_load() -> dict[str, float]:
+    """The 1-minute load average and the core count, printed beside every figure: absolute
+    speeds here differ about 2.5x between machines, so runs compare by ratio and load."""
+    return {"load_avg_1m": round(os.getloadavg()[0], 2), "cores": float(os.cpu_count() or 0)}
+
+
 @dataclass
 class Contender:
     """A way of scoring the stream: its name and how to start and stop it."""
@@ -49,6 +61,8 @@ class Measurement:
     seconds: float
     throughput: float
     latency_ms: dict[str, float] = field(default_factory=dict)
+    #: The machine's load when the measurement ended (``machine_load``).
+    load: dict[str, float] = field(default_factory=machine_load)
 
 
 def fresh(settings: Settings, label: str) -> Settings:
@@ -122,7 +136,7 @@ def throughput_run(base: Settings, contender: Contender, records: list[Outgoing]
     finally:
         stop()
     if len(outputs) < len(records):
-        raise RuntimeError(f"{contender.name}: only {len(outputs)} of {len(records)} outputs "
+        raise BenchError(f"{contender.name}: only {len(outputs)} of {len(records)} outputs "
                            f"within {timeout:.0f}s")
     stamps = np.asarray(sorted(ts for ts, _v in outputs), dtype=np.float64)
     seconds = max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
@@ -153,6 +167,10 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
                         break
         finally:
             await producer.stop()
+    if len(latencies) < len(records):
+        # Percentiles of what arrived would hide the slowest records: the ones still missing.
+        raise BenchError(f"latency run at {rate:,.0f} tx/s: only {len(latencies):,} of "
+                         f"{len(records):,} scores within 60 s of the last send")
     return latencies
 
 
@@ -219,4 +237,6 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
         "drain_seconds": {r.name: r.seconds for r in results},
         "ratios": ratios,
         "latency_ms": {m.name: m.latency_ms for m in latencies},
+        "load_avg_1m": {m.name: m.load["load_avg_1m"] for m in [*results, *latencies]},
+        "cores": machine_load()["cores"],
     }

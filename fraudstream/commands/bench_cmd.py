@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -73,8 +74,16 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
     unknown = set(only) - set(CONTENDERS)
     if unknown:
         raise UserError(f"unknown contender(s) {sorted(unknown)}; choose from {CONTENDERS}")
-    report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
-                           say=lambda msg: print(msg, file=sys.stderr, flush=True), only=only)
+    from bench.harness import BenchError
+
+    try:
+        report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
+                               say=lambda msg: print(msg, file=sys.stderr, flush=True),
+                               only=only)
+    except BenchError as exc:
+        raise UserError(f"{exc}; the machine may be overloaded (load average "
+                        f"{os.getloadavg()[0]:.1f}): rerun with fewer --records or lower "
+                        "--rates") from exc
     report["model_version"] = version
     print_report(report)
     if args.json_out:
@@ -84,12 +93,19 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
 
 
 def print_report(report: dict) -> None:
-    print(f"\nthroughput ({report['records']:,} transactions each)")
+    """The figures, each with the machine's load when it was taken and the raw loop beside it
+    (absolute speeds differ between machines: compare ratios within one run)."""
+    load = report.get("load_avg_1m", {})
+    raw = report["throughput_tx_per_s"].get("raw aiokafka loop")
+    beside = f" (raw loop {raw:,.0f} tx/s in this run)" if raw else ""
+    print(f"\nthroughput ({report['records']:,} transactions each, "
+          f"{report.get('cores', 0):.0f} cores){beside}")
     for name, value in report["throughput_tx_per_s"].items():
-        print(f"  {name:<24} {value:>10,.0f} tx/s")
+        print(f"  {name:<24} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}")
     print("ratios")
     for name, value in report["ratios"].items():
         print(f"  {name:<24} {value:>10.2f}")
-    print("end-to-end latency")
+    print(f"end-to-end latency{beside}")
     for name, lat in report["latency_ms"].items():
-        print(f"  {name:<24} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms")
+        print(f"  {name:<24} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms   "
+              f"load {load.get(name, float('nan')):.2f}")
