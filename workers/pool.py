@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,20 +122,39 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def _get(self, path: str, timeout: float) -> dict | None:
+        """The JSON body of ``path`` (also of an error status), None when nothing answers."""
         url = f"http://{self.settings.bind_host}:{self.port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            # /ready answers 503 with a body that says why (e.g. restoring its tables).
+            try:
+                return dict(json.loads(exc.read()))
+            except (OSError, ValueError):
+                return None
+            finally:
+                exc.close()
         except (OSError, ValueError):
             return None
 
     def readiness(self, timeout: float = 1.0) -> dict | None:
-        """The worker's /ready answer, or None when it does not answer 200."""
+        """The worker's /ready body (``ready`` false on a 503), None when it does not answer."""
         return self._get("/ready", timeout)
+
+    def health(self, timeout: float = 1.0) -> dict | None:
+        """The worker's /health body (``status`` ok or stopping), None when it does not answer."""
+        return self._get("/health", timeout)
 
     def liveness(self, timeout: float = 1.0) -> bool:
         """True when the worker's event loop answers /health in time."""
-        return self._get("/health", timeout) is not None
+        return self.health(timeout) is not None
+
+    def error_line(self) -> str:
+        """The worker's one-line error (``fraudstream worker: error: ...``), else its last line."""
+        lines = [line for line in self.log_tail(50).splitlines() if line.strip()]
+        errors = [line for line in lines if ": error: " in line]
+        return (errors or lines or ["(no log)"])[-1].strip()
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.alive():
