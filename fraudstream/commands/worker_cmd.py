@@ -12,6 +12,9 @@ from pathlib import Path
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
+# The exit status of a configuration error lives beside the supervisor rules that read it.
+from workers.health import EXIT_CONFIG_ERROR
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "falls back to the previous version or rules when the model fails, and "
                        "writes scores. Its "
                        "web server (health, readiness, /metrics) listens on "
-                       "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index.")
+                       "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index. A configuration "
+                       "error (no FRAUDSTREAM_SIGNING_KEY, no model it can verify) exits with "
+                       f"status {EXIT_CONFIG_ERROR} and one line on stderr.")
     p.add_argument("--index", type=int, default=1, help="worker number, sets its web port "
                    "(default 1)")
     p.add_argument("--instance-id", default=None,
@@ -53,10 +58,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     limit_model_threads()
     metrics = WorkerMetrics.create()
     try:
-        registry = registry_from_settings(settings)
-        initial = initial_scorer(settings, registry, metrics)
-    except (ArtifactError, RegistryError) as exc:
-        raise UserError(f"refusing to start: {exc}") from exc
+        if not settings.signing_key:
+            raise UserError("refusing to start: FRAUDSTREAM_SIGNING_KEY is not set, so no "
+                            "model can be verified; set it to the key the models were signed "
+                            "with")
+        try:
+            registry = registry_from_settings(settings)
+            initial = initial_scorer(settings, registry, metrics)
+        except (ArtifactError, RegistryError) as exc:
+            raise UserError(f"refusing to start: {exc}") from exc
+    except UserError as exc:
+        # One line and a status of its own: a supervisor stops on it instead of restarting a
+        # worker that cannot start with this configuration.
+        print(f"fraudstream worker: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG_ERROR
     require_topics(settings)
     index, instance_id = args.index, args.instance_id
     if args.standby is not None:
