@@ -33,8 +33,11 @@ class HealthPolicy:
 
     interval_s: float = 0.5
     probe_timeout_s: float = 1.0
-    #: Consecutive failed liveness probes (of a worker that was healthy) that mean "hung".
+    #: Consecutive failed liveness probes (of a worker that was healthy) that mean "hung",
+    #: once the last answer is also ``hang_s`` old: a loop busy with one large batch on a
+    #: starved CPU misses a 1 s probe or two, and is slow, not hung.
     hang_failures: int = 2
+    hang_s: float = 5.0
     #: Time a worker that is not restoring has to become ready, from its activation or from
     #: the end of its last restore.
     ready_timeout_s: float = 90.0
@@ -102,9 +105,12 @@ class WorkerWatch:
     #: then each restored batch of records, then the end of the restore.
     waiting_since: float = 0.0
     draining_since: float | None = None
+    #: When /health last answered (activation until it first does).
+    live_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.waiting_since = self.waiting_since or self.activated_at
+        self.live_at = self.live_at or self.activated_at
 
     def observe(self, probe: Probe, now: float, policy: HealthPolicy) -> str | None:
         """Take in one probe; the reason to replace the worker, or None to keep it."""
@@ -120,10 +126,11 @@ class WorkerWatch:
         if not probe.live:
             self.failures += 1
             self.ready = False
-            if self.healthy_once and self.failures >= policy.hang_failures:
+            if (self.healthy_once and self.failures >= policy.hang_failures
+                    and now - self.live_at >= policy.hang_s):
                 return "hung"
             return self._not_ready(now, policy)
-        self.failures = 0
+        self.failures, self.live_at = 0, now
         self._observe_restore(probe.ready or {}, now)
         answer = probe.ready or {}
         # The pid check: a process still holding the port must not pass for this one.

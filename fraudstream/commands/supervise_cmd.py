@@ -36,7 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds between health checks (default 0.5)")
     p.add_argument("--hang-failures", type=int, default=2,
                    help="consecutive failed /health probes (1 s timeout) that mean a worker "
-                        "hangs (default 2)")
+                        "hangs, once --hang-seconds have also passed (default 2)")
+    p.add_argument("--hang-seconds", type=float, default=5.0,
+                   help="seconds without a /health answer before a worker counts as hung: a "
+                        "worker busy with a long batch on a starved CPU is slow, not hung "
+                        "(default 5)")
     p.add_argument("--progress-timeout", type=float, default=20.0,
                    help="seconds a ready worker may hold a backlog without committing before "
                         "it is replaced, counted from when it got ready; the limit grows to "
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--workers must be at least 1 and --standby at least 0")
     require_topics(settings)
     policy = HealthPolicy(interval_s=args.interval, hang_failures=args.hang_failures,
+                          hang_s=args.hang_seconds,
                           progress_timeout_s=args.progress_timeout,
                           restore_stall_s=args.restore_stall, drain_timeout_s=args.drain_timeout,
                           storm_failovers=args.storm_failovers,

@@ -14,7 +14,7 @@ from workers.health import (
     exit_reason,
 )
 
-POLICY = HealthPolicy(ready_timeout_s=90, restore_stall_s=60, hang_failures=2,
+POLICY = HealthPolicy(ready_timeout_s=90, restore_stall_s=60, hang_failures=2, hang_s=5,
                       drain_timeout_s=30, storm_failovers=3, storm_window_s=300)
 PID = 4242
 OK = {"status": "ok"}
@@ -85,13 +85,25 @@ def test_a_stale_process_on_the_port_does_not_pass_for_this_worker() -> None:
     assert not watch.ready
 
 
-def test_a_hang_is_two_failed_probes_of_a_worker_that_was_healthy() -> None:
+def test_a_hang_is_failed_probes_for_hang_s_of_a_worker_that_was_healthy() -> None:
     watch = WorkerWatch(activated_at=0.0)
     assert watch.observe(probe(None, health=None), 1.0, POLICY) is None  # still starting
-    assert watch.observe(probe(None, health=None), 2.0, POLICY) is None
-    watch.observe(probe(ready()), 3.0, POLICY)
-    assert watch.observe(probe(None, health=None), 4.0, POLICY) is None
-    assert watch.observe(probe(None, health=None), 4.5, POLICY) == "hung"
+    assert watch.observe(probe(None, health=None), 6.0, POLICY) is None
+    watch.observe(probe(ready()), 7.0, POLICY)
+    assert watch.observe(probe(None, health=None), 8.0, POLICY) is None
+    assert watch.observe(probe(None, health=None), 11.5, POLICY) is None
+    assert watch.observe(probe(None, health=None), 12.0, POLICY) == "hung"
+
+
+def test_a_loop_busy_with_a_long_batch_is_slow_not_hung() -> None:
+    watch = WorkerWatch(activated_at=0.0)
+    watch.observe(probe(ready()), 1.0, POLICY)
+    # A starved CPU: each batch blocks the loop ~2 s, so probes fail two or three in a row.
+    for cycle in range(20):
+        start = 1.0 + 3.0 * cycle
+        assert watch.observe(probe(None, health=None), start + 1.0, POLICY) is None
+        assert watch.observe(probe(None, health=None), start + 2.0, POLICY) is None
+        assert watch.observe(probe(ready()), start + 3.0, POLICY) is None
 
 
 def test_a_stopping_worker_is_drained_not_hung() -> None:
