@@ -81,7 +81,7 @@ class GroupProgress:
     @property
     def total_lag(self) -> int:
         """Records of the topic not yet committed by the group, at the last refresh."""
-        return sum(p.lag for p in self.partitions.values())
+        return sum(p.lag for p in list(self.partitions.values()))  # read by another thread
 
     def stall_timeout(self, partition: int, timeout_s: float, batches: int) -> float:
         """The longer of ``timeout_s`` and ``batches`` of the partition's recent commit gaps."""

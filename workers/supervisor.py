@@ -345,14 +345,17 @@ class Supervisor:
             self.notify(line)
 
     def overview(self) -> Overview:
-        """Lag, restores and held slots, as of the last checks (for the demo's live line)."""
-        with self._lock:
-            return Overview(
-                lag=self._progress.total_lag if self._progress_read else None,
-                restoring={s.index: s.watch.restore_remaining for s in self.slots
-                           if s.watch.restoring},
-                held=[s.index for s in self.slots if s.storm.open_since is not None],
-                failovers=len(self.events))
+        """Lag, restores and held slots, as of the last checks (for the demo's live line).
+
+        Without the lock: a check round holds it for up to a probe timeout, and a live line
+        must not wait for that; each value read is a whole one.
+        """
+        slots = list(self.slots)
+        return Overview(
+            lag=self._progress.total_lag if self._progress_read else None,
+            restoring={s.index: s.watch.restore_remaining for s in slots if s.watch.restoring},
+            held=[s.index for s in slots if s.storm.open_since is not None],
+            failovers=len(self.events))
 
     # -- failover ----------------------------------------------------------------------------
     def failover(self, slot: Slot, reason: str) -> FailoverEvent:
