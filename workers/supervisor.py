@@ -335,7 +335,7 @@ class Supervisor:
                                              self.policy.progress_timeout_s,
                                              not_before=watch.ready_since,
                                              batches=self.policy.stall_batches)
-            if stalled:
+            if stalled and slot.storm.open_since is None:  # a held worker is said once
                 logger.warning("no progress slot=%d partitions=%s lag=%s", slot.index, stalled,
                                {p: self._progress.partitions[p].lag for p in stalled})
                 self._replace(slot, "no_progress", now)
