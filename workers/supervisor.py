@@ -191,10 +191,15 @@ class Supervisor:
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until all active workers are ready, all partitions assigned, standbys warm.
 
-        Raises ``WorkerConfigError`` at once when a worker refuses its configuration.
+        ``timeout`` is extended while a worker's table restore progresses (a large state may
+        take longer to read back; one that stops moving is not waited for beyond
+        ``policy.restore_stall_s``). Raises ``WorkerConfigError`` at once when a worker
+        refuses its configuration.
         """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < max([deadline] + [
+                s.watch.waiting_since + self.policy.restore_stall_s
+                for s in self.slots if s.watch.restoring]):
             self.check_once()
             assigned = sum(len(s.partitions) for s in self.slots if s.ready)
             warm = sum(1 for w in self.standbys if w.standby_ready())

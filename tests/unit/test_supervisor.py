@@ -17,6 +17,7 @@ from fraudstream.settings import Settings
 from monitoring.supervisor_metrics import SupervisorMetrics
 from tests.unit.test_progress import FakeKafka
 from workers.health import EXIT_CONFIG_ERROR, HealthPolicy
+from workers.pool import WorkerStartError
 from workers.supervisor import FailoverEvent, Supervisor, WorkerConfigError
 
 
@@ -290,3 +291,31 @@ def test_a_crash_is_still_replaced_at_once(tmp_path: Path, clock: Clock,
     worker.proc.returncode = -signal.SIGKILL
     run_for(sup, clock, 0.5)
     assert [e.reason for e in sup.events] == ["crashed"] and sup.events[0].from_standby
+
+
+def test_start_up_waits_for_a_restore_that_progresses_beyond_the_timeout(
+        tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
+    sup = supervisor(tmp_path, kafka, standbys=0)
+    worker = active(sup)
+    began = clock.now
+
+    def readiness(timeout: float = 1.0) -> dict[str, Any]:
+        left = max(30_000 - int(150 * (clock.now - began)), 0)  # 150 records/s: 200 s
+        if left:
+            return {"ready": False, "pid": worker.proc.pid, "restoring": True,
+                    "restore": {"remaining": left, "done": 30_000 - left}}
+        return {"ready": True, "pid": worker.proc.pid, "partitions": [0]}
+
+    worker.readiness = readiness  # type: ignore[method-assign]
+    sup.wait_ready(timeout=120)
+    assert clock.now - began >= 200 and sup.slots[0].ready and sup.events == []
+
+
+def test_start_up_gives_up_on_a_restore_that_stopped_moving(
+        tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
+    sup = supervisor(tmp_path, kafka, standbys=0)
+    active(sup).set_restoring(30_000, 0)
+    began = clock.now
+    with pytest.raises(WorkerStartError, match="not ready after 120s"):
+        sup.wait_ready(timeout=120)
+    assert clock.now - began < 130
