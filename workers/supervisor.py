@@ -267,6 +267,10 @@ class Supervisor:
     def check_once(self) -> None:
         """One round of checks: liveness, readiness and progress of every active worker."""
         with self._lock:
+            if self._stop.is_set():
+                # A round that waited for the lock while stop() stopped the workers must not
+                # take their exits for failures and start new ones.
+                return
             now = time.monotonic()
             probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots}
             for slot in list(self.slots):

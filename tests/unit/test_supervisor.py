@@ -319,3 +319,14 @@ def test_start_up_gives_up_on_a_restore_that_stopped_moving(
     with pytest.raises(WorkerStartError, match="not ready after 120s"):
         sup.wait_ready(timeout=120)
     assert clock.now - began < 130
+
+
+def test_a_check_after_stop_replaces_nobody(tmp_path: Path, clock: Clock,
+                                           kafka: FakeKafka) -> None:
+    sup = supervisor(tmp_path, kafka)
+    active(sup).set_ready([0])
+    run_for(sup, clock, 1.0)
+    sup.request_stop()
+    active(sup).proc.returncode = 0  # what stop() does to every worker
+    run_for(sup, clock, 1.0)
+    assert sup.events == [] and len(sup.spawned) == 2
