@@ -356,7 +356,8 @@ class WorkerApp:
         async def health_view(web: Any, request: Any) -> Any:
             # "stopping" from the SIGTERM on: the supervisor then waits for the drain instead
             # of taking the stop (and the web server going away first) for a hang.
-            status = "stopping" if app.should_stop else "ok"
+            # (Not should_stop: it is also true of a crashed app, which is not draining.)
+            status = "stopping" if app.state in ("stopping", "shutdown") else "ok"
             return web.json({"status": status, "worker": self.name, "time": time.time()})
 
         @app.page("/ready")
