@@ -68,6 +68,8 @@ class Probe:
     health: dict[str, Any] | None = None
     #: The /ready body (also when it answered 503), None when it did not answer.
     ready: dict[str, Any] | None = None
+    #: The worker announced its stop (SIGTERM) before its web server went away.
+    announced_stop: bool = False
 
     @property
     def live(self) -> bool:
@@ -75,7 +77,8 @@ class Probe:
 
     @property
     def stopping(self) -> bool:
-        return self.health is not None and self.health.get("status") == "stopping"
+        return self.announced_stop or (self.health is not None
+                                       and self.health.get("status") == "stopping")
 
 
 def exit_reason(exit_code: int | None, draining: bool) -> str:

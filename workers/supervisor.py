@@ -296,7 +296,8 @@ class Supervisor:
             return Probe(alive=False, pid=pid, exit_code=code)
         health = worker.health(self.policy.probe_timeout_s)
         ready = worker.readiness(self.policy.probe_timeout_s) if health is not None else None
-        return Probe(alive=True, pid=pid, health=health, ready=ready)
+        return Probe(alive=True, pid=pid, health=health, ready=ready,
+                     announced_stop=worker.stopping())
 
     def _replace(self, slot: Slot, reason: str, now: float) -> None:
         """Act on a verdict: stop on a config error, hold during a storm, else fail over."""
@@ -378,6 +379,7 @@ class Supervisor:
         old.signal(signal.SIGKILL)
         if old.proc is not None:
             old.proc.wait(10)
+        old.forget()
         standby = next((w for w in self.standbys if w.standby_ready()), None)
         if standby is not None:
             self.standbys.remove(standby)

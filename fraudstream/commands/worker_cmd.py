@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
@@ -45,14 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from faust.worker import Worker
-
     from fraudstream.commands.topics_cmd import require_topics
     from model_registry.artifact import ArtifactError
     from model_registry.errors import RegistryError
     from monitoring.metrics import WorkerMetrics
     from workers.app import WorkerApp
     from workers.hot_swap import initial_scorer, registry_from_settings
+    from workers.pool import stopping_file
     from workers.scoring import limit_model_threads
 
     limit_model_threads()
@@ -81,10 +81,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                            initial.generation, instance_id=instance_id)
     logger.info("starting worker=%s model=%s source=%s instance_id=%s", worker_app.name,
                 initial.scorer.version, initial.source, instance_id)
-    worker = Worker(worker_app.app, loglevel=args.loglevel, quiet=True,
-                    override_logging=False)
+    worker = _announcing_worker_class()(worker_app.app, loglevel=args.loglevel, quiet=True,
+                                        override_logging=False)
+    worker.stopping_file = stopping_file(settings, os.getpid())
     worker.execute_from_commandline()
     return 0
+
+
+def _announcing_worker_class() -> Any:
+    """faust's Worker, announcing a stop before its services (the web server first) go.
+
+    Built on call: importing faust at module level would slow every other command.
+    """
+    from faust.worker import Worker
+
+    class AnnouncingWorker(Worker):
+        stopping_file: Path | None = None
+
+        async def on_stop(self) -> None:
+            # mode calls on_stop when the stop begins (SIGTERM), before stopping children:
+            # the supervisor then drains this worker instead of counting it as hung once
+            # /health stops answering.
+            if self.stopping_file is not None:
+                self.stopping_file.parent.mkdir(parents=True, exist_ok=True)
+                self.stopping_file.write_text(str(os.getpid()))
+            await super().on_stop()
+
+    return AnnouncingWorker
 
 
 def _wait_for_activation(ready_file: Path) -> tuple[int, str | None]:

@@ -93,3 +93,23 @@ def _lag_zero(worker: Any) -> bool:
     lags = [float(line.split()[-1]) for line in text.splitlines()
             if line.startswith("fraudstream_consumer_lag{")]
     return bool(lags) and max(lags) == 0
+
+
+def test_a_worker_announces_its_stop_before_its_web_server_goes(settings: Settings) -> None:
+    import signal
+
+    from workers.pool import stopping_file
+
+    with running_pool(settings, 1) as pool:
+        worker = pool.workers[0]
+        assert worker.proc is not None and not worker.stopping()
+        mark = stopping_file(settings, worker.proc.pid)
+        worker.signal(signal.SIGTERM)
+        seen_with_process_alive = False
+        deadline = time.monotonic() + 30
+        while worker.alive() and time.monotonic() < deadline:
+            seen_with_process_alive = seen_with_process_alive or mark.exists()
+            time.sleep(0.01)
+        assert seen_with_process_alive, "no stop announced while the process was stopping"
+        assert worker.proc.wait(10) == 0  # a clean stop: the supervisor reads it as stopped
+    assert not mark.exists(), "the mark outlived the worker"

@@ -57,6 +57,7 @@ class FakeWorker:
         self.ready_body: dict[str, Any] | None = {"ready": False, "pid": pid}
         self.signals: list[int] = []
         self.log = ""
+        self.announced = False
 
     # what the supervisor calls
     def alive(self) -> bool:
@@ -81,6 +82,12 @@ class FakeWorker:
 
     def stop(self, timeout: float = 20.0) -> None:
         self.signal(signal.SIGKILL)
+
+    def stopping(self) -> bool:
+        return self.announced
+
+    def forget(self) -> None:
+        self.announced = False
 
     def error_line(self) -> str:
         return self.log.strip().splitlines()[-1]
@@ -330,3 +337,17 @@ def test_a_check_after_stop_replaces_nobody(tmp_path: Path, clock: Clock,
     active(sup).proc.returncode = 0  # what stop() does to every worker
     run_for(sup, clock, 1.0)
     assert sup.events == [] and len(sup.spawned) == 2
+
+
+def test_a_stop_announced_before_the_web_server_goes_is_a_drain(tmp_path: Path, clock: Clock,
+                                                                kafka: FakeKafka) -> None:
+    sup = supervisor(tmp_path, kafka)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    worker.announced, worker.health_body = True, None  # /health was never seen stopping
+    run_for(sup, clock, 20.0)  # a slow exit under a starved CPU: still not hung
+    assert sup.events == []
+    worker.proc.returncode = 0
+    run_for(sup, clock, 0.5)
+    assert [e.reason for e in sup.events] == ["stopped"]
