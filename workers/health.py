@@ -134,10 +134,10 @@ class WorkerWatch:
                 return "hung"
             return self._not_ready(now, policy)
         self.failures, self.live_at = 0, now
-        self._observe_restore(probe.ready or {}, now)
-        answer = probe.ready or {}
         # The pid check: a process still holding the port must not pass for this one.
-        ready = bool(answer.get("ready")) and answer.get("pid") == probe.pid and not self.restoring
+        answer = probe.ready if probe.ready and probe.ready.get("pid") == probe.pid else {}
+        self._observe_restore(answer, now)
+        ready = bool(answer.get("ready")) and not self.restoring
         if ready:
             if not self.ready:
                 self.ready_since = now
