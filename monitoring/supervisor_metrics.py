@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.process_collector import ProcessCollector
 
-FAILOVER_REASONS = ("crashed", "hung", "not_ready", "no_progress")
+#: ``stopped`` is a worker that drained after SIGTERM (a deploy): replaced, but not a fault.
+FAILOVER_REASONS = ("crashed", "hung", "not_ready", "no_progress", "stopped")
 
 
 @dataclass(frozen=True)
 class SupervisorMetrics:
-    """Failovers, desired/healthy workers and ready standbys."""
+    """Failovers, desired/healthy/restoring workers, ready standbys, lag and storm breakers."""
 
     registry: CollectorRegistry
     failovers: Counter
@@ -21,6 +22,9 @@ class SupervisorMetrics:
     standbys_ready: Gauge
     standbys_desired: Gauge
     kafka_errors: Counter
+    workers_restoring: Gauge
+    failover_storm: Gauge
+    consumer_lag: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None,
@@ -31,7 +35,8 @@ class SupervisorMetrics:
         metrics = cls(
             registry=reg,
             failovers=Counter(f"{p}_failovers", "Workers replaced by the supervisor, by reason "
-                              "(crashed, hung, not_ready, no_progress)", ["reason"],
+                              "(crashed, hung, not_ready, no_progress; stopped = drained "
+                              "after SIGTERM, not a fault)", ["reason"],
                               registry=reg),
             workers_desired=Gauge(f"{p}_workers_desired", "Active workers the supervisor "
                                   "keeps running", registry=reg),
@@ -43,6 +48,15 @@ class SupervisorMetrics:
                                    "keeps", registry=reg),
             kafka_errors=Counter(f"{p}_kafka_errors", "Kafka requests of the supervisor that "
                                  "failed (progress checks, failover events)", registry=reg),
+            workers_restoring=Gauge(f"{p}_workers_restoring", "Active workers restoring their "
+                                    "tables from the changelogs (not ready, not failed)",
+                                    registry=reg),
+            failover_storm=Gauge(f"{p}_failover_storm", "Slots whose worker the supervisor "
+                                 "stopped replacing: repeated failovers did not bring progress "
+                                 "back", registry=reg),
+            consumer_lag=Gauge(f"{p}_group_consumer_lag", "Records of the transactions topic "
+                               "not yet committed by the workers' group, as the supervisor "
+                               "reads it", registry=reg),
         )
         # Every reason exists at 0 from the start: a counter first seen at 1 shows no increase.
         for reason in FAILOVER_REASONS:

@@ -27,6 +27,7 @@ from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
+from workers.restore_status import RestoreWatch
 from workers.scoring import Scorer
 from workers.state_tables import ChangelogTable
 from workers.takeover import TakeoverScan
@@ -140,6 +141,7 @@ class WorkerApp:
         use_idempotent_producer()
         app = self.app = faust.App(settings.app_id,
                                          **faust_settings(settings, index, instance_id))
+        self.restore = RestoreWatch(app)
         self.transactions = app.topic(settings.topic_transactions, key_serializer="raw",
                                       value_serializer="raw")
         self.labels = app.topic(settings.topic_labels, key_serializer="raw",
@@ -352,18 +354,26 @@ class WorkerApp:
 
         @app.page("/health")
         async def health_view(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok", "worker": self.name, "time": time.time()})
+            # "stopping" from the SIGTERM on: the supervisor then waits for the drain instead
+            # of taking the stop (and the web server going away first) for a hang.
+            # (Not should_stop: it is also true of a crashed app, which is not draining.)
+            status = "stopping" if app.state in ("stopping", "shutdown") else "ok"
+            return web.json({"status": status, "worker": self.name, "time": time.time()})
 
         @app.page("/ready")
         async def ready_view(web: Any, request: Any) -> Any:
             partitions = sorted(tp.partition for tp in app.assignor.assigned_actives()
                                 if tp.topic == s.topic_transactions)
             shadow = self.processor.shadow
-            body = {"ready": self.ready, "model_version": self.processor.scorer.version,
+            restore = self.restore.status()
+            # Not ready while restoring tables, also after a later rebalance: the supervisor
+            # reads the restore progress and keeps a worker that restores.
+            ready = self.ready and not restore.restoring
+            body = {"ready": ready, "model_version": self.processor.scorer.version,
                     "shadow_version": shadow.version if shadow is not None else None,
                     "assigned_partitions": len(partitions), "partitions": partitions,
-                    "worker": self.name, "pid": os.getpid()}
-            return web.json(body, status=200 if self.ready else 503)
+                    "worker": self.name, "pid": os.getpid(), **restore.to_json()}
+            return web.json(body, status=200 if ready else 503)
 
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             mine = [tp for tp in assigned if tp.topic == s.topic_transactions]

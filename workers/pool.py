@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,12 @@ def remove_targets(settings: Settings, name: str) -> None:
     (_targets_dir(settings) / f"{name}-{settings.app_id}.json").unlink(missing_ok=True)
 
 
+def stopping_file(settings: Settings, pid: int) -> Path:
+    """Where worker ``pid`` announces that it is stopping (written at SIGTERM, before its web
+    server goes away), so a supervisor drains it instead of taking it for hung."""
+    return settings.state_dir / "run" / f"worker-{pid}.stopping"
+
+
 def _targets_dir(settings: Settings) -> Path:
     return settings.state_dir / "prometheus" / "targets"
 
@@ -96,6 +103,7 @@ class WorkerProcess:
                 env=settings_env(self.settings),
                 stdin=subprocess.PIPE if self.standby_file is not None else subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.forget()  # a mark left by an earlier process with this pid is not this one's
         logger.info("started worker name=%s pid=%d standby=%s", self.name or self.index,
                     self.proc.pid, self.standby_file is not None)
 
@@ -121,20 +129,48 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def _get(self, path: str, timeout: float) -> dict | None:
+        """The JSON body of ``path`` (also of an error status), None when nothing answers."""
         url = f"http://{self.settings.bind_host}:{self.port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            # /ready answers 503 with a body that says why (e.g. restoring its tables).
+            try:
+                return dict(json.loads(exc.read()))
+            except (OSError, ValueError):
+                return None
+            finally:
+                exc.close()
         except (OSError, ValueError):
             return None
 
     def readiness(self, timeout: float = 1.0) -> dict | None:
-        """The worker's /ready answer, or None when it does not answer 200."""
+        """The worker's /ready body (``ready`` false on a 503), None when it does not answer."""
         return self._get("/ready", timeout)
+
+    def health(self, timeout: float = 1.0) -> dict | None:
+        """The worker's /health body (``status`` ok or stopping), None when it does not answer."""
+        return self._get("/health", timeout)
 
     def liveness(self, timeout: float = 1.0) -> bool:
         """True when the worker's event loop answers /health in time."""
-        return self._get("/health", timeout) is not None
+        return self.health(timeout) is not None
+
+    def stopping(self) -> bool:
+        """True once the worker has announced that it is stopping (see ``stopping_file``)."""
+        return self.proc is not None and stopping_file(self.settings, self.proc.pid).exists()
+
+    def forget(self) -> None:
+        """Remove what the process left behind for the supervisor (its stopping mark)."""
+        if self.proc is not None:
+            stopping_file(self.settings, self.proc.pid).unlink(missing_ok=True)
+
+    def error_line(self) -> str:
+        """The worker's one-line error (``fraudstream worker: error: ...``), else its last line."""
+        lines = [line for line in self.log_tail(50).splitlines() if line.strip()]
+        errors = [line for line in lines if ": error: " in line]
+        return (errors or lines or ["(no log)"])[-1].strip()
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.alive():
@@ -150,6 +186,7 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             self.proc.wait(5)
+        self.forget()
 
     def log_tail(self, lines: int = 30) -> str:
         try:

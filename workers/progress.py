@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: Commit gaps remembered per partition: "recent batch times".
+RECENT_GAPS = 5
 
 
 @dataclass
@@ -14,6 +18,9 @@ class PartitionProgress:
     committed: int
     end: int
     since: float
+    #: Seconds between the last commits seen while the partition had a backlog: how long a
+    #: batch takes now (at least the workers' commit interval).
+    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))
 
     @property
     def lag(self) -> int:
@@ -59,25 +66,48 @@ class GroupProgress:
         for tp, end in ends.items():
             done = max(committed.get(tp.partition, 0), 0)
             old = self.partitions.get(tp.partition)
+            if old is None:
+                self.partitions[tp.partition] = PartitionProgress(done, end, now)
+                continue
             # The clock runs from the last commit, or from when a backlog appeared on a
             # partition that was caught up (an idle partition is not a stuck one).
-            if old is None or old.committed != done or old.lag == 0:
-                self.partitions[tp.partition] = PartitionProgress(done, end, now)
-            else:
-                old.end = end
+            if old.committed != done and old.lag > 0:
+                old.gaps.append(now - old.since)
+            if old.committed != done or old.lag == 0:
+                old.since = now
+            old.committed, old.end = done, end
         return self.partitions
 
-    def stalled(self, partitions: list[int], now: float, timeout_s: float) -> list[int]:
-        """Partitions with a backlog whose committed offset has not moved for ``timeout_s``."""
+    @property
+    def total_lag(self) -> int:
+        """Records of the topic not yet committed by the group, at the last refresh."""
+        return sum(p.lag for p in list(self.partitions.values()))  # read by another thread
+
+    def stall_timeout(self, partition: int, timeout_s: float, batches: int) -> float:
+        """The longer of ``timeout_s`` and ``batches`` of the partition's recent commit gaps."""
+        state = self.partitions.get(partition)
+        recent = max(state.gaps) if state is not None and state.gaps else 0.0
+        return max(timeout_s, batches * recent)
+
+    def stalled(self, partitions: list[int], now: float, timeout_s: float,
+                not_before: float | None = None, batches: int = 0) -> list[int]:
+        """Partitions with a backlog whose committed offset has not moved for too long.
+
+        Too long is ``stall_timeout``, counted from the last commit or from ``not_before``
+        (when their owner got ready), whichever is later.
+        """
         out = []
         for p in partitions:
             state = self.partitions.get(p)
-            if state is not None and state.lag > 0 and now - state.since > timeout_s:
+            if state is None or state.lag == 0:
+                continue
+            since = max(state.since, not_before) if not_before is not None else state.since
+            if now - since > self.stall_timeout(p, timeout_s, batches):
                 out.append(p)
         return out
 
-    def reset(self, partitions: list[int], now: float) -> None:
-        """A new owner gets a fresh grace period for these partitions."""
-        for p in partitions:
-            if p in self.partitions:
-                self.partitions[p].since = now
+    def moved_since(self, partitions: list[int], at: float) -> bool:
+        """True when every one of ``partitions`` is caught up or committed after ``at``."""
+        return all(p in self.partitions and (self.partitions[p].lag == 0
+                                             or self.partitions[p].since > at)
+                   for p in partitions)

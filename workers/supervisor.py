@@ -5,10 +5,16 @@ a worker crashes, hangs, never becomes ready or stops committing while it has a 
 supervisor kills it and hands its slot to a warm standby (imports done, model verified). The
 standby joins with the dead worker's membership id, so the coordinator gives it the same
 partitions at once: no session timeout to wait for and no rebalance of the other workers.
+
+What counts as a failure is decided in ``workers.health``: a slow, lagging or restoring worker
+is kept, a worker stopping after SIGTERM is drained, replacements that do not bring progress
+back open a failover-storm breaker, and a worker that refuses its configuration stops the
+supervisor (``WorkerConfigError``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -22,40 +28,17 @@ from typing import Any
 
 from fraudstream.settings import Settings
 from monitoring.supervisor_metrics import SupervisorMetrics
+from workers.health import (
+    EXIT_CONFIG_ERROR,
+    FailoverStorm,
+    HealthPolicy,
+    Probe,
+    WorkerWatch,
+)
 from workers.pool import WorkerProcess, WorkerStartError
 from workers.progress import GroupProgress
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """How often workers are checked and when a check failure means replacement."""
-
-    interval_s: float = 0.5
-    probe_timeout_s: float = 1.0
-    #: Consecutive failed liveness probes (of a worker that was healthy) that mean "hung".
-    hang_failures: int = 2
-    #: Time an activated worker has to become ready with partitions.
-    ready_timeout_s: float = 90.0
-    #: Backlog with no committed progress for this long means "stuck".
-    progress_timeout_s: float = 20.0
-    progress_interval_s: float = 2.0
-
-
-@dataclass
-class Slot:
-    """One active worker position: fixed web port and membership id, changing process."""
-
-    index: int
-    instance_id: str
-    worker: WorkerProcess
-    activated_at: float
-    healthy_once: bool = False
-    failures: int = 0
-    partitions: list[int] = field(default_factory=list)
-    ready: bool = False
-    restarts: CrashLoopGuard = field(default_factory=lambda: CrashLoopGuard())
 
 
 @dataclass
@@ -87,6 +70,34 @@ class CrashLoopGuard:
         return now >= self.not_before
 
 
+class WorkerConfigError(WorkerStartError):
+    """A worker refused to start for a configuration error: restarting it cannot help."""
+
+
+@dataclass
+class Slot:
+    """One active worker position: fixed web port and membership id, changing process."""
+
+    index: int
+    instance_id: str
+    worker: WorkerProcess
+    watch: WorkerWatch
+    restarts: CrashLoopGuard = field(default_factory=lambda: CrashLoopGuard())
+    storm: FailoverStorm = field(default_factory=FailoverStorm)
+
+    @property
+    def ready(self) -> bool:
+        return self.watch.ready
+
+    @property
+    def partitions(self) -> list[int]:
+        return self.watch.partitions
+
+    @property
+    def failures(self) -> int:
+        return self.watch.failures
+
+
 @dataclass(frozen=True)
 class FailoverEvent:
     slot: int
@@ -100,13 +111,42 @@ class FailoverEvent:
         return json.dumps({"event": "failover", **self.__dict__}).encode()
 
 
+@dataclass(frozen=True)
+class Overview:
+    """What the supervisor sees now, for a live line: lag, restores, held slots."""
+
+    #: Records of the transactions topic not yet committed (None before the first check).
+    lag: int | None
+    #: Slot index -> records its worker still has to restore (None when not known yet).
+    restoring: dict[int, int | None]
+    #: Slots whose worker is kept although it fails: a failover storm.
+    held: list[int]
+    failovers: int
+
+    def line(self) -> str:
+        """`` | lag N | restoring ... | FAILOVER STORM ...``: empty parts are left out."""
+        parts = [f"lag {self.lag:,}" if self.lag is not None else "lag ?"]
+        if self.restoring:
+            parts.append("restoring " + ", ".join(
+                f"slot {i} ({'?' if n is None else f'{n:,}'} left)"
+                for i, n in sorted(self.restoring.items())))
+        if self.failovers:
+            parts.append(f"failovers {self.failovers}")
+        if self.held:
+            parts.append("FAILOVER STORM: not replacing slot "
+                         + ", ".join(map(str, self.held)))
+        return " | ".join(parts)
+
+
 class Supervisor:
     """Keeps ``workers`` active scoring workers and ``standbys`` warm standbys running."""
 
     def __init__(self, settings: Settings, workers: int, standbys: int,
                  policy: HealthPolicy | None = None,
                  metrics: SupervisorMetrics | None = None,
-                 on_failover: Callable[[FailoverEvent], None] | None = None) -> None:
+                 on_failover: Callable[[FailoverEvent], None] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        """``notify`` receives one line for a person when a failover storm starts or ends."""
         if workers < 1:
             raise ValueError("the supervisor needs at least one active worker")
         self.settings = settings
@@ -115,13 +155,17 @@ class Supervisor:
         self.policy = policy or HealthPolicy()
         self.metrics = metrics or SupervisorMetrics.create()
         self.on_failover = on_failover
+        self.notify = notify
         self.slots: list[Slot] = []
         self.standbys: list[WorkerProcess] = []
         self.events: list[FailoverEvent] = []
+        #: The error that stopped ``run`` (a worker's configuration error), for the CLI.
+        self.fatal: WorkerConfigError | None = None
         self._spawned = 0
         self._progress = GroupProgress(settings.kafka_bootstrap, settings.app_id,
                                        settings.topic_transactions)
         self._progress_at = 0.0
+        self._progress_read = False
         self._producer: Any = None
         self._metrics_server: Any = None
         self._stop = threading.Event()
@@ -138,15 +182,24 @@ class Supervisor:
         self.metrics.standbys_desired.set(self.n_standbys)
         for index in range(1, self.n_workers + 1):
             worker = self._spawn(index=index, instance_id=self._instance_id(index))
-            self.slots.append(Slot(index, self._instance_id(index), worker, time.monotonic()))
+            self.slots.append(Slot(index, self._instance_id(index), worker,
+                                   WorkerWatch(time.monotonic())))
         self._refill_standbys()
         self._progress.start()
         self.write_scrape_targets()
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until all active workers are ready, all partitions assigned, standbys warm."""
+        """Wait until all active workers are ready, all partitions assigned, standbys warm.
+
+        ``timeout`` is extended while a worker's table restore progresses (a large state may
+        take longer to read back; one that stops moving is not waited for beyond
+        ``policy.restore_stall_s``). Raises ``WorkerConfigError`` at once when a worker
+        refuses its configuration.
+        """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < max([deadline] + [
+                s.watch.waiting_since + self.policy.restore_stall_s
+                for s in self.slots if s.watch.restoring]):
             self.check_once()
             assigned = sum(len(s.partitions) for s in self.slots if s.ready)
             warm = sum(1 for w in self.standbys if w.standby_ready())
@@ -158,14 +211,29 @@ class Supervisor:
         raise WorkerStartError(f"supervised workers not ready after {timeout:.0f}s\n{tails}")
 
     def run(self) -> None:
-        """Check health until ``stop`` is called (from another thread or a signal handler)."""
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.check_once()
-            self._stop.wait(max(self.policy.interval_s - (time.monotonic() - started), 0.05))
+        """Check health until ``stop`` is called (from another thread or a signal handler).
+
+        A worker's configuration error ends the loop: it is kept in ``fatal`` and raised.
+        """
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                self.check_once()
+                self._stop.wait(max(self.policy.interval_s - (time.monotonic() - started),
+                                    0.05))
+        except WorkerConfigError as exc:
+            self.fatal = exc
+            self._stop.set()
+            raise
 
     def run_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="supervisor", daemon=True)
+        """``run`` in a daemon thread; a fatal error ends up in ``fatal``, not on stderr."""
+
+        def body() -> None:
+            with contextlib.suppress(WorkerConfigError):  # kept in self.fatal for the caller
+                self.run()
+
+        thread = threading.Thread(target=body, name="supervisor", daemon=True)
         thread.start()
         return thread
 
@@ -199,13 +267,16 @@ class Supervisor:
     def check_once(self) -> None:
         """One round of checks: liveness, readiness and progress of every active worker."""
         with self._lock:
+            if self._stop.is_set():
+                # A round that waited for the lock while stop() stopped the workers must not
+                # take their exits for failures and start new ones.
+                return
             now = time.monotonic()
             probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots}
             for slot in list(self.slots):
-                alive, live, ready = probes[slot.index].result()
-                reason = self._judge(slot, alive, live, ready, now)
-                if reason is not None and slot.restarts.may_start(now):
-                    self.failover(slot, reason)
+                reason = slot.watch.observe(probes[slot.index].result(), now, self.policy)
+                if reason is not None:
+                    self._replace(slot, reason, now)
             if now - self._progress_at >= self.policy.progress_interval_s:
                 self._progress_at = now
                 self._check_progress(now)
@@ -214,61 +285,101 @@ class Supervisor:
                           and s.worker.alive())
             self.metrics.workers_healthy.set(healthy)
             self.metrics.standbys_ready.set(sum(1 for w in self.standbys if w.standby_ready()))
+            self.metrics.workers_restoring.set(sum(1 for s in self.slots if s.watch.restoring))
+            self.metrics.failover_storm.set(sum(1 for s in self.slots
+                                                if s.storm.open_since is not None))
 
-    def _probe(self, worker: WorkerProcess) -> tuple[bool, bool, dict | None]:
+    def _probe(self, worker: WorkerProcess) -> Probe:
+        pid = worker.proc.pid if worker.proc is not None else None
         if not worker.alive():
-            return False, False, None
-        live = worker.liveness(self.policy.probe_timeout_s)
-        ready = worker.readiness(self.policy.probe_timeout_s) if live else None
-        return True, live, ready
+            code = worker.proc.poll() if worker.proc is not None else None
+            return Probe(alive=False, pid=pid, exit_code=code)
+        health = worker.health(self.policy.probe_timeout_s)
+        ready = worker.readiness(self.policy.probe_timeout_s) if health is not None else None
+        return Probe(alive=True, pid=pid, health=health, ready=ready,
+                     announced_stop=worker.stopping())
 
-    def _judge(self, slot: Slot, alive: bool, live: bool, ready: dict | None,
-               now: float) -> str | None:
-        if not alive:
-            return "crashed"
-        pid = slot.worker.proc.pid if slot.worker.proc is not None else None
-        if live:
-            slot.failures = 0
-            # The pid check: a process still holding the port must not pass for this one.
-            slot.ready = bool(ready and ready.get("ready") and ready.get("pid") == pid)
-            if slot.ready and ready is not None:
-                slot.partitions = [int(p) for p in ready.get("partitions", [])]
-                slot.healthy_once = True
-        else:
-            slot.failures += 1
-            slot.ready = False
-            if slot.healthy_once and slot.failures >= self.policy.hang_failures:
-                return "hung"
-        if not slot.healthy_once and now - slot.activated_at > self.policy.ready_timeout_s:
-            return "not_ready"
-        return None
+    def _replace(self, slot: Slot, reason: str, now: float) -> None:
+        """Act on a verdict: stop on a config error, hold during a storm, else fail over."""
+        if reason == "config_error":
+            raise WorkerConfigError(f"worker {slot.worker.name} refused to start: "
+                                    f"{slot.worker.error_line()}")
+        if reason in ("hung", "not_ready", "no_progress") and slot.storm.holds(now, self.policy):
+            if slot.storm.open_since == now:
+                pid = slot.worker.proc.pid if slot.worker.proc is not None else None
+                logger.error("failover storm slot=%d reason=%s failovers=%d window_s=%.0f "
+                             "pid=%s", slot.index, reason, len(slot.storm.faults),
+                             self.policy.storm_window_s, pid)
+                self._say(f"FAILOVER STORM: slot {slot.index} was replaced "
+                          f"{len(slot.storm.faults)} times in {self.policy.storm_window_s:.0f}s "
+                          f"without progress coming back; keeping worker pid {pid} ({reason}) "
+                          "instead of replacing it again. Look for overload or a common cause "
+                          "(see FraudstreamFailoverStorm in monitoring/runbook.md).")
+            return
+        if slot.restarts.may_start(now):
+            self.failover(slot, reason)
 
     def _check_progress(self, now: float) -> None:
         try:
             self._progress.refresh(now)
+            self._progress_read = True
         except Exception as exc:  # the check must never take the supervisor down
             self.metrics.kafka_errors.inc()
             logger.warning("progress check failed error=%r", exc)
             return
+        self.metrics.consumer_lag.set(self._progress.total_lag)
         for slot in list(self.slots):
-            if not slot.ready:
+            watch = slot.watch
+            if not watch.ready or watch.draining_since is not None:
                 continue
-            stalled = self._progress.stalled(slot.partitions, now,
-                                             self.policy.progress_timeout_s)
-            if stalled:
-                logger.warning("no progress slot=%d partitions=%s", slot.index, stalled)
-                self.failover(slot, "no_progress")
+            opened = slot.storm.open_since
+            if opened is not None and self._progress.moved_since(watch.partitions, opened):
+                logger.warning("failover storm over slot=%d: its partitions commit again",
+                               slot.index)
+                slot.storm.close()
+                self._say(f"failover storm over: slot {slot.index} commits again; its worker "
+                          "will be replaced again if it fails")
+            # Counted from readiness: a replacement that spent its first seconds restoring
+            # has had no chance to commit yet.
+            stalled = self._progress.stalled(watch.partitions, now,
+                                             self.policy.progress_timeout_s,
+                                             not_before=watch.ready_since,
+                                             batches=self.policy.stall_batches)
+            if stalled and slot.storm.open_since is None:  # a held worker is said once
+                logger.warning("no progress slot=%d partitions=%s lag=%s", slot.index, stalled,
+                               {p: self._progress.partitions[p].lag for p in stalled})
+                self._replace(slot, "no_progress", now)
+
+    def _say(self, line: str) -> None:
+        if self.notify is not None:
+            self.notify(line)
+
+    def overview(self) -> Overview:
+        """Lag, restores and held slots, as of the last checks (for the demo's live line).
+
+        Without the lock: a check round holds it for up to a probe timeout, and a live line
+        must not wait for that; each value read is a whole one.
+        """
+        slots = list(self.slots)
+        return Overview(
+            lag=self._progress.total_lag if self._progress_read else None,
+            restoring={s.index: s.watch.restore_remaining for s in slots if s.watch.restoring},
+            held=[s.index for s in slots if s.storm.open_since is not None],
+            failovers=len(self.events))
 
     # -- failover ----------------------------------------------------------------------------
     def failover(self, slot: Slot, reason: str) -> FailoverEvent:
         """Kill the slot's worker and give the slot to a warm standby (or a fresh worker)."""
         old = slot.worker
         old_pid = old.proc.pid if old.proc is not None else None
-        slot.restarts.died(time.monotonic() - slot.activated_at, time.monotonic())
+        now = time.monotonic()
+        slot.restarts.died(now - slot.watch.activated_at, now)
+        slot.storm.record(reason, now)
         logger.warning("failover slot=%d reason=%s pid=%s", slot.index, reason, old_pid)
         old.signal(signal.SIGKILL)
         if old.proc is not None:
             old.proc.wait(10)
+        old.forget()
         standby = next((w for w in self.standbys if w.standby_ready()), None)
         if standby is not None:
             self.standbys.remove(standby)
@@ -276,9 +387,7 @@ class Supervisor:
             new = standby
         else:
             new = self._spawn(index=slot.index, instance_id=slot.instance_id)
-        self._progress.reset(slot.partitions, time.monotonic())
-        slot.worker, slot.activated_at = new, time.monotonic()
-        slot.healthy_once, slot.failures, slot.ready = False, 0, False
+        slot.worker, slot.watch = new, WorkerWatch(time.monotonic())
         self._refill_standbys()
         event = FailoverEvent(slot.index, reason, old_pid,
                               new.proc.pid if new.proc is not None else None,
@@ -294,6 +403,9 @@ class Supervisor:
     def _refill_standbys(self) -> None:
         now = time.monotonic()
         for dead in [w for w in self.standbys if not w.alive()]:
+            if dead.proc is not None and dead.proc.poll() == EXIT_CONFIG_ERROR:
+                raise WorkerConfigError(f"standby {dead.name} refused to start: "
+                                        f"{dead.error_line()}")
             self._standby_restarts.died(now - self._started_at.pop(dead.name, now), now)
         self.standbys = [w for w in self.standbys if w.alive()]
         while len(self.standbys) < self.n_standbys and self._standby_restarts.may_start(now):
@@ -366,7 +478,8 @@ class Supervisor:
         """One row per slot and standby, for the CLI and the tests."""
         rows: list[dict[str, object]] = [
             {"slot": s.index, "pid": s.worker.proc.pid if s.worker.proc else None,
-             "ready": s.ready, "partitions": s.partitions, "failures": s.failures}
+             "ready": s.ready, "partitions": s.partitions, "failures": s.failures,
+             "restoring": s.watch.restoring, "held": s.storm.open_since is not None}
             for s in self.slots]
         rows += [{"standby": w.name, "pid": w.proc.pid if w.proc else None,
                   "warm": w.standby_ready()} for w in self.standbys]

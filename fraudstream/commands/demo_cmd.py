@@ -11,6 +11,8 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,13 +22,17 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 from simulator import Dataset
 
+if TYPE_CHECKING:
+    from workers.supervisor import Overview
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run everything: stack, model, workers and a live stream",
                        description="Starts the local stack (if not running), trains a model if "
                        "none exists, starts --workers scoring workers, streams simulated "
                        "transactions (with a few malformed ones) and their delayed labels, and "
-                       "shows rate, scored, dead-lettered, decline rate and p50/p99 latency live. "
+                       "shows rate, scored, dead-lettered, decline rate, p50/p99 latency, the "
+                       "consumer lag and any table restore or failover storm live. "
                        "Ctrl-C (or --duration) stops it; it then waits for every record to come "
                        "out, prints a JSON summary on stdout and stops what it started.")
     p.add_argument("--duration", type=float, default=None,
@@ -83,7 +89,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         version = ensure_model(settings)
         print(f"model {version}; starting {args.workers} supervised workers and "
               f"{args.standby} standby...", file=sys.stderr)
-        pool = Supervisor(settings, args.workers, args.standby)
+        pool = Supervisor(settings, args.workers, args.standby,
+                          notify=lambda line: print(f"\n{line}", file=sys.stderr, flush=True))
         pool.serve_metrics(required=False)
         pool.start()
         try:
@@ -96,10 +103,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             args.start_date = time.strftime("%Y-%m-%d", time.gmtime(time.time()
                                                                      - args.days * 86_400))
         data = run_simulation(config_from_args(args, f"demo{int(time.time())}"))
-        summary = asyncio.run(stream_and_watch(settings, data, args))
+        summary = asyncio.run(stream_and_watch(settings, data, args, pool.overview,
+                                               lambda: pool.fatal if pool else None))
         summary["model_version"] = version
         summary["workers"] = args.workers
         summary["failovers"] = len(pool.events)
+        summary["failover_reasons"] = sorted({e.reason for e in pool.events})
     finally:
         if pool is not None:
             pool.stop()
@@ -113,9 +122,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary["lost"] == 0 else 1
 
 
-async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Namespace
+async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Namespace,
+                           overview: Callable[[], Overview] | None = None,
+                           fatal: Callable[[], Exception | None] | None = None
                            ) -> dict[str, object]:
-    """Produce the stream while reading scores and dead letters into a ledger; summarise."""
+    """Produce the stream while reading scores and dead letters into a ledger; summarise.
+
+    ``overview`` adds the supervisor's view (lag, restores, failover storm) to the live line;
+    ``fatal`` returns the error that stopped the supervisor, which ends the demo.
+    """
     from fraudstream.feeds import outgoing, with_bad_records
     from fraudstream.ledger import Ledger
     from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
@@ -182,6 +197,13 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
                         f"{100 * declined / max(ledger.scored, 1):.2f}%"
                         f" | latency p50 {np.percentile(lat, 50):.0f} ms p99 "
                         f"{np.percentile(lat, 99):.0f} ms")
+                if overview is not None:
+                    # Lag and restores make overload visible: a latency that grows while the
+                    # lag grows is a backlog, not a failure.
+                    line += " | " + overview().line()
+                error = fatal() if fatal is not None else None
+                if error is not None:
+                    raise UserError(str(error))
                 print(("\r" + line) if interactive else line, end="" if interactive else "\n",
                       file=sys.stderr, flush=True)
             if produce_task.done():

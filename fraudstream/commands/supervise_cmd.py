@@ -20,7 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "answers (liveness), /ready (partitions assigned, model loaded), and committed offsets "
         "advance while there is a backlog (progress). A worker that crashed, hung, never got "
         "ready or stopped making progress is killed and its slot handed to a standby, which "
-        "takes over the same partitions at once; a new standby is started. Failovers are "
+        "takes over the same partitions at once; a new standby is started. Slowness is not a "
+        "fault: a worker restoring its tables (/ready says restoring) is kept while the restore "
+        "progresses, lag alone never triggers a failover, and a worker stopping after SIGTERM "
+        "is drained and replaced as `stopped`. When replacing a slot's worker --storm-failovers "
+        "times within --storm-window did not bring progress back, the supervisor keeps the "
+        "worker, prints a FAILOVER STORM line and sets fraudstream_failover_storm. A worker "
+        "that refuses its configuration (e.g. no FRAUDSTREAM_SIGNING_KEY) stops the supervisor "
+        "with that error (exit 2). Failovers are "
         "logged, counted in fraudstream_failovers_total{reason} (served on "
         "FRAUDSTREAM_SUPERVISOR_PORT /metrics) and published on FRAUDSTREAM_TOPIC_EVENTS.")
     p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
@@ -29,24 +36,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds between health checks (default 0.5)")
     p.add_argument("--hang-failures", type=int, default=2,
                    help="consecutive failed /health probes (1 s timeout) that mean a worker "
-                        "hangs (default 2)")
+                        "hangs, once --hang-seconds have also passed (default 2)")
+    p.add_argument("--hang-seconds", type=float, default=5.0,
+                   help="seconds without a /health answer before a worker counts as hung: a "
+                        "worker busy with a long batch on a starved CPU is slow, not hung "
+                        "(default 5)")
     p.add_argument("--progress-timeout", type=float, default=20.0,
-                   help="seconds a worker may hold a backlog without committing before it is "
-                        "replaced (default 20)")
+                   help="seconds a ready worker may hold a backlog without committing before "
+                        "it is replaced, counted from when it got ready; the limit grows to "
+                        "4 of its partition's recent commit gaps when batches are slow "
+                        "(default 20)")
+    p.add_argument("--restore-stall", type=float, default=60.0,
+                   help="seconds a worker restoring its tables may go without restoring a "
+                        "record before it is replaced; a restore that progresses is never cut "
+                        "short (default 60)")
+    p.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="seconds a worker stopping after SIGTERM may take to finish its "
+                        "batches before it is killed; either way it is replaced as `stopped`, "
+                        "not as a fault (default 30)")
+    p.add_argument("--storm-failovers", type=int, default=3,
+                   help="failovers of one slot within --storm-window after which the "
+                        "supervisor stops replacing it and keeps its worker (default 3)")
+    p.add_argument("--storm-window", type=float, default=300.0,
+                   help="seconds of the failover-storm window (default 300)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.errors import UserError
-    from workers.supervisor import HealthPolicy, Supervisor
+    from workers.supervisor import HealthPolicy, Supervisor, WorkerConfigError
 
     if args.workers < 1 or args.standby < 0:
         raise UserError("--workers must be at least 1 and --standby at least 0")
     require_topics(settings)
     policy = HealthPolicy(interval_s=args.interval, hang_failures=args.hang_failures,
-                          progress_timeout_s=args.progress_timeout)
-    supervisor = Supervisor(settings, args.workers, args.standby, policy)
+                          hang_s=args.hang_seconds,
+                          progress_timeout_s=args.progress_timeout,
+                          restore_stall_s=args.restore_stall, drain_timeout_s=args.drain_timeout,
+                          storm_failovers=args.storm_failovers,
+                          storm_window_s=args.storm_window)
+    supervisor = Supervisor(settings, args.workers, args.standby, policy,
+                            notify=lambda line: print(line, flush=True))
     try:
         supervisor.serve_metrics()
     except OSError as exc:
@@ -60,6 +91,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"(metrics on http://{settings.bind_host}:{settings.supervisor_port}/metrics)",
               flush=True)
         supervisor.run()
+    except WorkerConfigError as exc:
+        # Restarting a worker that refuses its configuration cannot help: stop, say why.
+        raise UserError(str(exc)) from exc
     except KeyboardInterrupt:
         logger.info("stopping supervised workers")
     finally:

@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
+
+# The exit status of a configuration error lives beside the supervisor rules that read it.
+from workers.health import EXIT_CONFIG_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "falls back to the previous version or rules when the model fails, and "
                        "writes scores. Its "
                        "web server (health, readiness, /metrics) listens on "
-                       "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index.")
+                       "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index. A configuration "
+                       "error (no FRAUDSTREAM_SIGNING_KEY, no model it can verify) exits with "
+                       f"status {EXIT_CONFIG_ERROR} and one line on stderr.")
     p.add_argument("--index", type=int, default=1, help="worker number, sets its web port "
                    "(default 1)")
     p.add_argument("--instance-id", default=None,
@@ -40,23 +46,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from faust.worker import Worker
-
     from fraudstream.commands.topics_cmd import require_topics
     from model_registry.artifact import ArtifactError
     from model_registry.errors import RegistryError
     from monitoring.metrics import WorkerMetrics
     from workers.app import WorkerApp
     from workers.hot_swap import initial_scorer, registry_from_settings
+    from workers.pool import stopping_file
     from workers.scoring import limit_model_threads
 
     limit_model_threads()
     metrics = WorkerMetrics.create()
     try:
-        registry = registry_from_settings(settings)
-        initial = initial_scorer(settings, registry, metrics)
-    except (ArtifactError, RegistryError) as exc:
-        raise UserError(f"refusing to start: {exc}") from exc
+        if not settings.signing_key:
+            raise UserError("refusing to start: FRAUDSTREAM_SIGNING_KEY is not set, so no "
+                            "model can be verified; set it to the key the models were signed "
+                            "with")
+        try:
+            registry = registry_from_settings(settings)
+            initial = initial_scorer(settings, registry, metrics)
+        except (ArtifactError, RegistryError) as exc:
+            raise UserError(f"refusing to start: {exc}") from exc
+    except UserError as exc:
+        # One line and a status of its own: a supervisor stops on it instead of restarting a
+        # worker that cannot start with this configuration.
+        print(f"fraudstream worker: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG_ERROR
     require_topics(settings)
     index, instance_id = args.index, args.instance_id
     if args.standby is not None:
@@ -66,10 +81,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                            initial.generation, instance_id=instance_id)
     logger.info("starting worker=%s model=%s source=%s instance_id=%s", worker_app.name,
                 initial.scorer.version, initial.source, instance_id)
-    worker = Worker(worker_app.app, loglevel=args.loglevel, quiet=True,
-                    override_logging=False)
+    worker = _announcing_worker_class()(worker_app.app, loglevel=args.loglevel, quiet=True,
+                                        override_logging=False)
+    worker.stopping_file = stopping_file(settings, os.getpid())
     worker.execute_from_commandline()
     return 0
+
+
+def _announcing_worker_class() -> Any:
+    """faust's Worker, announcing a stop before its services (the web server first) go.
+
+    Built on call: importing faust at module level would slow every other command.
+    """
+    from faust.worker import Worker
+
+    class AnnouncingWorker(Worker):
+        stopping_file: Path | None = None
+
+        async def on_stop(self) -> None:
+            # mode calls on_stop when the stop begins (SIGTERM), before stopping children:
+            # the supervisor then drains this worker instead of counting it as hung once
+            # /health stops answering.
+            if self.stopping_file is not None:
+                self.stopping_file.parent.mkdir(parents=True, exist_ok=True)
+                self.stopping_file.write_text(str(os.getpid()))
+            await super().on_stop()
+
+    return AnnouncingWorker
 
 
 def _wait_for_activation(ready_file: Path) -> tuple[int, str | None]:

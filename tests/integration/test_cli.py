@@ -74,3 +74,7 @@ def test_headless_demo_accounts_for_every_record(settings: Settings, tmp_path: P
     assert summary["lost"] == 0 and summary["duplicates"] == 0
     assert summary["dead_lettered"] >= summary["produced"] // 101
     assert summary["latency_ms"]["p99"] > 0
+    live = [line for line in result.stderr.splitlines() if line.startswith("sent ")]
+    assert live and all(" | lag " in line for line in live), live[-3:]
+    failovers = [line for line in result.stderr.splitlines() if "failover" in line]
+    assert summary["failovers"] == 0, failovers

@@ -13,13 +13,14 @@ from workers.progress import GroupProgress
 class FakeKafka:
     """Committed and end offsets the test sets (unit test: no broker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str = "tx") -> None:
+        self.topic = topic
         self.committed: dict[int, int] = {}
         self.ends: dict[int, int] = {}
 
     def list_group_offsets(self, spec: dict[str, Any]) -> dict[str, Any]:
         (group,) = spec
-        return {group: {TopicPartition("tx", p): OffsetAndMetadata(o, "", -1)
+        return {group: {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
                         for p, o in self.committed.items()}}
 
     def partitions_for_topic(self, topic: str) -> set[int]:
@@ -55,3 +56,51 @@ def test_commits_reset_the_clock_and_a_caught_up_partition_is_never_stalled() ->
     g.refresh(15.0)
     assert g.stalled([0, 1], 30.0, 20.0) == []
     assert g.stalled([0, 1], 40.0, 20.0) == [0]
+
+
+def test_the_clock_starts_at_readiness_when_that_is_later() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 1000}, {0: 10}
+    g = progress(kafka)
+    g.refresh(0.0)  # the failover: the old owner's last commit was here
+    g.refresh(26.0)  # the replacement restored its tables for 25 s, ready at 26 s
+    assert g.stalled([0], 27.0, 20.0) == [0]  # what the old rule did: killed 1 s after ready
+    assert g.stalled([0], 27.0, 20.0, not_before=26.0) == []
+    assert g.stalled([0], 46.5, 20.0, not_before=26.0) == [0]
+
+
+def test_slow_batches_stretch_the_stall_limit() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 100_000}, {0: 0}
+    g = progress(kafka)
+    g.refresh(0.0)
+    for step in range(1, 4):  # under load a commit comes every 15 s (one big batch each)
+        kafka.committed = {0: 2000 * step}
+        g.refresh(15.0 * step)
+    assert g.stall_timeout(0, 20.0, batches=4) == 60.0  # 4 batches of 15 s, not 20 s
+    assert g.stalled([0], 45.0 + 59.0, 20.0, batches=4) == []
+    assert g.stalled([0], 45.0 + 61.0, 20.0, batches=4) == [0]
+    assert g.total_lag == 100_000 - 6000
+
+
+def test_idle_time_is_not_counted_as_a_batch() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 50}, {0: 50}
+    g = progress(kafka)
+    g.refresh(0.0)
+    kafka.ends = {0: 60}
+    g.refresh(500.0)  # idle for 500 s, then a backlog
+    kafka.committed = {0: 60}
+    g.refresh(502.0)
+    assert list(g.partitions[0].gaps) == [2.0]
+
+
+def test_moved_since_needs_every_partition_caught_up_or_committing() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 100, 1: 100}, {0: 10, 1: 100}
+    g = progress(kafka)
+    g.refresh(0.0)
+    assert not g.moved_since([0, 1], 5.0)
+    kafka.committed = {0: 20, 1: 100}
+    g.refresh(10.0)
+    assert g.moved_since([0, 1], 5.0)

@@ -1,0 +1,115 @@
+"""The supervisor against real workers: configuration errors stop it, restores are reported."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from fraudstream.feeds import outgoing
+from fraudstream.settings import Settings
+from fraudstream.streaming import new_producer, produce_paced
+from simulator import SimulationConfig, simulate
+from tests.stack_fixtures import running_pool
+from workers.pool import WorkerProcess, settings_env
+from workers.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_supervise_without_a_signing_key_stops_at_once_with_one_error(
+        settings: Settings) -> None:
+    ensure_topics(settings)
+    env = settings_env(dataclasses.replace(settings, signing_key=""))
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "fraudstream.cli", "supervise", "--workers", "1",
+                          "--standby", "0"], env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    took = time.monotonic() - started
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("fraudstream supervise: error: "), run.stderr
+    assert "FRAUDSTREAM_SIGNING_KEY is not set" in errors[0]
+    assert took < 60, f"took {took:.0f}s: restarted instead of stopping"
+    workers = list((settings.state_dir / "logs").glob(f"{settings.app_id}-worker-*.log"))
+    assert len(workers) == 1, "the refusing worker was restarted"
+
+
+def test_a_restarted_worker_reports_its_restore_in_ready(settings: Settings) -> None:
+    ds = simulate(SimulationConfig(n_customers=3000, n_terminals=500, nb_days=3, seed=4,
+                                   id_prefix="rs"))
+    records = list(outgoing(ds, 0, 12_000, with_labels=False))
+
+    async def produce() -> None:
+        producer = new_producer(settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await produce_paced(producer, records, topic=settings.topic_transactions,
+                                labels_topic=settings.topic_labels, rate=0, label_delay_s=0)
+        finally:
+            await producer.stop()
+
+    with running_pool(settings, 1) as pool:
+        asyncio.run(produce())
+        worker = pool.workers[0]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # every card written to the table's changelog
+            if (worker.readiness() or {}).get("ready") and _lag_zero(worker):
+                break
+            time.sleep(1)
+    # Restarted: it reads the cards back from the changelog, polled as fast as it answers.
+    answers: list[dict[str, Any]] = []
+    restarted = WorkerProcess(settings, 1)
+    restarted.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            answer = restarted.readiness(timeout=1)
+            if answer is not None:
+                answers.append(answer)
+                if answer.get("ready"):
+                    break
+            time.sleep(0.05)
+    finally:
+        restarted.stop()
+    restoring = [a for a in answers if a.get("restoring")]
+    assert restoring, f"never saw a restore in {len(answers)} answers: {answers[-3:]}"
+    assert all(not a["ready"] for a in restoring)
+    assert any(a["restore"]["remaining"] > 0 for a in restoring), restoring[:3]
+    assert answers[-1]["ready"] and not answers[-1]["restoring"]
+
+
+def _lag_zero(worker: Any) -> bool:
+    import urllib.request
+
+    url = f"http://{worker.settings.bind_host}:{worker.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    lags = [float(line.split()[-1]) for line in text.splitlines()
+            if line.startswith("fraudstream_consumer_lag{")]
+    return bool(lags) and max(lags) == 0
+
+
+def test_a_worker_announces_its_stop_before_its_web_server_goes(settings: Settings) -> None:
+    import signal
+
+    from workers.pool import stopping_file
+
+    with running_pool(settings, 1) as pool:
+        worker = pool.workers[0]
+        assert worker.proc is not None and not worker.stopping()
+        mark = stopping_file(settings, worker.proc.pid)
+        worker.signal(signal.SIGTERM)
+        seen_with_process_alive = False
+        deadline = time.monotonic() + 30
+        while worker.alive() and time.monotonic() < deadline:
+            seen_with_process_alive = seen_with_process_alive or mark.exists()
+            time.sleep(0.01)
+        assert seen_with_process_alive, "no stop announced while the process was stopping"
+        assert worker.proc.wait(10) == 0  # a clean stop: the supervisor reads it as stopped
+    assert not mark.exists(), "the mark outlived the worker"
