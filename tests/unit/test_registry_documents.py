@@ -1,0 +1,112 @@
+"""One malformed document in one store marks that store's copy invalid; the others serve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from fraudstream.settings import Settings
+from model_registry.registry import STATE_KEY, ModelRegistry, manifest_key
+from monitoring.api.app import create_app
+from tests.unit.test_hot_swap import Harness
+from tests.unit.test_registry import KEY, DownStore, make_version
+from workers.hot_swap import initial_scorer
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def _state_with(**changes: object) -> bytes:
+    return json.dumps({"generation": 3, "versions": {}, "aliases": {}, "history": {},
+                       "updated_at": "", "signature": "0" * 64} | changes).encode()
+
+
+#: Documents that each used to make a reader raise (RecursionError, TypeError...).
+BAD_STATES = {
+    "deep": DEEP,
+    "int_signature": _state_with(signature=12345),
+    "list_signature": _state_with(signature=["a"]),
+    "string_generation": _state_with(generation="9"),
+    "int_alias": _state_with(aliases={"production": 7}),
+    "list_versions": _state_with(versions=["v1"]),
+    "entry_not_a_dict": _state_with(versions={"v1": 5}),
+    "not_an_object": b"[1, 2, 3]",
+    "unknown_field": _state_with(extra=1),
+    "not_utf8": b"\xff\xfe{",
+}
+
+
+def _bad_manifest(good: bytes, kind: str) -> bytes:
+    body = json.loads(good)
+    if kind == "deep":
+        return DEEP
+    if kind == "int_signature":
+        body["signature"] = 12345
+    elif kind == "int_sha256":
+        body["sha256"] = 42
+    elif kind == "features_not_a_list":
+        body["feature_names"] = "amount"
+    return json.dumps(body).encode()
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    reg = ModelRegistry([DownStore("a"), DownStore("b")], KEY)
+    reg.register(*make_version("v1"))
+    reg.register(*make_version("v2", 1))
+    reg.promote("v1")
+    reg.promote("v2")
+    return reg
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_STATES))
+def test_a_malformed_state_in_one_store_leaves_the_other_serving(
+        registry: ModelRegistry, kind: str) -> None:
+    registry.stores[0].put(STATE_KEY, BAD_STATES[kind])
+    states = registry.read_states()
+    assert states[0].state is None and states[0].error and states[1].state is not None
+    assert registry.state().aliases["production"] == "v2"
+    assert registry.load("production").model.version == "v2"
+    assert registry.show("production")["version"] == "v2"
+    report = registry.verify(repair=True)
+    assert not report.ok or report.problems  # the bad copy was reported...
+    assert [p.repaired for p in report.problems if p.version is None] == [True]
+    assert registry.verify().problems == []  # ...and repaired
+    assert registry.stores[0].get(STATE_KEY) == registry.stores[1].get(STATE_KEY)
+
+
+@pytest.mark.parametrize("kind", ["deep", "int_signature", "int_sha256",
+                                  "features_not_a_list"])
+def test_a_malformed_manifest_in_one_store_fails_over_and_is_repaired(
+        registry: ModelRegistry, kind: str) -> None:
+    store = registry.stores[0]
+    good = store.get(manifest_key("v2"))
+    assert good is not None
+    store.put(manifest_key("v2"), _bad_manifest(good, kind))
+    shown = registry.show("v2")
+    assert shown["replicas"]["memory://b"] == "ok"
+    assert "memory://a" in shown["replicas"] and shown["replicas"]["memory://a"] != "ok"
+    assert registry.load("v2").store_uri == "memory://b"
+    assert registry.verify(repair=True).ok
+    assert store.get(manifest_key("v2")) == good
+
+
+def test_every_registry_route_and_a_starting_worker_survive_a_malformed_store(
+        registry: ModelRegistry) -> None:
+    registry.stores[0].put(STATE_KEY, BAD_STATES["int_signature"])
+    registry.stores[1].put(manifest_key("v2"), BAD_STATES["deep"])
+    app = create_app(Settings(api_token="t" * 16), start_background=False)
+    app.state.registry = registry
+    with TestClient(app) as client:
+        for path in ("/api/registry/versions", "/api/registry/versions/production",
+                     "/api/registry/aliases", "/api/registry/verify"):
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.text)
+        repaired = client.post("/api/registry/verify/repair",
+                               headers={"Authorization": "Bearer " + "t" * 16})
+        assert repaired.status_code == 200 and repaired.json()["ok"] is True
+    registry.stores[0].put(STATE_KEY, BAD_STATES["deep"])
+    h = Harness()
+    started = initial_scorer(Settings(signing_key=KEY.decode()), registry, h.processor.metrics)
+    assert started.scorer.version == "v2"
