@@ -235,10 +235,11 @@ class ModelRegistry:
 
     def state(self) -> RegistryState:
         """The newest valid state any store holds; StoreUnavailable if every store is down."""
-        return self._reconcile(self.read_states())
+        return self.reconcile(self.read_states())
 
     @staticmethod
-    def _reconcile(states: list[StoreState]) -> RegistryState:
+    def reconcile(states: list[StoreState]) -> RegistryState:
+        """The newest valid state of ``states`` (see ``state``)."""
         valid = [s.state for s in states if s.state is not None]
         if valid:
             return max(valid, key=lambda s: s.generation)
@@ -387,7 +388,7 @@ class ModelRegistry:
         # The most telling reason: a tampered copy says more than a missing one.
         reasons = [f.reason for f in refused]
         reason = next((r for r in ModelRefused.REASONS if r in reasons), "load_error")
-        raise ModelRefused(message, reason)
+        raise ModelRefused(message, reason, retriable=len(refused) < len(failures))
 
     # --- writes --------------------------------------------------------------------------
 
@@ -475,7 +476,7 @@ class ModelRegistry:
         state over stale ones. Stores that are down are reported, not repaired.
         """
         states = self.read_states()
-        best = self._reconcile(states)
+        best = self.reconcile(states)
         report = VerifyReport(best.generation, {}, len(best.versions), [])
         up = []
         for s in states:
