@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import Counter
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
@@ -179,10 +180,13 @@ def _consumer_of(reader: TopicReader) -> Any:
 def create_app(settings: Settings, *, producer: Producer | None = None,
                decisions: DecisionCache | None = None,
                start_background: bool = True,
-               limits: dict[str, Any] | None = None) -> FastAPI:
+               limits: dict[str, Any] | None = None,
+               trusted_hosts: Sequence[str] | None = None) -> FastAPI:
     """The API; Kafka is only touched in its lifespan, and only if ``start_background``.
 
     ``limits`` overrides the keyword arguments of ``RequestLimits`` (body size, rate...).
+    ``trusted_hosts``: the Host names answered (400 for others, which stops DNS rebinding:
+    a web page whose own name resolves to 127.0.0.1); None answers any.
     """
     cache = decisions if decisions is not None else DecisionCache()
     metrics = ApiMetrics.create(lambda: len(cache))
@@ -202,6 +206,8 @@ def create_app(settings: Settings, *, producer: Producer | None = None,
                   summary="Submit card transactions, read their decisions, receive alerts.")
     app.state.api = ApiState(settings, metrics, cache, AlertStore(), background)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if trusted_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
     # Added last, so outermost: limits apply before anything else reads the request.
     app.add_middleware(RequestLimits, **(limits or {}))
     for router in (health_router, decisions_router, alerts_router, dashboard_router):

@@ -22,7 +22,7 @@ from monitoring.api.app import Background, create_app
 from monitoring.api.decision_cache import DecisionCache
 from tests.conftest import wait_until
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD = (b'{"transaction_id": "tx-1", "timestamp": "2024-05-01T10:00:00Z", '
         b'"card_id": "card-\xc3\xa9", "merchant_id": "m-7", "amount": 12.5, "extra": [1]}')
@@ -75,10 +75,11 @@ def cache() -> DecisionCache:
 
 
 def make_client(producer: FakeProducer, cache: DecisionCache, token: str = TOKEN,
-                client: tuple[str, int] = ("testclient", 50000), **settings: Any) -> TestClient:
+                client: tuple[str, int] = ("testclient", 50000),
+                base_url: str = "http://testserver", **settings: Any) -> TestClient:
     app = create_app(Settings(api_token=token, **settings), producer=producer, decisions=cache,
                      start_background=False)
-    return TestClient(app, client=client)
+    return TestClient(app, client=client, base_url=base_url)
 
 
 @pytest.fixture
@@ -241,7 +242,8 @@ def webhook(status: str, *alerts: dict[str, Any]) -> dict[str, Any]:
 
 def test_webhook_from_loopback_stores_firing_then_resolved(producer: FakeProducer,
                                                           cache: DecisionCache) -> None:
-    with make_client(producer, cache, token="", client=("127.0.0.1", 40000)) as c:
+    with make_client(producer, cache, token="", client=("127.0.0.1", 40000),
+                     base_url="http://127.0.0.1:8000") as c:
         resp = c.post("/api/alerts/webhook", json=webhook("firing", alert("firing"),
                                                           alert("firing", "DlqRate", "def")))
         assert resp.status_code == 200, resp.text
@@ -260,7 +262,7 @@ def test_webhook_from_loopback_stores_firing_then_resolved(producer: FakeProduce
 
 
 def test_webhook_keeps_only_the_last_500(producer: FakeProducer, cache: DecisionCache) -> None:
-    with make_client(producer, cache, client=("::1", 40000)) as c:
+    with make_client(producer, cache, client=("::1", 40000), base_url="http://[::1]:8000") as c:
         body = webhook("firing", *[alert("firing", fp=str(i)) for i in range(600)])
         assert c.post("/api/alerts/webhook", json=body).status_code == 200
         got = c.get("/api/alerts").json()
