@@ -59,6 +59,9 @@ SERVERS = {
              "the API"),
 }
 
+#: Commands that may start the local stack (and so its password-protected Redis).
+STARTS_LOCAL_STACK = frozenset({"stack", "demo", "chaos", "bench"})
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -70,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so commands stop the processes they started.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        settings = with_local_secrets(Settings.from_env())
+        settings = with_local_secrets(Settings.from_env(),
+                                      create=args.command in STARTS_LOCAL_STACK)
         for server in SERVERS.get(args.command, ()):
             warning = settings.exposure_warning(server)
             if warning:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -181,16 +183,24 @@ class Settings:
         return rows
 
 
-def with_local_secrets(settings: Settings) -> Settings:
-    """``settings`` with the local stack's generated Redis password when none is set.
+def with_local_secrets(settings: Settings, create: bool = False) -> Settings:
+    """``settings`` with the local stack's Redis password when none is set.
 
-    Reads a file, so entry points call it (never a constructor); without the file (no local
-    stack started yet) the settings come back unchanged.
+    The password lives in ``<state_dir>/redis.password`` (mode 0600); with ``create`` (the
+    commands that start the local stack) it is generated there when absent, so the server
+    and every client agree on it. Reads a file, so entry points call it, never constructors.
     """
     if settings.redis_password or settings.redis_url:
         return settings
+    path = settings.state_dir / REDIS_PASSWORD_FILE
     try:
-        password = (settings.state_dir / REDIS_PASSWORD_FILE).read_text().strip()
+        if create and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(24) + "\n")
+        password = path.read_text().strip()
     except OSError:
         return settings
     return dataclasses.replace(settings, redis_password=password) if password else settings

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from deploy.local import services
 from fraudstream.cli import SERVERS, main
-from fraudstream.settings import Settings, SettingsError, with_local_secrets
+from fraudstream.settings import REDIS_PASSWORD_FILE, Settings, SettingsError, with_local_secrets
 from tests.stack_fixtures import SIGNING_KEY
 
 SECRET = "0123456789abcdef-secret"
@@ -53,6 +54,12 @@ def test_the_test_and_demo_defaults_are_long_enough() -> None:
 def test_the_local_redis_password_comes_from_the_state_dir(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     assert with_local_secrets(settings) is settings  # no stack started yet: unchanged
+    assert not (tmp_path / "redis.password").exists()
+    made = with_local_secrets(Settings(state_dir=tmp_path / "new"), create=True)
+    assert len(made.redis_password) >= 16
+    assert (tmp_path / "new" / "redis.password").stat().st_mode & 0o777 == 0o600
+    assert with_local_secrets(Settings(state_dir=tmp_path / "new")) == made
+    assert REDIS_PASSWORD_FILE == services.REDIS_PASSWORD_FILE  # the launcher's file
     (tmp_path / "redis.password").write_text("generated-password-0123\n")
     found = with_local_secrets(settings)
     assert found.redis_password == "generated-password-0123"
@@ -63,14 +70,15 @@ def test_the_local_redis_password_comes_from_the_state_dir(tmp_path: Path) -> No
 
 
 def test_every_server_warns_when_bound_beyond_loopback(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        tmp_path: Path) -> None:
     assert Settings().exposure_warning("Redis") is None
     assert Settings(bind_host="::1").exposure_warning("Redis") is None
     warning = Settings(bind_host="0.0.0.0").exposure_warning("Redis")
     assert warning is not None and "Redis listens on 0.0.0.0, not loopback" in warning
     assert {"api", "worker", "supervise", "stack", "demo"} <= set(SERVERS)
     monkeypatch.setenv("FRAUDSTREAM_BIND_HOST", "0.0.0.0")
-    monkeypatch.setenv("FRAUDSTREAM_STATE_DIR", "/nonexistent-fraudstream-test")
+    monkeypatch.setenv("FRAUDSTREAM_STATE_DIR", str(tmp_path))
     caplog.set_level(logging.WARNING)
     main(["stack", "status"])
     warned = [r.getMessage() for r in caplog.records if "not loopback" in r.getMessage()]
