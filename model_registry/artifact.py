@@ -114,6 +114,9 @@ def save_signed(path: Path, model_bytes: bytes, manifest: ModelManifest, key: by
         raise ArtifactError("no signing key: set FRAUDSTREAM_SIGNING_KEY to sign models")
     if hashlib.sha256(model_bytes).hexdigest() != manifest.sha256:
         raise ArtifactError("manifest sha256 does not match the model bytes")
+    if manifest_path(path) == path:
+        raise ArtifactError(f"{path}: its manifest would be written over it; a model file "
+                            "needs another suffix than .json (e.g. .skops)")
     signed = sign_manifest(manifest, key)
     _atomic_write(path, model_bytes)
     _atomic_write(manifest_path(path), json.dumps(asdict(signed), indent=2).encode())
