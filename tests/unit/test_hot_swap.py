@@ -171,3 +171,23 @@ def test_the_previous_production_version_is_preloaded_as_fallback(
                                         h.processor.metrics).scorer
     asyncio.run(swapper(registry, h).load_previous())
     assert h.processor.previous is not None and h.processor.previous.version == "v1"
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"alias": "production", "version": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    b'{"alias": ["production"], "version": "v1"}',
+    b'{"alias": "production", "version": 7}',
+    b'{"alias": "production", "version": "v1", "generation": "9"}',
+    b'"production"',
+    b'{"alias": "production", "version": "' + b"v" * 10_000 + b'"}',
+    b"\xff\xfe",
+    None,
+])
+def test_a_malformed_update_record_is_none_never_an_exception(raw: bytes | None) -> None:
+    assert ModelUpdate.from_bytes(raw) is None
+
+
+def test_a_well_formed_update_record_round_trips() -> None:
+    update = ModelUpdate("production", "v1", 3, "2026-11-30T00:00:00.000+00:00")
+    assert ModelUpdate.from_bytes(update.to_bytes()) == update
