@@ -102,13 +102,18 @@ class RegistryState:
     def from_bytes(cls, data: bytes) -> RegistryState:
         """The state ``data`` holds; MalformedDocument unless every field has its type."""
         body = checked_fields(load_json(data), {
-            "generation": is_int, "versions": dict_of(_version_entry),
+            "generation": is_int, "versions": _versions,
             "aliases": dict_of(is_str), "history": dict_of(list_of(is_str)),
             "updated_at": is_str, "signature": is_str})
         return cls(**body)
 
     def aliases_of(self, version: str) -> list[str]:
         return sorted(a for a, v in self.aliases.items() if v == version)
+
+
+def _versions(index: Any) -> bool:
+    """True if ``index`` maps valid version names (they become store keys) to entries."""
+    return dict_of(_version_entry)(index) and all(VERSION_RE.match(k) for k in index)
 
 
 def _version_entry(entry: Any) -> bool:

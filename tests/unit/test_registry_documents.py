@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from fraudstream.settings import Settings
-from model_registry.registry import STATE_KEY, ModelRegistry, manifest_key
+from model_registry.registry import STATE_KEY, ModelRegistry, RegistryState, manifest_key
 from monitoring.api.app import create_app
 from tests.unit.test_hot_swap import Harness
 from tests.unit.test_registry import KEY, DownStore, make_version
@@ -31,6 +31,7 @@ BAD_STATES = {
     "int_alias": _state_with(aliases={"production": 7}),
     "list_versions": _state_with(versions=["v1"]),
     "entry_not_a_dict": _state_with(versions={"v1": 5}),
+    "version_name_is_a_path": _state_with(versions={"../../etc": {"sha256": "x"}}),
     "not_an_object": b"[1, 2, 3]",
     "unknown_field": _state_with(extra=1),
     "not_utf8": b"\xff\xfe{",
@@ -110,3 +111,14 @@ def test_every_registry_route_and_a_starting_worker_survive_a_malformed_store(
     h = Harness()
     started = initial_scorer(Settings(signing_key=KEY.decode()), registry, h.processor.metrics)
     assert started.scorer.version == "v2"
+
+
+def test_a_signed_state_naming_a_path_as_version_is_unreadable(registry: ModelRegistry) -> None:
+    # Version names become store keys (``versions/<name>/...``): even a correctly signed
+    # state (a buggy writer holding the key) must not name one that walks out of the folder.
+    bad = RegistryState(generation=99, versions={"../../etc": {"sha256": "0" * 64}},
+                        aliases={"production": "../../etc"}).signed(KEY)
+    registry.stores[0].put(STATE_KEY, bad.to_bytes())
+    states = registry.read_states()
+    assert states[0].state is None and states[0].error.startswith("unreadable registry state")
+    assert registry.state().aliases["production"] == "v2"
