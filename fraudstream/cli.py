@@ -57,6 +57,9 @@ SERVERS = {
     "stack": ("Kafka", "Redis", "Prometheus", "Alertmanager"),
     "demo": ("Kafka", "Redis", "Prometheus", "Alertmanager", "the workers' web servers",
              "the API"),
+    "chaos": ("Kafka", "Redis", "Prometheus", "Alertmanager", "the supervisor's metrics",
+              "the workers' web servers"),
+    "bench": ("Kafka", "the workers' web servers"),
 }
 
 #: Commands that may start the local stack (and so its password-protected Redis).

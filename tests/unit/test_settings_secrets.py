@@ -76,7 +76,7 @@ def test_every_server_warns_when_bound_beyond_loopback(
     assert Settings(bind_host="::1").exposure_warning("Redis") is None
     warning = Settings(bind_host="0.0.0.0").exposure_warning("Redis")
     assert warning is not None and "Redis listens on 0.0.0.0, not loopback" in warning
-    assert {"api", "worker", "supervise", "stack", "demo"} <= set(SERVERS)
+    assert {"api", "worker", "supervise", "stack", "demo", "chaos", "bench"} <= set(SERVERS)
     monkeypatch.setenv("FRAUDSTREAM_BIND_HOST", "0.0.0.0")
     monkeypatch.setenv("FRAUDSTREAM_STATE_DIR", str(tmp_path))
     caplog.set_level(logging.WARNING)
