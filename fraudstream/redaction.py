@@ -52,7 +52,7 @@ def public_path(path: PurePath | str) -> str:
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
-_SECRET_ASSIGNMENT = re.compile(r"(?i)\b(password|passwd|pwd|token|secret)=([^\s&'\"]+)")
+_SECRET_ASSIGNMENT = re.compile(r"(?i)\b(password|passwd|pwd|token|secret)=([^\s&'\"(),;]+)")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/*…-])(?:/[\w.@+-]+){2,}/?")
 
 
