@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+import fraudstream.commands.registry_cmd as registry_cmd
+from fraudstream.cli import main
 from fraudstream.settings import Settings
+from model_registry.artifact import save_signed
 from model_registry.registry import STATE_KEY, ModelRegistry, RegistryState, manifest_key
 from monitoring.api.app import create_app
 from tests.unit.test_hot_swap import Harness
@@ -122,3 +126,23 @@ def test_a_signed_state_naming_a_path_as_version_is_unreadable(registry: ModelRe
     states = registry.read_states()
     assert states[0].state is None and states[0].error.startswith("unreadable registry state")
     assert registry.state().aliases["production"] == "v2"
+
+
+def test_the_registry_cli_survives_a_malformed_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", KEY.decode())
+    monkeypatch.setenv("FRAUDSTREAM_MODEL_STORES",
+                       f"file://{tmp_path}/store-a,file://{tmp_path}/store-b")
+    monkeypatch.setattr(registry_cmd, "announce", lambda *_args: None)
+    data, manifest = make_version("v1")
+    model = save_signed(tmp_path / "v1.skops", data, manifest, KEY)
+    assert main(["registry", "import", str(model), "--promote"]) == 0
+    (tmp_path / "store-a" / STATE_KEY).write_bytes(BAD_STATES["deep"])
+    (tmp_path / "store-b" / manifest_key("v1")).write_bytes(BAD_STATES["int_signature"])
+    for argv in (["registry", "list"], ["registry", "show", "production"]):
+        assert main(argv) == 0, argv
+    assert main(["registry", "verify"]) == 1
+    assert "unreadable registry state" in capsys.readouterr().out
+    assert main(["registry", "verify", "--repair"]) == 0
+    assert main(["registry", "verify"]) == 0
