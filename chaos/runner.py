@@ -308,7 +308,7 @@ class ChaosRunner:
     def _fresh_settings(self) -> Settings:
         tag = uuid.uuid4().hex[:8]
         s = self.base
-        redis = s.redis_url or f"redis://{s.bind_host}:{s.redis_port}/0"
+        redis = s.redis_connection_url
         sep = "&" if "?" in redis else "?"
         # A registry of its own: corrupt-model must never touch the user's production model.
         stores = (f"file://{(s.state_dir / 'chaos-registry' / tag).resolve()},"

@@ -25,7 +25,7 @@ from fraudstream.commands import (
     worker_cmd,
 )
 from fraudstream.errors import UserError
-from fraudstream.settings import Settings, SettingsError
+from fraudstream.settings import Settings, SettingsError, with_local_secrets
 
 COMMANDS = (stack_cmd, topics_cmd, simulate_cmd, train_cmd, backtest_cmd, worker_cmd,
             supervise_cmd, produce_cmd, tail_cmd, demo_cmd, bench_cmd, chaos_cmd, api_cmd,
@@ -48,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The servers each command starts on FRAUDSTREAM_BIND_HOST (each is warned about when that
+#: is not loopback: every one of them answers without a password to anyone who reaches it).
+SERVERS = {
+    "api": ("the API",),
+    "worker": ("the worker's web server (health, metrics)",),
+    "supervise": ("the supervisor's metrics", "the workers' web servers"),
+    "stack": ("Kafka", "Redis", "Prometheus", "Alertmanager"),
+    "demo": ("Kafka", "Redis", "Prometheus", "Alertmanager", "the workers' web servers",
+             "the API"),
+    "chaos": ("Kafka", "Redis", "Prometheus", "Alertmanager", "the supervisor's metrics",
+              "the workers' web servers"),
+    "bench": ("Kafka", "the workers' web servers"),
+}
+
+#: Commands that may start the local stack (and so its password-protected Redis).
+STARTS_LOCAL_STACK = frozenset({"stack", "demo", "chaos", "bench"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so commands stop the processes they started.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        settings = Settings.from_env()
+        settings = with_local_secrets(Settings.from_env(),
+                                      create=args.command in STARTS_LOCAL_STACK)
+        for server in SERVERS.get(args.command, ()):
+            warning = settings.exposure_warning(server)
+            if warning:
+                logging.getLogger("fraudstream").warning("%s", warning)
         return int(args.run(args, settings) or 0)
     except (UserError, SettingsError) as exc:
         print(f"fraudstream {args.command}: error: {exc}", file=sys.stderr)

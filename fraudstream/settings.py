@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import ipaddress
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from fraudstream.redaction import redact_url
 
 ENV_PREFIX = "FRAUDSTREAM_"
+#: Fields holding secrets: hidden in repr, and refused when shorter than MIN_SECRET_BYTES
+#: (a short HMAC key or token falls to guessing).
+SECRET_FIELDS = ("signing_key", "api_token", "redis_password")
+MIN_SECRET_BYTES = 16
+#: Fields holding URLs that may embed credentials (shown redacted).
+URL_FIELDS = ("bootstrap_servers", "prometheus_url", "redis_url", "model_stores")
+#: The file ``fraudstream stack up`` keeps the local Redis password in, under the state dir.
+REDIS_PASSWORD_FILE = "redis.password"
 
 
 class SettingsError(ValueError):
@@ -68,6 +83,9 @@ class Settings:
     api_token: str = ""
     #: Redis, for caches and replicated model artifacts.
     redis_url: str = ""
+    #: The local Redis' password (its ``requirepass``); empty: the one ``fraudstream stack
+    #: up`` generated into FRAUDSTREAM_STATE_DIR/redis.password. Used when redis_url is empty.
+    redis_password: str = ""
     #: Label delay in days used by the merchant-risk features (the Handbook's 7 days).
     label_delay_days: int = 7
     #: Model registry stores, comma-separated URIs (file:///path, redis://host:port/db).
@@ -85,6 +103,46 @@ class Settings:
     #: the feature-parity test and debugging turn it on).
     emit_features: bool = False
 
+    def __post_init__(self) -> None:
+        for name in SECRET_FIELDS:
+            value: str = getattr(self, name)
+            if value and len(value.encode()) < MIN_SECRET_BYTES:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} is {len(value.encode())} "
+                                    f"bytes; use at least {MIN_SECRET_BYTES} (for example "
+                                    "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: secrets hidden, URLs without credentials.
+        shown = []
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in SECRET_FIELDS and value:
+                value = "***"
+            elif field.name in URL_FIELDS and value:
+                value = ",".join(redact_url(u) for u in str(value).split(","))
+            shown.append(f"{field.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def beyond_loopback(self) -> bool:
+        """True when the servers bind to an address other machines can reach."""
+        return not _is_loopback(self.bind_host)
+
+    def exposure_warning(self, service: str) -> str | None:
+        """What to log before ``service`` listens on bind_host, when that is not loopback."""
+        if not self.beyond_loopback:
+            return None
+        return (f"{service} listens on {self.bind_host}, not loopback: anyone who can reach "
+                "this address can use it (set FRAUDSTREAM_BIND_HOST=127.0.0.1, or firewall it)")
+
+    @property
+    def redis_connection_url(self) -> str:
+        """The Redis to use: redis_url, or the local stack's with its password."""
+        if self.redis_url:
+            return self.redis_url
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self.bind_host}:{self.redis_port}/0"
+
     @property
     def kafka_bootstrap(self) -> str:
         """The bootstrap servers to use: the configured ones, or the local stack's."""
@@ -101,8 +159,7 @@ class Settings:
         """The registry's store URIs: the configured ones, or the local defaults."""
         if self.model_stores.strip():
             return [u.strip() for u in self.model_stores.split(",") if u.strip()]
-        redis = self.redis_url or f"redis://{self.bind_host}:{self.redis_port}/0"
-        return [f"file://{self.state_dir.resolve() / 'registry'}", redis]
+        return [f"file://{self.state_dir.resolve() / 'registry'}", self.redis_connection_url]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -124,6 +181,38 @@ class Settings:
         for field in fields(cls):
             rows.append((ENV_PREFIX + field.name.upper(), str(field.default), str(field.type)))
         return rows
+
+
+def with_local_secrets(settings: Settings, create: bool = False) -> Settings:
+    """``settings`` with the local stack's Redis password when none is set.
+
+    The password lives in ``<state_dir>/redis.password`` (mode 0600); with ``create`` (the
+    commands that start the local stack) it is generated there when absent, so the server
+    and every client agree on it. Reads a file, so entry points call it, never constructors.
+    """
+    if settings.redis_password or settings.redis_url:
+        return settings
+    path = settings.state_dir / REDIS_PASSWORD_FILE
+    try:
+        if create and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(24) + "\n")
+        password = path.read_text().strip()
+    except OSError:
+        return settings
+    return dataclasses.replace(settings, redis_password=password) if password else settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _boolean(raw: str) -> bool:

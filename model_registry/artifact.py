@@ -17,6 +17,17 @@ from typing import Any
 
 import skops.io as sio
 
+from model_registry.documents import (
+    MalformedDocument,
+    checked_fields,
+    dict_of,
+    is_dict,
+    is_number,
+    is_str,
+    list_of,
+    load_json,
+)
+
 #: Types skops may rebuild beyond its defaults (all from scikit-learn's own estimators).
 TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -103,6 +114,9 @@ def save_signed(path: Path, model_bytes: bytes, manifest: ModelManifest, key: by
         raise ArtifactError("no signing key: set FRAUDSTREAM_SIGNING_KEY to sign models")
     if hashlib.sha256(model_bytes).hexdigest() != manifest.sha256:
         raise ArtifactError("manifest sha256 does not match the model bytes")
+    if manifest_path(path) == path:
+        raise ArtifactError(f"{path}: its manifest would be written over it; a model file "
+                            "needs another suffix than .json (e.g. .skops)")
     signed = sign_manifest(manifest, key)
     _atomic_write(path, model_bytes)
     _atomic_write(manifest_path(path), json.dumps(asdict(signed), indent=2).encode())
@@ -136,15 +150,28 @@ def deserialise(model_bytes: bytes, source: str) -> Any:
         raise ArtifactError(f"{source}: not a readable skops model ({exc})") from exc
 
 
+def manifest_from_json(raw: bytes) -> ModelManifest:
+    """The manifest ``raw`` holds; MalformedDocument unless every field has its type."""
+    body = checked_fields(load_json(raw), {
+        "version": is_str, "family": is_str, "feature_names": list_of(is_str),
+        "sha256": is_str, "created_at": is_str, "review_threshold": is_number,
+        "decline_threshold": is_number}, {
+        "metrics": dict_of(is_number), "training_data_sha256": is_str,
+        "reference": is_dict, "signature": is_str})
+    return ModelManifest(**body)
+
+
 def read_manifest(path: Path) -> ModelManifest:
     """The manifest next to a model file."""
     mpath = manifest_path(path)
     try:
-        return ModelManifest(**json.loads(mpath.read_text()))
+        return manifest_from_json(mpath.read_bytes())
     except FileNotFoundError as exc:
         raise ArtifactError(f"{mpath}: no manifest; train a model first (`fraudstream train`)"
                             ) from exc
-    except (ValueError, TypeError) as exc:
+    except OSError as exc:
+        raise ArtifactError(f"{mpath}: cannot read the manifest ({exc.strerror})") from exc
+    except MalformedDocument as exc:
         raise ArtifactError(f"{mpath}: unreadable manifest ({exc})") from exc
 
 

@@ -42,9 +42,13 @@ class ModelRefused(RegistryError):
     REASONS = ("checksum", "signature", "features", "untrusted", "load_error",
                "store_unavailable")
 
-    def __init__(self, message: str, reason: str = "load_error") -> None:
+    def __init__(self, message: str, reason: str = "load_error", *,
+                 retriable: bool = False) -> None:
         super().__init__(message)
         self.reason = reason if reason in self.REASONS else "load_error"
+        # True when some store did not answer: its copy may be the good one, so the same
+        # version can load later and must not be remembered as refused.
+        self.retriable = retriable
 
 
 #: Error code -> HTTP status, the one place the mapping is defined.

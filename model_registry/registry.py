@@ -30,7 +30,18 @@ from model_registry.artifact import (
     LoadedModel,
     ModelManifest,
     deserialise,
+    manifest_from_json,
     sign_manifest,
+)
+from model_registry.documents import (
+    MalformedDocument,
+    checked_fields,
+    dict_of,
+    is_int,
+    is_number,
+    is_str,
+    list_of,
+    load_json,
 )
 from model_registry.errors import (
     InvalidRequest,
@@ -89,10 +100,31 @@ class RegistryState:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RegistryState:
-        return cls(**json.loads(data))
+        """The state ``data`` holds; MalformedDocument unless every field has its type."""
+        body = checked_fields(load_json(data), {
+            "generation": is_int, "versions": _versions,
+            "aliases": dict_of(is_str), "history": dict_of(list_of(is_str)),
+            "updated_at": is_str, "signature": is_str})
+        return cls(**body)
 
     def aliases_of(self, version: str) -> list[str]:
         return sorted(a for a, v in self.aliases.items() if v == version)
+
+
+def _versions(index: Any) -> bool:
+    """True if ``index`` maps valid version names (they become store keys) to entries."""
+    return dict_of(_version_entry)(index) and all(VERSION_RE.match(k) for k in index)
+
+
+def _version_entry(entry: Any) -> bool:
+    """True if ``entry`` is a version's index entry (the fields ``register`` writes)."""
+    try:
+        checked_fields(entry, {"sha256": is_str}, {
+            "family": is_str, "created_at": is_str, "registered_at": is_str,
+            "metrics": dict_of(is_number)})
+    except MalformedDocument:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -184,23 +216,35 @@ class ModelRegistry:
             if raw is None:
                 out.append(StoreState(store, None, "no registry state"))
                 continue
-            try:
-                state = RegistryState.from_bytes(raw)
-            except (ValueError, TypeError) as exc:
-                out.append(StoreState(store, None, f"unreadable registry state ({exc})"))
-                continue
-            if not state.valid(self.key):
-                out.append(StoreState(store, None, "registry state has a bad signature"))
-                continue
-            out.append(StoreState(store, state))
+            out.append(self._check_state(store, raw))
         return out
+
+    def _check_state(self, store: ArtifactStore, raw: bytes) -> StoreState:
+        """One store's state if it parses, has its types and its signature checks out.
+
+        Any failure at all marks only this store's copy invalid: the others still serve.
+        """
+        try:
+            state = RegistryState.from_bytes(raw)
+        except MalformedDocument as exc:
+            return StoreState(store, None, f"unreadable registry state ({exc})")
+        try:
+            valid = state.valid(self.key)
+        except Exception as exc:  # whatever a hostile document makes the check raise
+            logger.warning("registry state check failed store=%s error=%s", store.uri,
+                           type(exc).__name__)
+            valid = False
+        if not valid:
+            return StoreState(store, None, "registry state has a bad signature")
+        return StoreState(store, state)
 
     def state(self) -> RegistryState:
         """The newest valid state any store holds; StoreUnavailable if every store is down."""
-        return self._reconcile(self.read_states())
+        return self.reconcile(self.read_states())
 
     @staticmethod
-    def _reconcile(states: list[StoreState]) -> RegistryState:
+    def reconcile(states: list[StoreState]) -> RegistryState:
+        """The newest valid state of ``states`` (see ``state``)."""
         valid = [s.state for s in states if s.state is not None]
         if valid:
             return max(valid, key=lambda s: s.generation)
@@ -293,11 +337,16 @@ class ModelRegistry:
         if raw_manifest is None:
             raise ModelRefused(f"{where}: manifest missing", "load_error")
         try:
-            manifest = ModelManifest(**json.loads(raw_manifest))
-        except (ValueError, TypeError) as exc:
+            manifest = manifest_from_json(raw_manifest)
+        except MalformedDocument as exc:
             raise ModelRefused(f"{where}: unreadable manifest ({exc})", "signature") from exc
-        expected = sign_manifest(manifest, self.key).signature
-        if not hmac.compare_digest(expected, manifest.signature):
+        try:
+            expected = sign_manifest(manifest, self.key).signature
+            signed_ok = hmac.compare_digest(expected, manifest.signature)
+        except Exception as exc:  # a hostile manifest must not escape as a crash
+            raise ModelRefused(f"{where}: manifest cannot be checked ({type(exc).__name__})",
+                               "signature") from exc
+        if not signed_ok:
             raise ModelRefused(f"{where}: bad manifest signature (altered, or signed with "
                                "another key)", "signature")
         if manifest.version != version or manifest.sha256 != entry.get("sha256"):
@@ -344,7 +393,7 @@ class ModelRegistry:
         # The most telling reason: a tampered copy says more than a missing one.
         reasons = [f.reason for f in refused]
         reason = next((r for r in ModelRefused.REASONS if r in reasons), "load_error")
-        raise ModelRefused(message, reason)
+        raise ModelRefused(message, reason, retriable=len(refused) < len(failures))
 
     # --- writes --------------------------------------------------------------------------
 
@@ -432,7 +481,7 @@ class ModelRegistry:
         state over stale ones. Stores that are down are reported, not repaired.
         """
         states = self.read_states()
-        best = self._reconcile(states)
+        best = self.reconcile(states)
         report = VerifyReport(best.generation, {}, len(best.versions), [])
         up = []
         for s in states:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from fraudstream.redaction import redact_text, redact_url
 from model_registry.errors import InvalidRequest, StoreUnavailable
 
 DEFAULT_REDIS_PREFIX = "fraudstream:registry"
@@ -132,8 +133,9 @@ class RedisStore:
         try:
             return getattr(self._redis(), op)(*args)
         except redis.RedisError as exc:
+            # redis-py's messages can name the URL it was given: keep secrets out.
             raise StoreUnavailable(f"{self.uri}: {what} failed ({type(exc).__name__}: "
-                                   f"{exc})") from exc
+                                   f"{redact_text(str(exc))})") from exc
 
     def get(self, key: str) -> bytes | None:
         value = self._call(f"reading {key}", "get", f"{self.prefix}:{key}")
@@ -172,13 +174,8 @@ class MemoryStore:
 
 
 def redact(uri: str) -> str:
-    """``uri`` without a password (safe to log or show)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``uri`` without a password, in its user info or its query string (safe to log)."""
+    return redact_url(uri)
 
 
 def open_store(uri: str) -> ArtifactStore:

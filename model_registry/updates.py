@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from model_registry.errors import StoreUnavailable
 
 PUBLISH_TIMEOUT_S = 15.0
+#: A real update is ~150 bytes; anything much larger was not written by the registry.
+MAX_UPDATE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -37,15 +39,27 @@ class ModelUpdate:
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> ModelUpdate | None:
-        """The update a record holds, or None for a malformed one."""
-        try:
-            body = json.loads(data or b"")
-            update = cls(alias=str(body["alias"]), version=str(body["version"]),
-                         generation=int(body.get("generation", 0)),
-                         published_at=str(body.get("published_at", "")))
-        except (ValueError, TypeError, KeyError):
+        """The update a record holds, or None for a malformed one.
+
+        Anyone can write to the topic: whatever a record holds (deep nesting, a huge body,
+        wrong types) must come back as None, never as an exception that stops the consumer
+        (which would then re-read the same record from the start of the topic, forever).
+        """
+        if data is None or len(data) > MAX_UPDATE_BYTES:
             return None
-        return update if update.alias and update.version else None
+        try:
+            body = json.loads(data)
+            alias, version = body["alias"], body["version"]
+            generation = body.get("generation", 0)
+            published_at = body.get("published_at", "")
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return None
+        if not (isinstance(alias, str) and isinstance(version, str) and alias and version
+                and isinstance(generation, int) and isinstance(published_at, str)
+                and len(alias) <= 64 and len(version) <= 256):
+            return None
+        return cls(alias=alias, version=version, generation=generation,
+                   published_at=published_at[:64])
 
 
 def publish_update(bootstrap: str, topic: str, update: ModelUpdate) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.csv_cells import escape_row, unescape_cell
+
 COLUMNS = (
     "transaction_id",
     "timestamp",
@@ -146,7 +148,7 @@ def write_csv(ds: Dataset, path: Path | str) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for lo in range(0, len(ds), _WRITE_CHUNK):
-            writer.writerows(_row_tuples(ds, slice(lo, lo + _WRITE_CHUNK)))
+            writer.writerows(map(escape_row, _row_tuples(ds, slice(lo, lo + _WRITE_CHUNK))))
     os.replace(tmp, path)
 
 
@@ -190,11 +192,15 @@ def read_csv(path: Path | str) -> Dataset:
             line = _line_of(path, err.index)
             raise CsvFormatError(f"{path}:{line}: column {name!r}: {err.message}") from None
     scenario = parsed.get("fraud_scenario", np.zeros(len(rows), dtype=np.int8))
+    def text(name: str) -> np.ndarray:
+        # write_csv escaped these against formula injection (simulator.csv_cells).
+        return np.array([unescape_cell(v) for v in column(name)], dtype=object)
+
     ds = Dataset(
-        transaction_id=np.array(column("transaction_id"), dtype=object),
+        transaction_id=text("transaction_id"),
         timestamp_s=parsed["timestamp"],
-        card_id=np.array(column("card_id"), dtype=object),
-        merchant_id=np.array(column("merchant_id"), dtype=object),
+        card_id=text("card_id"),
+        merchant_id=text("merchant_id"),
         amount=parsed["amount"],
         is_fraud=parsed["is_fraud"],
         fraud_scenario=scenario,

@@ -52,6 +52,7 @@ def base_settings(stack: LocalStack, stack_root: Path) -> Settings:
                                               seed=5)), "logreg")
     save_signed(model_path, trained.model_bytes, trained.manifest, SIGNING_KEY.encode())
     return Settings(bootstrap_servers=stack.bootstrap, state_dir=stack_root,
+                    redis_password=stack.redis.secret(),
                     kafka_port=stack.config.kafka_port, redis_port=stack.config.redis_port,
                     prometheus_port=stack.config.prometheus_port,
                     alertmanager_port=stack.config.alertmanager_port, model_path=model_path,
@@ -65,7 +66,7 @@ def settings(base_settings: Settings) -> Settings:
     tag = uuid.uuid4().hex[:8]
     # A model registry of its own too (empty: workers serve model_path until a test promotes).
     stores = (f"file://{base_settings.state_dir}/registry-{tag},"
-              f"redis://{base_settings.bind_host}:{base_settings.redis_port}/0?prefix=fs-test-{tag}")
+              f"{base_settings.redis_connection_url}?prefix=fs-test-{tag}")
     return dataclasses.replace(
         base_settings, app_id=f"fs-test-{tag}", topic_transactions=f"tx-{tag}",
         topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",

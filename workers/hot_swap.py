@@ -2,8 +2,11 @@
 background, and hand them to the scoring step, which switches between two batches.
 
 Every worker reads the whole topic itself (a plain consumer, no group), so each one sees every
-update. A version that cannot be loaded and verified is refused and counted; the current one
-keeps serving. Loading runs in a thread: scoring goes on meanwhile.
+update. An update is a hint, not an order (anyone who can produce to the topic can write
+one): the worker serves what the signed registry state names for the alias, with that
+state's generation. A version that cannot be loaded and verified is refused and counted; the
+current one keeps serving, and a refusal caused by a store that did not answer is retried.
+Loading runs in a thread: scoring goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 from fraudstream.settings import Settings
 from model_registry.errors import ModelRefused, NotFound, RegistryError, StoreUnavailable
-from model_registry.registry import ModelRegistry
+from model_registry.registry import ALIASES, ModelRegistry
 from model_registry.stores import open_stores, store_labels
 from model_registry.updates import ModelUpdate
 from monitoring.metrics import WorkerMetrics
@@ -58,11 +61,11 @@ class ModelSwapper:
         self.expected_features = list(expected_features)
         self.status = SwapStatus()
         self._labels = store_labels(registry.stores)
-        # (alias, version, generation) already refused for a non-retriable reason.
+        # (alias, version, signed generation) already refused for a non-retriable reason.
         self._refused: set[tuple[str, str, int]] = set()
         self._pending: dict[str, ModelUpdate] = {}
-        # The registry generation each alias' model came from: an older update (one whose
-        # announcement failed and was superseded) never replaces a newer model.
+        # The signed registry generation each alias' model came from (never an update's
+        # own claim): an older state (a stale store) never replaces a newer model.
         self._generation = {"production": start_generation, "shadow": 0}
         self._retry_at = 0.0
 
@@ -150,42 +153,74 @@ class ModelSwapper:
                 self._pending.pop(alias, None)
 
     async def apply(self, update: ModelUpdate) -> bool:
-        """Load, verify and swap in ``update``'s version; True if it should be retried later."""
-        if update.alias not in ("production", "shadow"):
+        """Bring ``update``'s alias to what the signed registry state names; True to retry.
+
+        The topic is open to anyone who can produce to it, so an update is only a hint that
+        the alias changed: the version loaded, and the generation it counts as, come from the
+        signed registry state. An update naming another version than that state is ignored,
+        unless a store did not answer (then the state may be stale: it is retried).
+        """
+        if update.alias not in ALIASES:
             logger.warning("model update for unknown alias=%s ignored", update.alias)
             return False
-        memo = (update.alias, update.version, update.generation)
-        if update.generation < self._generation[update.alias]:
-            logger.info("stale model update ignored alias=%s version=%s generation=%d",
-                        update.alias, update.version, update.generation)
+        loop = asyncio.get_running_loop()
+        try:
+            states = await loop.run_in_executor(None, self.registry.read_states)
+            state = self.registry.reconcile(states)
+        except RegistryError as exc:
+            reason = exc.reason if isinstance(exc, ModelRefused) else "store_unavailable"
+            self._refuse(update.alias, update.version, reason, str(exc))
+            return True
+        complete = all(s.up for s in states)
+        version = state.aliases.get(update.alias)
+        if version != update.version:
+            if not complete:
+                return True  # a store that did not answer may hold the newer state
+            logger.warning("model update not confirmed by the signed registry state, ignored "
+                           "alias=%s version=%s signed_version=%s generation=%d", update.alias,
+                           update.version, version, state.generation)
+        if version is None or state.generation < self._generation[update.alias]:
             return False
-        if update.version == self.current(update.alias) or memo in self._refused:
+        if version == self.current(update.alias):
+            self._generation[update.alias] = state.generation
             return False
+        memo = (update.alias, version, state.generation)
+        if memo in self._refused:
+            return False
+        return await self._load_and_swap(update.alias, version, state.generation, memo)
+
+    async def _load_and_swap(self, alias: str, version: str, generation: int,
+                             memo: tuple[str, str, int]) -> bool:
+        """Load and verify ``version`` and serve it as ``alias``; True if worth retrying."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            loaded = await loop.run_in_executor(None, self.registry.load, update.version,
+            loaded = await loop.run_in_executor(None, self.registry.load, version,
                                                 self.expected_features)
             scorer = Scorer(loaded.model)
         except StoreUnavailable as exc:
-            self._refuse(update, "store_unavailable", str(exc))
+            self._refuse(alias, version, "store_unavailable", str(exc))
             return True
         except NotFound as exc:
-            # The update can arrive before a stale store's state catches up: retry.
-            self._refuse(update, "store_unavailable", str(exc))
+            # A stale store's state may not know the version yet: retry.
+            self._refuse(alias, version, "store_unavailable", str(exc))
             return True
         except ModelRefused as exc:
-            self._refuse(update, exc.reason, str(exc))
+            self._refuse(alias, version, exc.reason, str(exc))
+            if exc.retriable:  # a store was down: its copy may be the good one
+                return True
             self._refused.add(memo)
             return False
-        except (RegistryError, Exception) as exc:
-            self._refuse(update, "load_error", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self._refuse(alias, version, "load_error", f"{type(exc).__name__}: {exc}")
+            if getattr(exc, "retriable", False):
+                return True
             self._refused.add(memo)
             return False
         seconds = time.perf_counter() - started
         self.status.last_load_s = seconds
-        self._generation[update.alias] = update.generation
-        if update.alias == "shadow":
+        self._generation[alias] = generation
+        if alias == "shadow":
             self.processor.set_shadow(scorer)
             logger.info("shadow model set version=%s load_s=%.3f", scorer.version, seconds)
             return False
@@ -200,12 +235,12 @@ class ModelSwapper:
                     scorer.version, old.version, loaded.store_uri, seconds)
         return False
 
-    def _refuse(self, update: ModelUpdate, reason: str, message: str) -> None:
+    def _refuse(self, alias: str, version: str, reason: str, message: str) -> None:
         self.metrics.model_refused.labels(reason).inc()
-        self.status.refused[update.version] = f"{reason}: {message}"
+        self.status.refused[version] = f"{reason}: {message}"
         logger.error("model version refused, keeping version=%s alias=%s refused=%s "
-                     "reason=%s error=%s", self.current(update.alias), update.alias,
-                     update.version, reason, message)
+                     "reason=%s error=%s", self.current(alias), alias, version, reason,
+                     message)
 
     async def _check_stores(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import socket
 import urllib.request
 from dataclasses import dataclass
@@ -12,6 +14,9 @@ from deploy.local.kafka import require_tool
 from deploy.local.process import ManagedProcess
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "rules"
+#: Where the generated Redis password is kept, under the stack's root (the state dir);
+#: fraudstream.settings reads the same file (a test keeps the two names equal).
+REDIS_PASSWORD_FILE = "redis.password"
 APT_HINT = "Run `make setup` (installs redis-server, prometheus, prometheus-alertmanager)."
 
 
@@ -26,29 +31,76 @@ def http_ok(url: str) -> bool:
 
 @dataclass(frozen=True)
 class RedisServer:
+    """Redis with a password (``requirepass``): any local process, a web page's requests
+    included, could otherwise read and overwrite the model registry's copies in it.
+
+    The password is ``password`` if given, else the one kept in ``<root>/redis.password``
+    (generated there, mode 0600, on first use). It reaches Redis through a config file of
+    mode 0600, never the command line (``ps`` shows that) or a log.
+    """
+
     root: Path
     host: str
     port: int
+    password: str = ""
 
     @property
     def process(self) -> ManagedProcess:
         return ManagedProcess("redis", self.root / "run")
 
+    @property
+    def password_file(self) -> Path:
+        return self.root / REDIS_PASSWORD_FILE
+
+    def secret(self) -> str:
+        """The password clients must send (read, or generated, from ``password_file``)."""
+        if self.password:
+            return self.password
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it meanwhile
+            return self.password_file.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24) + "\n")
+        return self.password_file.read_text().strip()
+
     def start(self) -> None:
         exe = require_tool("redis-server", APT_HINT)
         data = self.root / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        self.process.start([exe, "--bind", self.host, "--port", str(self.port), "--dir", str(data),
-                            "--save", "", "--appendonly", "yes", "--protected-mode", "yes",
-                            "--daemonize", "no"])
+        conf = self.root / "redis-auth.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"requirepass {_quoted(self.secret())}\n")
+        self.process.start([exe, str(conf), "--bind", self.host, "--port", str(self.port),
+                            "--dir", str(data), "--save", "", "--appendonly", "yes",
+                            "--protected-mode", "yes", "--daemonize", "no"])
 
     def ready(self) -> bool:
         try:
+            password = self.secret().encode()
             with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n"
+                             % (len(password), password))
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return answer.startswith(b"+OK\r\n+PONG")
         except OSError:
             return False
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a double-quoted string of redis.conf."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -103,7 +155,7 @@ class PrometheusServer:
         self.process.start([
             exe, f"--config.file={conf}",
             f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
-            f"--web.listen-address={self.host}:{self.port}", "--web.enable-lifecycle",
+            f"--web.listen-address={self.host}:{self.port}",
             "--storage.tsdb.retention.time=2d",
         ])
 

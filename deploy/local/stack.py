@@ -39,6 +39,8 @@ class StackConfig:
     kafka_nodes: int = 1
     kafka_heap_mb: int = 384
     redis_port: int = 6379
+    #: Redis' requirepass; empty: generated into ``<root>/redis.password`` on first start.
+    redis_password: str = ""
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     webhook_url: str = "http://127.0.0.1:8000/api/alerts/webhook"
@@ -71,7 +73,7 @@ class LocalStack:
         root = config.root.resolve()
         self.kafka = KafkaCluster(root, config.host, config.kafka_port, config.kafka_nodes,
                                   config.kafka_heap_mb)
-        self.redis = RedisServer(root, config.host, config.redis_port)
+        self.redis = RedisServer(root, config.host, config.redis_port, config.redis_password)
         self.prometheus = PrometheusServer(
             root, config.host, config.prometheus_port, config.alertmanager_port,
             scrape_interval=config.scrape_interval,

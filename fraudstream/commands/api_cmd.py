@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 
 from fraudstream.settings import Settings
@@ -72,20 +71,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else settings.api_port
     if not settings.api_token:
         logger.warning("FRAUDSTREAM_API_TOKEN is not set: POST endpoints will answer 503")
-    if not _is_loopback(settings.bind_host):
-        logger.warning("listening on %s, not loopback: decisions and alerts are readable by "
-                       "anyone who can reach it", settings.bind_host)
+    # Beyond loopback the CLI has warned; on loopback, refuse other Host names (a web page
+    # whose name was rebound to 127.0.0.1 would otherwise read decisions and post alerts).
+    trusted = None if settings.beyond_loopback else ["127.0.0.1", "localhost", "::1", "[::1]"]
     logger.info("fraudstream api on http://%s:%d (Kafka %s)", settings.bind_host, port,
                 settings.kafka_bootstrap)
     # log_config=None keeps the CLI's logging setup instead of uvicorn's own.
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=port, log_config=None)
+    uvicorn.run(create_app(settings, trusted_hosts=trusted), host=settings.bind_host, port=port,
+                log_config=None)
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
+from simulator.csv_cells import escape_cell
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with args.predictions.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["transaction_id", "score"])
-            writer.writerows(zip(result.transaction_ids.tolist(),
-                                 (f"{s:.6f}" for s in result.scores.tolist()), strict=True))
+            # Ids come from the input CSV: escaped so a spreadsheet never runs one.
+            writer.writerows((escape_cell(str(tid)), f"{s:.6f}") for tid, s in zip(
+                result.transaction_ids.tolist(), result.scores.tolist(), strict=True))
     return 0

@@ -16,7 +16,8 @@ def stack_from_settings(settings: Settings, nodes: int | None = None) -> LocalSt
     return LocalStack(StackConfig(
         root=settings.state_dir, host=settings.bind_host, kafka_port=settings.kafka_port,
         kafka_nodes=nodes or settings.kafka_nodes, kafka_heap_mb=settings.kafka_heap_mb,
-        redis_port=settings.redis_port, prometheus_port=settings.prometheus_port,
+        redis_port=settings.redis_port, redis_password=settings.redis_password,
+        prometheus_port=settings.prometheus_port,
         alertmanager_port=settings.alertmanager_port, api_port=settings.api_port,
         app_id=settings.app_id,
         webhook_url=f"http://{settings.bind_host}:{settings.api_port}/api/alerts/webhook"))

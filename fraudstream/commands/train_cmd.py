@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", type=Path, metavar="DIR",
                    help="write report.md with PNG plots (ROC, precision-recall, confusion "
                    "matrices, score distributions, feature importance) here")
-    p.add_argument("--out", type=Path, default=None, help="artifact path")
+    p.add_argument("--out", type=Path, default=None,
+                   help="artifact path, e.g. model.skops (its signed manifest is written next "
+                   "to it with the suffix .json, so .json itself is refused)")
     p.add_argument("--promote", action="store_true",
                    help="promote the new version to production (workers swap to it)")
     p.add_argument("--no-register", action="store_true",
@@ -55,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from model_registry.artifact import ArtifactError, load_verified, save_signed
+    from model_registry.artifact import ArtifactError, load_verified, manifest_path, save_signed
     from model_registry.training import TrainingError, TrainingPlan, train, write_report
     from simulator import CsvFormatError, read_csv
 
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except UnknownFamilyError as exc:
         raise UserError(str(exc)) from exc
     out: Path = args.out or settings.model_path
+    if manifest_path(out) == out:
+        raise UserError(f"--out {out}: the signed manifest is written next to the model as "
+                        f"{manifest_path(out).name}, which would overwrite the model itself; "
+                        "name the model file something else (e.g. model.skops)")
     if args.if_missing and out.exists():
         from features import FEATURE_NAMES
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import Counter
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
@@ -21,6 +22,7 @@ from monitoring.api.decisions import router as decisions_router
 from monitoring.api.deps import ApiState, Producer
 from monitoring.api.health import ApiMetrics, RequestMetrics
 from monitoring.api.health import router as health_router
+from monitoring.api.limits import RequestLimits
 from monitoring.api.registry import install as install_registry
 
 logger = logging.getLogger(__name__)
@@ -58,11 +60,14 @@ class Background:
         return self._producer if self.enabled else self._injected
 
     def down(self) -> dict[str, str]:
-        """What is not running, with why; empty when healthy."""
+        """What is not running, with a short code (and the error's type); empty when healthy.
+
+        Anyone can read /health: the answer names no address and carries no exception text
+        (those go to the log, where the operator finds them).
+        """
         if not self.enabled:
-            return {"background": "not started (create_app(start_background=False))"}
-        why = f"connecting to Kafka at {self.settings.kafka_bootstrap}" + (
-            f": {self._error}" if self._error else "")
+            return {"background": "not_started"}
+        why = "kafka_connecting" + (f" ({self._error})" if self._error else "")
         down = {}
         if self._producer is None:
             down["producer"] = why
@@ -96,9 +101,10 @@ class Background:
                     self.kafka_errors.labels("background").inc()
                 if not self._error:  # it was working until now: retry soon
                     delay = 0.5
-                self._error = f"{type(exc).__name__}: {exc}"
-                logger.warning("Kafka background work failed (%s); retrying in %.1fs",
-                               self._error, delay)
+                self._error = type(exc).__name__
+                logger.warning("Kafka background work failed bootstrap=%s error=%s: %s; "
+                               "retrying in %.1fs", self.settings.kafka_bootstrap,
+                               self._error, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
@@ -148,8 +154,9 @@ class Background:
             except Exception as exc:
                 if self.kafka_errors is not None:
                     self.kafka_errors.labels("probe").inc()
-                self._unreachable = (f"Kafka at {self.settings.kafka_bootstrap} did not answer "
-                                     f"within {PROBE_TIMEOUT_S:.0f}s ({type(exc).__name__})")
+                self._unreachable = f"kafka_unreachable ({type(exc).__name__})"
+                logger.warning("Kafka did not answer bootstrap=%s within_s=%.0f error=%r",
+                               self.settings.kafka_bootstrap, PROBE_TIMEOUT_S, exc)
             await asyncio.sleep(PROBE_INTERVAL_S)
 
 
@@ -172,8 +179,15 @@ def _consumer_of(reader: TopicReader) -> Any:
 
 def create_app(settings: Settings, *, producer: Producer | None = None,
                decisions: DecisionCache | None = None,
-               start_background: bool = True) -> FastAPI:
-    """The API; Kafka is only touched in its lifespan, and only if ``start_background``."""
+               start_background: bool = True,
+               limits: dict[str, Any] | None = None,
+               trusted_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The API; Kafka is only touched in its lifespan, and only if ``start_background``.
+
+    ``limits`` overrides the keyword arguments of ``RequestLimits`` (body size, rate...).
+    ``trusted_hosts``: the Host names answered (400 for others, which stops DNS rebinding:
+    a web page whose own name resolves to 127.0.0.1); None answers any.
+    """
     cache = decisions if decisions is not None else DecisionCache()
     metrics = ApiMetrics.create(lambda: len(cache))
     background = Background(settings, cache, producer, enabled=start_background,
@@ -192,6 +206,10 @@ def create_app(settings: Settings, *, producer: Producer | None = None,
                   summary="Submit card transactions, read their decisions, receive alerts.")
     app.state.api = ApiState(settings, metrics, cache, AlertStore(), background)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if trusted_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts))
+    # Added last, so outermost: limits apply before anything else reads the request.
+    app.add_middleware(RequestLimits, **(limits or {}))
     for router in (health_router, decisions_router, alerts_router, dashboard_router):
         app.include_router(router)
     install_registry(app)

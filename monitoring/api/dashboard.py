@@ -7,12 +7,16 @@ Everything here is read-only and needs no token.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from fraudstream.redaction import redact_text, redact_url
 from monitoring.api.deps import SettingsDep
 from monitoring.dashboard import snapshot
 from monitoring.dashboard.panels import PANELS, panel
@@ -24,10 +28,13 @@ STATIC = resources.files("monitoring.dashboard") / "static"
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 UNAVAILABLE = "metrics unavailable: "
 NO_STORE = {"Cache-Control": "no-store"}
+#: How long one summary is shared by every caller (the page polls every few seconds).
+SUMMARY_TTL_S = 1.5
 
 
 def _unavailable(exc: PrometheusUnavailable) -> JSONResponse:
-    return JSONResponse({"detail": UNAVAILABLE + str(exc)}, status_code=503, headers=NO_STORE)
+    return JSONResponse({"detail": UNAVAILABLE + redact_text(str(exc))}, status_code=503,
+                        headers=NO_STORE)
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
@@ -50,15 +57,60 @@ async def dashboard_panels() -> dict[str, Any]:
     return {"panels": [snapshot.describe(p) for p in PANELS]}
 
 
+class SummaryCache:
+    """The last summary (or Prometheus' failure) for ``ttl_s`` seconds, shared by callers.
+
+    A summary costs 33 Prometheus queries; every open dashboard polls it, so without this
+    N viewers (or one script in a loop) cost 33·N queries per poll. Callers arriving while
+    one computes wait for its answer instead of starting their own.
+    """
+
+    def __init__(self, ttl_s: float = SUMMARY_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._entry: tuple[float, str, dict[str, Any] | PrometheusUnavailable] | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self, base_url: str) -> dict[str, Any]:
+        """The summary of the Prometheus at ``base_url``; PrometheusUnavailable if down."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            entry = self._entry
+            if entry is None or entry[1] != base_url or self.clock() - entry[0] > self.ttl_s:
+                try:
+                    value: dict[str, Any] | PrometheusUnavailable = await snapshot.summary(
+                        PrometheusClient(base_url))
+                except PrometheusUnavailable as exc:
+                    value = exc
+                entry = self._entry = (self.clock(), base_url, value)
+        if isinstance(entry[2], PrometheusUnavailable):
+            raise entry[2]
+        return entry[2]
+
+
+def summary_cache(request: Request) -> SummaryCache:
+    """The app's summary cache (made on first use)."""
+    state = request.app.state
+    if getattr(state, "summary_cache", None) is None:
+        state.summary_cache = SummaryCache()
+    cache: SummaryCache = state.summary_cache
+    return cache
+
+
 @router.get("/api/dashboard/summary")
-async def dashboard_summary(settings: SettingsDep) -> Response:
-    """The latest value of every panel's queries and the alerts Prometheus holds; 503 if down."""
-    client = PrometheusClient(settings.prometheus_base_url)
+async def dashboard_summary(settings: SettingsDep, request: Request) -> Response:
+    """The latest value of every panel's queries and the alerts Prometheus holds; 503 if down.
+
+    Answers are shared for up to ``SUMMARY_TTL_S`` seconds.
+    """
     try:
-        body = await snapshot.summary(client)
+        body = await summary_cache(request).get(settings.prometheus_base_url)
     except PrometheusUnavailable as exc:
         return _unavailable(exc)
-    return JSONResponse(body | {"prometheus": settings.prometheus_base_url}, headers=NO_STORE)
+    return JSONResponse(body | {"prometheus": redact_url(settings.prometheus_base_url)},
+                        headers=NO_STORE)
 
 
 @router.get("/api/dashboard/series")

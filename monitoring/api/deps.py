@@ -82,13 +82,40 @@ async def require_token_or_loopback(request: Request, settings: SettingsDep,
     # the API binds to loopback by default); from anywhere else the token is required as for
     # every other mutation. Behind a reverse proxy on this host every client looks local:
     # do not put one in front of this endpoint.
-    if request.client is not None and is_loopback(request.client.host):
+    # A web page in the user's browser is a local process too: it can POST here (and, by
+    # DNS rebinding, under a host name of its own). So the loopback trust also needs a
+    # loopback Host and no Origin but our own; Alertmanager sends no Origin at all.
+    if (request.client is not None and is_loopback(request.client.host)
+            and loopback_host(request.headers.get("host", ""))
+            and same_origin(request.headers.get("origin"), request.headers.get("host", ""))):
         return
+    if credentials is None and request.headers.get("origin") is not None:
+        raise HTTPException(403, "cross-origin requests need the bearer token")
     check_token(settings, credentials)
 
 
 TokenDep = Annotated[None, Depends(require_token)]
 TokenOrLoopbackDep = Annotated[None, Depends(require_token_or_loopback)]
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def loopback_host(host_header: str) -> bool:
+    """True if a Host header names this machine by a loopback name or address."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":")[0]
+    return host in LOOPBACK_NAMES or is_loopback(host)
+
+
+def same_origin(origin: str | None, host_header: str) -> bool:
+    """True without an Origin header, or when it is ``http(s)://`` + this request's Host."""
+    if origin is None:
+        return True
+    return origin.lower() in (f"http://{host_header}".lower(), f"https://{host_header}".lower())
 
 
 def is_loopback(host: str | None) -> bool:

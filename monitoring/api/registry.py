@@ -12,23 +12,27 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
+from fraudstream.redaction import redact_text
 from fraudstream.settings import Settings
 from model_registry.errors import RegistryError, http_status
 from model_registry.registry import ALIASES, ModelRegistry
+from model_registry.stores import store_labels
 from model_registry.updates import ModelUpdate, publish_update
-from monitoring.api.deps import SettingsDep, TokenDep
+from monitoring.api.deps import SettingsDep, TokenDep, read_capped
 
 router = APIRouter(prefix="/api/registry", tags=["registry"])
 
 Publisher = Callable[[Settings, ModelUpdate], None]
+#: A promotion body is one short version name.
+MAX_PROMOTE_BYTES = 4096
 
 
 class PromoteRequest(BaseModel):
     """Point an alias at this version (or at what another alias points at)."""
 
-    version: str
+    version: str = Field(max_length=256)
 
 
 class PromotionPublic(BaseModel):
@@ -79,6 +83,30 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
+def public(registry: ModelRegistry, value: Any) -> Any:
+    """``value`` with every store URI replaced by the store's label (``file``, ``redis-2``).
+
+    A URI can carry a password (``?password=``, ``:pw@``) and a file store's URI is an
+    absolute path of this machine: neither belongs in an answer to a remote caller.
+    """
+    names = sorted(((s.uri, f"store:{label}") for s, label in
+                    zip(registry.stores, store_labels(registry.stores), strict=True)),
+                   key=lambda pair: -len(pair[0]))
+
+    def scrub(item: Any) -> Any:
+        if isinstance(item, str):
+            for uri, label in names:
+                item = item.replace(uri, label)
+            return item
+        if isinstance(item, dict):
+            return {scrub(k): scrub(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [scrub(v) for v in item]
+        return item
+
+    return scrub(value)
+
+
 @router.get("/versions")
 def list_versions(registry: RegistryDep) -> list[dict[str, Any]]:
     """Every version, oldest first, with its aliases."""
@@ -89,7 +117,7 @@ def list_versions(registry: RegistryDep) -> list[dict[str, Any]]:
 @router.get("/versions/{ref}")
 def show_version(ref: str, registry: RegistryDep) -> dict[str, Any]:
     """A version's manifest (``ref``: a version or an alias) and each replica's health."""
-    body: dict[str, Any] = registry.show(ref)
+    body: dict[str, Any] = public(registry, registry.show(ref))
     return body
 
 
@@ -105,26 +133,41 @@ def aliases(registry: RegistryDep) -> AliasesPublic:
 @router.get("/verify")
 def verify(registry: RegistryDep) -> VerifyReportPublic:
     """Check every replica and the registry state in every store (no repair)."""
-    return _report(registry.verify(repair=False))
+    return _report(registry, registry.verify(repair=False))
 
 
 @router.post("/verify/repair")
 def repair(registry: RegistryDep, _auth: TokenDep) -> VerifyReportPublic:
     """Verify, and copy good replicas over missing or divergent ones."""
-    return _report(registry.verify(repair=True))
+    return _report(registry, registry.verify(repair=True))
 
 
-@router.post("/aliases/{alias}")
-async def promote(alias: str, body: PromoteRequest, registry: RegistryDep,
+@router.post("/aliases/{alias}", response_model=PromotionPublic, openapi_extra={
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": PromoteRequest.model_json_schema()}}}})
+async def promote(alias: str, request: Request, registry: RegistryDep,
                   settings: SettingsDep, publisher: PublisherDep,
-                  _auth: TokenDep) -> PromotionPublic:
-    """Point ``alias`` at a version once it loads and verifies; announce it to the workers."""
+                  _auth: TokenDep) -> PromotionPublic | JSONResponse:
+    """Point ``alias`` at a version once it loads and verifies; announce it to the workers.
+
+    The body (``{"version": ...}``) is read only after the token checked out, and only up to
+    a few KB: declared as a body parameter, FastAPI would read and parse it first.
+    """
     from features import FEATURE_NAMES
 
+    raw = await read_capped(request, MAX_PROMOTE_BYTES)
+    if raw is None:
+        return JSONResponse({"error": "body_too_large", "reason": "the body is over "
+                             f"{MAX_PROMOTE_BYTES} bytes"}, status_code=413)
+    try:
+        body = PromoteRequest.model_validate_json(raw)
+    except ValidationError:
+        return JSONResponse({"error": "invalid_request", "reason": 'send {"version": "<a '
+                             'version or alias>"} as JSON'}, status_code=422)
     done = await run_in_threadpool(registry.promote, body.version, alias, FEATURE_NAMES)
     await run_in_threadpool(publisher, settings,
                             ModelUpdate(done.alias, done.version, done.generation))
-    return PromotionPublic(**vars(done))
+    return PromotionPublic(**public(registry, vars(done)))
 
 
 @router.post("/aliases/{alias}/rollback")
@@ -136,18 +179,23 @@ async def rollback(alias: str, registry: RegistryDep, settings: SettingsDep,
     done = await run_in_threadpool(registry.rollback, alias, FEATURE_NAMES)
     await run_in_threadpool(publisher, settings,
                             ModelUpdate(done.alias, done.version, done.generation))
-    return PromotionPublic(**vars(done))
+    return PromotionPublic(**public(registry, vars(done)))
 
 
-def _report(report: Any) -> VerifyReportPublic:
+def _report(registry: ModelRegistry, report: Any) -> VerifyReportPublic:
     return VerifyReportPublic(ok=report.ok, generation=report.generation,
-                              versions=report.versions, stores=report.stores,
-                              problems=[vars(p) for p in report.problems])
+                              versions=report.versions, stores=public(registry, report.stores),
+                              problems=public(registry, [vars(p) for p in report.problems]))
 
 
-async def registry_error(_request: Request, exc: Exception) -> JSONResponse:
+async def registry_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)
-    return JSONResponse({"error": exc.code, "reason": str(exc)}, status_code=http_status(exc))
+    reason = str(exc)
+    registry = getattr(request.app.state, "registry", None)
+    if registry is not None:
+        reason = public(registry, reason)
+    return JSONResponse({"error": exc.code, "reason": redact_text(reason)},
+                        status_code=http_status(exc))
 
 
 def install(app: FastAPI) -> None:

@@ -11,6 +11,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from fraudstream.redaction import redact_url
+
 DEFAULT_TIMEOUT_S = 3.0
 
 
@@ -91,11 +93,11 @@ class PrometheusClient:
             detail = _error_of(exc)
             if exc.code in (400, 422):
                 raise PrometheusQueryError(f"Prometheus refused the query: {detail}") from exc
-            raise PrometheusUnavailable(f"Prometheus at {self.base_url} answered HTTP "
+            raise PrometheusUnavailable(f"Prometheus at {redact_url(self.base_url)} answered HTTP "
                                         f"{exc.code}: {detail}") from exc
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise PrometheusUnavailable(f"Prometheus at {self.base_url} did not answer "
+            raise PrometheusUnavailable(f"Prometheus at {redact_url(self.base_url)} did not answer "
                                         f"({type(exc).__name__}: {reason})") from exc
         if body.get("status") != "success":
             raise PrometheusQueryError(f"Prometheus refused the query: {body.get('error')}")

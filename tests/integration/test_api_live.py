@@ -18,7 +18,7 @@ from workers.pool import WorkerPool, settings_env
 from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
-TOKEN = "live-api-token"
+TOKEN = "live-api-token-0123456789"
 
 
 def call(url: str, body: bytes | None = None, token: str | None = None) -> tuple[int, dict]:

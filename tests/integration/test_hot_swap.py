@@ -27,6 +27,7 @@ from model_registry.registry import ModelRegistry, model_key
 from model_registry.stores import open_stores
 from model_registry.updates import ModelUpdate, publish_update
 from simulator import SimulationConfig, simulate
+from tests.conftest import wait_until
 from tests.stack_fixtures import SIGNING_KEY, running_pool
 from workers.pool import WorkerPool
 from workers.topics import ensure_topics
@@ -223,3 +224,40 @@ def test_a_failing_model_degrades_scores_and_heals(registry_settings: Settings,
     assert metric(worker, "fraudstream_model_fallback_total", '{reason="error"}') >= 1
     assert metric(worker, "fraudstream_degraded_scores_total") == half
     assert metric(worker, "fraudstream_scoring_degraded") == 0
+
+
+def test_forged_model_updates_neither_swap_nor_block_real_promotions(
+        registry_settings: Settings, registry: ModelRegistry, base_settings: Settings) -> None:
+    """The topic is open: anyone can write an update. Only the signed registry state counts."""
+    from kafka import KafkaProducer
+
+    s = registry_settings
+    tag = s.app_id.rsplit("-", 1)[-1]
+    old, v1, v2 = f"fo0-{tag}", f"fo1-{tag}", f"fo2-{tag}"
+    for version in (old, v1, v2):
+        register_copy(registry, base_settings.model_path, version)
+    registry.promote(v1)
+    with running_pool(s, 1, log_lines=60) as pool:
+        worker = pool.workers[0]
+        ready = worker.readiness()
+        assert ready is not None and ready["model_version"] == v1
+        producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+        try:
+            # An old (never promoted) version with a huge generation, and garbage records.
+            for value in (ModelUpdate("production", old, 2**62).to_bytes(),
+                          b"[" * 100_000 + b"]" * 100_000,
+                          b'{"alias": "production", "version": 7}'):
+                producer.send(s.topic_model_updates, value, key=b"production").get(15)
+        finally:
+            producer.close(timeout=5)
+        done = registry.promote(v2)
+        publish_update(s.kafka_bootstrap, s.topic_model_updates,
+                       ModelUpdate(done.alias, done.version, done.generation))
+        wait_until(lambda: (worker.readiness() or {}).get("model_version") == v2, 60,
+                   "the real promotion after the forged update was not served")
+        assert metric(pool, "fraudstream_model_swaps_total") == 1, "the forged update swapped"
+        family = read_manifest(base_settings.model_path).family
+        assert metric(pool, "fraudstream_model_info",
+                      f'{{family="{family}",version="{v2}"}}') == 1
+        assert metric(pool, "fraudstream_model_info",
+                      f'{{family="{family}",version="{old}"}}') == 0

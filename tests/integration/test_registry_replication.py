@@ -44,7 +44,8 @@ def test_replicas_corruption_and_failover_with_a_real_redis(
         tmp_path: Path, own_redis: RedisServer, base_settings: Settings) -> None:
     prefix = f"fs-test-{uuid.uuid4().hex[:8]}"
     stores = open_stores(f"file://{tmp_path}/registry,"
-                         f"redis://127.0.0.1:{own_redis.port}/0?prefix={prefix}")
+                         f"redis://:{own_redis.secret()}@127.0.0.1:{own_redis.port}/0"
+                         f"?prefix={prefix}")
     file_store, redis_store = stores
     assert isinstance(file_store, FileStore) and isinstance(redis_store, RedisStore)
     registry = ModelRegistry(stores, KEY)

@@ -30,7 +30,8 @@ PROMETHEUS_CONFIG = ROOT / "deploy" / "docker" / "prometheus.yml"
 #: Variables the compose file requires (``${VAR:?message}``), with throwaway test values.
 REQUIRED_ENV = {
     "FRAUDSTREAM_SIGNING_KEY": "test-signing-key",
-    "FRAUDSTREAM_API_TOKEN": "test-api-token",
+    "FRAUDSTREAM_API_TOKEN": "test-api-token-0123",
+    "FRAUDSTREAM_REDIS_PASSWORD": "test-redis-password-0123",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
 }
 SERVICES = {
@@ -222,7 +223,9 @@ def test_app_services_share_the_settings_env(services: dict[str, dict[str, Any]]
         env = services[name]["environment"]
         assert env["FRAUDSTREAM_BOOTSTRAP_SERVERS"] == "kafka:9092", name
         assert env["FRAUDSTREAM_BIND_HOST"] == "0.0.0.0", name
-        assert env["FRAUDSTREAM_REDIS_URL"] == "redis://redis:6379/0", name
+        redis = f"redis://:{REQUIRED_ENV['FRAUDSTREAM_REDIS_PASSWORD']}@redis:6379/0"
+        assert env["FRAUDSTREAM_REDIS_URL"] == redis, name
+        assert env["FRAUDSTREAM_MODEL_STORES"].split(",")[1] == redis, name
         assert env["FRAUDSTREAM_SIGNING_KEY"] == REQUIRED_ENV["FRAUDSTREAM_SIGNING_KEY"], name
         assert env["FRAUDSTREAM_API_TOKEN"] == REQUIRED_ENV["FRAUDSTREAM_API_TOKEN"], name
         assert any(str(v).startswith("models:/app/artifacts") for v in services[name]["volumes"])
@@ -299,3 +302,18 @@ def test_compose_scrape_targets_carry_the_labels_the_dashboards_select(compose_e
         assert labels[f"{name}:{WORKER_WEB_PORT + index}"]["component"] == "worker"
     assert labels["api:8000"]["component"] == "api"
     assert all("app" in target_labels for target_labels in labels.values())
+
+
+def test_redis_requires_a_password_kept_out_of_its_arguments(
+        services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    password = REQUIRED_ENV["FRAUDSTREAM_REDIS_PASSWORD"]
+    assert redis["environment"]["REDIS_PASSWORD"] == password
+    script = " ".join(redis["command"])
+    assert "redis-server -" in script and 'requirepass "$$REDIS_PASSWORD"' in script
+    assert password not in script and password not in " ".join(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_prometheus_cannot_be_shut_down_over_http(services: dict[str, dict[str, Any]]) -> None:
+    assert "--web.enable-lifecycle" not in services["prometheus"]["command"]

@@ -70,7 +70,7 @@ def test_boolean_settings_accept_common_spellings() -> None:
 def test_train_with_an_unknown_family_is_a_one_line_error(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", "k")
+    monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", "k" * 16)
     assert main(["train", "--customers", "20", "--terminals", "40", "--days", "30",
                  "--model", "xgboost", "--out", str(tmp_path / "m.skops")]) == 2
     err = capsys.readouterr().err.strip()

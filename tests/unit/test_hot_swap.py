@@ -39,6 +39,7 @@ def refused(h: Harness, reason: str) -> float | None:
 def test_a_verified_version_is_swapped_in_between_batches(registry: ModelRegistry) -> None:
     h = Harness()
     s = swapper(registry, h)
+    registry.promote("v1")
     assert asyncio.run(s.apply(ModelUpdate("production", "v1", 1))) is False
     assert h.processor.scorer.version == "v1" and h.processor.previous is not None
     h.run([h.record(tx(1))])
@@ -46,6 +47,7 @@ def test_a_verified_version_is_swapped_in_between_batches(registry: ModelRegistr
     assert h.registry.get_sample_value("fraudstream_model_swaps_total") == 1
     assert h.registry.get_sample_value("fraudstream_model_info",
                                        {"version": "v1", "family": "logreg"}) == 1
+    registry.promote("v2", "shadow")
     asyncio.run(s.apply(ModelUpdate("shadow", "v2", 2)))
     assert h.processor.shadow is not None and h.processor.shadow.version == "v2"
     assert h.processor.scorer.version == "v1"
@@ -55,6 +57,7 @@ def test_a_tampered_version_is_refused_and_the_current_keeps_serving(
         registry: ModelRegistry) -> None:
     h = Harness()
     s = swapper(registry, h)
+    registry.promote("v3")
     for store in registry.stores:
         store.put(model_key("v3"), b"tampered")
     assert asyncio.run(s.apply(ModelUpdate("production", "v3", 5))) is False
@@ -67,20 +70,66 @@ def test_a_tampered_version_is_refused_and_the_current_keeps_serving(
     assert h.by_topic("scores")[-1]["model_version"] == "v-test"
 
 
-def test_an_update_older_than_the_served_model_is_ignored(registry: ModelRegistry) -> None:
+def test_a_signed_state_older_than_the_served_model_is_ignored(
+        registry: ModelRegistry) -> None:
+    registry.promote("v1")  # generation 4 (three registrations, then this)
     h = Harness()
     s = ModelSwapper(bootstrap="unused:9092", topic="model-updates", registry=registry,
                      processor=h.processor, metrics=h.processor.metrics,
                      expected_features=FEATURE_NAMES, start_generation=7)
-    asyncio.run(s.apply(ModelUpdate("production", "v1", 6)))
+    # The update's own generation is not believed: the signed state's (4) is older than 7.
+    asyncio.run(s.apply(ModelUpdate("production", "v1", 100)))
     assert h.processor.scorer.version == "v-test"
-    asyncio.run(s.apply(ModelUpdate("production", "v1", 8)))
-    assert h.processor.scorer.version == "v1"
+    for version in ("v2", "v3", "v1"):  # generations 5, 6, 7, and 8
+        registry.promote(version)
+    registry.promote("v2")
+    asyncio.run(s.apply(ModelUpdate("production", "v2", 0)))
+    assert h.processor.scorer.version == "v2"
+
+
+def test_a_forged_update_neither_swaps_nor_blocks_later_promotions(
+        registry: ModelRegistry) -> None:
+    registry.promote("v1")
+    registry.promote("v2")
+    h = Harness()
+    s = swapper(registry, h)
+    asyncio.run(s.apply(ModelUpdate("production", "v2", registry.state().generation)))
+    assert h.processor.scorer.version == "v2"
+    # Anyone can produce to the topic: an old version with a huge generation...
+    assert asyncio.run(s.apply(ModelUpdate("production", "v1", 2**62))) is False
+    assert h.processor.scorer.version == "v2"
+    # ...a registered version never promoted, and one that does not exist.
+    asyncio.run(s.apply(ModelUpdate("production", "v3", 2**62)))
+    asyncio.run(s.apply(ModelUpdate("shadow", "v404", 1)))
+    assert h.processor.scorer.version == "v2" and h.processor.shadow is None
+    # A real promotion after them is still served, whatever generation its update claims.
+    registry.promote("v3")
+    asyncio.run(s.apply(ModelUpdate("production", "v3", 1)))
+    assert h.processor.scorer.version == "v3"
+
+
+def test_a_refusal_while_a_store_was_down_is_retried(registry: ModelRegistry) -> None:
+    registry.promote("v3")
+    good = registry.stores[0].get(model_key("v3"))
+    assert good is not None
+    registry.stores[0].put(model_key("v3"), b"tampered")
+    down = registry.stores[1]
+    assert isinstance(down, DownStore)
+    down.down = True
+    h = Harness()
+    s = swapper(registry, h)
+    # The only copy that answered is tampered; the other store's may be good: retry.
+    assert asyncio.run(s.apply(ModelUpdate("production", "v3", 4))) is True
+    assert h.processor.scorer.version == "v-test" and refused(h, "checksum") == 1
+    down.down = False
+    assert asyncio.run(s.apply(ModelUpdate("production", "v3", 4))) is False
+    assert h.processor.scorer.version == "v3"
 
 
 def test_stores_down_is_retried_and_unknown_versions_refused(registry: ModelRegistry) -> None:
     h = Harness()
     s = swapper(registry, h)
+    registry.promote("v2")
     for store in registry.stores:
         assert isinstance(store, DownStore)
         store.down = True
@@ -122,3 +171,23 @@ def test_the_previous_production_version_is_preloaded_as_fallback(
                                         h.processor.metrics).scorer
     asyncio.run(swapper(registry, h).load_previous())
     assert h.processor.previous is not None and h.processor.previous.version == "v1"
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"alias": "production", "version": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    b'{"alias": ["production"], "version": "v1"}',
+    b'{"alias": "production", "version": 7}',
+    b'{"alias": "production", "version": "v1", "generation": "9"}',
+    b'"production"',
+    b'{"alias": "production", "version": "' + b"v" * 10_000 + b'"}',
+    b"\xff\xfe",
+    None,
+])
+def test_a_malformed_update_record_is_none_never_an_exception(raw: bytes | None) -> None:
+    assert ModelUpdate.from_bytes(raw) is None
+
+
+def test_a_well_formed_update_record_round_trips() -> None:
+    update = ModelUpdate("production", "v1", 3, "2026-11-30T00:00:00.000+00:00")
+    assert ModelUpdate.from_bytes(update.to_bytes()) == update

@@ -18,7 +18,7 @@ from monitoring.api.app import create_app
 from monitoring.api.registry import get_publisher
 from tests.unit.test_registry import KEY, make_version
 
-TOKEN = "registry-token"
+TOKEN = "registry-token-0123456789"
 
 
 @pytest.fixture

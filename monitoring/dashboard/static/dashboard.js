@@ -249,6 +249,29 @@ function showUnavailable(message) {
   for (const section of document.querySelectorAll(".panel")) section.classList.add("stale");
 }
 
+// One panel's drawing; a panel that throws (an answer of an unexpected shape) is marked and
+// left as it was, and the others are still drawn.
+function renderPanel(p, summary, section) {
+  if (p.kind === "stat") renderStat(p, summary.panels[p.id], section);
+  else if (p.kind === "table") renderTable(p, summary.panels[p.id], section);
+  else if (p.kind === "alerts") renderAlerts(summary.alerts, section);
+  else renderLegend(p, summary.panels[p.id], section);
+}
+
+function tryRender(section, draw) {
+  try {
+    draw();
+    section.classList.remove("stale", "failed");
+    section.removeAttribute("data-error");
+    return true;
+  } catch (error) {
+    console.error(`panel ${section.id} not drawn`, error);
+    section.classList.add("stale", "failed");
+    section.dataset.error = String(error && error.message || error);
+    return false;
+  }
+}
+
 async function refresh() {
   let summary;
   try {
@@ -261,29 +284,39 @@ async function refresh() {
   const charts = await Promise.all(panels.filter((p) => p.kind === "timeseries").map((p) =>
     getJSON(`/api/dashboard/series?panel=${p.id}&minutes=${CHART_MINUTES}`)
       .catch(() => null)));
+  let failed = 0;
   for (const p of panels) {
     const section = document.getElementById(`panel-${p.id}`);
-    section.classList.remove("stale");
-    if (p.kind === "stat") renderStat(p, summary.panels[p.id], section);
-    else if (p.kind === "table") renderTable(p, summary.panels[p.id], section);
-    else if (p.kind === "alerts") renderAlerts(summary.alerts, section);
-    else renderLegend(p, summary.panels[p.id], section);
+    if (!tryRender(section, () => renderPanel(p, summary, section))) failed += 1;
   }
   for (const data of charts) {
-    if (data) renderChart(panels.find((p) => p.id === data.panel), data,
-                          document.getElementById(`panel-${data.panel}`));
+    const p = data && panels.find((q) => q.id === data.panel);
+    if (!p) continue;
+    const section = document.getElementById(`panel-${p.id}`);
+    if (!tryRender(section, () => renderChart(p, data, section))) failed += 1;
   }
   document.getElementById("unavailable").hidden = true;
-  setState("live", "live");
+  if (failed) setState("partial", `${failed} panel(s) could not be drawn`);
+  else setState("live", "live");
+  const time = Number(summary.time);
   document.getElementById("updated").textContent =
-    "updated " + new Date(summary.time * 1000).toLocaleTimeString("en-GB");
+    "updated " + (Number.isFinite(time) ? new Date(time * 1000) : new Date())
+      .toLocaleTimeString("en-GB");
   updates += 1;
   document.body.dataset.updates = String(updates);
 }
 
+// Polls forever: whatever one refresh throws, the next one is scheduled (a single bad answer
+// used to stop the page for good).
 async function loop() {
-  await refresh();
-  setTimeout(loop, POLL_MS);
+  try {
+    await refresh();
+  } catch (error) {
+    console.error("dashboard refresh failed", error);
+    setState("partial", `refresh failed: ${error && error.message || error}`);
+  } finally {
+    setTimeout(loop, POLL_MS);
+  }
 }
 
 async function start() {
@@ -294,7 +327,13 @@ async function start() {
     setTimeout(start, POLL_MS);
     return;
   }
-  build();
+  try {
+    build();
+  } catch (error) {
+    showUnavailable(`the dashboard could not be built: ${error.message}`);
+    setTimeout(start, POLL_MS);
+    return;
+  }
   loop();
 }
 
