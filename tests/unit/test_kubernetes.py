@@ -395,6 +395,35 @@ def test_secrets_are_referenced_never_inline() -> None:
     assert all(f"--from-literal={key}=" in readme for key in used_keys)
 
 
+def service_link_variables(service: dict[str, Any]) -> set[str]:
+    """The variables Kubernetes injects for a Service into pods with service links on.
+
+    Docker-links style, for services with a cluster IP: <NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT,
+    <NAME>_PORT, <NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR], NAME upper-cased with - as _.
+    """
+    if service["spec"].get("clusterIP") == "None":
+        return set()
+    name = service["metadata"]["name"].upper().replace("-", "_")
+    names = {f"{name}_SERVICE_HOST", f"{name}_SERVICE_PORT", f"{name}_PORT"}
+    for port in service["spec"]["ports"]:
+        base = f"{name}_PORT_{port['port']}_{port.get('protocol', 'TCP')}"
+        names |= {base, f"{base}_PROTO", f"{base}_PORT", f"{base}_ADDR"}
+    return names
+
+
+def test_service_links_are_off_since_they_would_clash_with_settings() -> None:
+    settings_vars = {name for name, _default, _type in Settings.describe()}
+    injected = {v for d in all_documents() if d["kind"] == "Service"
+                for v in service_link_variables(d)}
+    # FRAUDSTREAM_API_PORT=tcp://10.0.0.7:8000 would fail Settings (not an int) in every pod.
+    assert injected & settings_vars == {"FRAUDSTREAM_API_PORT"}
+    for workload in workloads():
+        assert workload["spec"]["template"]["spec"]["enableServiceLinks"] is False, \
+            workload["metadata"]["name"]
+    with pytest.raises(ValueError, match="FRAUDSTREAM_API_PORT"):
+        Settings.from_env({"FRAUDSTREAM_API_PORT": "tcp://10.0.0.7:8000"})
+
+
 def quantity(text: str | int) -> float:
     """A Kubernetes resource quantity (the suffixes used here) as a number."""
     value = str(text)
