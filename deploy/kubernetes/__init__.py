@@ -1,0 +1,1 @@
+"""Kubernetes manifests (a kustomize base) and the generator of their monitoring resources."""
