@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
+
+import pytest
 
 pytest_plugins = ["tests.stack_fixtures"]
 
@@ -17,3 +20,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
             return
         time.sleep(interval)
     raise AssertionError(f"{message} (after {timeout:.0f}s)")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The ``promtool`` executable (Debian package prometheus); fails, never skips, without it."""
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail("`promtool` is missing: run `make setup` (Debian package prometheus)",
+                    pytrace=False)
+    return exe

@@ -11,7 +11,6 @@ import copy
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,14 +183,6 @@ def test_scrape_interval_is_a_quarter_of_the_shortest_rule_window() -> None:
     endpoint = one("PodMonitor")["spec"]["podMetricsEndpoints"][0]
     assert endpoint["interval"] == "15s"
 
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail("`promtool` is missing: run `make setup` (Debian package prometheus)",
-                    pytrace=False)
-    return exe
 
 
 def test_rule_groups_of_the_prometheus_rule_pass_promtool(promtool: str, tmp_path: Path) -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,14 +15,6 @@ RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 TEST_FILES = sorted((RULES_DIR / "tests").glob("*.yml"))
 RUNBOOK = ROOT / "monitoring" / "runbook.md"
 
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail("`promtool` is missing: run `make setup` (Debian package prometheus)",
-                    pytrace=False)
-    return exe
 
 
 def alerts() -> list[dict[str, Any]]:
