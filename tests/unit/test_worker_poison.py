@@ -75,7 +75,7 @@ BATCH = [RawRecord("transactions", 0, o, b"C1", b"{}", 0) for o in (5, 6, 7)]
 
 
 def test_a_record_kafka_refuses_is_dead_lettered_not_an_exit(no_exit: list[int]) -> None:
-    w, processor = worker(MessageSizeTooLargeError(), done={5})
+    w, processor = worker(MessageSizeTooLargeError(), done=frozenset({5}))
     asyncio.run(w._process_or_exit(list(BATCH)))
     assert no_exit == []  # exited 70 before, and again on every restart
     # Offset 5's output was written before the error: only 6 and 7 are redone.
