@@ -72,12 +72,12 @@ def test_every_hostile_record_ends_where_the_list_says() -> None:
 
     cases = expectations()
     outcome: dict[tuple[int, int], str] = {}
-    for topic, key, value, partition in h.sink.records:
+    for topic, key, value, sent_to in h.sink.records:
         assert len(value) + len(key or b"") <= LIMIT, "an output larger than its topic accepts"
         body = orjson.loads(value)
         payload = base64.b64decode(body.get("payload_b64", ""))
         assert not any(s in value or s in payload for s in SECRETS), "a card number was written"
-        assert partition == body["partition"]
+        assert sent_to == body["partition"]
         position = (body["partition"], body["offset"])
         assert position not in outcome, f"two outputs for {cases[where[position].line]}"
         outcome[position] = "scored" if topic == "scores" else body["error"]
