@@ -16,8 +16,11 @@ from features import CardState
 #: ``DEDUP_MIN_KEPT`` decisions or younger than ``DEDUP_WINDOW_S`` in the card's event time.
 DEDUP_WINDOW_S = 2 * 86_400
 DEDUP_MIN_KEPT = 32
-#: Hard cap, so a very busy card's record stays far below Kafka's message size limit.
+#: Hard caps, so a very busy card's record stays far below the size limit of every output
+#: (FRAUDSTREAM_MAX_MESSAGE_BYTES, 64 KiB): 256 decisions, and ids of at most 24 KB together
+#: (ids may be 128 characters of up to 4 bytes each).
 DEDUP_MAX_KEPT = 256
+DEDUP_MAX_ID_BYTES = 24_000
 
 
 class Decision(NamedTuple):
@@ -72,7 +75,12 @@ class CardRecord:
         horizon = max((d[1] for d in decisions), default=0) - DEDUP_WINDOW_S
         first_kept = len(decisions) - DEDUP_MIN_KEPT
         kept = [d for i, d in enumerate(decisions) if i >= first_kept or d[1] > horizon]
-        return [self.state.to_wire(), kept[-DEDUP_MAX_KEPT:]]
+        kept = kept[-DEDUP_MAX_KEPT:]
+        budget, first = DEDUP_MAX_ID_BYTES, len(kept)
+        while first > 0 and budget >= len(kept[first - 1][0]) * 4:  # UTF-8: <= 4 bytes a char
+            first -= 1
+            budget -= len(kept[first][0]) * 4
+        return [self.state.to_wire(), kept[first:]]
 
     @classmethod
     def from_wire(cls, wire: list | None) -> CardRecord:

@@ -111,3 +111,18 @@ def test_state_with_buckets_round_trips() -> None:
     again = CardState.from_wire(orjson.loads(orjson.dumps(card.to_wire())))
     assert again == card
     assert again.observe(T0 + 60_000, 3.0) == card.observe(T0 + 60_000, 3.0)
+
+
+def test_a_card_record_fits_every_output_limit_whatever_its_ids() -> None:
+    from workers.card_record import CardRecord, Decision
+
+    record = CardRecord()
+    for i in range(5_000):
+        tx_id = f"{i:06d}" + "\U0001f4b3" * 122  # 128 characters, 4 bytes each in UTF-8
+        record.state.observe(T0 + i * 10, 1.0)
+        record.remember(Decision(tx_id, T0 + i * 10, 0, i, 0.5, "review", "v" * 64))
+    raw = orjson.dumps(record.to_wire())
+    assert len(raw) <= 65_536 - 1_024  # 140 KB with 256 such decisions
+    kept = CardRecord.from_wire(orjson.loads(raw))
+    assert kept.find(f"{4_999:06d}" + "\U0001f4b3" * 122) is not None  # the newest stay
+    assert len(kept.decisions) >= 32  # at least DEDUP_MIN_KEPT's worth of these ids
