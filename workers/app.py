@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 COMPACT_CHANGELOG = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1",
                      "delete.retention.ms": "60000"}
 
+#: How long the transactions topic's partition count is trusted before it is read again.
+PARTITION_COUNT_TTL_S = 60.0
+
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
 EXIT_KAFKA_UNAVAILABLE = 70
 
@@ -169,8 +172,7 @@ class WorkerApp:
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift,
-            emit_features=settings.emit_features, max_clock_skew_s=settings.max_clock_skew_s,
-            partitions=settings.partitions)
+            emit_features=settings.emit_features, max_clock_skew_s=settings.max_clock_skew_s)
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
@@ -297,6 +299,15 @@ class WorkerApp:
             done |= {(partition, o) for o in await self._takeover.emitted(partition, first)}
         return [r for r in batch if (r.partition, r.offset) not in done]
 
+    async def _partition_count(self) -> int | None:
+        """Partitions of the transactions topic, from the producer's metadata (None: unknown)."""
+        try:
+            found = await self.sink.producer.partitions_for(self.settings.topic_transactions)
+        except KafkaError as exc:
+            logger.warning("partition count unknown, partition check off error=%r", exc)
+            return None
+        return len(found) if found else None
+
     def _decision_of(self, card: bytes, transaction_id: str) -> tuple[float, str, str] | None:
         """(score, decision, model version) the card's table entry remembers, if any."""
         wire = self.processor.cards.get(card)
@@ -310,10 +321,18 @@ class WorkerApp:
 
         @app.agent(self.transactions, name="score")
         async def score(stream: Any) -> None:
+            partitions_read_at = 0.0
             async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
+                if time.monotonic() - partitions_read_at > PARTITION_COUNT_TTL_S:
+                    # The topic's real partition count (not the setting: a topic created
+                    # elsewhere may have more), which decides where each key belongs.
+                    count = await self._partition_count()
+                    if count:
+                        self.processor.partitions = count
+                        partitions_read_at = time.monotonic()
                 if s.chaos_hooks:
                     batch = self.delivery_chaos.apply(batch)
                 # take_events acknowledges the batch when this body returns or is cancelled,

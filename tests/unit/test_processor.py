@@ -289,3 +289,14 @@ def test_kafka_being_down_is_not_blamed_on_a_record() -> None:
         asyncio.run(h.processor.process_isolated(batch, KafkaConnectionError()))
     # Its score may be written by the time Kafka says so: the worker exits, nothing else.
     assert sink.records == []
+
+
+def test_a_score_is_bounded_whatever_its_valid_ids() -> None:
+    h = Harness()
+    h.processor.emit_features = True
+    widest = "\U0001f4b3" * 128  # the longest valid id: 128 characters of 4 bytes
+    h.run([h.record({**tx(1), "transaction_id": widest, "card_id": widest,
+                     "merchant_id": widest, "pad": "p" * 500})])
+    [(topic, key, value, _p)] = h.sink.records
+    assert topic == "scores" and len(key or b"") == 512
+    assert len(value) < 4096 and b"pad" not in value
