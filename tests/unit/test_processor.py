@@ -294,6 +294,7 @@ def test_kafka_being_down_is_not_blamed_on_a_record() -> None:
 def test_a_score_is_bounded_whatever_its_valid_ids() -> None:
     h = Harness()
     h.processor.emit_features = True
+    h.processor.max_bytes = 65536
     widest = "\U0001f4b3" * 128  # the longest valid id: 128 characters of 4 bytes
     h.run([h.record({**tx(1), "transaction_id": widest, "card_id": widest,
                      "merchant_id": widest, "pad": "p" * 500})])
