@@ -282,7 +282,7 @@ class WorkerApp:
                     # Part of the batch's output may be written: only the rest is redone.
                     await self.processor.process_isolated(await self._not_yet_out(todo), exc)
                 except Exception as exc:  # never lose a batch to a bug
-                    await self.processor.process_isolated(todo, exc)
+                    await self.processor.process_isolated(await self._not_yet_out(todo), exc)
             for r in batch:
                 self._continuity.processed(r.partition, r.offset)
         except BaseException as exc:

@@ -80,6 +80,8 @@ class ScoringProcessor:
         self.emit_features = emit_features
         self.max_skew_s = max_clock_skew_s
         self.partitions = partitions
+        #: Whether the last ``process`` call got all its outputs acknowledged.
+        self._outputs_written = False
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -109,6 +111,12 @@ class ScoringProcessor:
                 refused = is_record_error(exc)
                 if isinstance(exc, KafkaError) and not refused:
                     raise
+                if self._outputs_written:
+                    # It failed after its output was acknowledged: that output stands.
+                    logger.error("record failed after its output was written topic=%s "
+                                 "partition=%s offset=%s error=%s", rec.topic, rec.partition,
+                                 rec.offset, type(exc).__name__)
+                    continue
                 code = "output_rejected" if refused else "processing_error"
                 logger.error("record failed topic=%s partition=%s offset=%s error=%s",
                              rec.topic, rec.partition, rec.offset, type(exc).__name__)
@@ -136,6 +144,7 @@ class ScoringProcessor:
 
     async def process(self, batch: Sequence[RawRecord]) -> None:
         """Route every record of ``batch``; returns once all output is acknowledged by Kafka."""
+        self._outputs_written = False
         now = self.clock()
         # One model per batch: a swap during this batch applies from the next one.
         scorer, previous, shadow = self.scorer, self.previous, self.shadow
@@ -242,6 +251,7 @@ class ScoringProcessor:
         for topic, out_key, value, partition in out:
             self.sink.add(topic, out_key, value, partition)
         await self.sink.flush()
+        self._outputs_written = True
         done = self.clock()
         scored = len(pending) + len(replays)
         self.metrics.scored.inc(scored)

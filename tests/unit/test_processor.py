@@ -301,3 +301,24 @@ def test_a_score_is_bounded_whatever_its_valid_ids() -> None:
     [(topic, key, value, _p)] = h.sink.records
     assert topic == "scores" and len(key or b"") == 512
     assert len(value) < 4096 and b"pad" not in value
+
+
+def test_a_record_that_fails_after_its_score_is_written_is_not_dead_lettered() -> None:
+    h = Harness()
+    calls = {"n": 0}
+
+    def clock() -> float:
+        # Read at a batch's start and once its outputs are acknowledged: fails at the latter.
+        calls["n"] += 1
+        if calls["n"] in (2, 5):
+            raise RuntimeError("a bug after the output was acknowledged")
+        return NOW
+
+    h.processor.clock = clock
+    batch = [h.record(tx(1))]
+    with pytest.raises(RuntimeError) as failed:
+        h.run(batch)
+    asyncio.run(h.processor.process_isolated(batch, failed.value))
+    assert calls["n"] == 5
+    # The score, then its replay (the state remembers the decision); before, a dead letter too.
+    assert [t for t, _k, _v, _p in h.sink.records] == ["scores", "scores"]

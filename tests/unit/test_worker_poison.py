@@ -108,3 +108,10 @@ def test_labels_follow_the_identifier_and_clock_rules() -> None:
                 label(transaction_id="t\u202e1"), label(merchant_id="M" * 129),
                 label(is_fraud=2), label(merchant_id=7), b"[1]", b"\xff"):
         assert _merchant_label(bad, NOW, 300.0) is None
+
+
+def test_after_a_bug_only_records_without_an_output_are_redone(no_exit: list[int]) -> None:
+    w, processor = worker(RuntimeError("a bug"), done=frozenset({5, 6}))
+    asyncio.run(w._process_or_exit(list(BATCH)))
+    assert no_exit == []
+    assert [[r.offset for r in b] for b in processor.isolated] == [[7]]
