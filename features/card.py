@@ -37,7 +37,8 @@ BUCKET_SPAN_S = 1800
 class CardState:
     """A card's recent history: last-24h transactions (exact, then bucketed) plus daily totals.
 
-    ``recent`` holds (time, amount) in time order; ``buckets`` holds [first, last, count, sum]
+    ``recent`` holds (time, amount) in time order (oldest first: the wire form keeps it so);
+    ``buckets`` holds [first, last, count, sum]
     lists in time order, all older than ``recent``; ``days`` maps a UTC day to (count, sum).
     """
 
@@ -45,13 +46,14 @@ class CardState:
     days: dict[int, tuple[int, float]] = field(default_factory=dict)
     last_ts: int | None = None
     buckets: list[list] = field(default_factory=list)
-    # Running totals of recent + buckets (derived: not on the wire, not compared).
-    _count: int = field(default=0, compare=False, repr=False)
+    # Running totals of recent + buckets (derived, not compared; -1: to be counted). The wire
+    # carries them so that reading a record costs no pass over it.
+    _count: int = field(default=-1, compare=False, repr=False)
     _sum: float = field(default=0.0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.recent.sort(key=_time)
-        self._recount()
+        if self._count < 0:
+            self._recount()
 
     def observe(self, ts: int, amount: float) -> list[float]:
         """Add a transaction and return the card features for it (in ``FEATURE_NAMES`` order)."""
@@ -82,7 +84,10 @@ class CardState:
 
     def _add_newest(self, ts: int, amount: float) -> tuple[int, float]:
         """The usual case, O(1) amortised: everything kept is inside the new window."""
-        self._forget_before(ts)
+        horizon = ts - DAY_S
+        if ((self.buckets and self.buckets[0][1] <= horizon)
+                or (self.recent and self.recent[0][0] <= horizon)):
+            self._forget_before(ts)
         self.recent.append((ts, amount))
         self._count += 1
         self._sum += amount
@@ -170,7 +175,8 @@ class CardState:
     def to_wire(self) -> list[object]:
         """A compact JSON-able form for the changelog."""
         return [self.last_ts, [list(r) for r in self.recent],
-                [[d, n, s] for d, (n, s) in self.days.items()], self.buckets]
+                [[d, n, s] for d, (n, s) in self.days.items()], self.buckets, self._count,
+                self._sum]
 
     @classmethod
     def from_wire(cls, wire: list | None) -> CardState:
@@ -178,11 +184,16 @@ class CardState:
         if not wire:
             return cls()
         last_ts, recent, days, *rest = wire
-        buckets = [[int(f), int(la), int(n), float(s)] for f, la, n, s in rest[0]] if rest else []
-        state = cls([(int(t), float(a)) for t, a in recent],
-                    {int(d): (int(n), float(s)) for d, n, s in days}, last_ts, buckets)
-        state._cap()  # an older record may hold more than the cap
-        return state
+        entries = [(int(t), float(a)) for t, a in recent]
+        days_kept = {int(d): (int(n), float(s)) for d, n, s in days}
+        if not rest:  # the older form: in arrival order, and possibly longer than the cap
+            entries.sort(key=_time)
+            state = cls(entries, days_kept, last_ts)
+            state._cap()
+            return state
+        buckets = [[int(f), int(la), int(n), float(s)] for f, la, n, s in rest[0]]
+        count, total = (int(rest[1]), float(rest[2])) if len(rest) == 3 else (-1, 0.0)
+        return cls(entries, days_kept, last_ts, buckets, count, total)
 
 
 def _time(entry: tuple[int, float]) -> int:
