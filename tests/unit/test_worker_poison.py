@@ -115,3 +115,21 @@ def test_after_a_bug_only_records_without_an_output_are_redone(no_exit: list[int
     asyncio.run(w._process_or_exit(list(BATCH)))
     assert no_exit == []
     assert [[r.offset for r in b] for b in processor.isolated] == [[7]]
+
+
+def test_record_errors_are_told_from_kafka_being_down_also_when_wrapped() -> None:
+    from faust.exceptions import ProducerSendError
+
+    from workers.output import is_record_error
+
+    def wrapped(inner: Exception) -> Exception:
+        try:
+            raise ProducerSendError("send failed") from inner
+        except ProducerSendError as exc:
+            return exc
+
+    assert is_record_error(MessageSizeTooLargeError())
+    assert is_record_error(wrapped(MessageSizeTooLargeError()))
+    assert not is_record_error(KafkaConnectionError())
+    assert not is_record_error(wrapped(KafkaConnectionError()))
+    assert not is_record_error(RuntimeError("a bug"))
