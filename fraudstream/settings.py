@@ -71,8 +71,12 @@ class Settings:
     #: Micro-batching of the scoring agent.
     batch_size: int = 500
     batch_window_s: float = 0.02
-    #: Largest accepted transaction record, in bytes; larger ones are dead-lettered.
+    #: Largest accepted transaction record, in bytes; larger ones are dead-lettered. Every
+    #: output (score, dead letter, changelog record) is kept within it too.
     max_message_bytes: int = 65536
+    #: How far (seconds) a transaction's or label's time may be ahead of the worker's clock;
+    #: later ones are dead-lettered as bad_timestamp (they would evict a card's history).
+    max_clock_skew_s: float = 300.0
     #: Standby replicas of each feature-table partition kept warm on other workers. 0 by
     #: default: measured, one standby cut two workers' throughput from ~4,000 to ~550 tx/s,
     #: and recovery replays the compacted changelog instead.

@@ -25,7 +25,7 @@ from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord
 from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 from workers.model_guard import ChaosState, ModelGuard
-from workers.output import KafkaBatchSink
+from workers.output import KafkaBatchSink, is_record_error
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.restore_status import RestoreWatch
 from workers.scoring import Scorer
@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 #: Changelog segments roll every minute so compaction keeps recovery short.
 COMPACT_CHANGELOG = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1",
                      "delete.retention.ms": "60000"}
+
+#: How long the transactions topic's partition count is trusted before it is read again.
+PARTITION_COUNT_TTL_S = 60.0
 
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
 EXIT_KAFKA_UNAVAILABLE = 70
@@ -171,7 +174,7 @@ class WorkerApp:
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift,
-            emit_features=settings.emit_features)
+            emit_features=settings.emit_features, max_clock_skew_s=settings.max_clock_skew_s)
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
@@ -262,7 +265,12 @@ class WorkerApp:
         return cast(int | None, committed.get(TP(self.settings.topic_transactions, partition)))
 
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
-        """Process a batch completely, or exit before any of it is acknowledged."""
+        """Process a batch completely, or exit before any of it is acknowledged.
+
+        Only Kafka being unavailable justifies the exit. A record Kafka refuses (too large,
+        invalid) or one the code fails on is dead-lettered, in part if need be: exiting would
+        hand the same record to the next worker, and one record would take the group down.
+        """
         try:
             # Inside the shielded task: a stop during the read must not ack unread records.
             batch = await self._continuous(batch)
@@ -270,10 +278,13 @@ class WorkerApp:
             if todo:
                 try:
                     await self.processor.process(todo)
-                except (KafkaError, ProducerSendError):
-                    raise
+                except (KafkaError, ProducerSendError) as exc:
+                    if not is_record_error(exc):
+                        raise
+                    # Part of the batch's output may be written: only the rest is redone.
+                    await self.processor.process_isolated(await self._not_yet_out(todo), exc)
                 except Exception as exc:  # never lose a batch to a bug
-                    await self.processor.process_isolated(todo, exc)
+                    await self.processor.process_isolated(await self._not_yet_out(todo), exc)
             for r in batch:
                 self._continuity.processed(r.partition, r.offset)
         except BaseException as exc:
@@ -281,6 +292,23 @@ class WorkerApp:
             # group hands the partitions (and the batch) to a healthy worker.
             logger.critical("cannot finish a batch, exiting error=%r", exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
+
+    async def _not_yet_out(self, batch: list[RawRecord]) -> list[RawRecord]:
+        """The records of ``batch`` that no score or dead letter names yet."""
+        done: set[tuple[int, int]] = set()
+        for partition in {r.partition for r in batch}:
+            first = min(r.offset for r in batch if r.partition == partition)
+            done |= {(partition, o) for o in await self._takeover.emitted(partition, first)}
+        return [r for r in batch if (r.partition, r.offset) not in done]
+
+    async def _partition_count(self) -> int | None:
+        """Partitions of the transactions topic, from the producer's metadata (None: unknown)."""
+        try:
+            found = await self.sink.producer.partitions_for(self.settings.topic_transactions)
+        except KafkaError as exc:
+            logger.warning("partition count unknown, partition check off error=%r", exc)
+            return None
+        return len(found) if found else None
 
     def _decision_of(self, card: bytes, transaction_id: str) -> tuple[float, str, str] | None:
         """(score, decision, model version) the card's table entry remembers, if any."""
@@ -295,10 +323,18 @@ class WorkerApp:
 
         @app.agent(self.transactions, name="score")
         async def score(stream: Any) -> None:
+            partitions_read_at = 0.0
             async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
                 batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.key, e.message.value,
                                    int(e.message.timestamp * 1000)) for e in events]
+                if time.monotonic() - partitions_read_at > PARTITION_COUNT_TTL_S:
+                    # The topic's real partition count (not the setting: a topic created
+                    # elsewhere may have more), which decides where each key belongs.
+                    count = await self._partition_count()
+                    if count:
+                        self.processor.partitions = count
+                        partitions_read_at = time.monotonic()
                 if s.chaos_hooks:
                     batch = self.delivery_chaos.apply(batch)
                 # take_events acknowledges the batch when this body returns or is cancelled,
@@ -316,7 +352,8 @@ class WorkerApp:
             async for events in stream.take_events(1000, within=0.1):
                 for e in events:
                     self.live.observe_label(e.message.key, e.message.value)
-                    routed = _merchant_label(e.message.value)
+                    routed = _merchant_label(e.message.value, time.time(),
+                                             s.max_clock_skew_s)
                     if routed is None:
                         self.metrics.labels_applied.labels("rejected").inc()
                         continue
@@ -463,19 +500,27 @@ class _LazyProducer:
         return getattr(inner, name)
 
 
-def _merchant_label(raw: bytes | None) -> tuple[bytes, bytes] | None:
-    """(merchant key, compact [ts, is_fraud]) of a label record, or None when it is malformed."""
-    from workers.validation import MAX_FUTURE_S, MIN_TIMESTAMP_S, parse_rfc3339
+def _merchant_label(raw: bytes | None, now_s: float,
+                    max_skew_s: float) -> tuple[bytes, bytes] | None:
+    """(merchant key, compact [ts, is_fraud]) of a label record, or None when it is malformed.
+
+    The same identifier and clock rules as transactions: an unprintable id would reach logs,
+    and a date beyond the clock skew would prune the merchant's history.
+    """
+    from workers.validation import clock_problem, identifier_problem, parse_rfc3339
 
     try:
         body = orjson.loads(raw or b"")
         merchant = body["merchant_id"]
         ts = parse_rfc3339(body["timestamp"])
         is_fraud = int(body["is_fraud"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
         return None
-    if not isinstance(merchant, str) or ts is None or is_fraud not in (0, 1):
+    if ts is None or is_fraud not in (0, 1) or identifier_problem("merchant_id", merchant):
         return None
-    if ts < MIN_TIMESTAMP_S or ts > time.time() + MAX_FUTURE_S:
-        return None  # an absurd date would prune the merchant's whole history
+    for name in ("card_id", "transaction_id"):
+        if name in body and identifier_problem(name, body[name]) is not None:
+            return None
+    if clock_problem(ts, body["timestamp"], now_s, max_skew_s) is not None:
+        return None
     return merchant.encode(), orjson.dumps([ts, is_fraud])

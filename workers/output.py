@@ -8,11 +8,45 @@ flushes once per micro-batch, waiting until Kafka has acknowledged all of them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections import defaultdict
 from typing import Any, Protocol
 
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+#: Produce errors caused by the record itself, not by Kafka being unavailable: retrying the
+#: same record cannot help, and exiting would only hand it to the next worker (a crash loop).
+RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
+                 CorruptRecordException, InvalidTimestampError)
+
+
+def is_record_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says Kafka refused a record, not that it is down."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # Faust wraps the producer's error (ProducerSendError from ...)
+        if seen is None:
+            return False
+        if isinstance(seen, RECORD_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@functools.lru_cache(maxsize=65_536)
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java client, aiokafka) gives ``key``.
+
+    Cached: aiokafka's murmur2 is pure Python (~2 us for a card id), and cards recur.
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Sink(Protocol):

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+from aiokafka.errors import KafkaError
 
 from features import FEATURE_NAMES, MerchantState, compute_features
 from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
-from workers.messages import dead_letter_record, iso_now, score_record
+from workers.messages import dead_letter_record, iso_now, output_key, score_record
 from workers.model_guard import ModelGuard
-from workers.output import Sink
+from workers.output import Sink, is_record_error, key_partition
 from workers.scoring import Scorer
 from workers.state_tables import StateTable
-from workers.validation import Rejection, Transaction, validate
+from workers.validation import DEFAULT_CLOCK_SKEW_S, Rejection, Transaction, excerpt, validate
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,11 @@ class ScoringProcessor:
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
                  max_message_bytes: int, clock: Callable[[], float] = time.time,
                  guard: ModelGuard | None = None,
-                 drift: DriftMonitor | None = None, emit_features: bool = False) -> None:
+                 drift: DriftMonitor | None = None, emit_features: bool = False,
+                 max_clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
+                 partitions: int | None = None) -> None:
+        """``partitions``: the transactions topic's partition count; given, a record on
+        another partition than its key's (Kafka's default partitioner) is dead-lettered."""
         self.scorer = scorer
         #: The version served before the last swap: the first fallback when the model fails.
         self.previous: Scorer | None = None
@@ -73,6 +78,10 @@ class ScoringProcessor:
         self.clock = clock
         self.drift = drift
         self.emit_features = emit_features
+        self.max_skew_s = max_clock_skew_s
+        self.partitions = partitions
+        #: Whether the last ``process`` call got all its outputs acknowledged.
+        self._outputs_written = False
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -84,25 +93,43 @@ class ScoringProcessor:
         self.shadow = scorer
 
     async def process_isolated(self, batch: Sequence[RawRecord], error: Exception) -> None:
-        """After a batch failed unexpectedly: retry record by record, dead-letter what fails.
+        """After a batch failed: retry record by record, dead-letter what fails.
 
-        A bug that breaks on one record must neither lose the batch nor crash-loop the worker.
+        A bug, or an output Kafka refuses (too large, invalid), that breaks on one record must
+        neither lose the batch nor crash-loop the worker. A record whose output Kafka refused
+        is dead-lettered in part (sizes and hashes, no payload). Kafka being unavailable is not
+        the record's fault: that error propagates and nothing is dead-lettered, since the
+        record's score may already be written.
         """
-        logger.error("batch failed, retrying one by one size=%d error=%r", len(batch), error)
+        logger.error("batch failed, retrying one by one size=%d error=%s", len(batch),
+                     type(error).__name__)
         at = iso_now(self.clock())
         for rec in batch:
             try:
                 await self.process([rec])
             except Exception as exc:
-                logger.exception("record failed topic=%s partition=%s offset=%s", rec.topic,
-                                 rec.partition, rec.offset)
-                self.sink.add(self.topics.dlq, rec.key, dead_letter_record(
+                refused = is_record_error(exc)
+                if isinstance(exc, KafkaError) and not refused:
+                    raise
+                if self._outputs_written:
+                    # It failed after its output was acknowledged: that output stands.
+                    logger.error("record failed after its output was written topic=%s "
+                                 "partition=%s offset=%s error=%s", rec.topic, rec.partition,
+                                 rec.offset, type(exc).__name__)
+                    continue
+                code = "output_rejected" if refused else "processing_error"
+                logger.error("record failed topic=%s partition=%s offset=%s error=%s",
+                             rec.topic, rec.partition, rec.offset, type(exc).__name__)
+                reason = (f"Kafka refused this record's output ({type(exc).__name__}); the "
+                          "payload is left out, its size and SHA-256 identify it" if refused
+                          else f"the worker failed on this record ({type(exc).__name__}: "
+                          f"{excerpt(str(exc), 200)}); report it with this record attached")
+                self.sink.add(self.topics.dlq, output_key(rec.key), dead_letter_record(
                     topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                    payload=rec.value, error="processing_error",
-                    reason=f"the worker failed on this record ({type(exc).__name__}: {exc}); "
-                    "report it with this record attached", dead_lettered_at=at), rec.partition)
+                    payload=b"" if refused else rec.value, error=code, reason=reason,
+                    dead_lettered_at=at, key=rec.key, max_bytes=self.max_bytes), rec.partition)
                 await self.sink.flush()
-                self.metrics.dead_lettered.labels("processing_error").inc()
+                self.metrics.dead_lettered.labels(code).inc()
 
     async def _shadow_score(self, shadow: Scorer, matrix: np.ndarray, used: Any,
                             scores: np.ndarray) -> None:
@@ -117,6 +144,7 @@ class ScoringProcessor:
 
     async def process(self, batch: Sequence[RawRecord]) -> None:
         """Route every record of ``batch``; returns once all output is acknowledged by Kafka."""
+        self._outputs_written = False
         now = self.clock()
         # One model per batch: a swap during this batch applies from the next one.
         scorer, previous, shadow = self.scorer, self.previous, self.shadow
@@ -133,18 +161,25 @@ class ScoringProcessor:
         self.metrics.consumed.inc(len(batch))
 
         for rec in batch:
-            result = validate(rec.value, now, self.max_bytes)
+            result = validate(rec.value, now, self.max_bytes, self.max_skew_s)
             if isinstance(result, Rejection):
                 dead.append((rec, result))
                 continue
             key = result.card_id.encode()
             if rec.key != key:
+                shown = "none" if rec.key is None else (
+                    f"of {len(rec.key)} bytes {excerpt(rec.key.decode('utf-8', 'replace'))}")
                 dead.append((rec, Rejection(
-                    "bad_key", f"record key {rec.key!r} is not the card_id {result.card_id!r}; "
+                    "bad_key", f"record key {shown} is not the card_id {result.card_id!r}; "
                     "produce transactions keyed by card_id so each card's state stays on one "
                     "partition")))
                 continue
             entry = touched.get(key)
+            if entry is None or entry[0] != rec.partition:
+                wrong = self._wrong_partition(key, rec.partition)
+                if wrong is not None:
+                    dead.append((rec, wrong))
+                    continue
             if entry is None:
                 entry = touched[key] = (rec.partition, CardRecord.from_wire(self.cards.get(key)))
             card = entry[1]
@@ -203,10 +238,10 @@ class ScoringProcessor:
                 worker=self.worker_name, scored_at=at, ingested_at_ms=rec.timestamp_ms,
                 reasons=[], partition=rec.partition, offset=rec.offset), rec.partition))
         for rec, rejection in dead:
-            out.append((self.topics.dlq, rec.key, dead_letter_record(
+            out.append((self.topics.dlq, output_key(rec.key), dead_letter_record(
                 topic=rec.topic, partition=rec.partition, offset=rec.offset, payload=rec.value,
-                error=rejection.error, reason=rejection.reason, dead_lettered_at=at),
-                rec.partition))
+                error=rejection.error, reason=rejection.reason, dead_lettered_at=at,
+                key=rec.key, max_bytes=self.max_bytes), rec.partition))
             self.metrics.dead_lettered.labels(rejection.error).inc()
         # State first: once it is durable, a crash replay of this batch finds every decision
         # and re-emits it unchanged instead of deciding again.
@@ -216,6 +251,7 @@ class ScoringProcessor:
         for topic, out_key, value, partition in out:
             self.sink.add(topic, out_key, value, partition)
         await self.sink.flush()
+        self._outputs_written = True
         done = self.clock()
         scored = len(pending) + len(replays)
         self.metrics.scored.inc(scored)
@@ -225,3 +261,15 @@ class ScoringProcessor:
         if dead:
             logger.info("dead-lettered count=%d first_error=%s", len(dead), dead[0][1].error)
 
+    def _wrong_partition(self, key: bytes, partition: int) -> Rejection | None:
+        """Why a record keyed ``key`` must not be read from ``partition``, or None."""
+        if not self.partitions:
+            return None
+        expected = key_partition(key, self.partitions)
+        if expected == partition:
+            return None
+        return Rejection("wrong_partition", f"the record is on partition {partition}, but its "
+                         f"key belongs on partition {expected} of {self.partitions} under "
+                         "Kafka's default partitioner (murmur2); the card's state lives there. "
+                         "Produce with the Java client's default partitioner (librdkafka: "
+                         "partitioner=murmur2_random) or leave the partition unset")

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import re
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -32,6 +38,86 @@ def jsonl_records(path: Path) -> Iterator[Outgoing]:
             yield Outgoing(key, line)
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """One record described by a line of an envelope file (``--envelopes``)."""
+
+    line: int
+    copy: int
+    key: bytes | None
+    value: bytes | None
+    wrong_partition: bool = False
+
+
+_NOW = re.compile(r"\{now([+-]\d+)s\}")
+
+
+def _expand(node: Any, copy: int, now_s: float) -> Any:
+    """``node`` with ``{i}`` (the copy number) and ``{now+Ns}`` (RFC 3339) filled in."""
+    if isinstance(node, str):
+        text = node.replace("{i}", str(copy))
+        return _NOW.sub(lambda m: datetime.fromtimestamp(now_s + int(m.group(1)), UTC)
+                        .isoformat().replace("+00:00", "Z"), text)
+    if isinstance(node, list):
+        return [_expand(n, copy, now_s) for n in node]
+    if isinstance(node, dict):
+        return {k: _expand(v, copy, now_s) for k, v in node.items()}
+    return node
+
+
+def envelope_records(path: Path, now_s: float) -> Iterator[Envelope]:
+    """The records an envelope file describes, one line each (times ``repeat``).
+
+    A line is a JSON object: ``value`` (any JSON, sent compact), ``value_text`` (a string sent
+    as its UTF-8 bytes, for malformed JSON) or ``value_b64`` (exact bytes); none of them sends
+    a record without a value. ``key`` (string), ``key_b64`` or ``key_null``; ``key_times`` repeats
+    the key; without a key, the value's ``card_id`` is used when it can be read. ``pad``:
+    [field, n] adds a field of n characters to the value. ``wrong_partition``: send to the
+    partition after the one the key maps to. ``repeat``: send n copies, ``{i}`` in strings
+    numbering them; ``{now+Ns}`` / ``{now-Ns}`` become RFC 3339 times relative to now. Other
+    fields (``case``, ``expect``) are notes for the reader.
+    """
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                spec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: not a JSON envelope ({exc})") from exc
+            if not isinstance(spec, dict):
+                raise UserError(f"{path}:{number}: an envelope is a JSON object")
+            for copy in range(int(spec.get("repeat", 1))):
+                yield _envelope(spec, number, copy, now_s)
+
+
+def _envelope(spec: dict[str, Any], line: int, copy: int, now_s: float) -> Envelope:
+    body = _expand(spec.get("value"), copy, now_s)
+    if isinstance(spec.get("pad"), list) and isinstance(body, dict):
+        name, size = spec["pad"]
+        body = {**body, name: "x" * int(size)}
+    value: bytes | None
+    if "value_b64" in spec:
+        value = base64.b64decode(spec["value_b64"])
+    elif "value_text" in spec:
+        value = _expand(spec["value_text"], copy, now_s).encode("utf-8", "surrogatepass")
+    elif "value" in spec:
+        value = orjson.dumps(body)
+    else:
+        value = None
+    key: bytes | None = None
+    if "key_b64" in spec:
+        key = base64.b64decode(spec["key_b64"])
+    elif "key" in spec:
+        key = _expand(spec["key"], copy, now_s).encode("utf-8", "surrogatepass")
+    elif not spec.get("key_null") and isinstance(body, dict) and isinstance(
+            body.get("card_id"), str):
+        key = body["card_id"].encode("utf-8", "surrogatepass")
+    if key is not None and "key_times" in spec:
+        key = key * int(spec["key_times"])
+    return Envelope(line, copy, key, value, bool(spec.get("wrong_partition")))
+
+
 def csv_records(path: Path, with_labels: bool) -> Iterator[Outgoing]:
     from fraudstream.feeds import outgoing
     from simulator import CsvFormatError, read_csv
@@ -48,7 +134,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="A labelled CSV (the simulator's format) is sent as transaction "
                        "records, with labels to the labels topic after --label-delay seconds. "
                        "A .jsonl file is sent line by line, byte for byte, so malformed records "
-                       "can be replayed to test dead-lettering.")
+                       "can be replayed to test dead-lettering; with --envelopes each line "
+                       "describes one record (key, value, partition) instead, for hostile "
+                       "input such as huge keys or records on the wrong partition (format in "
+                       "tests/data/hostile_records.jsonl and `envelope_records`).")
     p.add_argument("--from", dest="source", type=Path, required=True, help="CSV or JSONL file")
     p.add_argument("--rate", type=float, default=0.0,
                    help="records per second (default 0 = as fast as possible)")
@@ -56,6 +145,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-delay", type=float, default=5.0,
                    help="CSV: seconds before each label is published (default 5)")
     p.add_argument("--no-labels", action="store_true", help="CSV: do not publish labels")
+    p.add_argument("--envelopes", action="store_true",
+                   help="JSONL: each line is an envelope {value|value_text|value_b64, "
+                   "key|key_b64|key_null, key_times, pad, wrong_partition, repeat} describing "
+                   "the record to send; {i} and {now+Ns} are filled in")
+    p.add_argument("--report", type=Path, default=None,
+                   help="with --envelopes: write one JSON line per record sent: line, copy, "
+                   "partition, offset")
     p.set_defaults(run=run)
 
 
@@ -63,6 +159,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     source: Path = args.source
     if not source.is_file():
         raise UserError(f"{source}: no such file")
+    if args.envelopes:
+        if source.suffix not in (".jsonl", ".ndjson"):
+            raise UserError(f"{source}: --envelopes reads a .jsonl file")
+        return asyncio.run(_produce_envelopes(envelope_records(source, time.time()), args,
+                                              settings))
+    if args.report is not None:
+        raise UserError("--report needs --envelopes")
     if source.suffix in (".jsonl", ".ndjson", ".json"):
         records: Iterator[Outgoing] = jsonl_records(source)
     elif source.suffix == ".csv":
@@ -89,4 +192,41 @@ async def _produce(records: Iterator[Outgoing], args: argparse.Namespace,
         await producer.stop()
     print(f"sent {stats.sent:,} records ({stats.rate:,.0f}/s) and {stats.labels_sent:,} labels",
           file=sys.stderr)
+    return 0
+
+
+async def _produce_envelopes(records: Iterator[Envelope], args: argparse.Namespace,
+                             settings: Settings) -> int:
+    from fraudstream.commands.topics_cmd import require_topics
+    from fraudstream.streaming import new_producer
+    from workers.output import key_partition
+
+    require_topics(settings)
+    topic = args.topic or settings.topic_transactions
+    producer = new_producer(settings.kafka_bootstrap)
+    await producer.start()
+    sent: list[tuple[Envelope, asyncio.Future[Any]]] = []
+    started = time.monotonic()
+    try:
+        every = sorted(await producer.partitions_for(topic))
+        for env in records:
+            partition = None
+            if env.wrong_partition:
+                partition = every[(key_partition(env.key or b"", len(every)) + 1) % len(every)]
+            sent.append((env, await producer.send(topic, env.value, key=env.key,
+                                                  partition=partition)))
+            if args.rate > 0:
+                ahead = started + len(sent) / args.rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        delivered = [(env, await future) for env, future in sent]
+    finally:
+        await producer.stop()
+    if args.report is not None:
+        with args.report.open("wb") as out:
+            for env, meta in delivered:
+                out.write(orjson.dumps({"line": env.line, "copy": env.copy,
+                                        "partition": meta.partition, "offset": meta.offset})
+                          + b"\n")
+    print(f"sent {len(delivered):,} records", file=sys.stderr)
     return 0

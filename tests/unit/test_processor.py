@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,194 @@ def test_feature_values_are_emitted_only_when_asked() -> None:
     assert list(second) == list(FEATURE_NAMES)
     assert (first["amount"], second["amount"]) == (10.0, 30.0)
     assert (second["card_nb_tx_1d"], second["card_avg_amount_1d"]) == (2.0, 20.0)
+
+
+NOW = 1_800_000_000.0
+
+
+def when(seconds_from_now: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(NOW + seconds_from_now, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_a_huge_key_makes_a_small_dead_letter_with_its_hash() -> None:
+    import hashlib
+
+    h = Harness()
+    key = b"K" * 600_000
+    h.run([h.record(tx(1), key=key)])
+    [(topic, out_key, value, partition)] = h.sink.records
+    assert topic == "dlq" and partition == 0
+    assert len(value) <= 2048 - 512  # 3.6 MB before: the broker refused it, the worker exited
+    assert out_key == b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+    letter = orjson.loads(value)
+    assert letter["error"] == "bad_key"
+    assert (letter["key_bytes"], letter["key_sha256"]) == (600_000,
+                                                          hashlib.sha256(key).hexdigest())
+    assert "600000-byte key" in letter["reason"] and "KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK" \
+        not in letter["reason"]
+
+
+def test_a_dead_letter_of_a_record_that_would_not_fit_keeps_an_excerpt_and_hash() -> None:
+    import hashlib
+
+    h = Harness()
+    raw = orjson.dumps({**tx(1), "pad": "y" * 1900})  # under 2048: valid size, bad amount
+    raw = raw.replace(b'"amount":10.0', b'"amount":-1')
+    h.run([h.record(raw, key=b"C1")])
+    [(_t, _k, value, _p)] = h.sink.records
+    letter = orjson.loads(value)
+    assert len(value) <= 2048 - 512 and letter["error"] == "bad_amount"
+    assert letter["payload_truncated"] is True and letter["payload_bytes"] == len(raw)
+    assert letter["payload_sha256"] == hashlib.sha256(raw).hexdigest()
+    excerpt = base64.b64decode(letter["payload_b64"])
+    assert 0 < len(excerpt) < len(raw) and raw.startswith(excerpt)
+    assert "excerpt" in letter["reason"]
+
+
+def test_every_dead_letter_fits_the_limit() -> None:
+    h = Harness()
+    batch = [h.record(b"\x00" * 2047, key=b"k" * 5000), h.record(b"[" * 2000, key=b"C1"),
+             h.record({**tx(1), "card_id": "\u202e" * 100}, key=b"x" * 100),
+             h.record(orjson.dumps({**tx(2), "amount": "é" * 600}), key=b"C1")]
+    h.run(batch)
+    assert len(h.sink.records) == 4
+    assert all(len(v) + len(k or b"") <= 2048 for _t, k, v, _p in h.sink.records)
+
+
+def test_a_record_from_the_future_is_dead_lettered_and_evicts_nothing() -> None:
+    h = Harness()
+    past = [{**tx(i), "timestamp": when(-20 * 3600 + i * 60)} for i in range(3)]
+    h.run([h.record(t) for t in past])
+    h.run([h.record({**tx(10), "timestamp": when(48 * 3600 - 60)})])  # accepted before
+    h.run([h.record({**tx(11), "timestamp": when(240)})])  # within the skew
+    h.run([h.record({**tx(12), "timestamp": when(-40 * 86_400)})])  # old and late
+    h.processor.emit_features = True
+    h.run([h.record({**tx(13), "timestamp": when(0)})])
+    assert [d["error"] for d in h.by_topic("dlq")] == ["bad_timestamp"]
+    last = h.by_topic("scores")[-1]
+    # The three from 20 hours ago and this one; the one 4 minutes ahead is not in its window.
+    assert last["features"]["card_nb_tx_1d"] == 4.0
+
+
+def test_a_record_on_another_partition_than_its_key_is_dead_lettered() -> None:
+    from aiokafka.partitioner import murmur2
+
+    h = Harness()
+    h.processor.partitions = 4
+    right = (murmur2(b"C1") & 0x7FFFFFFF) % 4
+    wrong = (right + 1) % 4
+
+    def on(partition: int, i: int) -> RawRecord:
+        rec = h.record(tx(i))
+        return RawRecord(rec.topic, partition, rec.offset, rec.key, rec.value, rec.timestamp_ms)
+
+    h.run([on(right, 1), on(wrong, 2), on(right, 3)])
+    assert [s["transaction_id"] for s in h.by_topic("scores")] == ["t1", "t3"]
+    [letter] = h.by_topic("dlq")
+    assert letter["error"] == "wrong_partition" and f"partition {right} of 4" in letter["reason"]
+    assert "murmur2" in letter["reason"]
+    assert [p for t, _k, _v, p in h.sink.records if t == "dlq"] == [wrong]
+
+
+def test_card_numbers_are_written_nowhere(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    h = Harness()
+    secret = {"pan": "4111111111111111", "cvv": "737", "card": {"card_number": "5500005555555559"}}
+    h.run([h.record({**tx(1), **secret}), h.record({**tx(2), **secret, "amount": -1}),
+           h.record(orjson.dumps({**tx(3), **secret})[:-1] + b",", key=b"C1")])
+    assert len(h.sink.records) == 3
+    for _topic, _key, value, _p in h.sink.records:
+        body = orjson.loads(value)
+        text = value + base64.b64decode(body.get("payload_b64", ""))
+        assert b"4111111111111111" not in text and b"737" not in text
+        assert b"5500005555555559" not in text
+    letters = h.by_topic("dlq")
+    assert all(d["payload_redacted"] and "removed" in d["reason"] for d in letters)
+    kept = orjson.loads(base64.b64decode(letters[0]["payload_b64"]))
+    assert kept["transaction_id"] == "t2" and "pan" not in kept and kept["card"] == {}
+    assert caplog.records and "4111" not in caplog.text and "737" not in caplog.text
+
+
+class RefusingSink:
+    """A sink whose flush fails like Kafka: too-large scores refused, or Kafka unavailable."""
+
+    def __init__(self, limit: int, down: bool = False) -> None:
+        self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.pending: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.limit, self.down = limit, down
+
+    def add(self, topic: str, key: bytes | None, value: bytes,
+            partition: int | None = None) -> None:
+        self.pending.append((topic, key, value, partition))
+
+    async def flush(self) -> None:
+        from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+        pending, self.pending = self.pending, []
+        if self.down and any(t == "scores" for t, _k, _v, _p in pending):
+            raise KafkaConnectionError("the scores partition's leader is away")
+        if any(len(v) > self.limit for t, _k, v, _p in pending if t == "scores"):
+            raise MessageSizeTooLargeError()
+        self.records += pending
+
+
+def test_an_output_kafka_refuses_is_dead_lettered_in_part() -> None:
+    h = Harness()
+    sink = RefusingSink(limit=100)  # every score is larger: as if the topic took less
+    h.processor.sink = sink
+    batch = [h.record(tx(1)), h.record(b"{bad", key=b"C1")]
+    with pytest.raises(Exception) as failed:
+        h.run(batch)
+    asyncio.run(h.processor.process_isolated(batch, failed.value))
+    letters = [orjson.loads(v) for t, _k, v, _p in sink.records if t == "dlq"]
+    assert sorted(d["error"] for d in letters) == ["invalid_json", "output_rejected"]
+    refused = next(d for d in letters if d["error"] == "output_rejected")
+    assert refused["offset"] == batch[0].offset and refused["payload_b64"] == ""
+    assert not [v for t, _k, v, _p in sink.records if t == "scores"]
+
+
+def test_kafka_being_down_is_not_blamed_on_a_record() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    h = Harness()
+    sink = h.processor.sink = RefusingSink(limit=10**6, down=True)
+    batch = [h.record(tx(1))]
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(h.processor.process_isolated(batch, KafkaConnectionError()))
+    # Its score may be written by the time Kafka says so: the worker exits, nothing else.
+    assert sink.records == []
+
+
+def test_a_score_is_bounded_whatever_its_valid_ids() -> None:
+    h = Harness()
+    h.processor.emit_features = True
+    h.processor.max_bytes = 65536
+    widest = "\U0001f4b3" * 128  # the longest valid id: 128 characters of 4 bytes
+    h.run([h.record({**tx(1), "transaction_id": widest, "card_id": widest,
+                     "merchant_id": widest, "pad": "p" * 500})])
+    [(topic, key, value, _p)] = h.sink.records
+    assert topic == "scores" and len(key or b"") == 512
+    assert len(value) < 4096 and b"pad" not in value
+
+
+def test_a_record_that_fails_after_its_score_is_written_is_not_dead_lettered() -> None:
+    h = Harness()
+    calls = {"n": 0}
+
+    def clock() -> float:
+        # Read at a batch's start and once its outputs are acknowledged: fails at the latter.
+        calls["n"] += 1
+        if calls["n"] in (2, 5):
+            raise RuntimeError("a bug after the output was acknowledged")
+        return NOW
+
+    h.processor.clock = clock
+    batch = [h.record(tx(1))]
+    with pytest.raises(RuntimeError) as failed:
+        h.run(batch)
+    asyncio.run(h.processor.process_isolated(batch, failed.value))
+    assert calls["n"] == 5
+    # The score, then its replay (the state remembers the decision); before, a dead letter too.
+    assert [t for t, _k, _v, _p in h.sink.records] == ["scores", "scores"]
