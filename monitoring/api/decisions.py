@@ -7,12 +7,13 @@ import logging
 import time
 from typing import Annotated
 
+import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from monitoring.api.deps import StateDep, TokenDep, read_capped
-from workers.validation import Rejection, validate
+from workers.validation import REQUIRED, Rejection, Transaction, validate
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["decisions"])
@@ -22,16 +23,18 @@ SEND_TIMEOUT_S = 10.0
 
 @router.post("/transactions", status_code=202)
 async def submit_transaction(request: Request, state: StateDep, _auth: TokenDep) -> JSONResponse:
-    """Validate one transaction (the JSON body) and produce its exact bytes, keyed by card_id."""
+    """Validate one transaction (the JSON body) and produce it keyed by card_id: its exact
+    bytes, or, when it has fields the contract does not name, the contract's fields only."""
     settings = state.settings
     limit = settings.max_message_bytes
     raw = await read_capped(request, limit)
     if raw is None:
         return JSONResponse({"error": "oversized", "reason": f"the body is over the {limit}-byte "
                              "limit; send one transaction per request"}, status_code=422)
-    result = validate(raw, time.time(), limit)
+    result = validate(raw, time.time(), limit, settings.max_clock_skew_s)
     if isinstance(result, Rejection):
         return JSONResponse({"error": result.error, "reason": result.reason}, status_code=422)
+    raw, dropped = contract_fields_only(raw, result)
     producer = state.background.producer_for_requests()
     if producer is None:
         return JSONResponse({"error": "kafka_unavailable", "reason": "the API is not connected "
@@ -55,8 +58,26 @@ async def submit_transaction(request: Request, state: StateDep, _auth: TokenDep)
                              f"the write ({type(exc).__name__}); it may still be written, so "
                              "check GET /api/decisions/ID before resending"}, status_code=504)
     state.metrics.submitted.inc()
-    return JSONResponse({"transaction_id": result.transaction_id, "status": "accepted",
-                         "partition": meta.partition, "offset": meta.offset}, status_code=202)
+    answer: dict[str, object] = {"transaction_id": result.transaction_id, "status": "accepted",
+                                 "partition": meta.partition, "offset": meta.offset}
+    if dropped:
+        answer["dropped_fields"] = dropped
+    return JSONResponse(answer, status_code=202)
+
+
+def contract_fields_only(raw: bytes, tx: Transaction) -> tuple[bytes, int]:
+    """The bytes to produce and how many fields were left out of them.
+
+    A body with only the contract's fields is produced exactly as sent; any other field (a
+    card number or CVV among them) never reaches Kafka: the record is written again with the
+    required fields as sent and the valid optional ones.
+    """
+    body = orjson.loads(raw)
+    kept = (*REQUIRED, *tx.extra)
+    dropped = len(body) - len(kept)
+    if not dropped:
+        return raw, 0
+    return orjson.dumps({name: body[name] for name in kept}), dropped
 
 
 @router.get("/decisions/{transaction_id}")

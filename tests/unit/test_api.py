@@ -111,11 +111,28 @@ def test_mutations_refused_when_no_token_is_configured(producer: FakeProducer,
 
 def test_valid_transaction_is_produced_verbatim_keyed_by_card(client: TestClient,
                                                               producer: FakeProducer) -> None:
-    resp = client.post("/api/transactions", content=GOOD, headers=AUTH)
+    exact = (b'{"transaction_id": "tx-1", "timestamp": "2024-05-01T10:00:00Z", '
+             b'"card_id": "card-\xc3\xa9", "merchant_id": "m-7", "amount": 12.5, '
+             b'"country": "FR"}')
+    resp = client.post("/api/transactions", content=exact, headers=AUTH)
     assert resp.status_code == 202
     assert resp.json() == {"transaction_id": "tx-1", "status": "accepted", "partition": 3,
                            "offset": 0}
-    assert producer.sent == [("transactions", GOOD, "card-é".encode())]
+    assert producer.sent == [("transactions", exact, "card-é".encode())]
+
+
+def test_fields_outside_the_contract_never_reach_kafka(client: TestClient,
+                                                       producer: FakeProducer) -> None:
+    body = orjson.dumps({"transaction_id": "tx-2", "timestamp": "2024-05-01T10:00:00Z",
+                         "card_id": "c", "merchant_id": "m", "amount": 3, "channel": "web",
+                         "pan": "4111111111111111", "cvv": "123", "extra": [1]})
+    resp = client.post("/api/transactions", content=body, headers=AUTH)
+    assert resp.status_code == 202 and resp.json()["dropped_fields"] == 3
+    [(_topic, value, _key)] = producer.sent
+    assert value is not None and b"4111" not in value and b"123" not in value
+    assert orjson.loads(value) == {"transaction_id": "tx-2", "timestamp": "2024-05-01T10:00:00Z",
+                                   "card_id": "c", "merchant_id": "m", "amount": 3,
+                                   "channel": "web"}
 
 
 def test_kafka_refusing_or_not_confirming_is_503_or_504(client: TestClient,
