@@ -145,7 +145,8 @@ class _Tier:
             # ``upper``.
             m = bisect.bisect_left(cf, cf[j], i0 + 1, j + 1)
             at = self.times[m - 1]
-            newest = at if newest is None else max(newest, at)
+            if newest is None:  # the walk goes back in time: the first fraud is the newest
+                newest = at
             slot = (origin - at) // DAY_S
             slots.add(slot)
             upper = origin - (slot + 1) * DAY_S
@@ -159,7 +160,7 @@ class MerchantState:
     def __init__(self) -> None:
         #: One tier per width in ``LEVEL_WIDTHS_S``; a bucket is stored at its last second.
         self.levels = tuple(_Tier() for _ in LEVEL_WIDTHS_S)
-        #: ``lower[k]``: labels at or after it live in level ``k`` (if not in a finer one).
+        #: ``lower[k]``: labels before it live in a coarser level than ``k``.
         self.lower = [0] * (len(LEVEL_WIDTHS_S) - 1)
 
     def __eq__(self, other: object) -> bool:
