@@ -64,3 +64,45 @@ def test_a_negative_label_delay_is_refused_before_anything_runs(
     assert main(["simulate", "--live", "--label-delay-days", "-1", "--customers", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--label-delay-days must be 0 or more" in err and len(err.splitlines()) == 1
+
+
+def test_labels_on_time_give_a_worker_the_offline_features_even_for_a_busy_merchant() -> None:
+    """A worker receiving the simulator's labels in event time (``interleave_labels``) holds
+    the same merchant state as the offline executor, bucketed levels included, so its features
+    equal the offline matrix row by row (a merchant with 3,000 labelled seconds a day)."""
+    import numpy as np
+    import orjson
+
+    from features import FEATURE_NAMES, CardState, MerchantState, build_feature_matrix
+    from features.definitions import DAY_S, compute_features
+    from fraudstream.feeds import outgoing
+    from simulator import Dataset
+
+    rng = np.random.default_rng(11)
+    n, t0, delay_days = 12_000, 1_522_540_800, 1
+    ts = np.sort(rng.integers(t0, t0 + 4 * DAY_S, n))
+    merchants = np.where(rng.random(n) < 0.8, "HOT", np.array(["M1", "M2"])[rng.integers(0, 2, n)])
+    ds = Dataset(transaction_id=np.array([f"t{i}" for i in range(n)], dtype=object),
+                 timestamp_s=ts.astype(np.int64),
+                 card_id=np.array([f"C{i}" for i in rng.integers(0, 200, n)], dtype=object),
+                 merchant_id=merchants.astype(object), amount=np.round(rng.random(n) * 100, 2),
+                 is_fraud=(rng.random(n) < 0.05).astype(np.int8),
+                 fraud_scenario=np.zeros(n, dtype=np.int8))
+    offline = build_feature_matrix(ds.timestamp_s, ds.card_id, ds.merchant_id, ds.amount,
+                                   ds.is_fraud, delay_days)
+
+    cards: dict[str, CardState] = {}
+    states: dict[str, MerchantState] = {}
+    rows = []
+    for item in interleave_labels(outgoing(ds), delay_days * DAY_S):
+        body = orjson.loads(item.value)
+        merchant = states.setdefault(body["merchant_id"], MerchantState())
+        if isinstance(item, DueLabel):
+            merchant.observe_label(int(ts[int(body["transaction_id"][1:])]), bool(body["is_fraud"]))
+            continue
+        assert item.ts is not None
+        card = cards.setdefault(body["card_id"], CardState())
+        rows.append(compute_features(item.ts, body["amount"], card, merchant, delay_days))
+    assert states["HOT"].levels[1].times, "the busy merchant's labels reached the minute level"
+    np.testing.assert_array_equal(np.array(rows), offline)
+    assert offline[:, FEATURE_NAMES.index("merchant_nb_tx_1d")].max() > 2000
