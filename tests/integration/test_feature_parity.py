@@ -54,12 +54,7 @@ def labels_applied(settings: Settings) -> float:
 
 async def warm_up_labels(settings: Settings, producer: Any, timeout_s: float = 60.0) -> float:
     """Send throw-away labels (a merchant no dataset has) until the worker applies one; return
-    the applied count then.
-
-    Works around a race in ``workers/app.py``: the first write to the merchants table can come
-    before the producer has the changelog topic's metadata, and the ``apply-labels`` agent then
-    crashes (``partitions_for_topic`` is None), losing that batch of labels.
-    """
+    the applied count then (the worker is then known to apply labels at all)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     before = labels_applied(settings)
