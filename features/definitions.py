@@ -1,8 +1,8 @@
 """The features of a transaction, defined once and used by training and serving alike.
 
 Context features come from the transaction alone; card features (``features.card``) from the
-card's own history; merchant features (``features.merchant``) from labels older than the
-label delay, as a live system would know them.
+card's own history; merchant features (``features.merchant``) from the labels of transactions
+at least the label delay old (exact seconds), as a live system would know them.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from features.windows import (
     MERCHANT_KEEP_DAYS,
     MERCHANT_WINDOWS_DAYS,
     NO_PREVIOUS_S,
+    label_delay_s,
     lookback_days,
 )
 
 __all__ = ["CARD_WINDOWS_DAYS", "DAY_S", "FEATURE_NAMES", "MERCHANT_KEEP_DAYS",
            "MERCHANT_WINDOWS_DAYS", "NO_PREVIOUS_S", "CardState", "MerchantState",
-           "compute_features", "context_features", "lookback_days"]
+           "compute_features", "context_features", "label_delay_s", "lookback_days"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "amount",
@@ -49,6 +50,10 @@ def context_features(ts: int, amount: float) -> list[float]:
 
 def compute_features(ts: int, amount: float, card: CardState, merchant: MerchantState,
                      delay_days: int) -> list[float]:
-    """The full feature vector of one transaction; updates ``card`` with it."""
+    """The full feature vector of one transaction; updates ``card`` with it.
+
+    Merchant features use the labels of transactions at least ``delay_days`` × 86,400 seconds
+    older than ``ts`` (exact seconds, ``features.merchant``).
+    """
     return [*context_features(ts, amount), *card.observe(ts, amount),
-            *merchant.features(ts, delay_days)]
+            *merchant.features(ts, label_delay_s(delay_days))]

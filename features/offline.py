@@ -6,7 +6,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from features.definitions import FEATURE_NAMES, CardState, MerchantState, compute_features
+from features.definitions import (
+    FEATURE_NAMES,
+    CardState,
+    MerchantState,
+    compute_features,
+    label_delay_s,
+)
 
 
 def build_feature_matrix(
@@ -20,8 +26,10 @@ def build_feature_matrix(
 ) -> np.ndarray:
     """Features for every row (rows must be in time order), exactly as the workers compute them.
 
-    Labels of a transaction become known to its merchant's state right after it is scored; the
-    merchant features only read days older than ``delay_days``, so no label leaks forward.
+    Each label reaches its merchant's state when event time passes its transaction's time plus
+    the delay, as a live system with labels on time receives it (the merchant state is then
+    the one a worker holds, bounded buckets included); the merchant features read only labels
+    of transactions at least the delay old, so no label leaks forward.
     """
     n = len(timestamps)
     out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
@@ -30,15 +38,21 @@ def build_feature_matrix(
     ts_list = np.asarray(timestamps, dtype=np.int64).tolist()
     amt_list = np.asarray(amounts, dtype=np.float64).tolist()
     fraud_list = np.asarray(is_fraud).tolist()
+    delay_s = label_delay_s(delay_days)
+    # Rows are in time order, so their labels fall due in the same order: row index queue.
+    due = 0
     for i in range(n):
+        ts = ts_list[i]
+        while due < i and ts_list[due] + delay_s <= ts:
+            merchants[merchant_ids[due]].observe_label(ts_list[due], bool(fraud_list[due]))
+            due += 1
         card = cards.get(card_ids[i])
         if card is None:
             card = cards[card_ids[i]] = CardState()
         merchant = merchants.get(merchant_ids[i])
         if merchant is None:
             merchant = merchants[merchant_ids[i]] = MerchantState()
-        out[i] = compute_features(ts_list[i], amt_list[i], card, merchant, delay_days)
-        merchant.observe_label(ts_list[i], bool(fraud_list[i]))
+        out[i] = compute_features(ts, amt_list[i], card, merchant, delay_days)
         if progress is not None and i % 50_000 == 0:
             progress(i)
     return out

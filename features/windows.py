@@ -11,6 +11,11 @@ NO_PREVIOUS_S = 30 * DAY_S
 MERCHANT_KEEP_DAYS = 40
 
 
+def label_delay_s(delay_days: int) -> int:
+    """The label delay in seconds: a label is usable once its transaction is this old."""
+    return delay_days * DAY_S
+
+
 def lookback_days(delay_days: int) -> int:
     """Days of history before a transaction that can change its features.
 

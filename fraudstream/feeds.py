@@ -25,6 +25,7 @@ def outgoing(ds: Dataset, start: int = 0, stop: int | None = None,
         merchants = ds.merchant_id[lo:hi].tolist()
         amounts = ds.amount[lo:hi].tolist()
         frauds = ds.is_fraud[lo:hi].tolist()
+        times = ds.timestamp_s[lo:hi].tolist()
         for i in range(hi - lo):
             key = cards[i].encode()
             value = orjson.dumps({"transaction_id": ids[i], "timestamp": stamps[i],
@@ -36,7 +37,7 @@ def outgoing(ds: Dataset, start: int = 0, stop: int | None = None,
                     "transaction_id": ids[i], "card_id": cards[i], "merchant_id": merchants[i],
                     "is_fraud": int(frauds[i]), "timestamp": stamps[i],
                     "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-            yield Outgoing(key, value, label)
+            yield Outgoing(key, value, label, int(times[i]))
 
 
 #: Malformed variants injected by ``with_bad_records``: (expected error code, transform).

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import heapq
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +36,49 @@ class ProduceStats:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One transaction to send, and optionally the label to publish ``label_delay_s`` later."""
+    """One transaction to send, and optionally the label to publish later.
+
+    ``ts`` is the transaction's event time (unix seconds), when known: labels published in
+    event time (``interleave_labels``) fall due by it.
+    """
 
     key: bytes | None
     value: bytes
     label: bytes | None = None
+    ts: int | None = None
+
+
+@dataclass(frozen=True)
+class DueLabel:
+    """A label whose time has come: publish it to the labels topic now."""
+
+    key: bytes | None
+    value: bytes
+
+
+def interleave_labels(records: Iterable[Outgoing], delay_s: float
+                      ) -> Iterator[Outgoing | DueLabel]:
+    """The transactions of ``records`` (their labels stripped) with each label placed just
+    before the first transaction whose event time is at least the labelled transaction's time
+    plus ``delay_s``, as a live system with that label delay receives them; labels that never
+    fall due within the stream come last. A label without an event time follows its
+    transaction at once.
+    """
+    pending: list[tuple[float, int, bytes | None, bytes]] = []
+    for seq, rec in enumerate(records):
+        if rec.ts is not None:
+            while pending and pending[0][0] <= rec.ts:
+                _due, _seq, key, label = heapq.heappop(pending)
+                yield DueLabel(key, label)
+        yield dataclasses.replace(rec, label=None) if rec.label is not None else rec
+        if rec.label is not None:
+            if rec.ts is None:
+                yield DueLabel(rec.key, rec.label)
+            else:
+                heapq.heappush(pending, (rec.ts + delay_s, seq, rec.key, rec.label))
+    while pending:
+        _due, _seq, key, label = heapq.heappop(pending)
+        yield DueLabel(key, label)
 
 
 def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
@@ -53,9 +93,13 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
                         stats: ProduceStats | None = None,
                         should_stop: Callable[[], bool] = lambda: False,
                         on_delivered: Callable[[Outgoing, int, int], None] | None = None,
-                        tolerate_failures: bool = False) -> ProduceStats:
+                        tolerate_failures: bool = False,
+                        label_event_delay_s: float | None = None) -> ProduceStats:
     """Send ``records`` at ``rate`` per second (0 = as fast as possible); labels follow later.
 
+    Labels follow ``label_delay_s`` seconds of wall-clock time later, or, with
+    ``label_event_delay_s``, when the stream's event time passes the labelled transaction's
+    time plus that delay (``interleave_labels``; ``label_delay_s`` is then unused).
     Pacing is done in 10 ms slices so high rates stay smooth; every send is awaited before
     returning, so a completed run means Kafka acknowledged every record. ``on_delivered``
     gets each acknowledged transaction record with its partition and offset. With
@@ -63,6 +107,9 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
     counted in ``stats.failed`` instead of raising; such a record was never produced.
     """
     stats = stats or ProduceStats()
+    stream: Iterable[Outgoing | DueLabel] = (
+        records if label_event_delay_s is None
+        else interleave_labels(records, label_event_delay_s))
     pending_labels: collections.deque[tuple[float, bytes | None, bytes]] = collections.deque()
     inflight: collections.deque[tuple[Outgoing | None, asyncio.Future[Any]]] = (
         collections.deque())
@@ -90,9 +137,13 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
             inflight.append((None, await producer.send(labels_topic, label, key=key)))
             stats.labels_sent += 1
 
-    for rec in records:
+    for rec in stream:
         if should_stop():
             break
+        if isinstance(rec, DueLabel):
+            inflight.append((None, await producer.send(labels_topic, rec.value, key=rec.key)))
+            stats.labels_sent += 1
+            continue
         try:
             inflight.append((rec, await producer.send(topic, rec.value, key=rec.key)))
         except KafkaError:

@@ -366,6 +366,11 @@ class WorkerApp:
         async def apply_labels(stream: Any) -> None:
             from features import MerchantState
 
+            # The producer refreshes metadata only for topics it has sent to: without asking
+            # for the changelog's partitions first, Faust's key_partition may find none and
+            # every table write crash this agent, losing the labels.
+            changelog = self.merchants.table.changelog_topic.get_topic_name()
+            await _LazyProducer(app).partitions_for(changelog)
             async for events in stream.take_events(1000, within=0.1):
                 touched: dict[bytes, MerchantState] = {}
                 for e in events:

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fraudstream.commands.simulate_cmd import add_simulation_args, config_from_args, run_simulation
+from fraudstream.commands.simulate_cmd import (
+    add_simulation_args,
+    config_from_args,
+    label_event_delay_s,
+    run_simulation,
+)
 from fraudstream.commands.stack_cmd import stack_from_settings
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
@@ -44,8 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="warm standbys the supervisor keeps for failover (default 1)")
     p.add_argument("--bad-every", type=int, default=500,
                    help="insert one malformed record after every N (0 = none; default 500)")
-    p.add_argument("--label-delay", type=float, default=3.0,
-                   help="seconds before labels are published (default 3)")
+    p.add_argument("--label-delay-days", type=float, default=None,
+                   help="event-time days after its transaction each label is published "
+                   "(default: FRAUDSTREAM_LABEL_DELAY_DAYS, the delay the workers' merchant "
+                   "features respect)")
     p.add_argument("--keep-stack", action="store_true", help="leave the local stack running")
     p.add_argument("--json", dest="json_out", default=None, help="also write the summary here")
     add_simulation_args(p, customers=2000, terminals=4000, days=120)
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.pool import WorkerStartError
     from workers.supervisor import Supervisor
 
+    label_event_delay_s(args, settings)  # refuse a bad --label-delay-days before starting
     settings = with_signing_key(settings)
     stack = stack_from_settings(settings)
     started_stack = not all(s.running for s in stack.status())
@@ -155,7 +163,9 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
     records = with_bad_records(outgoing(data), args.bad_every)
     produce_task = asyncio.create_task(produce_paced(
         producer, records, topic=settings.topic_transactions, labels_topic=settings.topic_labels,
-        rate=args.rate, label_delay_s=args.label_delay, stats=stats, should_stop=should_stop,
+        rate=args.rate, label_delay_s=0,
+        label_event_delay_s=label_event_delay_s(args, settings), stats=stats,
+        should_stop=should_stop,
         on_delivered=lambda rec, partition, offset: ledger.produced(rec.value, partition,
                                                                     offset)))
     first_output: float | None = None

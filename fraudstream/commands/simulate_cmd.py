@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from features.windows import DAY_S
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 from simulator import Dataset, SimulationConfig, simulate, write_csv
@@ -63,24 +64,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "fraud scenarios, seeded and reproducible. --out writes a labelled CSV "
                        "(transaction_id,timestamp,card_id,merchant_id,amount,is_fraud,"
                        "fraud_scenario); --live streams transactions to the transactions topic at "
-                       "--rate and publishes each label to the labels topic --label-delay seconds "
-                       "later.")
+                       "--rate and publishes each label to the labels topic when the stream's "
+                       "event time passes the labelled transaction's time plus --label-delay-days "
+                       "(as a live system with that label delay receives it).")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--out", type=Path, help="write a labelled CSV here")
     mode.add_argument("--live", action="store_true", help="stream to Kafka")
     p.add_argument("--rate", type=float, default=1000.0,
                    help="--live: transactions per second, 0 = as fast as possible (default 1000)")
-    p.add_argument("--label-delay", type=float, default=5.0,
-                   help="--live: seconds before each label is published (default 5)")
+    p.add_argument("--label-delay-days", type=float, default=None,
+                   help="--live: event-time days after its transaction each label is published "
+                   "(default: FRAUDSTREAM_LABEL_DELAY_DAYS, the delay the workers' merchant "
+                   "features respect)")
     p.add_argument("--limit", type=int, default=None, help="--live: stop after N transactions")
     p.add_argument("--no-labels", action="store_true", help="--live: do not publish labels")
     add_simulation_args(p)
     p.set_defaults(run=run)
 
 
+def label_event_delay_s(args: argparse.Namespace, settings: Settings) -> float:
+    """Seconds of event time between a transaction and the publication of its label."""
+    days = settings.label_delay_days if args.label_delay_days is None else args.label_delay_days
+    if days < 0:
+        raise UserError(f"--label-delay-days must be 0 or more, not {days:g}")
+    return days * DAY_S
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     prefix = "tx" if args.out else f"live{int(time.time())}"
     config = config_from_args(args, prefix)
+    delay_s = label_event_delay_s(args, settings) if args.live else 0.0
     ds = run_simulation(config)
     frauds = int(ds.is_fraud.sum())
     print(f"simulated {len(ds):,} transactions, {frauds:,} frauds "
@@ -89,10 +102,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         write_csv(ds, args.out)
         print(f"wrote {args.out}")
         return 0
-    return asyncio.run(_stream(ds, args, settings))
+    return asyncio.run(_stream(ds, args, settings, delay_s))
 
 
-async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings) -> int:
+async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings,
+                  label_delay_s: float) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.feeds import outgoing
     from fraudstream.streaming import ProduceStats, new_producer, produce_paced
@@ -112,7 +126,8 @@ async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings) -> 
     try:
         await produce_paced(producer, outgoing(ds, 0, args.limit, not args.no_labels),
                             topic=settings.topic_transactions, labels_topic=settings.topic_labels,
-                            rate=args.rate, label_delay_s=args.label_delay, stats=stats)
+                            rate=args.rate, label_delay_s=0, label_event_delay_s=label_delay_s,
+                            stats=stats)
     finally:
         reporter.cancel()
         await producer.stop()

@@ -164,3 +164,29 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip()
     assert err.startswith("fraudstream backtest: error:") and message in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("cut_s", [DAY_S // 2 + 1234, 3 * DAY_S + 61_000, 7 * DAY_S - 1])
+def test_labels_younger_than_the_delay_change_no_prediction(small: Dataset, cut_s: int) -> None:
+    """Black box: flip every label of a transaction younger than the delay at time ``c`` (every
+    test-window label included when ``c`` is the window's last second); no prediction for a
+    transaction up to ``c`` may change, not in the last bit."""
+    w = Windows.starting("2018-05-10", 7, 7, 7)
+    cut = w.test_start_day * DAY_S + cut_s
+    young = small.timestamp_s > cut - w.delay_days * DAY_S
+    flipped = small.take(np.arange(len(small)))
+    flipped.is_fraud[young] = 1 - flipped.is_fraud[young]
+    assert young.sum() > 1000 and flipped.is_fraud[young].sum() > 50
+    if cut_s == 7 * DAY_S - 1:
+        in_test = small.timestamp_s >= w.test_start_day * DAY_S
+        assert (young >= in_test).all()  # every test-window label is flipped
+    before = run_backtest(small, w, "logreg")
+    after = run_backtest(flipped, w, "logreg")
+    ts_of = dict(zip(small.transaction_id.tolist(), small.timestamp_s.tolist(), strict=True))
+    upto = np.array([ts_of[t] <= cut for t in before.transaction_ids.tolist()])
+    assert upto.sum() > 200
+    assert before.transaction_ids.tolist() == after.transaction_ids.tolist()
+    np.testing.assert_array_equal(before.scores[upto], after.scores[upto])
+    # The flipped labels do reach later transactions: the test can see a change.
+    if not upto.all():
+        assert (before.scores[~upto] != after.scores[~upto]).any()

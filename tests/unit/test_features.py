@@ -1,9 +1,13 @@
 import math
 
 import numpy as np
+import orjson
+import pytest
 
 from features import FEATURE_NAMES, CardState, MerchantState, build_feature_matrix, compute_features
 from features.definitions import DAY_S, context_features
+from features.merchant import LEVEL_CAP, MerchantStateFormatError
+from features.windows import MERCHANT_WINDOWS_DAYS
 
 T0 = 1_522_540_800  # 2018-04-01T00:00:00Z, a Sunday
 
@@ -28,21 +32,11 @@ def test_card_windows_include_the_transaction_and_drop_old_history() -> None:
     assert later["card_nb_tx_30d"] == 1.0
 
 
-def test_merchant_risk_uses_only_labels_older_than_the_delay() -> None:
-    merchant = MerchantState()
-    merchant.observe_label(T0, True)
-    merchant.observe_label(T0 + 100, False)
-    assert merchant.features(T0 + 3 * DAY_S, delay_days=7)[:2] == [0.0, 0.0]
-    nb1, risk1, nb7, risk7, *_ = merchant.features(T0 + 7 * DAY_S, delay_days=7)
-    assert (nb1, risk1, nb7, risk7) == (2.0, 0.5, 2.0, 0.5)
-
-
 def test_state_round_trips_through_the_wire_form() -> None:
     card, merchant = CardState(), MerchantState()
     for i in range(20):
         compute_features(T0 + i * 5000, float(i), card, merchant, 7)
         merchant.observe_label(T0 + i * 5000, i % 3 == 0)
-    import orjson
 
     card2 = CardState.from_wire(orjson.loads(orjson.dumps(card.to_wire())))
     merchant2 = MerchantState.from_wire(orjson.loads(orjson.dumps(merchant.to_wire())))
@@ -71,13 +65,159 @@ def test_offline_matrix_equals_online_step_by_step() -> None:
     assert matrix[:, FEATURE_NAMES.index("merchant_risk_30d")].max() > 0
 
 
-def test_merchant_fraud_days_and_days_since_the_last_known_fraud() -> None:
+# --- Merchant features: labels of transactions at least the delay old, in exact seconds. ---
+
+DELAY_S = 7 * DAY_S
+NO_LABELS = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 31.0]
+
+
+def merchant_with(labels: list[tuple[int, bool]]) -> MerchantState:
     merchant = MerchantState()
-    merchant.observe_label(T0, True)
-    merchant.observe_label(T0 + 2 * DAY_S, True)
-    merchant.observe_label(T0 + 3 * DAY_S, False)
-    *_, fraud_days, since = merchant.features(T0 + 12 * DAY_S, delay_days=7)
-    assert (fraud_days, since) == (2.0, 3.0)  # window ends on day 5; newest fraud on day 2
-    *_, fraud_days, since = merchant.features(T0 + 8 * DAY_S, delay_days=7)
-    assert (fraud_days, since) == (1.0, 1.0)  # day 2 is not known yet
-    assert merchant.features(T0 + 3 * DAY_S, delay_days=7)[-2:] == [0.0, 31.0]
+    for ts, is_fraud in labels:
+        merchant.observe_label(ts, is_fraud)
+    return merchant
+
+
+def test_a_fraud_at_235959_is_invisible_at_midnight_seven_days_later() -> None:
+    fraud_at = T0 + DAY_S - 1  # 23:59:59 on day 0
+    merchant = merchant_with([(fraud_at, True)])
+    # 00:00 on day 7 is 6 days and 1 second after the fraud: not yet known.
+    assert merchant.features(T0 + 7 * DAY_S, DELAY_S) == NO_LABELS
+    assert merchant.features(fraud_at + DELAY_S - 1, DELAY_S) == NO_LABELS
+    # 23:59:59 on day 7: exactly 7 days old, known; newest fraud 0 days before t - delay.
+    known = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert merchant.features(fraud_at + DELAY_S, DELAY_S) == known
+    # The whole vector path takes the delay in days and converts it to the same seconds.
+    assert compute_features(T0 + 7 * DAY_S, 1.0, CardState(), merchant, 7)[-8:] == NO_LABELS
+    assert compute_features(fraud_at + DELAY_S, 1.0, CardState(), merchant, 7)[-8:] == known
+
+
+def test_window_edges_are_exact_for_1_7_and_30_days() -> None:
+    hi = T0 + 40 * DAY_S + 12_345  # t - delay, not a midnight
+    merchant = merchant_with([
+        (hi - 30 * DAY_S, False),     # just outside 30 d
+        (hi - 30 * DAY_S + 1, True),  # just inside 30 d (slot 29)
+        (hi - 7 * DAY_S, False),      # just outside 7 d
+        (hi - 7 * DAY_S + 1, True),   # just inside 7 d (slot 6)
+        (hi - DAY_S, False),          # just outside 1 d
+        (hi - DAY_S + 1, False),      # just inside 1 d
+        (hi + 1, True),               # one second too young
+    ])
+    nb1, risk1, nb7, risk7, nb30, risk30, fraud_days, since = merchant.features(
+        hi + DELAY_S, DELAY_S)
+    assert (nb1, risk1) == (1.0, 0.0)
+    assert (nb7, risk7) == (3.0, 1 / 3)
+    assert (nb30, risk30) == (5.0, 2 / 5)
+    assert fraud_days == 2.0
+    assert since == (7 * DAY_S - 1) / DAY_S
+    # One second later every edge moves: the young fraud is in, each "just inside" is out
+    # (1 d: the young fraud; 7 d: it and both 1-day-old labels; 30 d: all but the two oldest).
+    assert merchant.features(hi + 1 + DELAY_S, DELAY_S) == [
+        1.0, 1.0, 3.0, 1 / 3, 5.0, 2 / 5, 2.0, 0.0]
+
+
+def test_fraud_days_are_day_slots_counted_back_from_t_minus_delay() -> None:
+    hi = T0 + 50 * DAY_S + 7 * 3600
+    merchant = merchant_with([
+        (hi - DAY_S // 2, True), (hi - DAY_S // 2 - 600, True),  # slot 0, twice
+        (hi - 2 * DAY_S - 3600, True),                             # slot 2
+        (hi - 3 * DAY_S - 3600, False),                            # genuine: no fraud day
+        (hi - 31 * DAY_S, True),                                   # outside the 30 days
+    ])
+    *_, fraud_days, since = merchant.features(hi + DELAY_S, DELAY_S)
+    assert (fraud_days, since) == (2.0, 0.5)
+
+
+def test_merchant_features_do_not_depend_on_label_arrival_order() -> None:
+    rng = np.random.default_rng(7)
+    labels = [(int(t), bool(f)) for t, f in zip(rng.integers(T0, T0 + 35 * DAY_S, 3000),
+                                                  rng.random(3000) < 0.1, strict=True)]
+    in_order = merchant_with(sorted(labels))
+    shuffled = merchant_with([labels[i] for i in rng.permutation(len(labels))])
+    assert shuffled == in_order
+    for t in range(T0 + 8 * DAY_S, T0 + 43 * DAY_S, 37_003):
+        assert shuffled.features(t, DELAY_S) == in_order.features(t, DELAY_S)
+
+
+def counted_by_definition(ts: np.ndarray, fraud: np.ndarray, lower: list[int], lo: int,
+                          hi: int) -> tuple[int, int]:
+    """(count, frauds) the module docstring's rule gives: a label lives in the finest level
+    whose lower boundary it reaches, and its bucket counts only if it lies inside (lo, hi]."""
+    width = np.where(ts >= lower[0], 1, np.where(ts >= lower[1], 60, 3600))
+    start = ts // width * width
+    inside = (start > lo) & (start + width - 1 <= hi)
+    return int(inside.sum()), int(fraud[inside].sum())
+
+
+def test_a_hot_merchant_stays_small_and_never_leaks() -> None:
+    # 40 days of one label a minute, then 20 minutes of 500 labels a second (a fraud in 50).
+    start = T0 + 10 * 3600 + 17
+    history = [(start + 60 * i, False) for i in range(40 * 1440)]
+    burst_start = history[-1][0] + 60
+    burst = [(burst_start + s, k == 0 and s % 10 == 0) for s in range(1200) for k in range(50)]
+    burst = burst * 10  # 500 a second
+    labels = history + sorted(burst)
+    merchant = merchant_with(labels)
+    newest = labels[-1][0]
+
+    wire = orjson.dumps(merchant.to_wire())
+    assert len(wire) < 40 * 1024, len(wire)
+    assert all(len(tier) <= LEVEL_CAP for tier in merchant.levels[:2])
+    assert len(merchant.levels[2]) <= 40 * 24 + 1
+    assert MerchantState.from_wire(orjson.loads(wire)) == merchant
+    # The newest minute (and more) stays exact; the far past is in hours.
+    lower = merchant.lower
+    assert lower[0] <= newest - 60 and lower[1] > newest - DAY_S
+
+    # With t - delay at the newest label, nothing is younger than the delay: every label of the
+    # last day counts except those sharing the far edge's hour bucket.
+    lo = newest - DAY_S
+    in_window = [(ts, f) for ts, f in labels if lo < ts <= newest]
+    far_hour = [ts for ts, _f in in_window if ts <= lo // 3600 * 3600 + 3599]
+    nb1, risk1, *_ = merchant.features(newest + DELAY_S, DELAY_S)
+    assert nb1 == len(in_window) - len(far_hour) == len(burst) + 1440 - 60
+    assert risk1 == 1200 * 10 // 10 / nb1
+
+    # Labels that arrived early (t - delay inside the burst, inside minute and hour buckets):
+    # never counted, and every window follows the documented rule.
+    ts = np.array([t for t, _f in labels])
+    fraud = np.array([f for _t, f in labels])
+    for hi in (burst_start + 30, burst_start + 75, burst_start + 600, newest - 1,
+               lower[1] + 1800, lower[1] - 1):
+        got = merchant.features(hi + DELAY_S, DELAY_S)
+        for k, w in enumerate(MERCHANT_WINDOWS_DAYS):
+            n, f = counted_by_definition(ts, fraud, lower, hi - w * DAY_S, hi)
+            assert got[2 * k] == n <= ((ts > hi - w * DAY_S) & (ts <= hi)).sum()
+            assert got[2 * k + 1] == (f / n if n else 0.0)
+
+
+def test_legacy_daily_state_is_read_without_leaking() -> None:
+    day0 = T0 // DAY_S
+    legacy = [[day0, 3, 1], [day0 + 2, 2, 0]]  # the daily (day, count, frauds) list
+    merchant = MerchantState.from_wire(legacy)
+    # Day 0's labels count once the whole day is 7 days old: not at 00:00 on day 7.
+    assert merchant.features(T0 + 7 * DAY_S, DELAY_S) == NO_LABELS
+    assert merchant.features(T0 + 8 * DAY_S - 1, DELAY_S) == [
+        3.0, 1 / 3, 3.0, 1 / 3, 3.0, 1 / 3, 1.0, 0.0]
+    # Written back in the current form, and read again the same.
+    wire = orjson.loads(orjson.dumps(merchant.to_wire()))
+    assert wire["v"] == 2 and MerchantState.from_wire(wire) == merchant
+
+
+@pytest.mark.parametrize("wire", [{"v": 3, "b": 0, "x": [], "h": []}, "garbage", [[1, 2]],
+                                  {"v": 2, "b": 0, "x": [1, 2], "h": []},
+                                  {"v": 2, "b": 0, "x": [5, 1, 0, -1, 1, 0], "h": []}])
+def test_an_unknown_merchant_state_is_refused_clearly(wire: object) -> None:
+    with pytest.raises(MerchantStateFormatError, match="merchant state"):
+        MerchantState.from_wire(wire)
+
+
+def test_offline_labels_reach_the_merchant_exactly_the_delay_later() -> None:
+    # One merchant: a fraud at 23:59:59 on day 0, then transactions at 00:00 and 23:59:59 on
+    # day 7 (delay 7 days). Only the last one knows the fraud.
+    ts = np.array([T0 + DAY_S - 1, T0 + 7 * DAY_S, T0 + 8 * DAY_S - 1])
+    matrix = build_feature_matrix(ts, ["C1", "C2", "C3"], ["M1"] * 3, [1.0] * 3, [1, 0, 0], 7)
+    merchant = matrix[:, len(FEATURE_NAMES) - 8:]
+    assert merchant[0].tolist() == NO_LABELS
+    assert merchant[1].tolist() == NO_LABELS
+    assert merchant[2].tolist() == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
