@@ -30,6 +30,10 @@ class SettingsError(ValueError):
     """An environment variable holds a value the program cannot use."""
 
 
+#: The card table's stores (FRAUDSTREAM_TABLE_STORE).
+TABLE_STORES = ("rocksdb", "memory")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the system; each field is read from ``FRAUDSTREAM_<FIELD>`` (upper case)."""
@@ -81,6 +85,10 @@ class Settings:
     #: default: measured, one standby cut two workers' throughput from ~4,000 to ~550 tx/s,
     #: and recovery replays the compacted changelog instead.
     table_standby_replicas: int = 0
+    #: Where each worker keeps its card table: ``rocksdb`` (on local disk under
+    #: FRAUDSTREAM_STATE_DIR/faust/<app id>/worker-<slot>; a restarted worker reads only the
+    #: changelog's tail) or ``memory`` (replays the whole changelog on every assignment).
+    table_store: str = "rocksdb"
     #: The HTTP API (``fraudstream api``): port, and the bearer token its mutating endpoints
     #: require (unset = mutations refused).
     api_port: int = 8000
@@ -108,6 +116,9 @@ class Settings:
     emit_features: bool = False
 
     def __post_init__(self) -> None:
+        if self.table_store not in TABLE_STORES:
+            raise SettingsError(f"{ENV_PREFIX}TABLE_STORE is {self.table_store!r}; use one of "
+                                f"{', '.join(TABLE_STORES)}")
         for name in SECRET_FIELDS:
             value: str = getattr(self, name)
             if value and len(value.encode()) < MIN_SECRET_BYTES:

@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -23,9 +24,16 @@ from monitoring.drift_window import DriftMonitor
 from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord
+from workers.card_store import table_store
 from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
+from workers.faust_bridge import (
+    aiokafka_producer,
+    check_internals,
+    committed_offset,
+    use_idempotent_producer,
+)
 from workers.model_guard import ChaosState, ModelGuard
-from workers.output import KafkaBatchSink, is_record_error
+from workers.output import KafkaBatchSink, is_record_error, key_partition
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.restore_status import RestoreWatch
 from workers.scoring import Scorer
@@ -77,6 +85,11 @@ class JsonTableView(MutableMapping[bytes, Any]):
         return len(self.table)
 
 
+def worker_datadir(settings: Settings, index: int) -> Path:
+    """Where the worker in slot ``index`` keeps its Faust data (the card table's RocksDB)."""
+    return settings.state_dir / "faust" / settings.app_id / f"worker-{index}"
+
+
 def faust_settings(settings: Settings, index: int,
                    instance_id: str | None = None) -> dict[str, Any]:
     """Faust configuration tuned for batching, loopback and fast failover.
@@ -110,24 +123,11 @@ def faust_settings(settings: Settings, index: int,
         # On revocation, finish what is buffered before the partitions move: otherwise the old
         # and the new owner could both decide the same records.
         "stream_wait_empty": True,
-        "datadir": str(settings.state_dir / "faust" / f"worker-{index}"),
+        # Per app and slot: a worker restarted in its slot (or the standby given it) finds
+        # the card table its predecessor kept on disk (workers.card_store).
+        "datadir": str(worker_datadir(settings, index)),
         "worker_redirect_stdouts": False,
     }
-
-
-def use_idempotent_producer() -> None:
-    """Make Faust's aiokafka producer idempotent (acks=all, sequence numbers per partition).
-
-    Faust turns idempotence on only in its exactly-once mode, which this worker does not use
-    (see workers/takeover.py). Without it, a produce retried after a broker failure can be
-    written twice: measured, 11 duplicate outputs when one of three brokers was SIGKILLed.
-    """
-    from faust.transport.drivers import aiokafka as faust_aiokafka
-
-    def settings_extra(self: Any) -> dict[str, Any]:
-        return {"acks": "all", "enable_idempotence": True}
-
-    cast(Any, faust_aiokafka.Producer)._settings_extra = settings_extra
 
 
 class WorkerApp:
@@ -141,6 +141,7 @@ class WorkerApp:
         self.metrics = metrics
         self.name = f"worker-{index}@{socket.gethostname()}"
         self.ready = False
+        check_internals()
         use_idempotent_producer()
         app = self.app = faust.App(settings.app_id,
                                          **faust_settings(settings, index, instance_id))
@@ -153,9 +154,10 @@ class WorkerApp:
                                          key_serializer="raw", value_serializer="raw",
                                          partitions=settings.partitions)
         # Card state is co-partitioned with the transactions (both keyed by card_id).
+        store, options = table_store(settings.table_store)
         self.card_table = app.Table("cards", default=None, partitions=settings.partitions,
-                                    key_type=bytes, value_type=bytes,
-                                    extra_topic_configs=COMPACT_CHANGELOG)
+                                    key_type=bytes, value_type=bytes, store=store,
+                                    options=options, extra_topic_configs=COMPACT_CHANGELOG)
         # Merchant risk is read by every worker, written only by the owner of the merchant.
         self.merchants = JsonTableView(app.GlobalTable(
             "merchants", default=None, partitions=1, recovery_buffer_size=1, key_type=bytes,
@@ -178,7 +180,7 @@ class WorkerApp:
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
-                               lambda tp: cast(Any, app.consumer)._committed_offset.get(tp))
+                               lambda tp: committed_offset(app.consumer, tp))
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         # Partitions (newly) assigned whose predecessor's outputs have not been read yet, and
         # per partition the input offsets that already have an output (skipped, not redone).
@@ -261,8 +263,8 @@ class WorkerApp:
         """The group's committed offset (next to read) of a transactions partition."""
         from faust.types import TP
 
-        committed = cast(Any, self.app.consumer)._committed_offset
-        return cast(int | None, committed.get(TP(self.settings.topic_transactions, partition)))
+        return committed_offset(self.app.consumer,
+                                TP(self.settings.topic_transactions, partition))
 
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
         """Process a batch completely, or exit before any of it is acknowledged.
@@ -312,7 +314,8 @@ class WorkerApp:
 
     def _decision_of(self, card: bytes, transaction_id: str) -> tuple[float, str, str] | None:
         """(score, decision, model version) the card's table entry remembers, if any."""
-        wire = self.processor.cards.get(card)
+        wire = self.processor.cards.get(card, key_partition(card, self.processor.partitions
+                                                            or self.settings.partitions))
         found = CardRecord.from_wire(wire).find(transaction_id) if wire else None
         if found is None or not found.decision:
             return None
@@ -501,8 +504,7 @@ class _LazyProducer:
         self.app = app
 
     def __getattr__(self, name: str) -> Any:
-        inner = cast(Any, self.app.producer)._ensure_producer()
-        return getattr(inner, name)
+        return getattr(aiokafka_producer(self.app.producer), name)
 
 
 def _merchant_label(raw: bytes | None, now_s: float,

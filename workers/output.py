@@ -55,8 +55,12 @@ class Sink(Protocol):
     def add(self, topic: str, key: bytes | None, value: bytes,
             partition: int | None = None) -> None: ...
 
-    async def flush(self) -> None:
-        """Deliver everything added so far; return once it is acknowledged."""
+    async def flush(self) -> dict[tuple[str, int], int]:
+        """Deliver everything added so far; return once it is acknowledged.
+
+        Returns, per (topic, partition) written to, the offset of the last record written
+        (empty where the sink does not know offsets).
+        """
         ...
 
 
@@ -73,10 +77,10 @@ class KafkaBatchSink:
             partition: int | None = None) -> None:
         self._pending.append((topic, key, value, partition))
 
-    async def flush(self) -> None:
+    async def flush(self) -> dict[tuple[str, int], int]:
         pending, self._pending = self._pending, []
         if not pending:
-            return
+            return {}
         partitions: dict[str, list[int]] = {}
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
         for topic, key, value, partition in pending:
@@ -87,19 +91,28 @@ class KafkaBatchSink:
                 partition = (self._partitioner(key, every, every) if key is not None
                              else every[next(self._round_robin) % len(every)])
             groups[(topic, partition)].append((key, value))
-        futures = []
+        futures, counts = [], []
         for (topic, partition), records in groups.items():
             batch = self.producer.create_batch()
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     # Full: send it and start another (an empty batch takes any one record).
+                    counts.append(batch.record_count())
                     futures.append(await self.producer.send_batch(batch, topic,
                                                                   partition=partition))
                     batch = self.producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)
             if batch.record_count():
+                counts.append(batch.record_count())
                 futures.append(await self.producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+        last: dict[tuple[str, int], int] = {}
+        for metadata, count in zip(await asyncio.gather(*futures), counts, strict=True):
+            if metadata is None:  # acks=0: no offsets
+                continue
+            # A batch's metadata carries its first offset; its records follow it in order.
+            at = (metadata.topic, metadata.partition)
+            last[at] = max(last.get(at, -1), metadata.offset + count - 1)
+        return last
 
 
 class ListSink:
@@ -112,5 +125,5 @@ class ListSink:
             partition: int | None = None) -> None:
         self.records.append((topic, key, value, partition))
 
-    async def flush(self) -> None:
-        return None
+    async def flush(self) -> dict[tuple[str, int], int]:
+        return {}

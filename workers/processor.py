@@ -181,7 +181,8 @@ class ScoringProcessor:
                     dead.append((rec, wrong))
                     continue
             if entry is None:
-                entry = touched[key] = (rec.partition, CardRecord.from_wire(self.cards.get(key)))
+                entry = touched[key] = (rec.partition,
+                                        CardRecord.from_wire(self.cards.get(key, rec.partition)))
             card = entry[1]
             seen = card.find(result.transaction_id)
             if seen is not None:
@@ -245,9 +246,8 @@ class ScoringProcessor:
             self.metrics.dead_lettered.labels(rejection.error).inc()
         # State first: once it is durable, a crash replay of this batch finds every decision
         # and re-emits it unchanged instead of deciding again.
-        self.cards.put_many(
+        await self.cards.put_many(
             [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()])
-        await self.sink.flush()
         for topic, out_key, value, partition in out:
             self.sink.add(topic, out_key, value, partition)
         await self.sink.flush()

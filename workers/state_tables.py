@@ -1,28 +1,30 @@
 """Feature state tables: read one key at a time, written back once per batch.
 
 ``ChangelogTable`` keeps the state in a Faust table's store and adds the batch's changelog
-records to the batch's output sink, delivered together with its scores. Faust recovers and
-replicates the table from that changelog as usual; what it skips is its per-key send path
-(one buffered send per assignment), which measured as the worker's main cost.
+records to the batch's output sink and flushes them before the batch's scores. Faust recovers
+the table from that changelog as usual; what it skips is its per-key send path (one buffered
+send per assignment), which measured as the worker's main cost.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
+from workers.card_store import PartitionedStore
 from workers.output import Sink
 
 
 class StateTable(Protocol):
     """What the scoring step needs of a state table."""
 
-    def get(self, key: bytes) -> Any | None: ...
+    def get(self, key: bytes, partition: int) -> Any | None: ...
 
-    def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
-        """Store (key, partition, value) entries (made durable by the sink's next flush)."""
+    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
+        """Store (key, partition, value) entries; durable (in Kafka) when this returns."""
         ...
 
 
@@ -32,33 +34,43 @@ class DictTable:
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
 
-    def get(self, key: bytes) -> Any | None:
+    def get(self, key: bytes, partition: int) -> Any | None:
         return self.data.get(key)
 
-    def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
+    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
         for key, _partition, value in items:
             self.data[key] = value
 
 
 class ChangelogTable:
-    """A Faust table of JSON values whose changelog is written in batches."""
+    """A Faust table of JSON values whose changelog is written in batches.
+
+    Values reach the table's local store only after Kafka acknowledged their changelog
+    records, together with the changelog offset they reach: the local copy (kept on disk by
+    the RocksDB store) is then always a prefix of the changelog, which is what lets a restarted
+    worker trust it and read only the changelog's tail.
+    """
 
     def __init__(self, table: Any, sink: Sink) -> None:
         self.table = table
         self.sink = sink
 
-    def get(self, key: bytes) -> Any | None:
-        raw = self.table.data.get(key)
+    @property
+    def store(self) -> PartitionedStore:
+        return cast(PartitionedStore, self.table.data)
+
+    def get(self, key: bytes, partition: int) -> Any | None:
+        raw = self.store.get_in(partition, key)
         return None if raw is None else orjson.loads(raw)
 
-    def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
-        store = self.table.data
+    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
         topic = self.table.changelog_topic.get_topic_name()
-        key_partitions = getattr(store, "_key_partition", None)
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for key, partition, value in items:
             raw = orjson.dumps(value)
-            store[key] = raw
-            if key_partitions is not None:
-                # Lets the memory store drop the key when its partition moves elsewhere.
-                key_partitions[key] = partition
+            by_partition[partition].append((key, raw))
             self.sink.add(topic, key, raw, partition)
+        acked = await self.sink.flush()
+        store = self.store
+        for partition, written in by_partition.items():
+            store.write_batch(partition, written, acked.get((topic, partition)))

@@ -33,6 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--contenders", default="raw,naive,1,2",
                    help="which to run: raw (aiokafka loop), naive (Faust agent), 1 and 2 "
                         "(fraudstream workers); default all")
+    p.add_argument("--restore", default="", metavar="CARDS",
+                   help="instead: time how long a worker takes to get its card table back, "
+                        "for each comma-separated number of cards (e.g. 10000,100000,1000000), "
+                        "with the memory and the rocksdb store, from nothing (cold) and after "
+                        "a SIGKILL in its slot (warm)")
+    p.add_argument("--restore-tail", type=int, default=10_000,
+                   help="changelog records written while the killed worker is down (default "
+                        "10000)")
     p.add_argument("--json", dest="json_out", type=Path, default=None, help="write the report")
     p.set_defaults(run=run)
 
@@ -52,6 +60,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except StackError as exc:
         raise UserError(str(exc)) from exc
     try:
+        if args.restore:
+            return _measure_restore(args, settings)
         return _measure(args, settings, rates)
     finally:
         if started_stack:
@@ -89,6 +99,37 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _measure_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.harness import machine_load
+    from bench.restore import measure
+    from fraudstream.commands.train_cmd import ensure_model
+
+    try:
+        sizes = [int(n) for n in args.restore.split(",") if n]
+    except ValueError as exc:
+        raise UserError(f"--restore must be card counts separated by commas: "
+                        f"{args.restore!r}") from exc
+    ensure_model(settings)
+    runs = []
+    print(f"{'store':<8} {'cards':>9} {'baseline':>9} {'cold':>8} {'restoring':>9} "
+          f"{'warm':>8} {'restoring':>9}   load", flush=True)
+    for cards in sizes:
+        for store in ("memory", "rocksdb"):
+            print(f"measuring store={store} cards={cards:,} ...", file=sys.stderr, flush=True)
+            run = measure(settings, store, cards, args.restore_tail)
+            load = machine_load()["load_avg_1m"]
+            runs.append({**run.to_json(), "load_avg_1m": load})
+            print(f"{store:<8} {cards:>9,} {run.baseline_s:>8.1f}s {run.cold_s:>7.1f}s "
+                  f"{run.cold_restoring_s:>8.1f}s {run.warm_s:>7.1f}s "
+                  f"{run.warm_restoring_s:>8.1f}s   {load:.2f}", flush=True)
+    print(f"(seconds to ready; cold = nothing on local disk, warm = restarted in its slot "
+          f"after SIGKILL with {args.restore_tail:,} new changelog records)")
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps({"restore": runs}, indent=2) + "\n")
     return 0
 
 

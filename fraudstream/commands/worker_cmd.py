@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from model_registry.artifact import ArtifactError
     from model_registry.errors import RegistryError
     from monitoring.metrics import WorkerMetrics
-    from workers.app import WorkerApp
+    from workers.app import WorkerApp, worker_datadir
     from workers.hot_swap import initial_scorer, registry_from_settings
     from workers.pool import stopping_file
     from workers.scoring import limit_model_threads
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     index, instance_id = args.index, args.instance_id
     if args.standby is not None:
         index, instance_id = _wait_for_activation(args.standby)
-    (settings.state_dir / "faust" / f"worker-{index}").mkdir(parents=True, exist_ok=True)
+    worker_datadir(settings, index).mkdir(parents=True, exist_ok=True)
     worker_app = WorkerApp(settings, index, initial.scorer, metrics, registry,
                            initial.generation, instance_id=instance_id)
     logger.info("starting worker=%s model=%s source=%s instance_id=%s", worker_app.name,

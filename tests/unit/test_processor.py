@@ -255,7 +255,7 @@ class RefusingSink:
             partition: int | None = None) -> None:
         self.pending.append((topic, key, value, partition))
 
-    async def flush(self) -> None:
+    async def flush(self) -> dict[tuple[str, int], int]:
         from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
         pending, self.pending = self.pending, []
@@ -264,6 +264,7 @@ class RefusingSink:
         if any(len(v) > self.limit for t, _k, v, _p in pending if t == "scores"):
             raise MessageSizeTooLargeError()
         self.records += pending
+        return {}
 
 
 def test_an_output_kafka_refuses_is_dead_lettered_in_part() -> None:
