@@ -1,0 +1,184 @@
+"""The card table's stores (real RocksDB on a temporary folder) and the order of its writes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from faust.types import TP
+
+from workers.card_store import CardMemoryStore, CardRocksStore, table_store
+from workers.faust_bridge import REQUIRED, FaustInternalsChanged, check_internals
+from workers.faust_bridge import missing_internals as missing
+from workers.output import KafkaBatchSink
+from workers.state_tables import ChangelogTable
+
+
+def cards_table(datadir: Path, kind: str) -> Any:
+    """The ``cards`` table as the worker declares it, in an app that is never started."""
+    store, options = table_store(kind)
+    app = faust.App("store-test", store="memory://", datadir=str(datadir))
+    return app.Table("cards", default=None, partitions=4, key_type=bytes, value_type=bytes,
+                     store=store, options=options)
+
+
+def close(store: CardRocksStore) -> None:
+    for db in store._dbs.values():
+        db.close()
+    store._dbs.clear()
+
+
+def test_the_card_table_gets_the_store_the_setting_names(tmp_path: Path) -> None:
+    # An empty store URL ("scheme://") made Faust fall back to the app's memory store silently.
+    assert type(cards_table(tmp_path / "a", "rocksdb").data) is CardRocksStore
+    assert type(cards_table(tmp_path / "b", "memory").data) is CardMemoryStore
+    with pytest.raises(ValueError, match="rocksdb or memory"):
+        table_store("disk")
+
+
+def test_rocksdb_keeps_values_and_their_changelog_offset_across_a_restart(tmp_path: Path) -> None:
+    table = cards_table(tmp_path, "rocksdb")
+    store = table.data
+    changelog = table.changelog_topic.get_topic_name()
+    store.write_batch(0, [(b"c1", b"[1]"), (b"c2", b"[2]")], 41)
+    store.write_batch(1, [(b"c3", b"[3]")], 7)
+    store.write_batch(1, [(b"c3", b"[4]")], None)  # no offset known: the old one stays
+    close(store)
+
+    again = cards_table(tmp_path, "rocksdb").data  # a new process in the same slot
+    assert again.get_in(0, b"c1") == b"[1]"
+    assert again.get_in(1, b"c3") == b"[4]"
+    assert again.get_in(0, b"c3") is None  # reads go to the partition named, not a search
+    assert again.persisted_offset(TP(changelog, 0)) == 41
+    assert again.persisted_offset(TP(changelog, 1)) == 7
+    assert again.persisted_offset(TP(changelog, 2)) is None
+    assert sorted(again.partitions_on_disk()) == [0, 1, 2]
+
+
+def test_a_database_ahead_of_its_changelog_is_rebuilt_empty(tmp_path: Path) -> None:
+    table = cards_table(tmp_path, "rocksdb")
+    store, changelog = table.data, table.changelog_topic.get_topic_name()
+    store.write_batch(0, [(b"c1", b"[1]")], 99)  # offset 99: the changelog ends at 100
+    store.write_batch(1, [(b"c2", b"[2]")], 99)  # ... but this one's changelog ends at 50
+    store._drop_if_foreign(TP(changelog, 0), 100)
+    store._drop_if_foreign(TP(changelog, 1), 50)
+    store._drop_if_foreign(TP(changelog, 0), None)  # end unknown: left alone
+    assert store.get_in(0, b"c1") == b"[1]"
+    assert store.persisted_offset(TP(changelog, 0)) == 99
+    assert store.get_in(1, b"c2") is None
+    assert store.persisted_offset(TP(changelog, 1)) is None
+
+
+class AckingSink:
+    """Flushes to a list; answers with the offsets given, or fails with ``error``."""
+
+    def __init__(self, acked: dict[tuple[str, int], int],
+                 error: BaseException | None = None) -> None:
+        self.added: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.acked, self.error = acked, error
+
+    def add(self, topic: str, key: bytes | None, value: bytes,
+            partition: int | None = None) -> None:
+        self.added.append((topic, key, value, partition))
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        if self.error is not None:
+            raise self.error
+        return self.acked
+
+
+def test_state_reaches_the_store_with_its_changelog_offset_once_kafka_acknowledged(
+        tmp_path: Path) -> None:
+    table = cards_table(tmp_path, "rocksdb")
+    changelog = table.changelog_topic.get_topic_name()
+    sink = AckingSink({(changelog, 2): 17, ("scores", 2): 3})
+    cards = ChangelogTable(table, sink)
+    asyncio.run(cards.put_many([(b"c1", 2, {"n": 1}), (b"c2", 3, [1, 2])]))
+    assert sink.added == [(changelog, b"c1", orjson.dumps({"n": 1}), 2),
+                          (changelog, b"c2", orjson.dumps([1, 2]), 3)]
+    assert cards.get(b"c1", 2) == {"n": 1}
+    assert cards.get(b"c2", 3) == [1, 2]
+    assert table.data.persisted_offset(TP(changelog, 2)) == 17
+    assert table.data.persisted_offset(TP(changelog, 3)) is None  # no offset acknowledged
+
+
+def test_state_kafka_did_not_acknowledge_never_reaches_the_store(tmp_path: Path) -> None:
+    # Else a restart would trust local values the changelog lacks (the local copy must stay a
+    # prefix of the changelog).
+    table = cards_table(tmp_path, "rocksdb")
+    cards = ChangelogTable(table, AckingSink({}, error=ConnectionError("broker away")))
+    with pytest.raises(ConnectionError):
+        asyncio.run(cards.put_many([(b"c1", 0, {"n": 1})]))
+    assert cards.get(b"c1", 0) is None
+
+
+class TinyBatch:
+    """Holds two records, as a full Kafka batch would refuse the third."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object | None:
+        if len(self.records) == 2:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class Metadata:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+
+class OffsetProducer:
+    """Appends each batch to a per-partition log and answers with its first offset."""
+
+    def __init__(self) -> None:
+        self.logs: dict[tuple[str, int], list[bytes]] = {}
+
+    def create_batch(self) -> TinyBatch:
+        return TinyBatch()
+
+    async def send_batch(self, batch: TinyBatch, topic: str, partition: int) -> Any:
+        log = self.logs.setdefault((topic, partition), [b"older"] * 10)
+        first = len(log)
+        log.extend(value for _key, value in batch.records)
+        done: asyncio.Future[Metadata] = asyncio.get_running_loop().create_future()
+        done.set_result(Metadata(topic, partition, first))
+        return done
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1}
+
+
+def test_a_flush_reports_the_offset_of_the_last_record_of_each_partition() -> None:
+    producer = OffsetProducer()
+    sink = KafkaBatchSink(producer)
+    for n in range(5):  # three batches: 2 + 2 + 1 records at offsets 10..14
+        sink.add("cards-changelog", b"k", b"v%d" % n, 1)
+    sink.add("scores", b"k", b"s", 0)
+    acked = asyncio.run(sink.flush())
+    assert acked == {("cards-changelog", 1): 14, ("scores", 0): 10}
+    assert producer.logs[("cards-changelog", 1)][14] == b"v4"
+    assert asyncio.run(sink.flush()) == {}  # nothing pending
+
+
+def test_the_installed_libraries_have_every_internal_the_worker_uses() -> None:
+    assert missing() == []
+    check_internals()
+
+
+def test_a_missing_internal_stops_the_worker_with_its_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = ("faust.stores.rocksdb", "Store", "_renamed_in_a_new_release", "a test")
+    monkeypatch.setattr("workers.faust_bridge.REQUIRED", (*REQUIRED, gone))
+    with pytest.raises(FaustInternalsChanged,
+                       match=r"faust\.stores\.rocksdb\.Store\._renamed_in_a_new_release"):
+        check_internals()
