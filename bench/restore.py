@@ -20,18 +20,12 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from bench.harness import fresh
+from chaos.big_state import fill_card_changelog
 from fraudstream.settings import Settings
-from fraudstream.streaming import new_producer
-from workers.app import worker_datadir
-from workers.card_record import CardRecord, Decision
-from workers.output import key_partition
-from workers.pool import WorkerProcess
-from workers.topics import ensure_topics
+from workers.pool import WorkerProcess, worker_datadir
+from workers.topics import card_changelog_spec, ensure_topics
 
 #: Longest wait for one worker start (1M cards restore from nothing on a busy 2-core machine).
 START_TIMEOUT_S = 900.0
@@ -51,47 +45,6 @@ class RestoreRun:
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
-
-
-def card_value(index: int) -> bytes:
-    """A changelog value like a card's after a day of use: 6 transactions, 6 decisions."""
-    record = CardRecord()
-    start = 1_700_000_000 + index % 86_400
-    for n in range(6):
-        ts = start + n * 3_600
-        record.state.observe(ts, 10.0 + (index * 7 + n * 13) % 200)
-        record.remember(Decision(f"tx-{index}-{n}", ts, 0, index * 6 + n, 0.02, "approve",
-                                 "v20261130-rf"))
-    return orjson.dumps(record.to_wire())
-
-
-async def fill_changelog(settings: Settings, first: int, count: int) -> None:
-    """Write ``count`` card records (ids first..first+count-1) to the cards changelog."""
-    topic = f"{settings.app_id}-cards-changelog"
-    producer = new_producer(settings.kafka_bootstrap, linger_ms=20)
-    await producer.start()
-    try:
-        batches: dict[int, Any] = {}
-        pending = []
-        for i in range(first, first + count):
-            key = f"card-{i:08d}".encode()
-            partition = key_partition(key, settings.partitions)
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = producer.create_batch()
-            if batch.append(key=key, value=card_value(i), timestamp=None) is None:
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = producer.create_batch()
-                batch.append(key=key, value=card_value(i), timestamp=None)
-            if len(pending) > 64:
-                await asyncio.gather(*pending)
-                pending = []
-        for partition, batch in batches.items():
-            if batch.record_count():
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
 
 
 def timed_start(worker: WorkerProcess) -> tuple[float, float]:
@@ -124,16 +77,16 @@ def kill(worker: WorkerProcess) -> None:
 def measure(settings: Settings, store: str, cards: int, tail: int) -> RestoreRun:
     """One store at one size (see the module docstring)."""
     s = dataclasses.replace(fresh(settings, f"restore-{store}"), table_store=store)
-    ensure_topics(s)
+    ensure_topics(s, [card_changelog_spec(s)])
     worker = WorkerProcess(s, 0, name=f"restore-{store}-{cards}")
     try:
         baseline_s, _ = timed_start(worker)
         worker.stop()
-        asyncio.run(fill_changelog(s, 0, cards))
+        asyncio.run(fill_card_changelog(s, 0, cards))
         shutil.rmtree(worker_datadir(s, 0), ignore_errors=True)
         cold_s, cold_restoring_s = timed_start(worker)
         kill(worker)
-        asyncio.run(fill_changelog(s, cards, tail))
+        asyncio.run(fill_card_changelog(s, cards, tail))
         warm_s, warm_restoring_s = timed_start(worker)
     finally:
         worker.stop()

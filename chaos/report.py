@@ -62,6 +62,12 @@ class ChaosReport:
     #: From the healing (for overload: the load dropping) to the last decision that waited
     #: in a backlog (slower than max(1 s, 5 × the p99 before the fault)).
     drained_after_heal_s: float | None = None
+    #: Cards in the card table's changelog before the workers started (big-state runs), how
+    #: long the workers took to restore them at start, and how long a worker's /ready said
+    #: "restoring" after the fault (all workers summed, polled every ~0.5 s).
+    preloaded_cards: int = 0
+    initial_restore_s: float | None = None
+    restoring_after_fault_s: float | None = None
     #: The run's topics by role (kept for an audit with ``--keep-topics``, else deleted).
     topics: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +96,11 @@ class ChaosReport:
                  f"from Kafka, {_fmt(self.redelivered_dropped)} repeated records dropped", "",
                  f"Failovers: {len(self.failovers)} (first {_fmt(self.replaced_after_s)} s "
                  "after the fault)"]
+        if self.preloaded_cards:
+            lines[-1:-1] = [f"Card table: {self.preloaded_cards:,} cards preloaded, restored "
+                            f"at start in {_fmt(self.initial_restore_s)} s; after the fault "
+                            f"the workers restored for {_fmt(self.restoring_after_fault_s)} s",
+                            ""]
         lines += [f"- slot {f['slot']}: {f['reason']} (pid {f['old_pid']} -> {f['new_pid']}, "
                   f"{'standby' if f['from_standby'] else 'cold start'})" for f in self.failovers]
         if self.problems:

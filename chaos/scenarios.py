@@ -57,12 +57,24 @@ class Scenario:
     #: Publish each transaction's label too (one per transaction, a second later), as the
     #: demo does: the label path then competes with scoring for the workers' time.
     with_labels: bool = False
+    #: Cards written to the card table's changelog before the workers start (big state);
+    #: ``fraudstream chaos run --cards`` overrides it.
+    preload_cards: int = 0
+    #: Scoring must be back at its prior rate within this many seconds of the fault.
+    max_recovery_s: float | None = None
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("kill-worker", "SIGKILL one active worker; a warm standby takes its slot",
              lambda ctx: signal_worker(ctx, signal.SIGKILL),
              expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True),
+    Scenario("big-state-kill", "fill the card table with 1,000,000 cards, then SIGKILL one "
+             "active worker: the standby that takes its slot opens the card table its "
+             "predecessor kept on local disk (RocksDB) and reads only the changelog's tail; "
+             "scoring must be back within 30 s",
+             lambda ctx: signal_worker(ctx, signal.SIGKILL),
+             expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True,
+             preload_cards=1_000_000, max_recovery_s=30.0),
     Scenario("hang-worker", "SIGSTOP one active worker (alive but frozen); the supervisor "
              "detects the hang and replaces it",
              lambda ctx: signal_worker(ctx, signal.SIGSTOP), continue_worker, heal_after_s=15,

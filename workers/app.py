@@ -8,7 +8,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, MutableMapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -34,20 +33,19 @@ from workers.faust_bridge import (
 )
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink, is_record_error, key_partition
+from workers.pool import worker_datadir
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.restore_status import RestoreWatch
 from workers.scoring import Scorer
 from workers.state_tables import ChangelogTable
 from workers.takeover import TakeoverScan
+from workers.topics import COMPACT_CHANGELOG
 
 if TYPE_CHECKING:
     from model_registry.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-#: Changelog segments roll every minute so compaction keeps recovery short.
-COMPACT_CHANGELOG = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1",
-                     "delete.retention.ms": "60000"}
 
 #: How long the transactions topic's partition count is trusted before it is read again.
 PARTITION_COUNT_TTL_S = 60.0
@@ -83,11 +81,6 @@ class JsonTableView(MutableMapping[bytes, Any]):
 
     def __len__(self) -> int:
         return len(self.table)
-
-
-def worker_datadir(settings: Settings, index: int) -> Path:
-    """Where the worker in slot ``index`` keeps its Faust data (the card table's RocksDB)."""
-    return settings.state_dir / "faust" / settings.app_id / f"worker-{index}"
 
 
 def faust_settings(settings: Settings, index: int,

@@ -61,6 +61,20 @@ def stopping_file(settings: Settings, pid: int) -> Path:
     return settings.state_dir / "run" / f"worker-{pid}.stopping"
 
 
+def app_datadir(settings: Settings) -> Path:
+    """Where the workers of this app (consumer group) keep their local Faust data."""
+    return settings.state_dir / "faust" / settings.app_id
+
+
+def worker_datadir(settings: Settings, index: int) -> Path:
+    """Where the worker in slot ``index`` keeps its Faust data (the card table's RocksDB).
+
+    Per slot, so a worker restarted in its slot (or the standby given the slot) finds the
+    card table its predecessor kept on disk (workers.card_store).
+    """
+    return app_datadir(settings) / f"worker-{index}"
+
+
 def _targets_dir(settings: Settings) -> Path:
     return settings.state_dir / "prometheus" / "targets"
 

@@ -11,6 +11,17 @@ from fraudstream.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+#: The card table's changelog, besides compaction: segments roll every minute so compaction
+#: keeps recovery short.
+COMPACT_CHANGELOG = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1",
+                     "delete.retention.ms": "60000"}
+
+
+def card_changelog(settings: Settings) -> str:
+    """The name Faust gives the ``cards`` table's changelog topic."""
+    return f"{settings.app_id}-cards-changelog"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -33,8 +44,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing topics; returns the names created."""
+def card_changelog_spec(settings: Settings) -> TopicSpec:
+    """The card table's changelog as the workers declare it (co-partitioned, compacted)."""
+    rf = settings.replication_factor
+    isr = {"min.insync.replicas": "2"} if rf >= 3 else {}
+    return TopicSpec(card_changelog(settings), settings.partitions, rf,
+                     {**isr, "cleanup.policy": "compact", **COMPACT_CHANGELOG})
+
+
+def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> list[str]:
+    """Create the missing topics (``extra`` ones too); returns the names created."""
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
@@ -42,7 +61,7 @@ def ensure_topics(settings: Settings) -> list[str]:
                              client_id="fraudstream-admin", request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
-        wanted = [t for t in topic_specs(settings) if t.name not in existing]
+        wanted = [t for t in topic_specs(settings) + (extra or []) if t.name not in existing]
         if not wanted:
             return []
         request = {t.name: {"num_partitions": t.partitions, "replication_factor": t.replication,

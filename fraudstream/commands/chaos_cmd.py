@@ -38,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="seconds into the load when the fault is injected (default 8)")
     run_p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
     run_p.add_argument("--standby", type=int, default=1, help="warm standbys (default 1)")
+    run_p.add_argument("--cards", type=int, default=None,
+                       help="cards preloaded into the card table before the workers start "
+                            "(default: the scenario's own, 1,000,000 for big-state-kill and 0 "
+                            "for the others)")
     run_p.add_argument("--keep-topics", action="store_true",
                        help="leave each run's topics in place and print their names, so the "
                             "outputs can be audited afterwards with an independent reader")
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         scenarios = resolve(args.scenario)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from exc
+    if args.cards is not None and args.cards < 0:
+        raise UserError("--cards must be 0 or more")
     if args.fault_at >= args.duration:
         raise UserError("--fault-at must come before the end of --duration")
     settings = with_signing_key(settings)
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         "up` (or `--nodes 3` for kill-broker)")
     ensure_model(settings)
     plan = RunPlan(rate=args.rate, duration_s=args.duration, fault_at_s=args.fault_at,
-                   workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics)
+                   workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics,
+                   preload_cards=args.cards)
     runner = ChaosRunner(settings, stack, plan)
     reports = []
     for scenario in scenarios:

@@ -50,9 +50,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from model_registry.artifact import ArtifactError
     from model_registry.errors import RegistryError
     from monitoring.metrics import WorkerMetrics
-    from workers.app import WorkerApp, worker_datadir
+    from workers.app import WorkerApp
     from workers.hot_swap import initial_scorer, registry_from_settings
-    from workers.pool import stopping_file
+    from workers.pool import stopping_file, worker_datadir
     from workers.scoring import limit_model_threads
 
     limit_model_threads()

@@ -11,11 +11,13 @@ import orjson
 import pytest
 from faust.types import TP
 
+from fraudstream.settings import Settings
 from workers.card_store import CardMemoryStore, CardRocksStore, table_store
 from workers.faust_bridge import REQUIRED, FaustInternalsChanged, check_internals
 from workers.faust_bridge import missing_internals as missing
 from workers.output import KafkaBatchSink
 from workers.state_tables import ChangelogTable
+from workers.topics import card_changelog
 
 
 def cards_table(datadir: Path, kind: str) -> Any:
@@ -38,6 +40,12 @@ def test_the_card_table_gets_the_store_the_setting_names(tmp_path: Path) -> None
     assert type(cards_table(tmp_path / "b", "memory").data) is CardMemoryStore
     with pytest.raises(ValueError, match="rocksdb or memory"):
         table_store("disk")
+
+
+def test_the_changelog_is_the_topic_the_tools_fill(tmp_path: Path) -> None:
+    table = cards_table(tmp_path, "memory")
+    assert table.changelog_topic.get_topic_name() == card_changelog(
+        Settings(app_id="store-test"))
 
 
 def test_rocksdb_keeps_values_and_their_changelog_offset_across_a_restart(tmp_path: Path) -> None:
