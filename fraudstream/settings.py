@@ -89,6 +89,9 @@ class Settings:
     #: FRAUDSTREAM_STATE_DIR/faust/<app id>/worker-<slot>; a restarted worker reads only the
     #: changelog's tail) or ``memory`` (replays the whole changelog on every assignment).
     table_store: str = "rocksdb"
+    #: A card with no transaction for this many days (in event time) is removed from the
+    #: card table with a tombstone (its changelog shrinks too); 0 keeps every card forever.
+    card_idle_days: float = 31.0
     #: The HTTP API (``fraudstream api``): port, and the bearer token its mutating endpoints
     #: require (unset = mutations refused).
     api_port: int = 8000

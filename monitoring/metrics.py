@@ -35,6 +35,7 @@ class WorkerMetrics:
     worker_up: Gauge
     assigned_partitions: Gauge
     takeover_skipped: Counter
+    cards_expired: Counter
     offsets_gap_filled: Counter
     offsets_redelivered: Counter
     model_refused: Counter
@@ -90,6 +91,8 @@ class WorkerMetrics:
                             registry=reg),
             assigned_partitions=Gauge(f"{p}_assigned_partitions", "Transaction partitions "
                                       "assigned to this worker", registry=reg),
+            cards_expired=Counter(f"{p}_cards_expired", "Idle cards removed from the card "
+                                  "table (tombstoned in its changelog)", registry=reg),
             takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "
                                      "takeover whose output the previous owner had already "
                                      "written (skipped, not decided twice)", registry=reg),

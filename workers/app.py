@@ -22,6 +22,7 @@ from monitoring.consumer_lag import ConsumerLag
 from monitoring.drift_window import DriftMonitor
 from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
+from workers.card_expiry import CardExpiry
 from workers.card_record import CardRecord
 from workers.card_store import table_store
 from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: How long the transactions topic's partition count is trusted before it is read again.
 PARTITION_COUNT_TTL_S = 60.0
+
+#: Seconds between two steps of the idle-card sweep (one chunk of each owned partition each).
+CARD_EXPIRY_INTERVAL_S = 10.0
 
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
 EXIT_KAFKA_UNAVAILABLE = 70
@@ -170,6 +174,11 @@ class WorkerApp:
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift,
             emit_features=settings.emit_features, max_clock_skew_s=settings.max_clock_skew_s)
+        # Held by the scoring step and the expiry sweep: a card is never removed between a
+        # batch reading it and writing it back.
+        self.state_lock = asyncio.Lock()
+        self.expiry = CardExpiry(cast(ChangelogTable, self.processor.cards), self.state_lock,
+                                 idle_s=settings.card_idle_days * 86_400)
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
@@ -267,26 +276,30 @@ class WorkerApp:
         hand the same record to the next worker, and one record would take the group down.
         """
         try:
-            # Inside the shielded task: a stop during the read must not ack unread records.
-            batch = await self._continuous(batch)
-            todo = await self._skip_already_done(batch)
-            if todo:
-                try:
-                    await self.processor.process(todo)
-                except (KafkaError, ProducerSendError) as exc:
-                    if not is_record_error(exc):
-                        raise
-                    # Part of the batch's output may be written: only the rest is redone.
-                    await self.processor.process_isolated(await self._not_yet_out(todo), exc)
-                except Exception as exc:  # never lose a batch to a bug
-                    await self.processor.process_isolated(await self._not_yet_out(todo), exc)
-            for r in batch:
-                self._continuity.processed(r.partition, r.offset)
+            async with self.state_lock:
+                await self._process_locked(batch)
         except BaseException as exc:
             # Output could not be written: exit before these offsets are acknowledged, so the
             # group hands the partitions (and the batch) to a healthy worker.
             logger.critical("cannot finish a batch, exiting error=%r", exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
+
+    async def _process_locked(self, batch: list[RawRecord]) -> None:
+        # Inside the shielded task: a stop during the read must not ack unread records.
+        batch = await self._continuous(batch)
+        todo = await self._skip_already_done(batch)
+        if todo:
+            try:
+                await self.processor.process(todo)
+            except (KafkaError, ProducerSendError) as exc:
+                if not is_record_error(exc):
+                    raise
+                # Part of the batch's output may be written: only the rest is redone.
+                await self.processor.process_isolated(await self._not_yet_out(todo), exc)
+            except Exception as exc:  # never lose a batch to a bug
+                await self.processor.process_isolated(await self._not_yet_out(todo), exc)
+        for r in batch:
+            self._continuity.processed(r.partition, r.offset)
 
     async def _not_yet_out(self, batch: list[RawRecord]) -> list[RawRecord]:
         """The records of ``batch`` that no score or dead letter names yet."""
@@ -380,6 +393,20 @@ class WorkerApp:
                     self.merchants[key] = state.to_wire()
                 self.metrics.labels_applied.labels("applied").inc(len(events))
 
+        if s.card_idle_days > 0:
+            @app.timer(interval=CARD_EXPIRY_INTERVAL_S)
+            async def expire_idle_cards() -> None:
+                if not self.ready or self.restore.status().restoring:
+                    return
+                mine = [tp.partition for tp in app.assignor.assigned_actives()
+                        if tp.topic == s.topic_transactions]
+                try:
+                    removed = await self.expiry.sweep(mine, self.processor.newest_event_s)
+                except (KafkaError, ProducerSendError) as exc:
+                    logger.warning("card expiry postponed error=%r", exc)
+                    return
+                self.metrics.cards_expired.inc(removed)
+
         @app.timer(interval=s.monitoring_interval_s)
         async def consumer_lag() -> None:
             self.lag.update(tp for tp in app.assignor.assigned_actives()
@@ -419,6 +446,10 @@ class WorkerApp:
             self._unverified = {tp.partition for tp in mine}
             self._already_done.clear()
             self._continuity.reset()
+            gone = set(self.processor.newest_event_s) - self._unverified
+            for partition in gone:
+                del self.processor.newest_event_s[partition]
+            self.expiry.forget(gone)
             logger.info("assigned worker=%s partitions=%s", self.name,
                         sorted(tp.partition for tp in mine))
 

@@ -97,6 +97,14 @@ class CardRecord:
                 budget -= len(kept[first][0]) * 4
         return [self.state.to_wire(), kept[first:]]
 
+    @staticmethod
+    def last_seen(wire: list | None) -> int | None:
+        """The event time of the card's newest transaction, read off its wire form cheaply."""
+        if not wire or not wire[0]:
+            return None
+        last_ts = wire[0][0]
+        return int(last_ts) if last_ts is not None else None
+
     @classmethod
     def from_wire(cls, wire: list | None) -> CardRecord:
         if not wire:

@@ -56,6 +56,15 @@ class PartitionedStore(Protocol):
         """Store ``items``; ``changelog_offset`` is the last changelog offset they include."""
         ...
 
+    def delete_batch(self, partition: int, keys: Sequence[bytes],
+                     changelog_offset: int | None) -> None:
+        """Forget ``keys`` (their tombstones are in the changelog up to ``changelog_offset``)."""
+        ...
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` entries of ``partition`` in key order, from just after ``after``."""
+        ...
+
 
 class CardRocksStore(faust_rocksdb.Store):
     """Faust's RocksDB store (rocksdict driver), read and written by explicit partition."""
@@ -75,6 +84,28 @@ class CardRocksStore(faust_rocksdb.Store):
             # In the same atomic write: the offset never claims values the database lacks.
             batch.put(self.offset_key, str(changelog_offset).encode())
         self._db_for_partition(partition).write(batch)
+
+    def delete_batch(self, partition: int, keys: Sequence[bytes],
+                     changelog_offset: int | None) -> None:
+        import rocksdict
+
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key in keys:
+            batch.delete(key)
+        if changelog_offset is not None:
+            batch.put(self.offset_key, str(changelog_offset).encode())
+        self._db_for_partition(partition).write(batch)
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        db = self._db_for_partition(partition)
+        found: list[tuple[bytes, bytes]] = []
+        for key, value in (db.items() if after is None else db.items(from_key=after)):
+            if key == self.offset_key or key == after:
+                continue
+            found.append((bytes(key), bytes(value)))
+            if len(found) >= limit:
+                break
+        return found
 
     async def assign_partitions(self, table: Any, tps: set[TP],
                                 generation_id: int = 0) -> None:
@@ -127,6 +158,18 @@ class CardMemoryStore(faust_memory.Store):
             data[key] = value
             # Lets the store drop the key when its partition moves elsewhere.
             key_partition[key] = partition
+
+    def delete_batch(self, partition: int, keys: Sequence[bytes],
+                     changelog_offset: int | None) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+            self._key_partition.pop(key, None)
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        # Sorted on each call: fine for the memory store's sizes (the default is RocksDB).
+        keys = sorted(k for k, p in self._key_partition.items()
+                      if p == partition and (after is None or k > after))
+        return [(k, self.data[k]) for k in keys[:limit] if k in self.data]
 
 
 def register() -> None:

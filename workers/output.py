@@ -52,8 +52,10 @@ def key_partition(key: bytes, partitions: int) -> int:
 class Sink(Protocol):
     """Collects output records and delivers them on ``flush``."""
 
-    def add(self, topic: str, key: bytes | None, value: bytes,
-            partition: int | None = None) -> None: ...
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            partition: int | None = None) -> None:
+        """Queue a record (``value`` None: a tombstone, for compacted topics)."""
+        ...
 
     async def flush(self) -> dict[tuple[str, int], int]:
         """Deliver everything added so far; return once it is acknowledged.
@@ -69,11 +71,11 @@ class KafkaBatchSink:
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self._pending: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self._partitioner = DefaultPartitioner()
         self._round_robin = itertools.count()
 
-    def add(self, topic: str, key: bytes | None, value: bytes,
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
         self._pending.append((topic, key, value, partition))
 
@@ -82,7 +84,8 @@ class KafkaBatchSink:
         if not pending:
             return {}
         partitions: dict[str, list[int]] = {}
-        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = defaultdict(
+            list)
         for topic, key, value, partition in pending:
             if partition is None:
                 if topic not in partitions:
@@ -121,9 +124,10 @@ class ListSink:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
 
-    def add(self, topic: str, key: bytes | None, value: bytes,
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
-        self.records.append((topic, key, value, partition))
+        # Tombstones are kept as b"" (the tests that use this sink read values as JSON).
+        self.records.append((topic, key, b"" if value is None else value, partition))
 
     async def flush(self) -> dict[tuple[str, int], int]:
         return {}

@@ -82,6 +82,9 @@ class ScoringProcessor:
         self.partitions = partitions
         #: Whether the last ``process`` call got all its outputs acknowledged.
         self._outputs_written = False
+        #: Per partition, the newest transaction time (event time) decided here: the clock
+        #: of card expiry (workers.card_expiry).
+        self.newest_event_s: dict[int, int] = {}
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Use another model from the next batch on (never inside a batch)."""
@@ -194,6 +197,8 @@ class ScoringProcessor:
                         f"already decided ({seen.decision}, partition {seen.partition} offset "
                         f"{seen.offset}); a transaction is decided once")))
                 continue
+            if result.ts > self.newest_event_s.get(rec.partition, -1):
+                self.newest_event_s[rec.partition] = result.ts
             merchant_key = result.merchant_id.encode()
             merchant = merchants_seen.get(merchant_key)
             if merchant is None:

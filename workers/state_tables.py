@@ -28,18 +28,42 @@ class StateTable(Protocol):
         ...
 
 
+class ExpiringTable(StateTable, Protocol):
+    """A state table whose entries can be listed and removed (card expiry)."""
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, Any]]:
+        """Up to ``limit`` (key, value) of ``partition`` in key order, after key ``after``."""
+        ...
+
+    async def delete_many(self, items: Sequence[tuple[bytes, int]]) -> None:
+        """Remove (key, partition) entries; durable (tombstones in Kafka) when this returns."""
+        ...
+
+
 class DictTable:
     """An in-process table (unit tests, the raw benchmark loop)."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
+        self.partitions: dict[bytes, int] = {}
 
     def get(self, key: bytes, partition: int) -> Any | None:
         return self.data.get(key)
 
     async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
-        for key, _partition, value in items:
+        for key, partition, value in items:
             self.data[key] = value
+            self.partitions[key] = partition
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, Any]]:
+        keys = sorted(k for k, p in self.partitions.items()
+                      if p == partition and (after is None or k > after))
+        return [(k, self.data[k]) for k in keys[:limit]]
+
+    async def delete_many(self, items: Sequence[tuple[bytes, int]]) -> None:
+        for key, _partition in items:
+            self.data.pop(key, None)
+            self.partitions.pop(key, None)
 
 
 class ChangelogTable:
@@ -74,3 +98,17 @@ class ChangelogTable:
         store = self.store
         for partition, written in by_partition.items():
             store.write_batch(partition, written, acked.get((topic, partition)))
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, Any]]:
+        return [(key, orjson.loads(raw)) for key, raw in self.store.scan(partition, after, limit)]
+
+    async def delete_many(self, items: Sequence[tuple[bytes, int]]) -> None:
+        """Tombstones in the changelog first (compaction then drops the keys), then the store."""
+        topic = self.table.changelog_topic.get_topic_name()
+        by_partition: dict[int, list[bytes]] = defaultdict(list)
+        for key, partition in items:
+            by_partition[partition].append(key)
+            self.sink.add(topic, key, None, partition)
+        acked = await self.sink.flush()
+        for partition, keys in by_partition.items():
+            self.store.delete_batch(partition, keys, acked.get((topic, partition)))

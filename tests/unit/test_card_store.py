@@ -86,10 +86,10 @@ class AckingSink:
 
     def __init__(self, acked: dict[tuple[str, int], int],
                  error: BaseException | None = None) -> None:
-        self.added: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.added: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.acked, self.error = acked, error
 
-    def add(self, topic: str, key: bytes | None, value: bytes,
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
         self.added.append((topic, key, value, partition))
 

@@ -251,9 +251,9 @@ class RefusingSink:
         self.pending: list[tuple[str, bytes | None, bytes, int | None]] = []
         self.limit, self.down = limit, down
 
-    def add(self, topic: str, key: bytes | None, value: bytes,
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
-        self.pending.append((topic, key, value, partition))
+        self.pending.append((topic, key, value or b"", partition))
 
     async def flush(self) -> dict[tuple[str, int], int]:
         from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError

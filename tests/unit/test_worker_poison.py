@@ -50,6 +50,7 @@ def worker(error: Exception, done: frozenset[int] = frozenset()) -> tuple[Worker
     w_any.processor = processor
     w_any._takeover = FakeTakeover(set(done))
     w_any._continuity = OffsetContinuity()
+    w_any.state_lock = asyncio.Lock()
 
     async def same(batch: list[RawRecord]) -> list[RawRecord]:
         return batch
