@@ -82,3 +82,40 @@ def test_a_worker_restarted_in_its_slot_keeps_its_card_state(settings: Settings,
     last = next(x for x in scores if x["transaction_id"] == "restart-3")
     # The 1-day count includes the transaction itself: 4 with the card's history, 1 without.
     assert last["features"]["card_nb_tx_1d"] == (4 if kept else 1)
+
+
+def test_an_idle_card_is_tombstoned_in_the_changelog(settings: Settings) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from workers.output import key_partition
+
+    s = dataclasses.replace(settings, card_idle_days=31.0)
+    # Two cards on one partition: the fresh one's time is that partition's event-time clock.
+    idle, fresh = "card-idle", next(f"card-fresh-{i}" for i in range(1000) if key_partition(
+        f"card-fresh-{i}".encode(), s.partitions) == key_partition(b"card-idle", s.partitions))
+    partition = key_partition(b"card-idle", s.partitions)
+    now = time.time()
+
+    def tx(card: str, n: int, at: float) -> Outgoing:
+        stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Outgoing(card.encode(), orjson.dumps({
+            "transaction_id": f"idle-{n}", "timestamp": stamp, "card_id": card,
+            "merchant_id": "m-1", "amount": 10.0}), None)
+
+    with running_pool(s, 1):
+        scores, dlq = asyncio.run(run_through(s, [tx(idle, 0, now - 40 * 86_400),
+                                                 tx(fresh, 1, now - 60)], expected=2))
+        assert (len(scores), dlq) == (2, [])
+        consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, consumer_timeout_ms=1000)
+        tp = TopicPartition(f"{s.app_id}-cards-changelog", partition)
+        consumer.assign([tp])
+        seen: list[tuple[bytes, bytes | None]] = []
+        deadline = time.monotonic() + 60  # the sweep runs every 10 s
+        try:
+            while time.monotonic() < deadline and (b"card-idle", None) not in seen:
+                seen += [(r.key, r.value) for r in consumer]
+        finally:
+            consumer.close()
+    assert (b"card-idle", None) in seen, seen
+    assert (f"{fresh}".encode(), None) not in seen
