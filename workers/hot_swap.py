@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fraudstream.settings import Settings
@@ -262,6 +262,29 @@ class InitialModel:
     scorer: Scorer
     source: str
     generation: int = 0
+
+
+def current_for_activation(loaded: InitialModel, generation: Callable[[], int],
+                           reload: Callable[[], InitialModel]) -> InitialModel:
+    """The model a standby should score with when it is given a slot.
+
+    A standby loads its model when it starts, possibly minutes before a failover; a promotion
+    or rollback since then would otherwise be ignored for the whole backlog it takes over
+    (until its model-update follower caught up). When the registry's generation moved, the
+    model is loaded again; when the registry cannot say, the loaded model is kept.
+    """
+    try:
+        now = generation()
+    except Exception as exc:  # the registry unreachable: the verified model in hand stands
+        logger.warning("registry generation unknown at activation, keeping model=%s error=%r",
+                       loaded.scorer.version, exc)
+        return loaded
+    if now == loaded.generation:
+        return loaded
+    fresh = reload()
+    logger.info("registry moved since the standby started generation=%d->%d model=%s->%s",
+                loaded.generation, now, loaded.scorer.version, fresh.scorer.version)
+    return fresh
 
 
 def initial_scorer(settings: Settings, registry: ModelRegistry,

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from model_registry.errors import RegistryError
     from monitoring.metrics import WorkerMetrics
     from workers.app import WorkerApp
-    from workers.hot_swap import initial_scorer, registry_from_settings
+    from workers.hot_swap import current_for_activation, initial_scorer, registry_from_settings
     from workers.pool import stopping_file, worker_datadir
     from workers.scoring import limit_model_threads
 
@@ -76,6 +76,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     index, instance_id = args.index, args.instance_id
     if args.standby is not None:
         index, instance_id = _wait_for_activation(args.standby)
+        try:
+            initial = current_for_activation(
+                initial, lambda: registry.state().generation,
+                lambda: initial_scorer(settings, registry, metrics))
+        except ArtifactError as exc:
+            print(f"fraudstream worker: error: refusing to start: {exc}", file=sys.stderr,
+                  flush=True)
+            return EXIT_CONFIG_ERROR
     worker_datadir(settings, index).mkdir(parents=True, exist_ok=True)
     worker_app = WorkerApp(settings, index, initial.scorer, metrics, registry,
                            initial.generation, instance_id=instance_id)

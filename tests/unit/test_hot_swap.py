@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +192,29 @@ def test_a_malformed_update_record_is_none_never_an_exception(raw: bytes | None)
 def test_a_well_formed_update_record_round_trips() -> None:
     update = ModelUpdate("production", "v1", 3, "2026-11-30T00:00:00.000+00:00")
     assert ModelUpdate.from_bytes(update.to_bytes()) == update
+
+
+def _initial(version: str, generation: int) -> Any:
+    from workers.hot_swap import InitialModel
+
+    scorer: Any = type("FakeScorer", (), {"version": version})()
+    return InitialModel(scorer, "test", generation)
+
+
+def test_an_activated_standby_reloads_when_the_registry_moved_since_it_started() -> None:
+    from workers.hot_swap import current_for_activation
+
+    loaded = _initial("v1", 3)
+    assert current_for_activation(loaded, lambda: 3, lambda: _initial("v2", 3)) is loaded
+    moved = current_for_activation(loaded, lambda: 4, lambda: _initial("v0-rollback", 4))
+    assert (moved.scorer.version, moved.generation) == ("v0-rollback", 4)
+
+
+def test_an_activated_standby_keeps_its_model_when_the_registry_cannot_say() -> None:
+    from workers.hot_swap import current_for_activation
+
+    def down() -> int:
+        raise ConnectionError("redis and the file store unreachable")
+
+    loaded = _initial("v1", 3)
+    assert current_for_activation(loaded, down, lambda: _initial("file", 0)) is loaded
