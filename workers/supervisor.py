@@ -24,10 +24,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from fraudstream.settings import Settings
 from monitoring.supervisor_metrics import SupervisorMetrics
+from workers import orphans
 from workers.health import (
     EXIT_CONFIG_ERROR,
     FailoverStorm,
@@ -172,12 +173,22 @@ class Supervisor:
         self._lock = threading.Lock()
         self._standby_restarts = CrashLoopGuard()
         self._started_at: dict[str, float] = {}
+        self._claim: IO[str] | None = None
         self._probes = ThreadPoolExecutor(max_workers=max(workers, 2),
                                           thread_name_prefix="probe")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the active workers and the standbys (returns without waiting for them)."""
+        """Start the active workers and the standbys (returns without waiting for them).
+
+        Raises ``SupervisorBusy`` when another supervisor runs this app from the same state
+        dir; stops the workers a dead supervisor left running first (``workers.orphans``).
+        """
+        self._claim = orphans.claim(self.settings)
+        left = orphans.stop_orphans(self.settings)
+        if left and self.notify is not None:
+            self.notify(f"stopped {len(left)} worker(s) left running by a previous supervisor "
+                        f"(pids {', '.join(map(str, left))})")
         self.metrics.workers_desired.set(self.n_workers)
         self.metrics.standbys_desired.set(self.n_standbys)
         for index in range(1, self.n_workers + 1):
@@ -249,6 +260,8 @@ class Supervisor:
                 w.signal(signal.SIGTERM)
             for w in everyone:
                 w.stop()
+                if w.proc is not None:
+                    orphans.unlisted(self.settings, w.proc.pid)
         self._progress.stop()
         self._probes.shutdown(wait=False)
         from workers.pool import remove_targets
@@ -262,6 +275,9 @@ class Supervisor:
             self._metrics_server = None
         if self._producer is not None:
             self._producer.close(timeout=2)
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
 
     # -- health ------------------------------------------------------------------------------
     def check_once(self) -> None:
@@ -439,6 +455,8 @@ class Supervisor:
         worker = WorkerProcess(self.settings, index, instance_id=instance_id,
                                standby_file=ready_file, name=name)
         worker.start()
+        if worker.proc is not None:
+            orphans.listed(self.settings, worker.proc.pid)
         return worker
 
     def serve_metrics(self, required: bool = True) -> Any:

@@ -77,6 +77,7 @@ def with_signing_key(settings: Settings) -> Settings:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.commands.train_cmd import ensure_model
+    from workers.orphans import SupervisorBusy
     from workers.pool import WorkerStartError
     from workers.supervisor import Supervisor
 
@@ -100,10 +101,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         pool = Supervisor(settings, args.workers, args.standby,
                           notify=lambda line: print(f"\n{line}", file=sys.stderr, flush=True))
         pool.serve_metrics(required=False)
-        pool.start()
         try:
+            pool.start()
             pool.wait_ready()
-        except WorkerStartError as exc:
+        except (WorkerStartError, SupervisorBusy) as exc:
             raise UserError(str(exc)) from exc
         pool.run_in_thread()
         if args.start_date == "2018-04-01":

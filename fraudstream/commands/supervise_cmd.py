@@ -65,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.errors import UserError
+    from workers.orphans import SupervisorBusy
     from workers.supervisor import HealthPolicy, Supervisor, WorkerConfigError
 
     if args.workers < 1 or args.standby < 0:
@@ -84,7 +85,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"cannot serve supervisor metrics on {settings.bind_host}:"
                         f"{settings.supervisor_port} ({exc}); set FRAUDSTREAM_SUPERVISOR_PORT "
                         "to a free port") from exc
-    supervisor.start()
+    try:
+        supervisor.start()
+    except SupervisorBusy as exc:
+        supervisor.stop()
+        raise UserError(str(exc)) from exc
     try:
         supervisor.wait_ready()
         print(f"supervising {args.workers} workers and {args.standby} standbys "
