@@ -73,3 +73,38 @@ def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> l
         return [t.name for t in wanted]
     finally:
         admin.close()
+
+
+def partition_problems(settings: Settings, counts: dict[str, int]) -> list[str]:
+    """What is wrong with the topics' partition counts (``counts``: topic -> partitions).
+
+    Every output goes to its input's partition number (so a takeover can read what the
+    previous owner wrote), and the card table is co-partitioned with the transactions: the
+    outputs need at least as many partitions as ``transactions``, and the workers' partition
+    setting must be ``transactions``' count. A mismatch would dead-letter valid records, or
+    write a card's state to another partition than its transactions.
+    """
+    source = settings.topic_transactions
+    have = counts.get(source)
+    if have is None:
+        return []
+    problems = []
+    if settings.partitions != have:
+        problems.append(f"{source} has {have} partitions but FRAUDSTREAM_PARTITIONS is "
+                        f"{settings.partitions}: set FRAUDSTREAM_PARTITIONS={have} (the card "
+                        "table is partitioned like the transactions)")
+    for topic in (settings.topic_scores, settings.topic_dlq):
+        n = counts.get(topic)
+        if n is not None and n < have:
+            problems.append(f"{topic} has {n} partitions, fewer than {source} ({have}): each "
+                            "output goes to its input's partition number; add partitions "
+                            f"(kafka-topics.sh --alter --topic {topic} --partitions {have})")
+    changelog = card_changelog(settings)
+    n = counts.get(changelog)
+    if n is not None and n != have:
+        problems.append(f"{changelog} has {n} partitions, not {have} like {source}: the card "
+                        "table must be co-partitioned with the transactions; delete the "
+                        "changelog topic and the workers' local state "
+                        f"({settings.state_dir}/faust/{settings.app_id}) to rebuild it")
+    return problems
+

@@ -190,3 +190,18 @@ def test_a_missing_internal_stops_the_worker_with_its_name(
     with pytest.raises(FaustInternalsChanged,
                        match=r"faust\.stores\.rocksdb\.Store\._renamed_in_a_new_release"):
         check_internals()
+
+
+def test_partition_counts_that_would_misroute_records_are_named() -> None:
+    from workers.topics import partition_problems
+
+    s = Settings(app_id="pc", partitions=4)
+    ok = {"transactions": 4, "scores": 4, "transactions.dlq": 6, "pc-cards-changelog": 4}
+    assert partition_problems(s, ok) == []
+    assert partition_problems(s, {}) == []  # nothing created yet: nothing to say
+    problems = partition_problems(s, {**ok, "scores": 2, "pc-cards-changelog": 8})
+    assert len(problems) == 2
+    assert "scores has 2 partitions, fewer than transactions (4)" in problems[0]
+    assert "pc-cards-changelog has 8 partitions, not 4" in problems[1]
+    wrong_setting = partition_problems(Settings(app_id="pc", partitions=2), ok)
+    assert any("set FRAUDSTREAM_PARTITIONS=4" in p for p in wrong_setting)
