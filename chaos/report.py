@@ -68,6 +68,12 @@ class ChaosReport:
     preloaded_cards: int = 0
     initial_restore_s: float | None = None
     restoring_after_fault_s: float | None = None
+    #: Soak runs: each worker's resident memory (MB) sampled every ~10 s, and over the run's
+    #: second half the slopes of p99 latency (per-minute p99s) and of the largest worker's
+    #: memory, per minute.
+    memory_mb: list[dict[str, float]] = field(default_factory=list)
+    p99_slope_ms_per_min: float | None = None
+    memory_slope_mb_per_min: float | None = None
     #: The run's topics by role (kept for an audit with ``--keep-topics``, else deleted).
     topics: dict[str, str] = field(default_factory=dict)
 
@@ -96,6 +102,11 @@ class ChaosReport:
                  f"from Kafka, {_fmt(self.redelivered_dropped)} repeated records dropped", "",
                  f"Failovers: {len(self.failovers)} (first {_fmt(self.replaced_after_s)} s "
                  "after the fault)"]
+        if self.memory_mb:
+            lines[-1:-1] = [f"Soak: over the second half, p99 latency moved "
+                            f"{_fmt(self.p99_slope_ms_per_min)} ms/min and worker memory "
+                            f"{_fmt(self.memory_slope_mb_per_min)} MB/min "
+                            f"({len(self.memory_mb)} memory samples)", ""]
         if self.preloaded_cards:
             lines[-1:-1] = [f"Card table: {self.preloaded_cards:,} cards preloaded, restored "
                             f"at start in {_fmt(self.initial_restore_s)} s; after the fault "
@@ -220,3 +231,32 @@ def plot_timeline(report: ChaosReport, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def second_half_slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope (y per minute) of the points whose t (seconds) is in the second
+    half of the span; None with fewer than 3 such points."""
+    if not points:
+        return None
+    t = np.asarray([p[0] for p in points], dtype=np.float64)
+    y = np.asarray([p[1] for p in points], dtype=np.float64)
+    keep = t >= (t.min() + t.max()) / 2
+    if keep.sum() < 3 or np.ptp(t[keep]) == 0:
+        return None
+    return float(np.polyfit(t[keep] / 60.0, y[keep], 1)[0])
+
+
+def p99_per_minute(scored_at_ms: list[tuple[int, float]], start_ms: int) -> list[tuple[float,
+                                                                                      float]]:
+    """(minute start in seconds, p99 latency in ms) of each whole minute of decisions."""
+    if not scored_at_ms:
+        return []
+    data = np.asarray(scored_at_ms, dtype=np.float64)
+    minute = np.floor((data[:, 0] - start_ms) / 60_000.0).astype(int)
+    out = []
+    for m in range(max(minute.min(), 0), minute.max()):  # the last minute may be partial
+        lat = data[minute == m, 1]
+        if len(lat):
+            out.append((m * 60.0, float(np.percentile(lat, 99))))
+    return out
+

@@ -29,7 +29,9 @@ from chaos.report import (
     ChaosReport,
     drain_seconds,
     p99_by_phase,
+    p99_per_minute,
     recovery_seconds,
+    second_half_slope,
     timeline,
 )
 from chaos.scenarios import Scenario
@@ -111,6 +113,23 @@ class RunPlan:
 DRIFT_PSI = 0.25
 
 
+def worker_memory_mb(supervisor: Supervisor) -> list[float]:
+    """Resident memory (MB) of each active worker process, from /proc."""
+    sizes = []
+    for slot in supervisor.slots:
+        proc = slot.worker.proc
+        if proc is None:
+            continue
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024.0)
+    return sizes
+
+
 def workers_restoring(supervisor: Supervisor) -> int:
     """How many active workers' /ready say they are restoring their tables now."""
     count = 0
@@ -119,6 +138,30 @@ def workers_restoring(supervisor: Supervisor) -> int:
         if body is not None and body.get("restoring"):
             count += 1
     return count
+
+
+#: "Flat" in a soak: over the run's second half, p99 latency may grow at most this many ms per
+#: minute and the largest worker's memory this many MB per minute (a leak of 1 MB/min is
+#: 1.4 GB a day).
+SOAK_MAX_P99_SLOPE_MS = 10.0
+SOAK_MAX_MEMORY_SLOPE_MB = 1.0
+
+
+def soak_problems(report: ChaosReport, duration_s: float) -> list[str]:
+    """Why a soak run's latency or memory did not stay flat (empty when they did)."""
+    problems = []
+    p99, memory = report.p99_slope_ms_per_min, report.memory_slope_mb_per_min
+    if p99 is None or memory is None:
+        problems.append(f"a {duration_s:.0f} s soak gives too few points for slopes; run "
+                        "at least 6 minutes")
+        return problems
+    if p99 > SOAK_MAX_P99_SLOPE_MS:
+        problems.append(f"p99 latency grew {p99:.1f} ms/min over the second half (at most "
+                        f"{SOAK_MAX_P99_SLOPE_MS:.0f})")
+    if memory > SOAK_MAX_MEMORY_SLOPE_MB:
+        problems.append(f"worker memory grew {memory:.2f} MB/min over the second half (at "
+                        f"most {SOAK_MAX_MEMORY_SLOPE_MB:.0f})")
+    return problems
 
 
 def _seconds(value: float | None) -> str:
@@ -360,8 +403,12 @@ class ChaosRunner:
         plan = self.plan
         phases = load_phases(plan, scenario)
         count = sum(n for n, _rate in phases)
-        ds = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, nb_days=60,
-                                       seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
+        # About 240,000 transactions per 2,000 customers over 60 days: enough cards for a
+        # long run too (a soak), never fewer than the short runs always had.
+        customers = max(2000, int(count / 100) + 1)
+        ds = simulate(SimulationConfig(n_customers=customers, n_terminals=2 * customers,
+                                       nb_days=60, seed=plan.seed,
+                                       id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
         records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)),
                                                with_labels=scenario.with_labels)
         if scenario.drift_amount_scale:
@@ -400,6 +447,7 @@ class ChaosRunner:
             task = asyncio.create_task(produce_phases())
             restoring_s = 0.0
             last_look = loop.time()
+            next_memory_sample = 0.0
             faulted = healed = False
             deadline: float | None = None
             next_alert_poll = 0.0
@@ -418,6 +466,13 @@ class ChaosRunner:
                         healed = True
                         await asyncio.to_thread(scenario.heal, ctx)
                         report.healed_at_s = round(loop.time() - t0, 2)
+                    if scenario.soak and now >= next_memory_sample:
+                        next_memory_sample = now + 10.0
+                        sizes = await asyncio.to_thread(worker_memory_mb, ctx.supervisor)
+                        if sizes:
+                            report.memory_mb.append({"t": round(now, 1),
+                                                     "max_mb": round(max(sizes), 1),
+                                                     "sum_mb": round(sum(sizes), 1)})
                     if faulted and report.preloaded_cards:
                         seen = await asyncio.to_thread(workers_restoring, ctx.supervisor)
                         restoring_s += (loop.time() - last_look) * seen
@@ -516,6 +571,12 @@ class ChaosRunner:
             problems.append(f"the supervisor replaced {len(supervisor.events)} worker(s) "
                             f"({', '.join(e.reason for e in supervisor.events)}): slowness "
                             "is not a fault")
+        if scenario.soak:
+            report.p99_slope_ms_per_min = second_half_slope(
+                p99_per_minute(ledger.scored_at_ms, start_ms))
+            report.memory_slope_mb_per_min = second_half_slope(
+                [(m["t"], m["max_mb"]) for m in report.memory_mb])
+            problems.extend(soak_problems(report, self.plan.duration_s))
         if scenario.drift_amount_scale and not (report.amount_psi or 0.0) > DRIFT_PSI:
             problems.append(f"amount drift (PSI {report.amount_psi}) not above {DRIFT_PSI}")
         if scenario.expect_gap_repair and not (report.gap_records_read

@@ -62,6 +62,11 @@ class Scenario:
     preload_cards: int = 0
     #: Scoring must be back at its prior rate within this many seconds of the fault.
     max_recovery_s: float | None = None
+    #: A long steady run: sample each worker's memory and judge whether p99 latency and
+    #: memory stay flat (slopes over the run's second half).
+    soak: bool = False
+    #: The run's length when ``--duration`` is not given (seconds).
+    default_duration_s: float | None = None
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -75,6 +80,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              lambda ctx: signal_worker(ctx, signal.SIGKILL),
              expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True,
              preload_cards=1_000_000, max_recovery_s=30.0),
+    Scenario("soak", "no fault: a long steady run with a label per transaction (give --rate "
+             "at about 60 % of the measured capacity; 30 minutes unless --duration says "
+             "otherwise); p99 latency and every worker's memory must stay flat over the "
+             "second half (slopes in the report), no worker replaced",
+             None, with_labels=True, expect_no_failover=True, soak=True,
+             default_duration_s=1800.0),
     Scenario("hang-worker", "SIGSTOP one active worker (alive but frozen); the supervisor "
              "detects the hang and replaces it",
              lambda ctx: signal_worker(ctx, signal.SIGSTOP), continue_worker, heal_after_s=15,
@@ -125,9 +136,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 
 def resolve(name: str) -> list[Scenario]:
-    """The scenarios ``name`` stands for (``all`` = every one), or a KeyError naming choices."""
+    """The scenarios ``name`` stands for (``all``: every one but the long soak), or a KeyError
+    naming the choices."""
     if name == "all":
-        return list(SCENARIOS.values())
+        return [s for s in SCENARIOS.values() if not s.soak]
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; choose from all, {', '.join(SCENARIOS)}")
     return [SCENARIOS[name]]

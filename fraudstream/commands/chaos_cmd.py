@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run", help="run one scenario or all of them",
         description="Scenarios:\n" + "\n".join(f"  {s.name:<15} {s.description}"
                                                for s in SCENARIOS.values())
-        + "\n  all             every scenario in turn, then a table",
+        + "\n  all             every scenario in turn but soak, then a table",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     run_p.add_argument("scenario", help="a scenario name, or all")
     run_p.add_argument("--json", type=Path, default=None,
@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "next to it; with all, one file per scenario: NAME.json)")
     run_p.add_argument("--rate", type=float, default=500.0,
                        help="transactions per second (default 500)")
-    run_p.add_argument("--duration", type=float, default=30.0,
-                       help="seconds of load (default 30)")
+    run_p.add_argument("--duration", type=float, default=None,
+                       help="seconds of load (default 30; soak: 1800)")
     run_p.add_argument("--fault-at", type=float, default=8.0,
                        help="seconds into the load when the fault is injected (default 8)")
     run_p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(str(exc.args[0])) from exc
     if args.cards is not None and args.cards < 0:
         raise UserError("--cards must be 0 or more")
+    if args.duration is None:
+        defaults = {s.default_duration_s for s in scenarios if s.default_duration_s}
+        args.duration = max(defaults) if len(scenarios) == 1 and defaults else 30.0
     if args.fault_at >= args.duration:
         raise UserError("--fault-at must come before the end of --duration")
     settings = with_signing_key(settings)

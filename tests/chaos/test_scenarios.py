@@ -30,7 +30,8 @@ def kafka_topics(settings: Settings) -> set[str]:
         admin.close()
 
 #: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
-ON_ONE_NODE = [name for name in SCENARIOS if name != "kill-broker"]
+#: soak runs for minutes: tests/soak runs it (make soak).
+ON_ONE_NODE = [name for name, s in SCENARIOS.items() if name != "kill-broker" and not s.soak]
 PLAN = RunPlan(rate=400, duration_s=18, fault_at_s=6, workers=2, standbys=1)
 #: Overload and starvation last 20 s: long enough for a backlog that the old supervisor would
 #: have answered with kills; then the load drops and the backlog must drain.

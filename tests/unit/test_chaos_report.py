@@ -125,3 +125,34 @@ def test_expected_alerts_count_as_missing_when_prometheus_never_answered() -> No
     assert missing_alerts(("A", "B", "C"), seen, answered=True) == ["C"]
     assert missing_alerts(("A", "B"), {"firing": set(), "pending": set()},
                           answered=False) == ["A", "B"]
+
+
+def test_soak_slopes_are_taken_over_the_second_half_per_minute() -> None:
+    from chaos.report import p99_per_minute, second_half_slope
+
+    # Flat at 100 for the first half, then +2 per minute: only the second half counts.
+    points = [(m * 60.0, 100.0 if m < 10 else 100.0 + 2 * (m - 10)) for m in range(21)]
+    slope = second_half_slope(points)
+    assert slope is not None and abs(slope - 2.0) < 1e-9
+    assert second_half_slope(points[:3]) is None  # too few points in the second half
+    assert second_half_slope([]) is None
+    start = 1_000_000
+    # Minute 0: latencies 1..100 ms; minute 1: all 500 ms; minute 2 is partial: left out.
+    scored = ([(start + i * 100, float(i + 1)) for i in range(100)]
+              + [(start + 60_000 + i, 500.0) for i in range(10)]
+              + [(start + 120_000, 9.0)])
+    per_minute = p99_per_minute(scored, start)
+    assert [t for t, _p in per_minute] == [0.0, 60.0]
+    assert abs(per_minute[0][1] - 99.01) < 1e-6 and per_minute[1][1] == 500.0
+
+
+def test_a_soak_judges_flatness_and_needs_enough_points() -> None:
+    from chaos.report import ChaosReport
+    from chaos.runner import soak_problems
+
+    report = ChaosReport("soak", p99_slope_ms_per_min=3.0, memory_slope_mb_per_min=0.2)
+    assert soak_problems(report, 1800) == []
+    report.memory_slope_mb_per_min = 4.5
+    assert "memory grew 4.50 MB/min" in " ".join(soak_problems(report, 1800))
+    report.p99_slope_ms_per_min = None
+    assert "too few points" in " ".join(soak_problems(report, 60))
