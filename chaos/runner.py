@@ -100,6 +100,10 @@ class RunPlan:
     seed: int = 11
     #: Leave the run's topics in place for an independent audit (their names are reported).
     keep_topics: bool = False
+    #: Divide every alert rule's ``for:`` by this for the run (1: the production rules). The
+    #: stack's Prometheus loads a shortened copy and gets the production rules back afterwards
+    #: (``chaos.alert_windows``), so an alert that would fire after minutes shows ``fired``.
+    alert_time_scale: float = 1.0
 
 
 #: The PSI the drift alert fires above (monitoring/rules/fraudstream.yml).
@@ -179,6 +183,17 @@ def exclusive_run(state_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def is_drift_alert(name: str) -> bool:
+    """Whether a reported alert name is a drift alert (feature or score)."""
+    return name.startswith(("FraudstreamFeatureDrift", "FraudstreamScoreDrift"))
+
+
+def unexpected_drift_alerts(allowed: Sequence[str], seen: dict[str, set[str]]) -> list[str]:
+    """Drift alerts, firing or pending, that the scenario did not inject (sorted)."""
+    return sorted(n for n in seen["firing"] | seen["pending"]
+                  if is_drift_alert(n) and n not in allowed)
+
+
 def missing_alerts(expected: Sequence[str], seen: dict[str, set[str]],
                    answered: bool) -> list[str]:
     """Expected alerts neither firing nor pending; every one of them when Prometheus never
@@ -236,8 +251,23 @@ class ChaosRunner:
         Raises ``ChaosBusy`` while another run holds the state dir: two runs would fight over
         the workers' ports and the brokers.
         """
-        with exclusive_run(self.base.state_dir):
-            return self._run(scenario)
+        with exclusive_run(self.base.state_dir), self._alert_rules() as shortened:
+            report = self._run(scenario)
+            report.alert_time_scale = self.plan.alert_time_scale if shortened else 1.0
+            return report
+
+    @contextlib.contextmanager
+    def _alert_rules(self) -> Iterator[bool]:
+        """The stack's Prometheus on rules with ``for:`` shortened by the plan's scale, if any;
+        yields whether it runs them."""
+        if self.plan.alert_time_scale == 1.0 or self.stack is None:
+            yield False
+            return
+        from chaos.alert_windows import shortened_for_windows
+
+        with shortened_for_windows(self.stack, self.plan.alert_time_scale,
+                                   self.base.state_dir / "chaos-rules") as took:
+            yield took
 
     def _run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it.
@@ -407,6 +437,7 @@ class ChaosRunner:
         report.prometheus_answered = prometheus_answered
         report.alerts_missing = missing_alerts(scenario.expect_alerts, alerts,
                                                prometheus_answered)
+        report.drift_alerts_unexpected = unexpected_drift_alerts(scenario.drift_allowed, alerts)
         report.produce_failed = stats.failed
         return ledger, start_ms
 
@@ -485,6 +516,9 @@ class ChaosRunner:
             problems.append(f"the tampered version {tampered} scored transactions")
         if report.recovery_seconds is None:
             problems.append("scoring never returned to the prior rate")
+        if report.drift_alerts_unexpected:
+            problems.append("drift alerts without injected drift (firing or pending): "
+                            + ", ".join(report.drift_alerts_unexpected))
         if report.alerts_missing:
             problems.append(f"expected alerts neither fired nor pending: "
                             f"{', '.join(report.alerts_missing)}"

@@ -10,7 +10,9 @@
   For cards, the span of that history is read from the rows themselves: with a steady rate per
   card, ``sum(card_nb_tx_30d - 1) / sum(card_nb_tx_1d - 1)`` (the other transactions in the
   last 30 calendar days over those in the last 24 hours) estimates how many days the state
-  remembers, up to 30; a cold state gives 0 (first rows have no other transactions). For
+  remembers, up to 30; a cold state gives 0 (first rows have no other transactions), and a
+  state a day old or younger gives about 1 whatever its age, so estimates under
+  ``MIN_READABLE_DAYS`` earn no credit. For
   merchants the same ratio over labelled counts (``merchant_nb_tx_30d / merchant_nb_tx_1d``)
   shows whether 30 days of labels are there; the label delay behind them cannot be read from
   the rows, so merchants get credit only when the ratio says the widest window is full.
@@ -35,6 +37,9 @@ from monitoring.drift_scope import CARD_LONGEST_S, MERCHANT_LOOKBACK_S, lookback
 PROBE_ROWS = 200
 #: A ratio of at least this share of 30 days counts as a full 30-day window.
 FULL_WINDOW_SHARE = 0.8
+#: Below this many days the ratio cannot tell a day of history from less (a state 2 hours old
+#: also has everything in its last 24 hours, ratio 1): no credit, the state warms up again.
+MIN_READABLE_DAYS = 1.5
 WIDE_DAYS = 30
 
 
@@ -84,7 +89,7 @@ class HistoryClock:
             days = history_days(probe[:, col["card_nb_tx_30d"]], probe[:, col["card_nb_tx_1d"]],
                                 subtract_self=True)
             credit["card"] = (CARD_LONGEST_S if days >= FULL_WINDOW_SHARE * WIDE_DAYS
-                              else days * DAY_S)
+                              else days * DAY_S if days >= MIN_READABLE_DAYS else 0.0)
         if {"merchant_nb_tx_30d", "merchant_nb_tx_1d"} <= col.keys():
             days = history_days(probe[:, col["merchant_nb_tx_30d"]],
                                 probe[:, col["merchant_nb_tx_1d"]], subtract_self=False)

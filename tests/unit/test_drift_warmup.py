@@ -87,3 +87,11 @@ def test_without_event_times_only_the_restored_credit_counts() -> None:
     clock.observe(rows(2, 1, 1), None)
     clock.observe(rows(2, 1, 1), None)
     assert clock.traffic_span_s == 0 and not clock.warm("card_nb_tx_1d")
+
+
+def test_state_younger_than_the_ratio_can_read_gets_no_credit() -> None:
+    clock = HistoryClock(NAMES, probe_rows=4)
+    # Everything in the last 24 hours (ratio 1): the state could be two hours old.
+    clock.observe(rows(4, 3, 3), np.full(4, 1_700_000_000))
+    assert clock.credit_s is not None and clock.credit_s["card"] == 0.0
+    assert not clock.warm("card_nb_tx_1d")
