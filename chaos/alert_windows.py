@@ -51,6 +51,15 @@ def compress_rules(src: Path, dst: Path, scale: float, ranges: bool = True) -> N
         (dst / path.name).write_text(text)
 
 
+def longest_for_seconds(src: Path) -> int:
+    """The longest ``for:`` window (seconds) in the rule files of ``src`` (0 if none)."""
+    longest = 0
+    for path in src.glob("*.yml"):
+        for m in re.finditer(r"^\s+for: (\d+)([smhd])$", path.read_text(), flags=re.M):
+            longest = max(longest, int(m[1]) * _UNIT_S[m[2]])
+    return longest
+
+
 def _rule_files(host: str, port: int) -> set[str]:
     """The rule files Prometheus has loaded (empty if it does not answer)."""
     try:

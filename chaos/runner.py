@@ -106,6 +106,9 @@ class RunPlan:
     alert_time_scale: float = 1.0
 
 
+#: Upper bound of the stack's scrape plus evaluation interval (deploy/local: 2 s each).
+PROMETHEUS_EVALUATIONS_S = 4.0
+
 #: The PSI the drift alert fires above (monitoring/rules/fraudstream.yml).
 DRIFT_PSI = 0.25
 
@@ -429,6 +432,7 @@ class ChaosRunner:
                     kinds[topic], value, ts), settle_s=plan.settle_s)
                 prometheus_answered |= await asyncio.to_thread(
                     self._observe_alerts, alerts, settings, start_ms)
+                await self._await_pending(scenario, alerts, settings, start_ms)
             finally:
                 task.cancel()
                 await producer.stop()
@@ -440,6 +444,26 @@ class ChaosRunner:
         report.drift_alerts_unexpected = unexpected_drift_alerts(scenario.drift_allowed, alerts)
         report.produce_failed = stats.failed
         return ledger, start_ms
+
+    async def _await_pending(self, scenario: Scenario, seen: dict[str, set[str]],
+                             settings: Settings, since_ms: int) -> None:
+        """With shortened ``for:`` windows, give expected alerts that are pending the rest of
+        their window (the longest shortened ``for:`` plus a few evaluations) to fire.
+
+        The workers are still up and their gauges unchanged, so a pending alert whose
+        condition holds fires; one whose condition stopped holding stays pending.
+        """
+        scale = self.plan.alert_time_scale
+        if scale == 1.0 or self.stack is None:
+            return
+        from chaos.alert_windows import longest_for_seconds
+
+        deadline = time.monotonic() + longest_for_seconds(self.stack.prometheus.rules_dir) / scale \
+            + 3 * PROMETHEUS_EVALUATIONS_S
+        while (set(scenario.expect_alerts) & (seen["pending"] - seen["firing"])
+               and time.monotonic() < deadline):
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(self._observe_alerts, seen, settings, since_ms)
 
     def _observe_alerts(self, seen: dict[str, set[str]], settings: Settings,
                         since_ms: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chaos.alert_windows import compress_rules, scaled_duration
+from chaos.alert_windows import compress_rules, longest_for_seconds, scaled_duration
 from chaos.runner import unexpected_drift_alerts
 from chaos.scenarios import SCENARIOS
 
@@ -66,3 +66,8 @@ def test_the_cli_option_reaches_the_run_plan() -> None:
     assert args.alert_time_scale == 60.0
     default = parser.parse_args(["chaos", "run", "drift"])
     assert default.alert_time_scale == 1.0
+
+
+def test_longest_for_window_is_read_from_the_rule_files(tmp_path: Path) -> None:
+    (tmp_path / "r.yml").write_text(RULE)
+    assert longest_for_seconds(tmp_path) == 600
