@@ -104,6 +104,10 @@ class RunPlan:
     #: stack's Prometheus loads a shortened copy and gets the production rules back afterwards
     #: (``chaos.alert_windows``), so an alert that would fire after minutes shows ``fired``.
     alert_time_scale: float = 1.0
+    #: Simulated customers (twice as many terminals). About 1.97 transactions per customer and
+    #: simulated day: 2,000 customers give ~3,930 a day, so a load of N transactions spans
+    #: N / 3,930 days of event time (what warms the workers' feature state up).
+    customers: int = 2000
 
 
 #: Upper bound of the stack's scrape plus evaluation interval (deploy/local: 2 s each).
@@ -139,6 +143,48 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
             if line.startswith(sample + " "):
                 values.append(float(line.rsplit(" ", 1)[1]))
     return values
+
+
+def _worker_metrics_text(settings: Settings, supervisor: Supervisor) -> list[str]:
+    """The /metrics text of every active worker that answers."""
+    texts = []
+    for slot in supervisor.slots:
+        url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                texts.append(resp.read().decode())
+        except OSError:
+            continue
+    return texts
+
+
+def _feature_label(line: str) -> str:
+    return line.split('feature="', 1)[1].split('"', 1)[0]
+
+
+def features_warming(texts: Sequence[str]) -> list[str]:
+    """Features (and "score") whose drift some worker does not measure yet (warm-up)."""
+    prefix = "fraudstream_feature_drift_warming_seconds{"
+    return sorted({_feature_label(line) for text in texts for line in text.splitlines()
+                   if line.startswith(prefix) and 'feature="' in line})
+
+
+def drift_psi(texts: Sequence[str]) -> dict[str, float]:
+    """The largest PSI over the workers per measured feature, and "score"."""
+    out: dict[str, float] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if 'method="psi"' not in line:
+                continue
+            if line.startswith("fraudstream_feature_drift{"):
+                name = _feature_label(line)
+            elif line.startswith("fraudstream_score_drift{"):
+                name = "score"
+            else:
+                continue
+            value = float(line.rsplit(" ", 1)[1])
+            out[name] = round(max(out.get(name, value), value), 4)
+    return out
 
 
 def delete_run_topics(bootstrap: str, tag: str) -> list[str]:
@@ -310,6 +356,9 @@ class ChaosRunner:
                     settings, supervisor, "fraudstream_offsets_gap_filled_total")
                 report.redelivered_dropped = summed_worker_metric(
                     settings, supervisor, "fraudstream_offsets_redelivered_total")
+                texts = _worker_metrics_text(settings, supervisor)
+                report.drift_features_warming = features_warming(texts)
+                report.drift_psi = drift_psi(texts)
                 if scenario.drift_amount_scale:
                     report.amount_psi = max_worker_metric(
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
@@ -361,13 +410,15 @@ class ChaosRunner:
         plan = self.plan
         phases = load_phases(plan, scenario)
         count = sum(n for n, _rate in phases)
-        ds = simulate(SimulationConfig(n_customers=2000, n_terminals=4000, nb_days=60,
+        ds = simulate(SimulationConfig(n_customers=plan.customers,
+                                       n_terminals=2 * plan.customers, nb_days=60,
                                        seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
         records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)),
                                                with_labels=scenario.with_labels)
         if scenario.drift_amount_scale:
             drifted = simulate(SimulationConfig(
-                n_customers=2000, n_terminals=4000, nb_days=60, seed=plan.seed,
+                n_customers=plan.customers, n_terminals=2 * plan.customers, nb_days=60,
+                seed=plan.seed,
                 amount_scale=scenario.drift_amount_scale,
                 id_prefix=f"chaosdrift{uuid.uuid4().hex[:6]}"))
             switch = int(plan.rate * plan.fault_at_s)

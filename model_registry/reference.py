@@ -6,8 +6,9 @@ the share of rows in each bin. Edges are interior cut points: bin ``i`` holds va
 of range still land in a bin.
 
 The block also carries a PSI threshold per histogram (``drift_thresholds``), taken from the
-data's own variability: the validation rows (in time order) are cut into consecutive slices of
-``slice_rows`` rows, the size of a live drift window, and each slice is compared with the whole.
+data's own variability: the validation rows (in time order) are cut into slices of
+``slice_rows`` consecutive rows (the size of a live drift window; each starting half a slice
+after the previous one), and each slice is compared with the whole.
 A feature whose slices already differ that much from each other in a calm period would alert
 on every window at the conventional 0.25; its threshold is ``THRESHOLD_MARGIN`` times the
 largest slice PSI, never below ``PSI_MAJOR``. Manifests written before this carry no
@@ -52,20 +53,22 @@ def bin_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 
 def slice_threshold(values: np.ndarray, hist: dict[str, list[float]], slice_rows: int,
                     margin: float = THRESHOLD_MARGIN) -> float | None:
-    """PSI threshold for one histogram from its consecutive slices of ``slice_rows`` values.
+    """PSI threshold for one histogram from its slices of ``slice_rows`` consecutive values.
 
-    ``margin`` times the largest PSI of a slice against the whole, at least ``PSI_MAJOR``;
-    None when there are fewer than two whole slices (nothing to measure variability with).
+    Slices start every ``slice_rows // 2`` values (half-overlapping, as a sliding live window
+    moves), so 1.5 windows' worth of rows already give two. ``margin`` times the largest PSI of
+    a slice against the whole, at least ``PSI_MAJOR``; None when fewer than two slices fit.
     """
     values = np.asarray(values, dtype=np.float64)
-    n_slices = len(values) // slice_rows
-    if n_slices < 2:
+    stride = max(slice_rows // 2, 1)
+    starts = range(0, len(values) - slice_rows + 1, stride)
+    if len(starts) < 2:
         return None
     if not hist["edges"]:
         return PSI_MAJOR  # one bin: no shift can be measured, the default is as good as any
     worst = 0.0
-    for k in range(n_slices):
-        part = values[k * slice_rows:(k + 1) * slice_rows]
+    for start in starts:
+        part = values[start:start + slice_rows]
         part = part[np.isfinite(part)]
         if part.size:
             worst = max(worst, population_stability_index(

@@ -179,7 +179,10 @@ class DriftMonitor:
         """Set the drift, warm-up and history gauges from the window as it is now."""
         if self.window is None:
             return
-        stats = self.window.statistics(self.min_rows)
+        # A histogram is compared only over a full window of rows counted for it: its
+        # threshold was measured on slices of that size, and a part-filled window (a feature
+        # just warm) is noisier than the slices were.
+        stats = self.window.statistics(self.window_rows)
         for name in self.measured:
             for method in METHODS:
                 if name in stats:

@@ -76,13 +76,18 @@ def test_monitor_publishes_gauges_at_most_every_interval_and_resets_on_model_cha
     mon.observe("v1", ref, *batch(rng, 50))
     assert get("fraudstream_feature_drift", {"feature": "a", "method": "psi"}) is None  # < min
     mon.observe("v1", ref, *batch(rng, 100))
+    # Published only over a full window: the threshold was measured on windows that size.
+    assert get("fraudstream_feature_drift", {"feature": "a", "method": "psi"}) is None
+    assert get("fraudstream_drift_window_rows") == 150
+    now[0] = 5.0
+    mon.observe("v1", ref, *batch(rng, 250))
     calm = get("fraudstream_feature_drift", {"feature": "a", "method": "psi"})
     assert calm is not None and calm < 0.1
     for _ in range(4):
         mon.observe("v1", ref, *batch(rng, 100, shift=3.0))
     # Within the interval: the gauge has not moved yet.
     assert get("fraudstream_feature_drift", {"feature": "a", "method": "psi"}) == calm
-    now[0] = 5.0
+    now[0] = 10.0
     mon.observe("v1", ref, *batch(rng, 100, shift=3.0))
     shifted = get("fraudstream_feature_drift", {"feature": "a", "method": "psi"})
     assert shifted is not None and shifted > 1.0
@@ -123,7 +128,7 @@ def test_a_malformed_reference_never_fails_the_batch() -> None:
     bad = {"features": {"a": {"edges": [0.0], "proportions": [1.0]},  # one share, two bins
                         "b": {"edges": [0.0], "proportions": [0.5, 0.5]}},
            "score": {"edges": [0.5], "proportions": [0.5, 0.5]}}
-    mon = DriftMonitor(m, NAMES, window_rows=10, min_rows=1, publish_interval_s=0)
+    mon = DriftMonitor(m, NAMES, window_rows=3, min_rows=1, publish_interval_s=0)
     mon.observe("v", bad, np.zeros((3, 2)), np.zeros(3))  # must not raise
     assert mon.window is None
 
@@ -151,7 +156,7 @@ def like_reference(n: int, night: float, nb: float | None) -> np.ndarray:
 
 def test_calendar_features_are_never_compared_and_say_why() -> None:
     m = WorkerMetrics.create(CollectorRegistry())
-    mon = DriftMonitor(m, HIST_NAMES, window_rows=100, min_rows=8, publish_interval_s=0)
+    mon = DriftMonitor(m, HIST_NAMES, window_rows=40, min_rows=8, publish_interval_s=0)
     # A night-only window: is_night would be a major "shift" against the 25 % reference.
     mon.observe("v", history_reference(), like_reference(40, 1.0, None), np.full(40, 0.2),
                 event_times=np.full(40, 1_700_000_000))
@@ -165,7 +170,7 @@ def test_calendar_features_are_never_compared_and_say_why() -> None:
 
 def test_a_history_feature_is_compared_only_on_rows_scored_once_the_state_is_warm() -> None:
     m = WorkerMetrics.create(CollectorRegistry())
-    mon = DriftMonitor(m, HIST_NAMES, window_rows=1000, min_rows=8, publish_interval_s=0)
+    mon = DriftMonitor(m, HIST_NAMES, window_rows=60, min_rows=8, publish_interval_s=0)
     mon.history.probe_rows = 8
     get = m.registry.get_sample_value
     ref, t0 = history_reference(), 1_700_000_000
@@ -184,8 +189,15 @@ def test_a_history_feature_is_compared_only_on_rows_scored_once_the_state_is_war
                 event_times=np.full(40, t0 + DAY))
     assert get("fraudstream_feature_drift_warming_seconds",
                {"feature": "card_nb_tx_1d", "reason": "history"}) is None
-    # Only the 40 warm rows count: no drift, though the 40 cold ones are still in the window.
+    # 40 warm rows of a 60-row window (the 40 cold ones still in it, not counted): not yet.
     assert mon.window is not None and mon.window.rows == 80
+    assert get("fraudstream_feature_drift", card) is None
+    assert get("fraudstream_feature_drift", {"feature": "amount", "method": "psi"}) == \
+        pytest.approx(0.0, abs=1e-9)  # always warm: its window is full
+    mon.observe("v", ref, like_reference(20, 0.0, None), np.full(20, 0.2),
+                event_times=np.full(20, t0 + DAY))
+    # The cold batch has left; 60 warm rows: compared, and like the reference.
+    assert mon.window.rows == 60
     assert get("fraudstream_feature_drift", card) == pytest.approx(0.0, abs=1e-9)
     assert get("fraudstream_drift_history_seconds", {"family": "card"}) == DAY
 

@@ -35,7 +35,7 @@ def test_build_reference_names_every_feature_and_the_score() -> None:
 
 
 def test_slice_threshold_is_twice_the_worst_slice_psi_and_never_below_the_convention() -> None:
-    # Two slices of 4: the first all in bin 0, the second all in bin 1; the whole is 50/50.
+    # Slices of 4 starting every 2 rows: [0,0,0,0], [0,0,1,1], [1,1,1,1]; the whole is 50/50.
     values = np.array([0.0] * 4 + [1.0] * 4)
     hist = {"edges": [0.5], "proportions": [0.5, 0.5]}
     one_side = population_stability_index([0.5, 0.5], [4, 0])
@@ -43,8 +43,9 @@ def test_slice_threshold_is_twice_the_worst_slice_psi_and_never_below_the_conven
     # Slices that look like the whole: the conventional 0.25 stays.
     calm = np.array([0.0, 1.0] * 4)
     assert slice_threshold(calm, hist, slice_rows=4) == PSI_MAJOR
-    # Fewer than two whole slices: nothing to measure, no threshold.
-    assert slice_threshold(values, hist, slice_rows=5) is None
+    # 1.5 slices' worth of rows give two slices; fewer give none, and no threshold.
+    assert slice_threshold(values[:6], hist, slice_rows=4) is not None
+    assert slice_threshold(values[:5], hist, slice_rows=4) is None
 
 
 def test_build_reference_stores_thresholds_per_feature_and_score() -> None:
@@ -59,4 +60,5 @@ def test_build_reference_stores_thresholds_per_feature_and_score() -> None:
     assert t["moving"] > 0.5  # the halves differ by two standard deviations
     assert ref["drift_threshold_slice_rows"] == 2000
     # Too few rows for two slices: no thresholds (the monitor falls back to PSI_MAJOR).
-    assert "drift_thresholds" not in build_reference(np.zeros((10, 1)), ["x"], np.zeros(10))
+    assert "drift_thresholds" not in build_reference(np.zeros((10, 1)), ["x"], np.zeros(10),
+                                                     slice_rows=8)
