@@ -44,6 +44,9 @@ class ChaosReport:
     drift_alerts_unexpected: list[str] = field(default_factory=list)
     #: Features (and "score") some worker still warmed up at the end (drift not measured yet).
     drift_features_warming: list[str] = field(default_factory=list)
+    #: Labels applied to merchant state, summed over the workers active at the end (scenarios
+    #: with labels): far under ``produced`` means the label path fell behind.
+    labels_applied: int | None = None
     #: Largest PSI over the workers at the end, per measured feature and "score".
     drift_psi: dict[str, float] = field(default_factory=dict)
     #: The ``for:`` windows of the rules Prometheus ran were divided by this (1: production).
@@ -96,7 +99,8 @@ class ChaosReport:
                  f"up: {', '.join(self.drift_features_warming) or 'none'}; rules' `for:` "
                  + ("as in production" if self.alert_time_scale == 1.0 else
                     f"divided by {self.alert_time_scale:g}"), "",
-                 f"Drift PSI at the end (largest over the workers): {self.drift_psi}", "",
+                 f"Drift PSI at the end (largest over the workers): {self.drift_psi}; labels "
+                 f"applied to merchant state: {_fmt(self.labels_applied)}", "",
                  f"Model versions: {self.model_versions}; degraded scores: "
                  f"{self.degraded_scores}", "",
                  f"Offset continuity: {_fmt(self.gap_records_read)} skipped records read "

@@ -359,6 +359,9 @@ class ChaosRunner:
                 texts = _worker_metrics_text(settings, supervisor)
                 report.drift_features_warming = features_warming(texts)
                 report.drift_psi = drift_psi(texts)
+                if scenario.with_labels:
+                    report.labels_applied = summed_worker_metric(
+                        settings, supervisor, 'fraudstream_labels_applied_total{outcome="applied"}')
                 if scenario.drift_amount_scale:
                     report.amount_psi = max_worker_metric(
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'

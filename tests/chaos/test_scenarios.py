@@ -132,9 +132,13 @@ def test_no_drift_alert_once_the_feature_state_is_warm(base_settings: Settings,
     runner = ChaosRunner(dataclasses.replace(base_settings, model_path=model_path), stack, plan)
     report = runner.run(steady)
     print(report.markdown())
+    if report.drift_alerts_unexpected:
+        for worker, tail in runner.logs.items():
+            print(f"--- {worker} log tail\n{tail}")
     assert report.lost == 0 and report.duplicates == 0, report.problems
     assert report.alert_time_scale == ALERT_TIME_SCALE
     assert report.drift_features_warming == [], "the run ended before the state was warm"
     drift = [a for a in report.alerts_fired + report.alerts_pending
              if a.startswith(("FraudstreamFeatureDrift", "FraudstreamScoreDrift"))]
-    assert drift == [], drift
+    assert drift == [], (drift, report.drift_psi, f"labels applied {report.labels_applied} "
+                         f"of {report.produced}")
