@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from features.windows import DAY_S, MERCHANT_KEEP_DAYS, NO_PREVIOUS_S
 
-#: Features left out of drift, with the reason (exported in the README and the warm-up gauge's
-#: neighbour, ``fraudstream_feature_drift_excluded``).
+#: Features left out of drift, with the reason (the module docstring says why; workers export
+#: them as ``fraudstream_feature_drift_excluded{feature,reason}``).
 EXCLUDED_FEATURES: dict[str, str] = {
     "is_weekend": "calendar",
     "is_night": "calendar",

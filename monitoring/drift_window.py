@@ -11,8 +11,10 @@ the window size.
 Like is compared with like (``monitoring.drift_scope``): calendar features are left out, and a
 history feature's rows are counted only once the state is warm for it
 (``monitoring.drift_warmup``), so its window never mixes cold-state rows into the comparison.
-Each histogram is compared with its own threshold: the one the model's reference carries
-(``drift_thresholds``, from the training data's own variability), else ``PSI_MAJOR``.
+A histogram is compared only over a full window of rows counted for it (``window_rows``; the
+monitor's ``min_rows`` only delays the first publication of the gauges). Each histogram has
+its own threshold: the one the model's reference carries (``drift_thresholds``, from the
+training data's own variability), else ``PSI_MAJOR``.
 """
 
 from __future__ import annotations
