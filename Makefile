@@ -9,7 +9,7 @@ APT_PACKAGES := default-jdk-headless maven redis-server prometheus prometheus-al
                 docker-compose python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt demo test test-unit test-integration test-e2e lint bench stack-up stack-down clean
+.PHONY: setup apt demo test test-unit test-integration test-e2e soak lint bench stack-up stack-down clean
 
 setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
 
@@ -45,7 +45,7 @@ lint: $(STAMPS)/venv
 	$(VENV)/bin/mypy .
 
 test: setup lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/soak
 
 test-unit: $(STAMPS)/venv
 	$(PY) -m pytest tests/unit
@@ -56,6 +56,10 @@ test-integration: setup
 # The dashboard in headless chromium; the screenshot under load lands in build/dashboard.png.
 test-e2e: setup
 	$(PY) -m pytest tests/e2e
+
+# Long or known-unstable runs kept out of `make test` (see tests/soak/*.py for why each is there).
+soak: setup
+	$(PY) -m pytest tests/soak
 
 bench: setup
 	$(VENV)/bin/fraudstream bench --json build/bench.json
