@@ -22,21 +22,13 @@ from fraudstream.commands.produce_cmd import envelope_records
 from fraudstream.ledger import Ledger
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader
+from tests.unit.test_hostile_inputs import HOSTILE, expectations
 from workers.pool import settings_env
 from workers.supervisor import Supervisor
 from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
-HOSTILE = Path(__file__).parents[1] / "data" / "hostile_records.jsonl"
-
-
-def expectations() -> dict[int, tuple[str, str]]:
-    found = {}
-    for number, line in enumerate(HOSTILE.read_bytes().splitlines(), start=1):
-        spec = orjson.loads(line)
-        found[number] = (spec["case"], spec["expect"])
-    return found
 
 
 async def read_outputs(settings: Settings, expected: int, timeout: float

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from bench.harness import preload
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
-from fraudstream.streaming import new_producer, produce_paced
 from simulator import SimulationConfig, simulate
 from tests.stack_fixtures import running_pool
 from workers.pool import WorkerProcess, settings_env
@@ -45,17 +45,8 @@ def test_a_restarted_worker_reports_its_restore_in_ready(settings: Settings) -> 
                                    id_prefix="rs"))
     records = list(outgoing(ds, 0, 12_000, with_labels=False))
 
-    async def produce() -> None:
-        producer = new_producer(settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            await produce_paced(producer, records, topic=settings.topic_transactions,
-                                labels_topic=settings.topic_labels, rate=0, label_delay_s=0)
-        finally:
-            await producer.stop()
-
     with running_pool(settings, 1) as pool:
-        asyncio.run(produce())
+        asyncio.run(preload(settings, records))
         worker = pool.workers[0]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every card written to the table's changelog
