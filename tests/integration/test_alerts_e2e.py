@@ -61,6 +61,10 @@ RATE = 200.0
 #: normal within the (scaled) 5 s rate window, so an alert that had not fired by then never
 #: would (a clean-clone CI run needed more than 30 s of stalls; runs here took 15-20 s).
 STALL_S, RUN_S, FAULT_S = 2.0, 0.5, 150.0
+#: Once the stalls stop, the p99 falls within the scaled 5 s rate window: an alert that has not
+#: fired within a few evaluations after that never will. Waiting TIMEOUT_S instead ran past
+#: pytest's 300 s timeout (150 s of stalls + 180 s), which hid the diagnosis below.
+AFTER_FAULT_S = 15.0
 #: How long the healthy system is watched for an alert that must not fire.
 QUIET_S = 10.0
 TIMEOUT_S = 180.0
@@ -168,6 +172,20 @@ class AlertEnv:
 
 def _since(start: float) -> float:
     return round(time.monotonic() - start, 1)
+
+
+def _scrape_health(env: AlertEnv, seconds: float) -> str:
+    """What Prometheus saw of the worker over the last ``seconds``: the share of successful
+    scrapes (a stalled worker times its scrape out) and of evaluations with a p99 at all (the
+    rate needs two scrapes in its window) and above the threshold (what ``for:`` waits on)."""
+    app, span = env.app, f"{max(int(seconds), 1)}s"
+    p99 = f'fraudstream:end_to_end_latency_seconds:p99_rate1m{{app="{app}"}}'
+    up = env.value(f'avg_over_time(up{{component="worker",app="{app}"}}[{span}])')
+    present = env.value(f"count_over_time({p99}[{span}])")
+    high = env.value(f"count_over_time(({p99} > 0.5)[{span}:1s])")
+    return (f"worker scrapes up {up if up is None else round(up, 2)}, p99 present in "
+            f"{present or 0:.0f} and above 0.5 s in {high or 0:.0f} of ~{seconds:.0f} "
+            f"evaluations")
 
 
 @pytest.fixture(scope="module")
@@ -300,8 +318,9 @@ def test_latency_alert_fires_when_a_worker_is_paused_and_resolves(alert_env: Ale
     finally:
         worker.signal(signal.SIGCONT)
     resumed = time.monotonic()
-    wait_until(lambda: env.firing_in_prometheus("FraudstreamScoringLatencyHigh"), TIMEOUT_S,
-               "the latency alert did not fire in Prometheus")
+    health = _scrape_health(env, resumed - paused)
+    wait_until(lambda: env.firing_in_prometheus("FraudstreamScoringLatencyHigh"),
+               AFTER_FAULT_S, f"the latency alert did not fire in Prometheus ({health})")
     fired = _since(paused)
     peak = env.value(p99)
     wait_until(lambda: env.webhook("FraudstreamScoringLatencyHigh")[0], TIMEOUT_S,
@@ -316,6 +335,6 @@ def test_latency_alert_fires_when_a_worker_is_paused_and_resolves(alert_env: Ale
           f"firing in "
           f"Prometheus {fired}s after the first SIGSTOP, at the webhook {delivered}s; stalls "
           f"stopped at {round(resumed - paused, 1)}s; resolved in Prometheus {resolved}s after "
-          f"the last SIGCONT, at the webhook {_since(resumed)}s")
+          f"the last SIGCONT, at the webhook {_since(resumed)}s; during the stalls: {health}")
     assert worker.alive()
     assert env.traffic.error is None
