@@ -40,6 +40,17 @@ class ChaosReport:
     #: Expected alerts neither firing nor pending; all of them when Prometheus never answered.
     alerts_missing: list[str] = field(default_factory=list)
     prometheus_answered: bool = False
+    #: Drift alerts (firing or pending) the scenario did not inject: a failure.
+    drift_alerts_unexpected: list[str] = field(default_factory=list)
+    #: Features (and "score") some worker still warmed up at the end (drift not measured yet).
+    drift_features_warming: list[str] = field(default_factory=list)
+    #: Labels applied to merchant state, summed over the workers active at the end (scenarios
+    #: with labels): far under ``produced`` means the label path fell behind.
+    labels_applied: int | None = None
+    #: Largest PSI over the workers at the end, per measured feature and "score".
+    drift_psi: dict[str, float] = field(default_factory=dict)
+    #: The ``for:`` windows of the rules Prometheus ran were divided by this (1: production).
+    alert_time_scale: float = 1.0
     failovers: list[dict[str, Any]] = field(default_factory=list)
     #: From the fault to the supervisor's first replacement (its failover event).
     replaced_after_s: float | None = None
@@ -95,7 +106,13 @@ class ChaosReport:
                  f"Alerts fired: {', '.join(self.alerts_fired) or 'none'}; pending (their "
                  f"`for:` window outlasted the run): {', '.join(self.alerts_pending) or 'none'}"
                  f"; expected: {', '.join(self.alerts_expected) or 'none'}; missing: "
-                 f"{', '.join(self.alerts_missing) or 'none'}", "",
+                 f"{', '.join(self.alerts_missing) or 'none'}; drift alerts not injected: "
+                 f"{', '.join(self.drift_alerts_unexpected) or 'none'}; drift still warming "
+                 f"up: {', '.join(self.drift_features_warming) or 'none'}; rules' `for:` "
+                 + ("as in production" if self.alert_time_scale == 1.0 else
+                    f"divided by {self.alert_time_scale:g}"), "",
+                 f"Drift PSI at the end (largest over the workers): {self.drift_psi}; labels "
+                 f"applied to merchant state: {_fmt(self.labels_applied)}", "",
                  f"Model versions: {self.model_versions}; degraded scores: "
                  f"{self.degraded_scores}", "",
                  f"Offset continuity: {_fmt(self.gap_records_read)} skipped records read "

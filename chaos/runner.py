@@ -107,7 +107,18 @@ class RunPlan:
     keep_topics: bool = False
     #: Cards preloaded into the card table (None: the scenario's own number).
     preload_cards: int | None = None
+    #: Divide every alert rule's ``for:`` by this for the run (1: the production rules). The
+    #: stack's Prometheus loads a shortened copy and gets the production rules back afterwards
+    #: (``chaos.alert_windows``), so an alert that would fire after minutes shows ``fired``.
+    alert_time_scale: float = 1.0
+    #: Simulated customers (twice as many terminals). About 1.97 transactions per customer and
+    #: simulated day: 2,000 customers give ~3,930 a day, so a load of N transactions spans
+    #: N / 3,930 days of event time (what warms the workers' feature state up).
+    customers: int = 2000
 
+
+#: Upper bound of the stack's scrape plus evaluation interval (deploy/local: 2 s each).
+PROMETHEUS_EVALUATIONS_S = 4.0
 
 #: The PSI the drift alert fires above (monitoring/rules/fraudstream.yml).
 DRIFT_PSI = 0.25
@@ -196,6 +207,48 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
     return values
 
 
+def _worker_metrics_text(settings: Settings, supervisor: Supervisor) -> list[str]:
+    """The /metrics text of every active worker that answers."""
+    texts = []
+    for slot in supervisor.slots:
+        url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                texts.append(resp.read().decode())
+        except OSError:
+            continue
+    return texts
+
+
+def _feature_label(line: str) -> str:
+    return line.split('feature="', 1)[1].split('"', 1)[0]
+
+
+def features_warming(texts: Sequence[str]) -> list[str]:
+    """Features (and "score") whose drift some worker does not measure yet (warm-up)."""
+    prefix = "fraudstream_feature_drift_warming_seconds{"
+    return sorted({_feature_label(line) for text in texts for line in text.splitlines()
+                   if line.startswith(prefix) and 'feature="' in line})
+
+
+def drift_psi(texts: Sequence[str]) -> dict[str, float]:
+    """The largest PSI over the workers per measured feature, and "score"."""
+    out: dict[str, float] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if 'method="psi"' not in line:
+                continue
+            if line.startswith("fraudstream_feature_drift{"):
+                name = _feature_label(line)
+            elif line.startswith("fraudstream_score_drift{"):
+                name = "score"
+            else:
+                continue
+            value = float(line.rsplit(" ", 1)[1])
+            out[name] = round(max(out.get(name, value), value), 4)
+    return out
+
+
 def delete_run_topics(bootstrap: str, tag: str) -> list[str]:
     """Delete a run's topics (its own and Faust's, all named with its tag); best effort."""
     from kafka import KafkaAdminClient
@@ -239,6 +292,17 @@ def exclusive_run(state_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def is_drift_alert(name: str) -> bool:
+    """Whether a reported alert name is a drift alert (feature or score)."""
+    return name.startswith(("FraudstreamFeatureDrift", "FraudstreamScoreDrift"))
+
+
+def unexpected_drift_alerts(allowed: Sequence[str], seen: dict[str, set[str]]) -> list[str]:
+    """Drift alerts, firing or pending, that the scenario did not inject (sorted)."""
+    return sorted(n for n in seen["firing"] | seen["pending"]
+                  if is_drift_alert(n) and n not in allowed)
 
 
 def missing_alerts(expected: Sequence[str], seen: dict[str, set[str]],
@@ -298,8 +362,23 @@ class ChaosRunner:
         Raises ``ChaosBusy`` while another run holds the state dir: two runs would fight over
         the workers' ports and the brokers.
         """
-        with exclusive_run(self.base.state_dir):
-            return self._run(scenario)
+        with exclusive_run(self.base.state_dir), self._alert_rules() as shortened:
+            report = self._run(scenario)
+            report.alert_time_scale = self.plan.alert_time_scale if shortened else 1.0
+            return report
+
+    @contextlib.contextmanager
+    def _alert_rules(self) -> Iterator[bool]:
+        """The stack's Prometheus on rules with ``for:`` shortened by the plan's scale, if any;
+        yields whether it runs them."""
+        if self.plan.alert_time_scale == 1.0 or self.stack is None:
+            yield False
+            return
+        from chaos.alert_windows import shortened_for_windows
+
+        with shortened_for_windows(self.stack, self.plan.alert_time_scale,
+                                   self.base.state_dir / "chaos-rules") as took:
+            yield took
 
     def _run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it.
@@ -350,6 +429,12 @@ class ChaosRunner:
                     settings, supervisor, "fraudstream_offsets_gap_filled_total")
                 report.redelivered_dropped = summed_worker_metric(
                     settings, supervisor, "fraudstream_offsets_redelivered_total")
+                texts = _worker_metrics_text(settings, supervisor)
+                report.drift_features_warming = features_warming(texts)
+                report.drift_psi = drift_psi(texts)
+                if scenario.with_labels:
+                    report.labels_applied = summed_worker_metric(
+                        settings, supervisor, 'fraudstream_labels_applied_total{outcome="applied"}')
                 if scenario.drift_amount_scale:
                     report.amount_psi = max_worker_metric(
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
@@ -403,9 +488,9 @@ class ChaosRunner:
         plan = self.plan
         phases = load_phases(plan, scenario)
         count = sum(n for n, _rate in phases)
-        # About 240,000 transactions per 2,000 customers over 60 days: enough cards for a
-        # long run too (a soak), never fewer than the short runs always had.
-        customers = max(2000, int(count / 100) + 1)
+        # About 1.97 transactions per customer and simulated day: a long run (a soak) gets
+        # enough customers for its load over the 60 days, never fewer than the plan's.
+        customers = max(plan.customers, int(count / 100) + 1)
         ds = simulate(SimulationConfig(n_customers=customers, n_terminals=2 * customers,
                                        nb_days=60, seed=plan.seed,
                                        id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
@@ -413,7 +498,8 @@ class ChaosRunner:
                                                with_labels=scenario.with_labels)
         if scenario.drift_amount_scale:
             drifted = simulate(SimulationConfig(
-                n_customers=2000, n_terminals=4000, nb_days=60, seed=plan.seed,
+                n_customers=plan.customers, n_terminals=2 * plan.customers, nb_days=60,
+                seed=plan.seed,
                 amount_scale=scenario.drift_amount_scale,
                 id_prefix=f"chaosdrift{uuid.uuid4().hex[:6]}"))
             switch = int(plan.rate * plan.fault_at_s)
@@ -492,6 +578,7 @@ class ChaosRunner:
                     kinds[topic], value, ts), settle_s=plan.settle_s)
                 prometheus_answered |= await asyncio.to_thread(
                     self._observe_alerts, alerts, settings, start_ms)
+                await self._await_pending(scenario, alerts, settings, start_ms)
             finally:
                 task.cancel()
                 await producer.stop()
@@ -502,8 +589,29 @@ class ChaosRunner:
         report.prometheus_answered = prometheus_answered
         report.alerts_missing = missing_alerts(scenario.expect_alerts, alerts,
                                                prometheus_answered)
+        report.drift_alerts_unexpected = unexpected_drift_alerts(scenario.drift_allowed, alerts)
         report.produce_failed = stats.failed
         return ledger, start_ms
+
+    async def _await_pending(self, scenario: Scenario, seen: dict[str, set[str]],
+                             settings: Settings, since_ms: int) -> None:
+        """With shortened ``for:`` windows, give expected alerts that are pending the rest of
+        their window (the longest shortened ``for:`` plus a few evaluations) to fire.
+
+        The workers are still up and their gauges unchanged, so a pending alert whose
+        condition holds fires; one whose condition stopped holding stays pending.
+        """
+        scale = self.plan.alert_time_scale
+        if scale == 1.0 or self.stack is None:
+            return
+        from chaos.alert_windows import longest_for_seconds
+
+        deadline = time.monotonic() + longest_for_seconds(self.stack.prometheus.rules_dir) / scale \
+            + 3 * PROMETHEUS_EVALUATIONS_S
+        while (set(scenario.expect_alerts) & (seen["pending"] - seen["firing"])
+               and time.monotonic() < deadline):
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(self._observe_alerts, seen, settings, since_ms)
 
     def _observe_alerts(self, seen: dict[str, set[str]], settings: Settings,
                         since_ms: int) -> bool:
@@ -591,6 +699,9 @@ class ChaosRunner:
             problems.append(f"the tampered version {tampered} scored transactions")
         if report.recovery_seconds is None:
             problems.append("scoring never returned to the prior rate")
+        if report.drift_alerts_unexpected:
+            problems.append("drift alerts without injected drift (firing or pending): "
+                            + ", ".join(report.drift_alerts_unexpected))
         if report.alerts_missing:
             problems.append(f"expected alerts neither fired nor pending: "
                             f"{', '.join(report.alerts_missing)}"

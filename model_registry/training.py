@@ -189,7 +189,10 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
         feature_names=list(FEATURE_NAMES), sha256=sha,
         created_at=now.isoformat(timespec="seconds"), review_threshold=review,
         decline_threshold=decline, metrics=metrics, training_data_sha256=dataset_sha256(ds),
-        reference={**build_reference(X[p0.evaluated], FEATURE_NAMES, val_scores),
+        # The drift reference describes what the workers will see: every row of the test
+        # window, the cards the evaluation leaves out (known compromised) included.
+        reference={**build_reference(X[p0.test_window], FEATURE_NAMES, np.asarray(
+            estimator.predict_proba(X[p0.test_window])[:, 1])),
                    "feature_p99": np.percentile(X[p0.train], 99, axis=0).tolist()},
     )
     validation = {"X": X[p0.evaluated], "y": val_y, "scores": val_scores}

@@ -49,6 +49,11 @@ class WorkerMetrics:
     feature_drift: Gauge
     score_drift: Gauge
     drift_window_rows: Gauge
+    feature_drift_threshold: Gauge
+    score_drift_threshold: Gauge
+    feature_drift_warming: Gauge
+    feature_drift_excluded: Gauge
+    drift_history_seconds: Gauge
     missing_values: Counter
     consumer_lag: Gauge
     labels_matched: Counter
@@ -124,6 +129,27 @@ class WorkerMetrics:
                               registry=reg),
             drift_window_rows=Gauge(f"{p}_drift_window_rows", "Scored rows in the drift "
                                     "window", registry=reg),
+            feature_drift_threshold=Gauge(f"{p}_feature_drift_threshold", "PSI above which "
+                                          "a feature's drift alerts, from the model's reference "
+                                          "(the training data's own variability)", ["feature"],
+                                          registry=reg),
+            score_drift_threshold=Gauge(f"{p}_score_drift_threshold", "PSI above which the "
+                                        "score's drift alerts, from the model's reference",
+                                        registry=reg),
+            feature_drift_warming=Gauge(f"{p}_feature_drift_warming_seconds", "Event-time "
+                                        "history a feature (or the score) still lacks before "
+                                        "its drift is measured, by reason (history: the state "
+                                        "spans less than the feature's window; "
+                                        "no_event_times: the worker passes no transaction "
+                                        "times); absent once warm", ["feature", "reason"],
+                                        registry=reg),
+            feature_drift_excluded=Gauge(f"{p}_feature_drift_excluded", "Features left out of "
+                                         "drift measurement (value 1), by reason (calendar: "
+                                         "set by the hour of the week, not by the data)",
+                                         ["feature", "reason"], registry=reg),
+            drift_history_seconds=Gauge(f"{p}_drift_history_seconds", "Event-time history "
+                                        "behind the worker's feature state, by family (card, "
+                                        "merchant)", ["family"], registry=reg),
             missing_values=Counter(f"{p}_missing_values", "Feature values that were not finite "
                                    "(NaN or infinite) when scored, by feature", ["feature"],
                                    registry=reg),

@@ -221,7 +221,9 @@ class ScoringProcessor:
             if self.drift is not None and not answer.degraded:
                 # A fallback's scores (rules) say nothing about the model's score drift.
                 self.drift.observe(used.version, cast(Scorer, used).model.manifest.reference,
-                                   matrix, scores)
+                                   matrix, scores, event_times=np.fromiter(
+                                       (tx.ts for _rec, tx, _card in pending), np.float64,
+                                       len(pending)))
             reasons = used.reasons(matrix)
             if shadow is not None:
                 await self._shadow_score(shadow, matrix, used, scores)

@@ -45,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_p.add_argument("--keep-topics", action="store_true",
                        help="leave each run's topics in place and print their names, so the "
                             "outputs can be audited afterwards with an independent reader")
+    run_p.add_argument("--alert-time-scale", type=float, default=1.0, metavar="N",
+                       help="divide every alert rule's for: window by N for the run (the "
+                            "stack's Prometheus loads a shortened copy of the production rules "
+                            "and gets them back afterwards), so alerts show fired, not pending: "
+                            "60 turns FeatureDrift's 10m into 10s (default 1: production)")
     run_p.set_defaults(run=run)
 
 
@@ -65,6 +70,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.duration is None:
         defaults = {s.default_duration_s for s in scenarios if s.default_duration_s}
         args.duration = max(defaults) if len(scenarios) == 1 and defaults else 30.0
+    if args.alert_time_scale < 1:
+        raise UserError("--alert-time-scale must be at least 1 (1 keeps the production rules)")
     if args.fault_at >= args.duration:
         raise UserError("--fault-at must come before the end of --duration")
     settings = with_signing_key(settings)
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ensure_model(settings)
     plan = RunPlan(rate=args.rate, duration_s=args.duration, fault_at_s=args.fault_at,
                    workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics,
-                   preload_cards=args.cards)
+                   preload_cards=args.cards, alert_time_scale=args.alert_time_scale)
     runner = ChaosRunner(settings, stack, plan)
     reports = []
     for scenario in scenarios:

@@ -54,6 +54,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp = actions.add_parser("import", help="register a signed model file")
     imp.add_argument("path", type=Path, help="the .skops file (its manifest next to it)")
     imp.add_argument("--promote", action="store_true", help="also promote it to production")
+    rebase = actions.add_parser(
+        "rebase-reference", help="accept a drift: register the model again with a reference "
+        "built from recent traffic",
+        description="Register version REF's model bytes again as REF-rebased-<time>, with the "
+        "drift reference (histograms and per-feature thresholds) built from the last --rows "
+        "rows of a labelled CSV of recent traffic in time order (its earlier rows feed the "
+        "card and merchant histories). The old version is untouched; add --promote to put "
+        "the new reference in use (workers swap it in like any version).")
+    rebase.add_argument("ref", help="version (or alias) whose reference is re-based")
+    rebase.add_argument("--from", dest="source", type=Path, required=True,
+                        help="labelled CSV of recent transactions (the training CSV format)")
+    rebase.add_argument("--rows", type=int, default=20000,
+                        help="rows at the end of the CSV the reference describes (default "
+                             "20000, the workers' default drift window)")
+    rebase.add_argument("--promote", action="store_true", help="also promote it to production")
     p.set_defaults(run=run)
 
 
@@ -145,7 +160,35 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             announce(settings, done.alias, done.version, done.generation)
             print(f"production: {done.previous or '(none)'} -> {done.version}")
         return 0
+    if args.action == "rebase-reference":
+        return _rebase(args, settings, registry)
     raise UserError(f"unknown action {args.action}")
+
+
+def _rebase(args: argparse.Namespace, settings: Settings, registry: Any) -> int:
+    """Build a reference from recent traffic and register it as a new version."""
+    from features import build_feature_matrix
+    from model_registry.rebase import rebase_reference
+    from simulator import read_csv
+
+    if args.rows < 1:
+        raise UserError("--rows must be at least 1")
+    try:
+        ds = read_csv(args.source)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {args.source}: {exc}") from exc
+    X = build_feature_matrix(ds.timestamp_s, ds.card_id, ds.merchant_id, ds.amount,
+                             ds.is_fraud, delay_days=settings.label_delay_days)[-args.rows:]
+    manifest = rebase_reference(registry, args.ref, X, source=str(args.source))
+    print(f"registered {manifest.version} (reference from the last {len(X):,} rows of "
+          f"{args.source})")
+    if args.promote:
+        from features import FEATURE_NAMES
+
+        done = registry.promote(manifest.version, "production", FEATURE_NAMES)
+        announce(settings, done.alias, done.version, done.generation)
+        print(f"production: {done.previous or '(none)'} -> {done.version}")
+    return 0
 
 
 def import_artifact(registry: Any, path: Path, settings: Settings) -> str:

@@ -32,14 +32,19 @@ def kafka_topics(settings: Settings) -> set[str]:
 #: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
 #: soak runs for minutes: tests/soak runs it (make soak).
 ON_ONE_NODE = [name for name, s in SCENARIOS.items() if name != "kill-broker" and not s.soak]
-PLAN = RunPlan(rate=400, duration_s=18, fault_at_s=6, workers=2, standbys=1)
+#: Alerts are checked with the production rules whose ``for:`` is divided by ALERT_TIME_SCALE
+#: (10m -> 10s): the rules a run lasting seconds can see fire.
+ALERT_TIME_SCALE = 60.0
+PLAN = RunPlan(rate=400, duration_s=18, fault_at_s=6, workers=2, standbys=1,
+               alert_time_scale=ALERT_TIME_SCALE)
 #: Overload and starvation last 20 s: long enough for a backlog that the old supervisor would
 #: have answered with kills; then the load drops and the backlog must drain.
-SLOW_PLAN = RunPlan(rate=400, duration_s=40, fault_at_s=6, workers=2, standbys=1)
+SLOW_PLAN = RunPlan(rate=400, duration_s=40, fault_at_s=6, workers=2, standbys=1,
+                    alert_time_scale=ALERT_TIME_SCALE)
 #: big-state-kill with 100,000 cards here (1,000,000 in `make soak`): filling and the first
 #: restore of a million take minutes on a 2-core machine.
 BIG_STATE_PLAN = RunPlan(rate=400, duration_s=25, fault_at_s=6, workers=2, standbys=1,
-                         preload_cards=100_000)
+                         preload_cards=100_000, alert_time_scale=ALERT_TIME_SCALE)
 
 
 def plan_for(name: str) -> RunPlan:
@@ -73,8 +78,17 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
         assert report.drained_after_heal_s is not None
     if scenario.expect_degraded:
         assert report.degraded_scores > 0
+    assert report.alert_time_scale == ALERT_TIME_SCALE, "Prometheus kept the production rules"
+    # Drift alerts only where drift was injected, and then only the amount family: not one
+    # other, firing or pending (calendar features and cold card/merchant state used to).
+    assert not report.drift_alerts_unexpected, report.problems
     if scenario.drift_amount_scale:
         assert report.amount_psi is not None and report.amount_psi > 0.25
+        assert "FraudstreamFeatureDrift[amount]" in report.alerts_fired, (
+            report.alerts_fired, report.alerts_pending)
+    else:
+        assert not [a for a in report.alerts_fired + report.alerts_pending
+                    if a.startswith(("FraudstreamFeatureDrift", "FraudstreamScoreDrift"))]
     if scenario.expect_gap_repair:
         assert report.gap_records_read and report.redelivered_dropped, report.problems
     if scenario.preload_cards:

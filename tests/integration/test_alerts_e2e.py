@@ -24,7 +24,6 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -35,11 +34,11 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chaos.alert_windows import compress_rules
 from deploy.local import LocalStack, StackConfig
 from deploy.local.services import RULES_DIR
 from fraudstream.feeds import outgoing
@@ -62,25 +61,14 @@ RATE = 200.0
 #: normal within the (scaled) 5 s rate window, so an alert that had not fired by then never
 #: would (a clean-clone CI run needed more than 30 s of stalls; runs here took 15-20 s).
 STALL_S, RUN_S, FAULT_S = 2.0, 0.5, 150.0
+#: Once the stalls stop, the p99 falls within the scaled 5 s rate window: an alert that has not
+#: fired within a few evaluations after that never will. Waiting TIMEOUT_S instead ran past
+#: pytest's 300 s timeout (150 s of stalls + 180 s), which hid the diagnosis below.
+AFTER_FAULT_S = 15.0
 #: How long the healthy system is watched for an alert that must not fire.
 QUIET_S = 10.0
 TIMEOUT_S = 180.0
 LABEL_EVERY = 20
-
-
-def _scaled(amount: str, unit: str) -> str:
-    seconds = int(amount) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-    return f"{max(seconds // TIME_SCALE, 1)}s"
-
-
-def compress_rules(src: Path, dst: Path) -> None:
-    """Copy the rule files with every ``for:`` and range selector divided by ``TIME_SCALE``."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for path in src.glob("*.yml"):
-        text = re.sub(r"^(\s+for:) (\d+)([smhd])$",
-                      lambda m: f"{m[1]} {_scaled(m[2], m[3])}", path.read_text(), flags=re.M)
-        text = re.sub(r"\[(\d+)([smhd])\]", lambda m: f"[{_scaled(m[1], m[2])}]", text)
-        (dst / path.name).write_text(text)
 
 
 def get_json(url: str) -> Any:
@@ -186,6 +174,20 @@ def _since(start: float) -> float:
     return round(time.monotonic() - start, 1)
 
 
+def _scrape_health(env: AlertEnv, seconds: float) -> str:
+    """What Prometheus saw of the worker over the last ``seconds``: the share of successful
+    scrapes (a stalled worker times its scrape out) and of evaluations with a p99 at all (the
+    rate needs two scrapes in its window) and above the threshold (what ``for:`` waits on)."""
+    app, span = env.app, f"{max(int(seconds), 1)}s"
+    p99 = f'fraudstream:end_to_end_latency_seconds:p99_rate1m{{app="{app}"}}'
+    up = env.value(f'avg_over_time(up{{component="worker",app="{app}"}}[{span}])')
+    present = env.value(f"count_over_time({p99}[{span}])")
+    high = env.value(f"count_over_time(({p99} > 0.5)[{span}:1s])")
+    return (f"worker scrapes up {up if up is None else round(up, 2)}, p99 present in "
+            f"{present or 0:.0f} and above 0.5 s in {high or 0:.0f} of ~{seconds:.0f} "
+            f"evaluations")
+
+
 @pytest.fixture(scope="module")
 def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[AlertEnv]:
@@ -198,7 +200,7 @@ def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
         topic_model_updates=f"model-updates-{tag}", state_dir=root, api_port=API_PORT,
         drift_window_rows=1500, monitoring_interval_s=1.0)
-    compress_rules(RULES_DIR, root / "rules")
+    compress_rules(RULES_DIR, root / "rules", TIME_SCALE)
     stack = LocalStack(StackConfig(
         root=root, prometheus_port=PROMETHEUS_PORT, alertmanager_port=ALERTMANAGER_PORT,
         webhook_url=f"http://127.0.0.1:{API_PORT}/api/alerts/webhook", scrape_interval="1s",
@@ -263,7 +265,9 @@ def test_drift_alert_fires_reaches_the_webhook_and_resolves(alert_env: AlertEnv)
     assert env.value(f'sum(fraudstream_labels_matched_total{{app="{app}",outcome="matched"}})')
     assert env.query(f'fraudstream_consumer_lag{{app="{app}"}}')
     assert env.query(f'fraudstream_live_outcomes_total{{app="{app}"}}')
-    assert env.query(f'fraudstream_score_drift{{app="{app}",method="js"}}')
+    # The score is measured once every history feature is warm; until then its warm-up shows.
+    assert env.query(f'fraudstream_score_drift{{app="{app}",method="js"}} or '
+                     f'fraudstream_feature_drift_warming_seconds{{app="{app}",feature="score"}}')
 
     injected = time.monotonic()
     env.traffic.drift.set()
@@ -314,8 +318,9 @@ def test_latency_alert_fires_when_a_worker_is_paused_and_resolves(alert_env: Ale
     finally:
         worker.signal(signal.SIGCONT)
     resumed = time.monotonic()
-    wait_until(lambda: env.firing_in_prometheus("FraudstreamScoringLatencyHigh"), TIMEOUT_S,
-               "the latency alert did not fire in Prometheus")
+    health = _scrape_health(env, resumed - paused)
+    wait_until(lambda: env.firing_in_prometheus("FraudstreamScoringLatencyHigh"),
+               AFTER_FAULT_S, f"the latency alert did not fire in Prometheus ({health})")
     fired = _since(paused)
     peak = env.value(p99)
     wait_until(lambda: env.webhook("FraudstreamScoringLatencyHigh")[0], TIMEOUT_S,
@@ -330,6 +335,6 @@ def test_latency_alert_fires_when_a_worker_is_paused_and_resolves(alert_env: Ale
           f"firing in "
           f"Prometheus {fired}s after the first SIGSTOP, at the webhook {delivered}s; stalls "
           f"stopped at {round(resumed - paused, 1)}s; resolved in Prometheus {resolved}s after "
-          f"the last SIGCONT, at the webhook {_since(resumed)}s")
+          f"the last SIGCONT, at the webhook {_since(resumed)}s; during the stalls: {health}")
     assert worker.alive()
     assert env.traffic.error is None

@@ -76,13 +76,18 @@ def test_monitor_publishes_gauges_at_most_every_interval_and_resets_on_model_cha
     mon.observe("v1", ref, *batch(rng, 50))
     assert get("fraudstream_feature_drift", {"feature": "a", "method": "psi"}) is None  # < min
     mon.observe("v1", ref, *batch(rng, 100))
+    # Published only over a full window: the threshold was measured on windows that size.
+    assert get("fraudstream_feature_drift", {"feature": "a", "method": "psi"}) is None
+    assert get("fraudstream_drift_window_rows") == 150
+    now[0] = 5.0
+    mon.observe("v1", ref, *batch(rng, 250))
     calm = get("fraudstream_feature_drift", {"feature": "a", "method": "psi"})
     assert calm is not None and calm < 0.1
     for _ in range(4):
         mon.observe("v1", ref, *batch(rng, 100, shift=3.0))
     # Within the interval: the gauge has not moved yet.
     assert get("fraudstream_feature_drift", {"feature": "a", "method": "psi"}) == calm
-    now[0] = 5.0
+    now[0] = 10.0
     mon.observe("v1", ref, *batch(rng, 100, shift=3.0))
     shifted = get("fraudstream_feature_drift", {"feature": "a", "method": "psi"})
     assert shifted is not None and shifted > 1.0
@@ -123,6 +128,89 @@ def test_a_malformed_reference_never_fails_the_batch() -> None:
     bad = {"features": {"a": {"edges": [0.0], "proportions": [1.0]},  # one share, two bins
                         "b": {"edges": [0.0], "proportions": [0.5, 0.5]}},
            "score": {"edges": [0.5], "proportions": [0.5, 0.5]}}
-    mon = DriftMonitor(m, NAMES, window_rows=10, min_rows=1, publish_interval_s=0)
+    mon = DriftMonitor(m, NAMES, window_rows=3, min_rows=1, publish_interval_s=0)
     mon.observe("v", bad, np.zeros((3, 2)), np.zeros(3))  # must not raise
     assert mon.window is None
+
+
+HIST_NAMES = ["amount", "is_night", "card_nb_tx_1d"]
+DAY = 86_400
+
+
+def history_reference() -> dict:
+    """amount uniform over 4 bins, is_night 25 % ones, card_nb_tx_1d 1-4 a quarter each."""
+    return {"features": {
+        "amount": {"edges": [1.0, 2.0, 3.0], "proportions": [0.25] * 4},
+        "is_night": {"edges": [0.0], "proportions": [0.75, 0.25]},
+        "card_nb_tx_1d": {"edges": [1.0, 2.0, 3.0], "proportions": [0.25] * 4}},
+        "score": {"edges": [0.5], "proportions": [0.5, 0.5]},
+        "drift_thresholds": {"amount": 0.4}}
+
+
+def like_reference(n: int, night: float, nb: float | None) -> np.ndarray:
+    """n rows whose amount and card count cycle through the four reference bins."""
+    cycle = np.tile([0.5, 1.5, 2.5, 3.5], n // 4)
+    return np.column_stack([cycle, np.full(n, night),
+                            cycle + 0.5 if nb is None else np.full(n, nb)])
+
+
+def test_calendar_features_are_never_compared_and_say_why() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    mon = DriftMonitor(m, HIST_NAMES, window_rows=40, min_rows=8, publish_interval_s=0)
+    # A night-only window: is_night would be a major "shift" against the 25 % reference.
+    mon.observe("v", history_reference(), like_reference(40, 1.0, None), np.full(40, 0.2),
+                event_times=np.full(40, 1_700_000_000))
+    get = m.registry.get_sample_value
+    assert get("fraudstream_feature_drift", {"feature": "is_night", "method": "psi"}) is None
+    assert get("fraudstream_feature_drift_excluded",
+               {"feature": "is_night", "reason": "calendar"}) == 1
+    assert get("fraudstream_feature_drift", {"feature": "amount", "method": "psi"}) == \
+        pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_history_feature_is_compared_only_on_rows_scored_once_the_state_is_warm() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    mon = DriftMonitor(m, HIST_NAMES, window_rows=60, min_rows=8, publish_interval_s=0)
+    mon.history.probe_rows = 8
+    get = m.registry.get_sample_value
+    ref, t0 = history_reference(), 1_700_000_000
+    # A cold state: every card is new (count 1), for the first 12 hours of event time.
+    mon.observe("v", ref, like_reference(40, 0.0, 1.0), np.full(40, 0.2),
+                event_times=np.linspace(t0, t0 + DAY // 2, 40))
+    card = {"feature": "card_nb_tx_1d", "method": "psi"}
+    assert get("fraudstream_feature_drift", card) is None
+    assert get("fraudstream_feature_drift_warming_seconds",
+               {"feature": "card_nb_tx_1d", "reason": "history"}) == DAY // 2
+    assert get("fraudstream_score_drift", {"method": "psi"}) is None
+    assert get("fraudstream_feature_drift_warming_seconds",
+               {"feature": "score", "reason": "history"}) == DAY // 2  # its longest input
+    # A day of event time later the state is warm; rows from then on match the reference.
+    mon.observe("v", ref, like_reference(40, 0.0, None), np.full(40, 0.2),
+                event_times=np.full(40, t0 + DAY))
+    assert get("fraudstream_feature_drift_warming_seconds",
+               {"feature": "card_nb_tx_1d", "reason": "history"}) is None
+    # 40 warm rows of a 60-row window (the 40 cold ones still in it, not counted): not yet.
+    assert mon.window is not None and mon.window.rows == 80
+    assert get("fraudstream_feature_drift", card) is None
+    assert get("fraudstream_feature_drift", {"feature": "amount", "method": "psi"}) == \
+        pytest.approx(0.0, abs=1e-9)  # always warm: its window is full
+    mon.observe("v", ref, like_reference(20, 0.0, None), np.full(20, 0.2),
+                event_times=np.full(20, t0 + DAY))
+    # The cold batch has left; 60 warm rows: compared, and like the reference.
+    assert mon.window.rows == 60
+    assert get("fraudstream_feature_drift", card) == pytest.approx(0.0, abs=1e-9)
+    assert get("fraudstream_drift_history_seconds", {"family": "card"}) == DAY
+
+
+def test_thresholds_come_from_the_reference_or_default_to_the_convention() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    mon = DriftMonitor(m, HIST_NAMES, window_rows=100, min_rows=1, publish_interval_s=0)
+    mon.observe("v", history_reference(), like_reference(4, 0.0, None), np.full(4, 0.2))
+    get = m.registry.get_sample_value
+    assert get("fraudstream_feature_drift_threshold", {"feature": "amount"}) == 0.4
+    assert get("fraudstream_feature_drift_threshold", {"feature": "card_nb_tx_1d"}) == 0.25
+    assert get("fraudstream_feature_drift_threshold", {"feature": "is_night"}) is None
+    assert get("fraudstream_score_drift_threshold") == 0.25
+    # Without event times the history features wait, and the gauge says why.
+    assert get("fraudstream_feature_drift_warming_seconds",
+               {"feature": "card_nb_tx_1d", "reason": "no_event_times"}) == DAY

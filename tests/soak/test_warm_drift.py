@@ -1,0 +1,72 @@
+"""Longer chaos runs that are not part of `make test` (run them with `make soak`).
+
+``test_no_drift_alert_once_the_feature_state_is_warm`` needs about two minutes of load to warm
+every history feature, and it still fails in about half the runs on a busy 2-core machine:
+merchant counts drift for real when the label path falls more than the label delay behind in
+compressed simulated time (measured: 3 of 6 runs, merchant_nb_tx_7d/30d PSI 0.19 to 1.10).
+It stays strict, and out of CI until the label path is fixed (issue 10, labels through the
+fenced path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from chaos import ChaosRunner, RunPlan
+from chaos.scenarios import Scenario
+from deploy.local import LocalStack
+from fraudstream.settings import Settings
+from model_registry.artifact import save_signed
+from model_registry.training import TrainingPlan, train
+from simulator import SimulationConfig, simulate
+from tests.chaos.test_scenarios import ALERT_TIME_SCALE
+from tests.stack_fixtures import SIGNING_KEY
+
+pytestmark = pytest.mark.chaos
+
+
+def test_no_drift_alert_once_the_feature_state_is_warm(base_settings: Settings,
+                                                       stack: LocalStack,
+                                                       tmp_path: Path) -> None:
+    """No fault, labels flowing, and the very world the test model was trained on (seed 5,
+    300 customers: ~590 transactions a simulated day), so nothing drifts by construction. The
+    load spans ~49 days of event time: every history feature (merchant ones need 40) and the
+    score are warm for its last ~20 s. Not one drift alert may fire or be pending.
+
+    (A different simulated population, 200 customers of seed 11, did raise card_nb_tx_30d,
+    merchant and score drift once warm: a real difference between populations.) The merchant
+    counts follow the label path: at 400 tx/s one wall second was ~0.7 simulated days, so labels
+    more than ~10 s behind (a machine busy with other work) were more than the 7-day label
+    delay late, and merchant_nb_tx_* drifted for real (PSI 0.28 and 0.39 once, 0.24 once).
+    """
+    # A model of the same world validated on two weeks (~4,000 rows): enough for per-feature
+    # thresholds (slices of the chaos drift window, 2,000 rows; the session's model validates
+    # on one week, 2,142 rows, and falls back to 0.25 everywhere).
+    model_path = tmp_path / "steady.skops"
+    trained = train(simulate(SimulationConfig(n_customers=300, n_terminals=600, nb_days=60,
+                                              seed=5)), "logreg",
+                    plan=TrainingPlan(val_days=14, search=False))
+    assert "drift_thresholds" in trained.manifest.reference
+    save_signed(model_path, trained.model_bytes, trained.manifest, SIGNING_KEY.encode())
+    steady = Scenario("steady", "no fault: a steady load with labels", None, with_labels=True)
+    # 250 tx/s: ~0.42 simulated days a second, so labels may lag 16 s before they are later
+    # than the label delay (at 400 tx/s, 10 s: merchant counts drifted in 2 of 3 runs on a
+    # machine busy with other work).
+    plan = RunPlan(rate=250, duration_s=115, fault_at_s=5, workers=2, standbys=1,
+                   alert_time_scale=ALERT_TIME_SCALE, customers=300, seed=5)
+    runner = ChaosRunner(dataclasses.replace(base_settings, model_path=model_path), stack, plan)
+    report = runner.run(steady)
+    print(report.markdown())
+    if report.drift_alerts_unexpected:
+        for worker, tail in runner.logs.items():
+            print(f"--- {worker} log tail\n{tail}")
+    assert report.lost == 0 and report.duplicates == 0, report.problems
+    assert report.alert_time_scale == ALERT_TIME_SCALE
+    assert report.drift_features_warming == [], "the run ended before the state was warm"
+    drift = [a for a in report.alerts_fired + report.alerts_pending
+             if a.startswith(("FraudstreamFeatureDrift", "FraudstreamScoreDrift"))]
+    assert drift == [], (drift, report.drift_psi, f"labels applied {report.labels_applied} "
+                         f"of {report.produced}")
