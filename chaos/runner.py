@@ -136,11 +136,11 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
 
 def delete_run_topics(bootstrap: str, tag: str) -> list[str]:
     """Delete a run's topics (its own and Faust's, all named with its tag); best effort."""
-    from kafka import KafkaAdminClient
+    from fraudstream import kafka_clients
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fraudstream-chaos",
-                                 request_timeout_ms=15000)
+        admin = kafka_clients.admin(bootstrap, client_id="fraudstream-chaos",
+                                    request_timeout_ms=15000)
     except Exception as exc:
         logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
         return []

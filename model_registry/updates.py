@@ -64,14 +64,15 @@ class ModelUpdate:
 
 def publish_update(bootstrap: str, topic: str, update: ModelUpdate) -> None:
     """Send ``update`` and wait until Kafka has it (blocking; for the CLI)."""
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from fraudstream import kafka_clients
+
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                 client_id="fraudstream-registry",
-                                 request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                                 max_block_ms=int(PUBLISH_TIMEOUT_S * 1000))
+        producer = kafka_clients.sync_producer(bootstrap, acks="all",
+                                               client_id="fraudstream-registry",
+                                               request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                                               max_block_ms=int(PUBLISH_TIMEOUT_S * 1000))
     except KafkaError as exc:
         raise StoreUnavailable(f"Kafka at {bootstrap} unreachable; the promotion is recorded "
                                f"but not announced ({exc}); publish it again with the same "

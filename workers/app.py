@@ -17,6 +17,7 @@ from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features import FEATURE_NAMES
+from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 from monitoring.consumer_lag import ConsumerLag
 from monitoring.drift_window import DriftMonitor
@@ -86,7 +87,7 @@ def faust_settings(settings: Settings, index: int,
     expire and without a rebalance of the other workers.
     """
     return {
-        "broker": [f"kafka://{s}" for s in settings.kafka_bootstrap.split(",")],
+        **kafka_clients.faust_broker_settings(settings),
         "store": "memory://",
         "web_host": settings.bind_host,
         "web_bind": settings.bind_host,

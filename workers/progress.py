@@ -39,14 +39,14 @@ class GroupProgress:
     _consumer: Any = None
 
     def start(self) -> None:
-        from kafka import KafkaAdminClient, KafkaConsumer
+        from fraudstream import kafka_clients
 
-        self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                       client_id="fraudstream-supervisor",
-                                       request_timeout_ms=5000)
-        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap,
-                                       client_id="fraudstream-supervisor",
-                                       request_timeout_ms=5000, enable_auto_commit=False)
+        self._admin = kafka_clients.admin(self.bootstrap, client_id="fraudstream-supervisor",
+                                          request_timeout_ms=5000)
+        self._consumer = kafka_clients.sync_consumer(self.bootstrap,
+                                                     client_id="fraudstream-supervisor",
+                                                     request_timeout_ms=5000,
+                                                     enable_auto_commit=False)
 
     def stop(self) -> None:
         for client in (self._admin, self._consumer):

@@ -35,13 +35,13 @@ class TakeoverScan:
 
     async def start(self) -> None:
         """Connect (once; concurrent callers wait for the same connection)."""
-        from aiokafka import AIOKafkaConsumer
+        from fraudstream import kafka_clients
 
         async with self._starting:
             if self._consumer is not None:
                 return
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            consumer = kafka_clients.aio_consumer(
+                self.bootstrap, enable_auto_commit=False,
                 client_id="fraudstream-takeover", isolation_level="read_committed",
                 max_partition_fetch_bytes=4_194_304, fetch_max_wait_ms=20)
             await consumer.start()

@@ -35,11 +35,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the missing topics; returns the names created."""
-    from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                             client_id="fraudstream-admin", request_timeout_ms=15000)
+    from fraudstream import kafka_clients
+
+    admin = kafka_clients.admin(settings, client_id="fraudstream-admin",
+                                request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in topic_specs(settings) if t.name not in existing]
