@@ -33,6 +33,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def list_topics(settings: Settings) -> list[str]:
+    """Every topic of the cluster, sorted (Kafka's internal ones included)."""
+    from fraudstream import kafka_clients
+
+    admin = kafka_clients.admin(settings, client_id="fraudstream-admin",
+                                request_timeout_ms=15000)
+    try:
+        return sorted(admin.list_topics())
+    finally:
+        admin.close()
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the missing topics; returns the names created."""
     from kafka.errors import TopicAlreadyExistsError

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from fraudstream.commands.simulate_cmd import (
     add_simulation_args,
     config_from_args,
@@ -25,9 +23,9 @@ from fraudstream.commands.simulate_cmd import (
 from fraudstream.commands.stack_cmd import stack_from_settings
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
-from simulator import Dataset
 
 if TYPE_CHECKING:
+    from simulator import Dataset
     from workers.supervisor import Overview
 
 
@@ -139,6 +137,8 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
     ``overview`` adds the supervisor's view (lag, restores, failover storm) to the live line;
     ``fatal`` returns the error that stopped the supervisor, which ends the demo.
     """
+    import numpy as np
+
     from fraudstream.feeds import outgoing, with_bad_records
     from fraudstream.ledger import Ledger
     from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
