@@ -13,6 +13,7 @@ command line starts fast.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 
     from fraudstream.settings import Settings
 
-#: How long a blocking (kafka-python) client waits for its first broker before it gives up.
-#: kafka-python's own default is 30 s; a command saying "Kafka is down" should not take that
-#: long, and the supervisor's loop should not stall for it either. aiokafka has no separate
-#: knob: it tries each bootstrap server once, and a refused connection fails at once.
+#: How long a client waits for its first broker before it gives up. kafka-python's own default
+#: is 30 s, aiokafka's is its request timeout (30-40 s) when an address is silent (a refused
+#: connection fails at once); a command saying "Kafka is down" should not take that long, and
+#: the supervisor's loop should not stall for it either.
 CONNECT_TIMEOUT_S = 5.0
 
 #: Sent when a call site names no client id, so brokers' logs say who connected.
@@ -122,6 +123,21 @@ def sync_producer(target: Settings | str, **overrides: Any) -> KafkaProducer:
     from kafka import KafkaProducer
 
     return KafkaProducer(**sync_options(target, **overrides))
+
+
+async def start_bounded(client: AIOKafkaConsumer | AIOKafkaProducer,
+                        timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Start an aiokafka client; when it is not connected within ``timeout_s``, close it and
+    raise aiokafka's ``KafkaConnectionError``, as a refused connection does at once.
+    """
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.start()
+    except TimeoutError as exc:
+        await client.stop()
+        raise KafkaConnectionError(f"no Kafka broker answered within {timeout_s:g} s") from exc
 
 
 def faust_broker_settings(target: Settings | str) -> dict[str, Any]:

@@ -204,7 +204,7 @@ class TopicReader:
                                               client_id="fraudstream-reader",
                                               max_partition_fetch_bytes=4_194_304)
         try:
-            await consumer.start()
+            await kafka_clients.start_bounded(consumer)
             partitions = []
             for topic in self.topics:
                 ids = consumer.partitions_for_topic(topic)

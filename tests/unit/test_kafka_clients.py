@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import importlib
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +165,24 @@ def test_connection_failures_are_recognised_through_wrapping_errors() -> None:
     assert not kafka_clients.is_unreachable(KafkaTimeoutError("batch expired"))
     assert not kafka_clients.is_unreachable(RequestTimedOutError())
     assert not kafka_clients.is_unreachable(ValueError("x"))
+
+
+def test_a_silent_address_fails_the_start_within_the_bound() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    # Listening but never answering: aiokafka alone would wait its request timeout (40 s).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        bootstrap = f"127.0.0.1:{silent.getsockname()[1]}"
+
+        async def start() -> float:
+            consumer = kafka_clients.aio_consumer(bootstrap)
+            started = time.monotonic()
+            with pytest.raises(KafkaConnectionError, match=r"within 0\.5 s"):
+                await kafka_clients.start_bounded(consumer, timeout_s=0.5)
+            return time.monotonic() - started
+
+        elapsed = asyncio.run(start())
+    assert elapsed < 5.0
+    assert kafka_clients.is_unreachable(KafkaConnectionError("no Kafka broker answered"))
