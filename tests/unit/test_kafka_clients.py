@@ -16,9 +16,10 @@ from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The client classes of aiokafka and kafka-python (and aiokafka's admin, unused today).
+#: The client classes of aiokafka and kafka-python (admins and bare clients unused today).
 CLIENT_CLASSES = {"AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient",
-                  "KafkaAdminClient", "KafkaConsumer", "KafkaProducer"}
+                  "AIOKafkaClient", "KafkaAdminClient", "KafkaConsumer", "KafkaProducer",
+                  "KafkaClient"}
 SKIPPED_DIRS = {".venv", ".stack", "tests", "build", "libs", ".git", "node_modules"}
 
 
