@@ -40,8 +40,13 @@ def test_commands_say_kafka_is_unreachable_in_one_line(closed_port: int,
         ["simulate", "--live", "--days", "1", "--customers", "5", "--terminals", "5"],
         ["supervise", "--workers", "1"],
     ]
+    # Should a command ever start a server before it needs Kafka, the taken port stops it
+    # (nothing listens on the machine's default ports because of this test).
+    taken = str(closed_port)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FRAUDSTREAM_BOOTSTRAP_SERVERS": bootstrap,
-           "FRAUDSTREAM_STATE_DIR": str(tmp_path / "state")}
+           "FRAUDSTREAM_STATE_DIR": str(tmp_path / "state"),
+           "FRAUDSTREAM_SUPERVISOR_PORT": taken, "FRAUDSTREAM_WORKER_WEB_PORT": taken,
+           "FRAUDSTREAM_API_PORT": taken}
     started = time.monotonic()
     # Side by side: each mostly waits for the client's connect timeout.
     runs = [(argv, subprocess.Popen([sys.executable, "-m", "fraudstream.cli", *argv],
