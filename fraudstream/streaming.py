@@ -17,6 +17,8 @@ from fraudstream import kafka_clients
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    from fraudstream.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,9 +85,12 @@ def interleave_labels(records: Iterable[Outgoing], delay_s: float
         yield DueLabel(key, label)
 
 
-def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
-    """An idempotent, batching producer (acks=all), not yet started."""
-    return kafka_clients.aio_producer(bootstrap, linger_ms=linger_ms, acks="all",
+def new_producer(target: Settings | str, linger_ms: int = 5) -> AIOKafkaProducer:
+    """An idempotent, batching producer (acks=all), not yet started.
+
+    ``target``: the settings (they carry every connection option), or a bootstrap string.
+    """
+    return kafka_clients.aio_producer(target, linger_ms=linger_ms, acks="all",
                                       enable_idempotence=True, max_batch_size=262_144,
                                       request_timeout_ms=30_000, client_id="fraudstream-producer")
 
@@ -188,9 +193,10 @@ class TopicReader:
     missed, whatever happens later.
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], *, from_beginning: bool = True,
+    def __init__(self, target: Settings | str, topics: list[str], *, from_beginning: bool = True,
                  isolation_level: str = "read_committed") -> None:
-        self.bootstrap = bootstrap
+        #: The settings (they carry every connection option), or a bootstrap string.
+        self.target = target
         self.topics = topics
         self.from_beginning = from_beginning
         self.isolation_level = isolation_level
@@ -199,7 +205,7 @@ class TopicReader:
     async def start(self) -> None:
         from aiokafka import TopicPartition
 
-        consumer = kafka_clients.aio_consumer(self.bootstrap, enable_auto_commit=False,
+        consumer = kafka_clients.aio_consumer(self.target, enable_auto_commit=False,
                                               isolation_level=self.isolation_level,
                                               client_id="fraudstream-reader",
                                               max_partition_fetch_bytes=4_194_304)
@@ -261,11 +267,11 @@ class TopicReader:
                 for tp, messages in batches.items() for m in messages]
 
 
-async def consume(bootstrap: str, topics: list[str], *, from_beginning: bool = True,
+async def consume(target: Settings | str, topics: list[str], *, from_beginning: bool = True,
                   idle_timeout_s: float | None = None) -> AsyncIterator[
                       tuple[str, bytes | None, bytes | None, int]]:
     """Yield (topic, key, value, timestamp_ms) from ``topics``; stop after ``idle_timeout_s``."""
-    async with TopicReader(bootstrap, topics, from_beginning=from_beginning) as reader:
+    async with TopicReader(target, topics, from_beginning=from_beginning) as reader:
         last = time.monotonic()
         while True:
             records = await reader.poll()

@@ -50,9 +50,10 @@ class SwapStatus:
 class ModelSwapper:
     """Applies model updates to a ``ScoringProcessor``; ``run()`` until cancelled."""
 
-    def __init__(self, *, bootstrap: str, topic: str, registry: ModelRegistry,
+    def __init__(self, *, bootstrap: Settings | str, topic: str, registry: ModelRegistry,
                  processor: ScoringProcessor, metrics: WorkerMetrics,
                  expected_features: Sequence[str], start_generation: int = 0) -> None:
+        #: The settings (they carry every connection option), or a bootstrap string.
         self.bootstrap = bootstrap
         self.topic = topic
         self.registry = registry

@@ -162,7 +162,7 @@ class Supervisor:
         #: The error that stopped ``run`` (a worker's configuration error), for the CLI.
         self.fatal: WorkerConfigError | None = None
         self._spawned = 0
-        self._progress = GroupProgress(settings.kafka_bootstrap, settings.app_id,
+        self._progress = GroupProgress(settings, settings.app_id,
                                        settings.topic_transactions)
         self._progress_at = 0.0
         self._progress_read = False

@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,8 @@ CHUNK = 4096
 class TakeoverScan:
     """Finds input offsets of one partition that already have an output record."""
 
-    def __init__(self, bootstrap: str, output_topics: list[str]) -> None:
+    def __init__(self, bootstrap: Settings | str, output_topics: list[str]) -> None:
+        #: The settings (they carry every connection option), or a bootstrap string.
         self.bootstrap = bootstrap
         self.output_topics = output_topics
         self._consumer: Any = None

@@ -149,9 +149,9 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ledger = Ledger()
     kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
-    reader = TopicReader(settings.kafka_bootstrap, list(kinds), from_beginning=False)
+    reader = TopicReader(settings, list(kinds), from_beginning=False)
     await reader.start()
-    producer = new_producer(settings.kafka_bootstrap)
+    producer = new_producer(settings)
     await producer.start()
     stats = ProduceStats()
     stop_at = None if args.duration is None else time.monotonic() + args.duration

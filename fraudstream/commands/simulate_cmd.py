@@ -126,7 +126,7 @@ async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings,
     from fraudstream.feeds import outgoing
     from fraudstream.streaming import ProduceStats, new_producer, produce_paced
 
-    producer = new_producer(settings.kafka_bootstrap)
+    producer = new_producer(settings)
     await producer.start()
     stats = ProduceStats()
 
