@@ -134,12 +134,12 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
     return values
 
 
-def delete_run_topics(target: Settings | str, tag: str) -> list[str]:
+def delete_run_topics(bootstrap: str, tag: str) -> list[str]:
     """Delete a run's topics (its own and Faust's, all named with its tag); best effort."""
     from fraudstream import kafka_clients
 
     try:
-        admin = kafka_clients.admin(target, client_id="fraudstream-chaos",
+        admin = kafka_clients.admin(bootstrap, client_id="fraudstream-chaos",
                                     request_timeout_ms=15000)
     except Exception as exc:
         logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
@@ -300,7 +300,7 @@ class ChaosRunner:
                              "scores": settings.topic_scores, "dlq": settings.topic_dlq}
             if self.isolate and not self.plan.keep_topics:
                 # Hundreds of leftover runs' partitions made a broker restart take 30 s.
-                delete_run_topics(settings, settings.app_id.removeprefix("chaos-"))
+                delete_run_topics(settings.kafka_bootstrap, settings.app_id.removeprefix("chaos-"))
         self._notes = ctx.notes
         self._judge(report, scenario, ledger, start_ms, supervisor)
         return report
