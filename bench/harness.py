@@ -104,7 +104,7 @@ def start_module(module: str, *args: str) -> Callable[[Settings], Callable[[], N
 
 
 async def preload(settings: Settings, records: list[Outgoing]) -> None:
-    producer = new_producer(settings.kafka_bootstrap, linger_ms=20)
+    producer = new_producer(settings, linger_ms=20)
     await producer.start()
     try:
         await produce_paced(producer, records, topic=settings.topic_transactions,
@@ -116,7 +116,7 @@ async def preload(settings: Settings, records: list[Outgoing]) -> None:
 async def collect(settings: Settings, expected: int, timeout: float) -> list[tuple[int, bytes]]:
     """(timestamp_ms, value) of the first ``expected`` outputs (scores and dead letters)."""
     out: list[tuple[int, bytes]] = []
-    async with TopicReader(settings.kafka_bootstrap, [settings.topic_scores, settings.topic_dlq],
+    async with TopicReader(settings, [settings.topic_scores, settings.topic_dlq],
                            from_beginning=True) as reader:
         deadline = time.monotonic() + timeout
         while len(out) < expected and time.monotonic() < deadline:
@@ -146,9 +146,9 @@ def throughput_run(base: Settings, contender: Contender, records: list[Outgoing]
 
 async def _paced_latency(settings: Settings, records: list[Outgoing], rate: float
                          ) -> list[float]:
-    async with TopicReader(settings.kafka_bootstrap, [settings.topic_scores],
+    async with TopicReader(settings, [settings.topic_scores],
                            from_beginning=False) as reader:
-        producer = new_producer(settings.kafka_bootstrap, linger_ms=1)
+        producer = new_producer(settings, linger_ms=1)
         await producer.start()
         try:
             task = asyncio.create_task(produce_paced(

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from features import MerchantState, compute_features
+from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 from model_registry.artifact import load_verified
 from workers.card_record import CardRecord
@@ -25,7 +26,7 @@ from workers.validation import Rejection, validate
 
 def build(settings: Settings) -> faust.App:
     scorer = Scorer(load_verified(settings.model_path, settings.signing_key.encode()))
-    app = faust.App(settings.app_id, broker=f"kafka://{settings.kafka_bootstrap}",
+    app = faust.App(settings.app_id, **kafka_clients.faust_broker_settings(settings),
                     store="memory://", web_host=settings.bind_host, web_bind=settings.bind_host,
                     web_port=settings.worker_web_port, consumer_auto_offset_reset="earliest",
                     topic_partitions=settings.partitions)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 from monitoring.metrics import WorkerMetrics
 from workers.output import KafkaBatchSink
@@ -17,12 +16,11 @@ from workers.state_tables import DictTable
 async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int,
                        group: str) -> None:
     """Consume ``expected`` records, score them in batches and produce the output; then return."""
-    consumer = AIOKafkaConsumer(settings.topic_transactions,
-                                bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=True,
-                                max_poll_records=settings.batch_size)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5,
-                                max_batch_size=262_144, acks="all")
+    consumer = kafka_clients.aio_consumer(settings, settings.topic_transactions, group_id=group,
+                                          auto_offset_reset="earliest", enable_auto_commit=True,
+                                          max_poll_records=settings.batch_size)
+    producer = kafka_clients.aio_producer(settings, linger_ms=5, max_batch_size=262_144,
+                                          acks="all")
     await consumer.start()
     await producer.start()
 

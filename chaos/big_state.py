@@ -43,7 +43,7 @@ async def fill_card_changelog(settings: Settings, first: int, count: int,
                               progress: Callable[[int], None] | None = None) -> None:
     """Write cards first..first+count-1 to the card table's changelog (on their partitions)."""
     topic = card_changelog(settings)
-    producer = new_producer(settings.kafka_bootstrap, linger_ms=20)
+    producer = new_producer(settings, linger_ms=20)
     await producer.start()
     try:
         batches: dict[int, Any] = {}

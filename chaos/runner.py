@@ -249,13 +249,13 @@ def drift_psi(texts: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def delete_run_topics(bootstrap: str, tag: str) -> list[str]:
+def delete_run_topics(settings: Settings, tag: str) -> list[str]:
     """Delete a run's topics (its own and Faust's, all named with its tag); best effort."""
-    from kafka import KafkaAdminClient
+    from fraudstream import kafka_clients
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fraudstream-chaos",
-                                 request_timeout_ms=15000)
+        admin = kafka_clients.admin(settings, client_id="fraudstream-chaos",
+                                    request_timeout_ms=15000)
     except Exception as exc:
         logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
         return []
@@ -458,7 +458,7 @@ class ChaosRunner:
                              "scores": settings.topic_scores, "dlq": settings.topic_dlq}
             if self.isolate and not self.plan.keep_topics:
                 # Hundreds of leftover runs' partitions made a broker restart take 30 s.
-                delete_run_topics(settings.kafka_bootstrap, settings.app_id.removeprefix("chaos-"))
+                delete_run_topics(settings, settings.app_id.removeprefix("chaos-"))
                 # With the topics gone, the workers' local card tables are of no use either.
                 shutil.rmtree(app_datadir(settings), ignore_errors=True)
         self._notes = ctx.notes
@@ -512,8 +512,8 @@ class ChaosRunner:
         prometheus_answered = False
         kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
         alerts: dict[str, set[str]] = {"firing": set(), "pending": set()}
-        async with TopicReader(settings.kafka_bootstrap, list(kinds)) as reader:
-            producer = new_producer(settings.kafka_bootstrap)
+        async with TopicReader(settings, list(kinds)) as reader:
+            producer = new_producer(settings)
             await producer.start()
             stats = ProduceStats()
             start_ms = int(time.time() * 1000)

@@ -17,13 +17,13 @@ PORT_OFFSET = 700
 def three_node_kafka(root: Path, host: str, base_kafka_port: int,
                      timeout_s: float = 90.0) -> Iterator[LocalStack]:
     """Start three KRaft nodes (replication 3, min.insync.replicas 2) under ``root``; stop them."""
-    from kafka import KafkaAdminClient
+    from fraudstream import kafka_clients
 
     stack = LocalStack(StackConfig(root=root, host=host, kafka_port=base_kafka_port + PORT_OFFSET,
                                    kafka_nodes=3, kafka_heap_mb=256))
     try:
         stack.up(("kafka",))
-        admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        admin = kafka_clients.admin(stack.bootstrap)
         try:
             # Under load a new broker can be fenced for a moment after registering.
             deadline = time.monotonic() + timeout_s

@@ -1,4 +1,9 @@
-"""``fraudstream``: the one command line of the system (``fraudstream <command> --help``)."""
+"""``fraudstream``: the one command line of the system (``fraudstream <command> --help``).
+
+Command modules import their heavy libraries (scikit-learn, Faust, aiokafka, numpy) inside the
+functions that use them, so that ``--help`` answers at once; tests/unit/test_cli_startup.py
+checks it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from fraudstream import kafka_clients
 from fraudstream.commands import (
     api_cmd,
     backtest_cmd,
@@ -35,6 +41,36 @@ EPILOG = "Settings come from FRAUDSTREAM_* environment variables:\n" + "\n".join
     f"  {name:<36} default {default!r}" for name, default, _t in Settings.describe())
 
 
+#: What to do when no Kafka broker answers (printed after the address that was tried).
+KAFKA_DOWN_HINT = ("start it with `fraudstream stack up`, or point FRAUDSTREAM_BOOTSTRAP_SERVERS "
+                   "at a running cluster")
+
+
+def installed_version() -> str:
+    """The installed distribution's version; the package's own when run from a bare checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("fraudstream")
+    except metadata.PackageNotFoundError:
+        from fraudstream import __version__
+
+        return __version__
+
+
+class VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (the metadata lookup costs time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"{parser.prog} {installed_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraudstream",
@@ -42,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "scikit-learn models, scores out.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action=VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
@@ -73,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(ConnectFailureNoise())
     # SIGTERM unwinds like Ctrl-C, so commands stop the processes they started.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -88,6 +128,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not kafka_clients.is_unreachable(exc):
+            raise
+        logging.getLogger("fraudstream").debug("Kafka unreachable", exc_info=True)
+        print(f"fraudstream {args.command}: error: cannot reach Kafka at "
+              f"{settings.kafka_bootstrap}; {KAFKA_DOWN_HINT}", file=sys.stderr)
+        return 2
+
+
+class ConnectFailureNoise(logging.Filter):
+    """Drops the Kafka libraries' own logs about failing to connect (several per attempt).
+
+    When no broker answers, the command says so in one line with what to do; the libraries'
+    lines would bury it (``-v`` keeps them). Other Kafka warnings and errors pass. Long-running
+    commands report a lost broker through their metrics and health endpoints instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("kafka", "aiokafka")):
+            return True
+        message = record.getMessage().lower()
+        return "bootstrap" not in message and "connect" not in message
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -10,10 +10,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from fraudstream import kafka_clients
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +85,14 @@ def interleave_labels(records: Iterable[Outgoing], delay_s: float
         yield DueLabel(key, label)
 
 
-def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
-    """An idempotent, batching producer (acks=all), not yet started."""
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all",
-                            enable_idempotence=True, max_batch_size=262_144,
-                            request_timeout_ms=30_000, client_id="fraudstream-producer")
+def new_producer(target: Settings | str, linger_ms: int = 5) -> AIOKafkaProducer:
+    """An idempotent, batching producer (acks=all), not yet started.
+
+    ``target``: the settings (they carry every connection option), or a bootstrap string.
+    """
+    return kafka_clients.aio_producer(target, linger_ms=linger_ms, acks="all",
+                                      enable_idempotence=True, max_batch_size=262_144,
+                                      request_timeout_ms=30_000, client_id="fraudstream-producer")
 
 
 async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing], *,
@@ -106,6 +113,8 @@ async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing],
     ``tolerate_failures`` (chaos runs: brokers go away), a send Kafka never acknowledges is
     counted in ``stats.failed`` instead of raising; such a record was never produced.
     """
+    from aiokafka.errors import KafkaError
+
     stats = stats or ProduceStats()
     stream: Iterable[Outgoing | DueLabel] = (
         records if label_event_delay_s is None
@@ -184,9 +193,10 @@ class TopicReader:
     missed, whatever happens later.
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], *, from_beginning: bool = True,
+    def __init__(self, target: Settings | str, topics: list[str], *, from_beginning: bool = True,
                  isolation_level: str = "read_committed") -> None:
-        self.bootstrap = bootstrap
+        #: The settings (they carry every connection option), or a bootstrap string.
+        self.target = target
         self.topics = topics
         self.from_beginning = from_beginning
         self.isolation_level = isolation_level
@@ -195,25 +205,30 @@ class TopicReader:
     async def start(self) -> None:
         from aiokafka import TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    isolation_level=self.isolation_level,
-                                    client_id="fraudstream-reader",
-                                    max_partition_fetch_bytes=4_194_304)
-        await consumer.start()
-        partitions = []
-        for topic in self.topics:
-            ids = consumer.partitions_for_topic(topic)
-            if not ids:
-                await consumer._client.force_metadata_update()
-                ids = consumer.partitions_for_topic(topic) or set()
-            partitions += [TopicPartition(topic, i) for i in sorted(ids)]
-        consumer.assign(partitions)
-        if self.from_beginning:
-            await consumer.seek_to_beginning(*partitions)
-        else:
-            ends = await consumer.end_offsets(partitions)
-            for tp, off in ends.items():
-                consumer.seek(tp, off)
+        consumer = kafka_clients.aio_consumer(self.target, enable_auto_commit=False,
+                                              isolation_level=self.isolation_level,
+                                              client_id="fraudstream-reader",
+                                              max_partition_fetch_bytes=4_194_304)
+        try:
+            await kafka_clients.start_bounded(consumer)
+            partitions = []
+            for topic in self.topics:
+                ids = consumer.partitions_for_topic(topic)
+                if not ids:
+                    await consumer._client.force_metadata_update()
+                    ids = consumer.partitions_for_topic(topic) or set()
+                partitions += [TopicPartition(topic, i) for i in sorted(ids)]
+            consumer.assign(partitions)
+            if self.from_beginning:
+                await consumer.seek_to_beginning(*partitions)
+            else:
+                ends = await consumer.end_offsets(partitions)
+                for tp, off in ends.items():
+                    consumer.seek(tp, off)
+        except BaseException:
+            # Without this a failed start (Kafka down) leaves an unclosed client behind.
+            await consumer.stop()
+            raise
         self._consumer = consumer
 
     async def stop(self) -> None:
@@ -252,11 +267,11 @@ class TopicReader:
                 for tp, messages in batches.items() for m in messages]
 
 
-async def consume(bootstrap: str, topics: list[str], *, from_beginning: bool = True,
+async def consume(target: Settings | str, topics: list[str], *, from_beginning: bool = True,
                   idle_timeout_s: float | None = None) -> AsyncIterator[
                       tuple[str, bytes | None, bytes | None, int]]:
     """Yield (topic, key, value, timestamp_ms) from ``topics``; stop after ``idle_timeout_s``."""
-    async with TopicReader(bootstrap, topics, from_beginning=from_beginning) as reader:
+    async with TopicReader(target, topics, from_beginning=from_beginning) as reader:
         last = time.monotonic()
         while True:
             records = await reader.poll()

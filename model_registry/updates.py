@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from model_registry.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 PUBLISH_TIMEOUT_S = 15.0
 #: A real update is ~150 bytes; anything much larger was not written by the registry.
@@ -62,16 +66,21 @@ class ModelUpdate:
                    published_at=published_at[:64])
 
 
-def publish_update(bootstrap: str, topic: str, update: ModelUpdate) -> None:
-    """Send ``update`` and wait until Kafka has it (blocking; for the CLI)."""
-    from kafka import KafkaProducer
+def publish_update(target: Settings | str, topic: str, update: ModelUpdate) -> None:
+    """Send ``update`` and wait until Kafka has it (blocking; for the CLI).
+
+    ``target``: the settings (they carry every connection option), or a bootstrap string.
+    """
     from kafka.errors import KafkaError
 
+    from fraudstream import kafka_clients
+
+    bootstrap = kafka_clients.bootstrap_of(target)
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                 client_id="fraudstream-registry",
-                                 request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                                 max_block_ms=int(PUBLISH_TIMEOUT_S * 1000))
+        producer = kafka_clients.sync_producer(target, acks="all",
+                                               client_id="fraudstream-registry",
+                                               request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                                               max_block_ms=int(PUBLISH_TIMEOUT_S * 1000))
     except KafkaError as exc:
         raise StoreUnavailable(f"Kafka at {bootstrap} unreachable; the promotion is recorded "
                                f"but not announced ({exc}); publish it again with the same "

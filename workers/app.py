@@ -17,6 +17,7 @@ from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features import FEATURE_NAMES
+from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 from monitoring.consumer_lag import ConsumerLag
 from monitoring.drift_window import DriftMonitor
@@ -96,7 +97,7 @@ def faust_settings(settings: Settings, index: int,
     expire and without a rebalance of the other workers.
     """
     return {
-        "broker": [f"kafka://{s}" for s in settings.kafka_bootstrap.split(",")],
+        **kafka_clients.faust_broker_settings(settings),
         "store": "memory://",
         "web_host": settings.bind_host,
         "web_bind": settings.bind_host,
@@ -186,7 +187,7 @@ class WorkerApp:
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
         # Partitions (newly) assigned whose predecessor's outputs have not been read yet, and
         # per partition the input offsets that already have an output (skipped, not redone).
-        self._takeover = TakeoverScan(settings.kafka_bootstrap,
+        self._takeover = TakeoverScan(settings,
                                       [settings.topic_scores, settings.topic_dlq])
         self._unverified: set[int] = set()
         self._already_done: dict[int, set[int]] = {}
@@ -196,7 +197,7 @@ class WorkerApp:
             from workers.hot_swap import ModelSwapper
 
             self.swapper = ModelSwapper(
-                bootstrap=settings.kafka_bootstrap, topic=settings.topic_model_updates,
+                bootstrap=settings, topic=settings.topic_model_updates,
                 registry=registry, processor=self.processor, metrics=metrics,
                 expected_features=FEATURE_NAMES, start_generation=registry_generation)
         self._register()

@@ -50,9 +50,10 @@ class SwapStatus:
 class ModelSwapper:
     """Applies model updates to a ``ScoringProcessor``; ``run()`` until cancelled."""
 
-    def __init__(self, *, bootstrap: str, topic: str, registry: ModelRegistry,
+    def __init__(self, *, bootstrap: Settings | str, topic: str, registry: ModelRegistry,
                  processor: ScoringProcessor, metrics: WorkerMetrics,
                  expected_features: Sequence[str], start_generation: int = 0) -> None:
+        #: The settings (they carry every connection option), or a bootstrap string.
         self.bootstrap = bootstrap
         self.topic = topic
         self.registry = registry
@@ -77,15 +78,17 @@ class ModelSwapper:
 
     async def run(self) -> None:
         """Follow the topic forever, reconnecting after errors; apply what arrives."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
+
+        from fraudstream import kafka_clients
 
         checker = asyncio.create_task(self._check_stores())
         await self.load_previous()
         try:
             while True:
-                consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                            enable_auto_commit=False,
-                                            client_id="fraudstream-model-updates")
+                consumer = kafka_clients.aio_consumer(self.bootstrap, group_id=None,
+                                                      enable_auto_commit=False,
+                                                      client_id="fraudstream-model-updates")
                 try:
                     await consumer.start()
                     ids = consumer.partitions_for_topic(self.topic)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ class PartitionProgress:
 class GroupProgress:
     """Tracks, per partition of one topic, when the group's committed offset last moved."""
 
-    bootstrap: str
+    #: The settings (they carry every connection option), or a bootstrap string.
+    target: Settings | str
     group: str
     topic: str
     partitions: dict[int, PartitionProgress] = field(default_factory=dict)
@@ -39,14 +43,14 @@ class GroupProgress:
     _consumer: Any = None
 
     def start(self) -> None:
-        from kafka import KafkaAdminClient, KafkaConsumer
+        from fraudstream import kafka_clients
 
-        self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                       client_id="fraudstream-supervisor",
-                                       request_timeout_ms=5000)
-        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap,
-                                       client_id="fraudstream-supervisor",
-                                       request_timeout_ms=5000, enable_auto_commit=False)
+        self._admin = kafka_clients.admin(self.target, client_id="fraudstream-supervisor",
+                                          request_timeout_ms=5000)
+        self._consumer = kafka_clients.sync_consumer(self.target,
+                                                     client_id="fraudstream-supervisor",
+                                                     request_timeout_ms=5000,
+                                                     enable_auto_commit=False)
 
     def stop(self) -> None:
         for client in (self._admin, self._consumer):

@@ -163,7 +163,7 @@ class Supervisor:
         #: The error that stopped ``run`` (a worker's configuration error), for the CLI.
         self.fatal: WorkerConfigError | None = None
         self._spawned = 0
-        self._progress = GroupProgress(settings.kafka_bootstrap, settings.app_id,
+        self._progress = GroupProgress(settings, settings.app_id,
                                        settings.topic_transactions)
         self._progress_at = 0.0
         self._progress_read = False
@@ -433,10 +433,10 @@ class Supervisor:
         """Failover events go to the events topic (best effort: the log has them too)."""
         try:
             if self._producer is None:
-                from kafka import KafkaProducer
+                from fraudstream import kafka_clients
 
-                self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                               client_id="fraudstream-supervisor", linger_ms=0)
+                self._producer = kafka_clients.sync_producer(
+                    self.settings, client_id="fraudstream-supervisor", linger_ms=0)
             self._producer.send(self.settings.topic_events, event.to_json())
         except Exception as exc:
             self.metrics.kafka_errors.inc()

@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,8 @@ CHUNK = 4096
 class TakeoverScan:
     """Finds input offsets of one partition that already have an output record."""
 
-    def __init__(self, bootstrap: str, output_topics: list[str]) -> None:
+    def __init__(self, bootstrap: Settings | str, output_topics: list[str]) -> None:
+        #: The settings (they carry every connection option), or a bootstrap string.
         self.bootstrap = bootstrap
         self.output_topics = output_topics
         self._consumer: Any = None
@@ -35,13 +39,13 @@ class TakeoverScan:
 
     async def start(self) -> None:
         """Connect (once; concurrent callers wait for the same connection)."""
-        from aiokafka import AIOKafkaConsumer
+        from fraudstream import kafka_clients
 
         async with self._starting:
             if self._consumer is not None:
                 return
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            consumer = kafka_clients.aio_consumer(
+                self.bootstrap, enable_auto_commit=False,
                 client_id="fraudstream-takeover", isolation_level="read_committed",
                 max_partition_fetch_bytes=4_194_304, fetch_max_wait_ms=20)
             await consumer.start()

@@ -44,6 +44,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def list_topics(settings: Settings) -> list[str]:
+    """Every topic of the cluster, sorted (Kafka's internal ones included)."""
+    from fraudstream import kafka_clients
+
+    admin = kafka_clients.admin(settings, client_id="fraudstream-admin",
+                                request_timeout_ms=15000)
+    try:
+        return sorted(admin.list_topics())
+    finally:
+        admin.close()
+
+
 def card_changelog_spec(settings: Settings) -> TopicSpec:
     """The card table's changelog as the workers declare it (co-partitioned, compacted)."""
     rf = settings.replication_factor
@@ -54,11 +66,12 @@ def card_changelog_spec(settings: Settings) -> TopicSpec:
 
 def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> list[str]:
     """Create the missing topics (``extra`` ones too); returns the names created."""
-    from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                             client_id="fraudstream-admin", request_timeout_ms=15000)
+    from fraudstream import kafka_clients
+
+    admin = kafka_clients.admin(settings, client_id="fraudstream-admin",
+                                request_timeout_ms=15000)
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in topic_specs(settings) + (extra or []) if t.name not in existing]

@@ -189,12 +189,12 @@ class KafkaCluster:
 
     def ready(self) -> bool:
         """True when every node is up and registered with the controller quorum."""
-        from kafka import KafkaAdminClient  # imported lazily: the CLI starts faster
+        from fraudstream import kafka_clients
 
         if not all(port_in_use(n.host, n.broker_port) for n in self.nodes):
             return False
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+            admin = kafka_clients.admin(self.bootstrap, request_timeout_ms=3000)
         except Exception:
             return False
         try:

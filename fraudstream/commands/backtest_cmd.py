@@ -9,14 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+from fraudstream.commands.model_families import DEFAULT_MODEL_FAMILY, MODEL_HELP
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
-from simulator.csv_cells import escape_cell
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from model_registry.families import DEFAULT_FAMILY, FAMILIES
-
     p = sub.add_parser(
         "backtest", help="measure a model family with the Handbook's backtest protocol",
         description="Train on --train-days days from --train-start, skip --delay-days (labels "
@@ -31,8 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delay-days", type=int, default=7,
                    help="days between training and test: the label delay (default 7)")
     p.add_argument("--test-days", type=int, default=7, help="test days (default 7)")
-    p.add_argument("--model", default=DEFAULT_FAMILY,
-                   help=f"model family: {', '.join(sorted(FAMILIES))} (default {DEFAULT_FAMILY})")
+    p.add_argument("--model", default=DEFAULT_MODEL_FAMILY, help=MODEL_HELP)
     p.add_argument("--json", type=Path, help="also write the metrics as JSON here")
     p.add_argument("--predictions", type=Path,
                    help="write transaction_id,score for every transaction of the test window "
@@ -75,6 +72,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.predictions:
         args.predictions.parent.mkdir(parents=True, exist_ok=True)
         with args.predictions.open("w", newline="") as fh:
+            from simulator.csv_cells import escape_cell
+
             writer = csv.writer(fh)
             writer.writerow(["transaction_id", "score"])
             # Ids come from the input CSV: escaped so a spreadsheet never runs one.

@@ -13,7 +13,6 @@ from fraudstream.commands.simulate_cmd import run_simulation
 from fraudstream.commands.stack_cmd import stack_from_settings
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
-from simulator import SimulationConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +73,8 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
 
     version = ensure_model(settings)
     days = 60
+    from simulator import SimulationConfig
+
     data = run_simulation(SimulationConfig(n_customers=3000, n_terminals=6000, nb_days=days,
                                            id_prefix="bench"))
     needed = args.records + 2 * int(sum(rates) * args.latency_seconds)

@@ -11,21 +11,32 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chaos.scenarios import SCENARIOS
+class ScenarioListParser(argparse.ArgumentParser):
+    """A parser whose help lists the chaos scenarios, looked up only when the help is shown.
 
+    The scenarios live in the chaos package, which imports numpy and the Prometheus client:
+    ``fraudstream --help`` should not pay for a list it does not print.
+    """
+
+    def format_help(self) -> str:
+        from chaos.scenarios import SCENARIOS
+
+        self.description = ("Scenarios:\n" + "\n".join(f"  {s.name:<15} {s.description}"
+                                                       for s in SCENARIOS.values())
+                            + "\n  all             every scenario in turn but soak, then a table")
+        return super().format_help()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chaos", help="chaos-test failover: inject a fault under load, validate",
                        description="Fault injection against the local stack (fraudstream stack "
                        "up). Each run starts supervised workers on fresh topics, drives a steady "
                        "simulated load, injects the fault, heals it, and checks a ledger of every "
                        "produced record against the committed scores and dead letters.")
-    chaos_sub = p.add_subparsers(dest="chaos_command", required=True, metavar="ACTION")
-    run_p = chaos_sub.add_parser(
-        "run", help="run one scenario or all of them",
-        description="Scenarios:\n" + "\n".join(f"  {s.name:<15} {s.description}"
-                                               for s in SCENARIOS.values())
-        + "\n  all             every scenario in turn but soak, then a table",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    chaos_sub = p.add_subparsers(dest="chaos_command", required=True, metavar="ACTION",
+                                 parser_class=ScenarioListParser)
+    run_p = chaos_sub.add_parser("run", help="run one scenario or all of them",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     run_p.add_argument("scenario", help="a scenario name, or all")
     run_p.add_argument("--json", type=Path, default=None,
                        help="write the JSON report here (a .md summary and a .png timeline go "

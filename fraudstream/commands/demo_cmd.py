@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from fraudstream.commands.simulate_cmd import (
     add_simulation_args,
     config_from_args,
@@ -25,9 +23,9 @@ from fraudstream.commands.simulate_cmd import (
 from fraudstream.commands.stack_cmd import stack_from_settings
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
-from simulator import Dataset
 
 if TYPE_CHECKING:
+    from simulator import Dataset
     from workers.supervisor import Overview
 
 
@@ -140,6 +138,8 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
     ``overview`` adds the supervisor's view (lag, restores, failover storm) to the live line;
     ``fatal`` returns the error that stopped the supervisor, which ends the demo.
     """
+    import numpy as np
+
     from fraudstream.feeds import outgoing, with_bad_records
     from fraudstream.ledger import Ledger
     from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
@@ -150,9 +150,9 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ledger = Ledger()
     kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
-    reader = TopicReader(settings.kafka_bootstrap, list(kinds), from_beginning=False)
+    reader = TopicReader(settings, list(kinds), from_beginning=False)
     await reader.start()
-    producer = new_producer(settings.kafka_bootstrap)
+    producer = new_producer(settings)
     await producer.start()
     stats = ProduceStats()
     stop_at = None if args.duration is None else time.monotonic() + args.duration

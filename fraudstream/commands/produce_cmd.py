@@ -181,7 +181,7 @@ async def _produce(records: Iterator[Outgoing], args: argparse.Namespace,
     from fraudstream.streaming import new_producer, produce_paced
 
     require_topics(settings)
-    producer = new_producer(settings.kafka_bootstrap)
+    producer = new_producer(settings)
     await producer.start()
     try:
         stats = await produce_paced(producer, records,
@@ -203,7 +203,7 @@ async def _produce_envelopes(records: Iterator[Envelope], args: argparse.Namespa
 
     require_topics(settings)
     topic = args.topic or settings.topic_transactions
-    producer = new_producer(settings.kafka_bootstrap)
+    producer = new_producer(settings)
     await producer.start()
     sent: list[tuple[Envelope, asyncio.Future[Any]]] = []
     started = time.monotonic()

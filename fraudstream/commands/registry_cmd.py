@@ -96,7 +96,7 @@ def announce(settings: Settings, alias: str, version: str, generation: int) -> N
     """Publish the alias' new version on the model-updates topic."""
     from model_registry.updates import ModelUpdate, publish_update
 
-    publish_update(settings.kafka_bootstrap, settings.topic_model_updates,
+    publish_update(settings, settings.topic_model_updates,
                    ModelUpdate(alias, version, generation))
 
 

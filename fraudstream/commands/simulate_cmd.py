@@ -7,11 +7,14 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from features.windows import DAY_S
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
-from simulator import Dataset, SimulationConfig, simulate, write_csv
+
+if TYPE_CHECKING:
+    # numpy comes with the simulator: imported where a command simulates, not to show --help.
+    from simulator import Dataset, SimulationConfig
 
 
 def add_simulation_args(p: argparse.ArgumentParser, *, customers: int = 5000,
@@ -31,6 +34,8 @@ def add_simulation_args(p: argparse.ArgumentParser, *, customers: int = 5000,
 
 
 def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> SimulationConfig:
+    from simulator import SimulationConfig
+
     for name in ("customers", "terminals", "days"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
@@ -41,6 +46,8 @@ def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> Simulat
 
 def run_simulation(config: SimulationConfig, quiet: bool = False) -> Dataset:
     """Simulate with a progress bar on stderr."""
+    from simulator import simulate
+
     interactive = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -87,6 +94,8 @@ def label_event_delay_s(args: argparse.Namespace, settings: Settings) -> float:
     days = settings.label_delay_days if args.label_delay_days is None else args.label_delay_days
     if days < 0:
         raise UserError(f"--label-delay-days must be 0 or more, not {days:g}")
+    from features.windows import DAY_S
+
     return days * DAY_S
 
 
@@ -94,11 +103,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     prefix = "tx" if args.out else f"live{int(time.time())}"
     config = config_from_args(args, prefix)
     delay_s = label_event_delay_s(args, settings) if args.live else 0.0
+    if not args.out:
+        from fraudstream.commands.topics_cmd import require_topics
+
+        # Before simulating (minutes at full scale): a missing Kafka is reported at once.
+        require_topics(settings)
     ds = run_simulation(config)
     frauds = int(ds.is_fraud.sum())
     print(f"simulated {len(ds):,} transactions, {frauds:,} frauds "
           f"({100 * frauds / max(len(ds), 1):.2f}%)", file=sys.stderr)
     if args.out:
+        from simulator import write_csv
+
         write_csv(ds, args.out)
         print(f"wrote {args.out}")
         return 0
@@ -107,12 +123,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _stream(ds: Dataset, args: argparse.Namespace, settings: Settings,
                   label_delay_s: float) -> int:
-    from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.feeds import outgoing
     from fraudstream.streaming import ProduceStats, new_producer, produce_paced
 
-    require_topics(settings)
-    producer = new_producer(settings.kafka_bootstrap)
+    producer = new_producer(settings)
     await producer.start()
     stats = ProduceStats()
 

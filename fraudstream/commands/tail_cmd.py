@@ -32,7 +32,7 @@ async def _tail(topic: str, args: argparse.Namespace, settings: Settings) -> int
     from fraudstream.streaming import consume
 
     count = 0
-    async for _topic, _key, value, _ts in consume(settings.kafka_bootstrap, [topic],
+    async for _topic, _key, value, _ts in consume(settings, [topic],
                                                   from_beginning=args.from_beginning,
                                                   idle_timeout_s=args.idle_timeout):
         sys.stdout.write((value or b"").decode("utf-8", "replace") + "\n")

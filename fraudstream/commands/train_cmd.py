@@ -7,14 +7,13 @@ import contextlib
 import sys
 from pathlib import Path
 
+from fraudstream.commands.model_families import DEFAULT_MODEL_FAMILY, MODEL_HELP
 from fraudstream.commands.simulate_cmd import add_simulation_args, config_from_args, run_simulation
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from model_registry.families import DEFAULT_FAMILY, FAMILIES
-
     p = sub.add_parser("train", help="train a model and write a signed artifact",
                        description="Train on a labelled CSV (--data) or on freshly simulated data. "
                        "Prequential validation: --folds folds stepping back from the newest data, "
@@ -28,8 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "version in the model registry (FRAUDSTREAM_MODEL_STORES; --promote also "
                        "makes it production). Needs FRAUDSTREAM_SIGNING_KEY.")
     p.add_argument("--data", type=Path, help="labelled CSV (default: simulate one)")
-    p.add_argument("--model", default=DEFAULT_FAMILY,
-                   help=f"model family: {', '.join(sorted(FAMILIES))} (default {DEFAULT_FAMILY})")
+    p.add_argument("--model", default=DEFAULT_MODEL_FAMILY, help=MODEL_HELP)
     p.add_argument("--train-days", type=int, default=7, help="training days per fold (default 7)")
     p.add_argument("--val-days", type=int, default=7, help="validation days per fold (default 7)")
     p.add_argument("--folds", type=int, default=3, help="validation folds, at most (default 3)")

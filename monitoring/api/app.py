@@ -109,7 +109,7 @@ class Background:
                 delay = min(delay * 2, RETRY_MAX_S)
 
     async def _start_producer(self) -> None:
-        producer = self._injected or new_producer(self.settings.kafka_bootstrap)
+        producer = self._injected or new_producer(self.settings)
         try:
             await producer.start()
         except BaseException:
@@ -120,7 +120,7 @@ class Background:
 
     async def _follow_scores(self) -> None:
         topic = self.settings.topic_scores
-        reader = TopicReader(self.settings.kafka_bootstrap, [topic], from_beginning=False)
+        reader = TopicReader(self.settings, [topic], from_beginning=False)
         probe: asyncio.Task[None] | None = None
         try:
             await reader.start()

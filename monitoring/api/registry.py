@@ -72,7 +72,7 @@ def get_registry(request: Request) -> ModelRegistry:
 
 def announce(settings: Settings, update: ModelUpdate) -> None:
     """Publish an update on the model-updates topic (blocking)."""
-    publish_update(settings.kafka_bootstrap, settings.topic_model_updates, update)
+    publish_update(settings, settings.topic_model_updates, update)
 
 
 def get_publisher() -> Publisher:

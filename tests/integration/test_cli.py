@@ -47,6 +47,18 @@ def test_produce_jsonl_then_tail_scores_and_dlq(settings: Settings, one_worker: 
     assert base64.b64decode(record["payload_b64"]) == lines[-1]
 
 
+def test_topics_create_then_list(settings: Settings) -> None:
+    from workers.topics import topic_specs
+
+    created = cli(settings, "topics", "create", timeout=60)
+    assert created.returncode == 0, created.stderr
+    listed = cli(settings, "topics", "list", timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    names = listed.stdout.splitlines()
+    assert {t.name for t in topic_specs(settings)} <= set(names)
+    assert not any(line.startswith("missing") for line in names)
+
+
 def test_cli_errors_are_one_line_with_non_zero_exit(settings: Settings, tmp_path: Path) -> None:
     missing = cli(settings, "produce", "--from", str(tmp_path / "absent.csv"))
     assert missing.returncode == 2

@@ -66,3 +66,29 @@ def test_registry_with_its_stores_down_is_a_one_line_error(settings: Settings) -
     assert result.returncode == 2
     assert "no model store answered" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_promote_with_kafka_down_is_one_line_within_seconds(settings: Settings,
+                                                            tmp_path: Path) -> None:
+    import socket
+    import time
+
+    tag = settings.app_id.rsplit("-", 1)[-1]
+    version = f"down-{tag}"
+    imported = cli(settings, "registry", "import",
+                   str(copy_as(settings.model_path, tmp_path / "d.skops", version)))
+    assert imported.returncode == 0, imported.stderr
+    with socket.socket() as closed:  # bound, not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        down = dataclasses.replace(settings,
+                                   bootstrap_servers=f"127.0.0.1:{closed.getsockname()[1]}")
+        started = time.monotonic()
+        result = cli(down, "registry", "promote", version)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    *before, last = result.stderr.strip().splitlines()
+    # What was done (the promotion is recorded in the stores), then the one-line error.
+    assert [line.split(" ", 3)[2:3] for line in before] == [["INFO"]] * len(before), before
+    assert last.startswith(f"fraudstream registry: error: Kafka at {down.kafka_bootstrap} "
+                           "unreachable; the promotion is recorded but not announced"), last
+    assert elapsed < 15.0  # kafka-python's own bootstrap wait was 30 s
