@@ -88,6 +88,31 @@ def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> l
         admin.close()
 
 
+def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:
+    """Partitions of each of ``names`` that exists (missing topics are left out)."""
+    from fraudstream import kafka_clients
+
+    admin = kafka_clients.admin(settings, client_id="fraudstream-admin",
+                                request_timeout_ms=15000)
+    try:
+        described = admin.describe_topics(names)
+    finally:
+        admin.close()
+    counts = {}
+    for topic in described:
+        name = topic.get("topic") or topic.get("name")
+        if name and topic.get("error_code", 0) == 0 and topic.get("partitions"):
+            counts[name] = len(topic["partitions"])
+    return counts
+
+
+def check_partitions(settings: Settings) -> list[str]:
+    """``partition_problems`` of the topics as they are in Kafka now."""
+    names = [settings.topic_transactions, settings.topic_scores, settings.topic_dlq,
+             card_changelog(settings)]
+    return partition_problems(settings, partition_counts(settings, names))
+
+
 def partition_problems(settings: Settings, counts: dict[str, int]) -> list[str]:
     """What is wrong with the topics' partition counts (``counts``: topic -> partitions).
 

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.hot_swap import current_for_activation, initial_scorer, registry_from_settings
     from workers.pool import stopping_file, worker_datadir
     from workers.scoring import limit_model_threads
+    from workers.topics import check_partitions
 
     limit_model_threads()
     metrics = WorkerMetrics.create()
@@ -73,6 +74,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"fraudstream worker: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
     require_topics(settings)
+    problems = check_partitions(settings)
+    if problems:
+        # A configuration error, not a crash: every replacement would misroute the same way.
+        print(f"fraudstream worker: error: refusing to start: {'; '.join(problems)}",
+              file=sys.stderr, flush=True)
+        return EXIT_CONFIG_ERROR
     index, instance_id = args.index, args.instance_id
     if args.standby is not None:
         index, instance_id = _wait_for_activation(args.standby)

@@ -37,3 +37,25 @@ def test_the_next_supervisor_stops_the_orphans_and_binds_their_ports(settings: S
     finally:
         nxt.stop()
         dead.stop()
+
+
+def test_a_worker_refuses_outputs_with_fewer_partitions_than_its_input(
+        settings: Settings) -> None:
+    from fraudstream import kafka_clients
+    from workers.health import EXIT_CONFIG_ERROR
+    from workers.pool import WorkerProcess
+
+    admin = kafka_clients.admin(settings)
+    try:
+        admin.create_topics({settings.topic_scores: {"num_partitions": 2,
+                                                     "replication_factor": 1}},
+                            wait_for_metadata=True)
+    finally:
+        admin.close()
+    ensure_topics(settings)  # the others, with 4 partitions
+    worker = WorkerProcess(settings, 0, name="partition-check")
+    worker.start()
+    assert worker.proc is not None
+    assert worker.proc.wait(60) == EXIT_CONFIG_ERROR
+    line = worker.error_line()
+    assert f"{settings.topic_scores} has 2 partitions, fewer than" in line, line
