@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from chaos import SCENARIOS, ChaosRunner, RunPlan
+from chaos import SCENARIOS, RunPlan
 from deploy.local import LocalStack
 from fraudstream.settings import Settings
+from tests.soak.runs import run_scenario
 
 pytestmark = pytest.mark.chaos
 
@@ -19,12 +20,8 @@ pytestmark = pytest.mark.chaos
 @pytest.mark.timeout(2700)
 def test_thirty_minutes_keep_latency_and_memory_flat(base_settings: Settings,
                                                      stack: LocalStack) -> None:
-    scenario = SCENARIOS["soak"]
-    assert scenario.default_duration_s == 1800
-    runner = ChaosRunner(base_settings, stack,
-                         RunPlan(rate=300, duration_s=1800, fault_at_s=10, workers=2, standbys=1))
-    report = runner.run(scenario)
-    print(report.markdown())
-    assert report.lost == 0 and report.duplicates == 0, report.problems
+    assert SCENARIOS["soak"].default_duration_s == 1800
+    report = run_scenario(base_settings, stack, "soak",
+                          RunPlan(rate=300, duration_s=1800, fault_at_s=10, workers=2, standbys=1))
     assert report.p99_slope_ms_per_min is not None and report.memory_slope_mb_per_min is not None
     assert report.passed, report.problems
