@@ -403,7 +403,7 @@ class WorkerApp:
                         if tp.topic == s.topic_transactions]
                 try:
                     removed = await self.expiry.sweep(mine, self.processor.newest_event_s)
-                except (KafkaError, ProducerSendError) as exc:
+                except Exception as exc:  # housekeeping: the next round tries again
                     logger.warning("card expiry postponed error=%r", exc)
                     return
                 self.metrics.cards_expired.inc(removed)

@@ -62,13 +62,16 @@ def unlisted(settings: Settings, pid: int) -> None:
     (run_dir(settings) / f"worker-{pid}.pid").unlink(missing_ok=True)
 
 
-def is_worker(pid: int) -> bool:
-    """True when ``pid`` runs ``fraudstream ... worker`` (not a reused pid)."""
+def is_worker(pid: int, app_id: str) -> bool:
+    """True when ``pid`` runs ``fraudstream ... worker`` for ``app_id`` (not a reused pid, and
+    not another app's worker)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(b"fraudstream" in a for a in argv) and b"worker" in argv
+    return (any(b"fraudstream" in a for a in argv) and b"worker" in argv
+            and f"FRAUDSTREAM_APP_ID={app_id}".encode() in environ)
 
 
 def stop_orphans(settings: Settings, wait_s: float = 10.0) -> list[int]:
@@ -84,7 +87,7 @@ def stop_orphans(settings: Settings, wait_s: float = 10.0) -> list[int]:
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        if is_worker(pid):
+        if is_worker(pid, settings.app_id):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # its own session: pgid == pid
             killed.append(pid)

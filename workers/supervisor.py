@@ -395,6 +395,7 @@ class Supervisor:
         old.signal(signal.SIGKILL)
         if old.proc is not None:
             old.proc.wait(10)
+            orphans.unlisted(self.settings, old.proc.pid)
         old.forget()
         standby = next((w for w in self.standbys if w.standby_ready()), None)
         if standby is not None:

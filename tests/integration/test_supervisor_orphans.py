@@ -20,7 +20,7 @@ def test_the_next_supervisor_stops_the_orphans_and_binds_their_ports(settings: S
     try:
         dead.wait_ready(timeout=120)
         orphan = dead.slots[0].worker
-        assert orphan.proc is not None and is_worker(orphan.proc.pid)
+        assert orphan.proc is not None and is_worker(orphan.proc.pid, settings.app_id)
         with pytest.raises(SupervisorBusy):
             Supervisor(settings, workers=1, standbys=0).start()
 

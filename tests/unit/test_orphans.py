@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,11 @@ from fraudstream.settings import Settings
 from workers import orphans
 
 
-def fake_worker(*argv: str) -> subprocess.Popen[bytes]:
-    """A sleeping process whose command line reads like ``argv`` (in its own session)."""
+def fake_worker(*argv: str, app_id: str = "orphan-test") -> subprocess.Popen[bytes]:
+    """A sleeping process whose command line reads like ``argv`` (in its own session), in
+    the environment a supervisor gives a worker of ``app_id``."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv],
+                            env={**os.environ, "FRAUDSTREAM_APP_ID": app_id},
                             start_new_session=True)
 
 
@@ -22,16 +25,16 @@ def test_listed_workers_still_running_are_killed_and_unlisted(tmp_path: Path) ->
     s = Settings(state_dir=tmp_path, app_id="orphan-test")
     worker = fake_worker("-m", "fraudstream.cli", "worker", "--index", "1")
     other = fake_worker("not-ours")  # a pid reused by something else
+    neighbour = fake_worker("-m", "fraudstream.cli", "worker", app_id="another-app")
     try:
-        orphans.listed(s, worker.pid)
-        orphans.listed(s, other.pid)
-        orphans.listed(s, 999_999_999)  # long gone
+        for pid in (worker.pid, other.pid, neighbour.pid, 999_999_999):  # the last long gone
+            orphans.listed(s, pid)
         assert orphans.stop_orphans(s) == [worker.pid]
         assert worker.wait(5) == -9
-        assert other.poll() is None
+        assert other.poll() is None and neighbour.poll() is None
         assert list(orphans.run_dir(s).glob("worker-*.pid")) == []
     finally:
-        for p in (worker, other):
+        for p in (worker, other, neighbour):
             p.kill()
             p.wait()
 
