@@ -119,3 +119,35 @@ def test_an_idle_card_is_tombstoned_in_the_changelog(settings: Settings) -> None
             consumer.close()
     assert (b"card-idle", None) in seen, seen
     assert (f"{fresh}".encode(), None) not in seen
+
+
+def test_local_state_of_a_deleted_changelog_is_not_trusted(settings: Settings) -> None:
+    """The changelog topic deleted and created again (empty) while the worker was down: its
+    database claims offsets the new topic lacks, so it is wiped and the card starts afresh."""
+    from fraudstream import kafka_clients
+    from workers.topics import card_changelog_spec, ensure_topics
+
+    s = dataclasses.replace(settings, table_store="rocksdb", emit_features=True)
+    now = time.time()
+    with running_pool(s, 1) as pool:
+        first = [transaction(n, now - 3600 + 60 * n) for n in range(3)]
+        assert len(asyncio.run(run_through(s, first, expected=3))[0]) == 3
+        worker = pool.workers[0]
+        worker.signal(signal.SIGKILL)
+        assert worker.proc is not None
+        worker.proc.wait(30)
+        spec = card_changelog_spec(s)
+        admin = kafka_clients.admin(s)
+        try:
+            admin.delete_topics([spec.name])
+            deadline = time.monotonic() + 30
+            while spec.name in admin.list_topics() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            admin.close()
+        ensure_topics(s, [spec])
+        worker.start()
+        pool.wait_ready(timeout=120)
+        scores, _dlq = asyncio.run(run_through(s, [transaction(3, now - 60)], expected=4))
+    last = next(x for x in scores if x["transaction_id"] == "restart-3")
+    assert last["features"]["card_nb_tx_1d"] == 1
