@@ -72,6 +72,11 @@ async def read_until_settled(reader: TopicReader, observe: Callable[[str, bytes 
                    timeout_s)
 
 
+def fault_seconds(plan: RunPlan, scenario: Scenario) -> float:
+    """How long the fault lasts before it is healed: the plan's, else the scenario's."""
+    return plan.fault_seconds if plan.fault_seconds is not None else scenario.heal_after_s
+
+
 def load_phases(plan: RunPlan, scenario: Scenario) -> list[tuple[int, float]]:
     """(records, rate) of each stretch of the load: before the fault, during it, after it.
 
@@ -83,9 +88,10 @@ def load_phases(plan: RunPlan, scenario: Scenario) -> list[tuple[int, float]]:
         return [(int(plan.rate * plan.duration_s), plan.rate)]
     during_rate = plan.rate * (scenario.rate_during or 1.0)
     after_rate = plan.rate * (scenario.rate_after or 1.0)
-    after_s = max(plan.duration_s - plan.fault_at_s - scenario.heal_after_s, 0.0)
+    lasts = fault_seconds(plan, scenario)
+    after_s = max(plan.duration_s - plan.fault_at_s - lasts, 0.0)
     return [(int(plan.rate * plan.fault_at_s), plan.rate),
-            (int(during_rate * scenario.heal_after_s), during_rate),
+            (int(during_rate * lasts), during_rate),
             (int(after_rate * after_s), after_rate)]
 
 
@@ -107,6 +113,8 @@ class RunPlan:
     keep_topics: bool = False
     #: Cards preloaded into the card table (None: the scenario's own number).
     preload_cards: int | None = None
+    #: How long a fault that heals lasts (None: the scenario's ``heal_after_s``).
+    fault_seconds: float | None = None
     #: Divide every alert rule's ``for:`` by this for the run (1: the production rules). The
     #: stack's Prometheus loads a shortened copy and gets the production rules back afterwards
     #: (``chaos.alert_windows``), so an alert that would fire after minutes shows ``fired``.
@@ -548,7 +556,7 @@ class ChaosRunner:
                         if scenario.inject is not None:
                             await asyncio.to_thread(scenario.inject, ctx)
                     if (faulted and not healed and scenario.heal is not None
-                            and now >= plan.fault_at_s + scenario.heal_after_s):
+                            and now >= plan.fault_at_s + fault_seconds(plan, scenario)):
                         healed = True
                         await asyncio.to_thread(scenario.heal, ctx)
                         report.healed_at_s = round(loop.time() - t0, 2)

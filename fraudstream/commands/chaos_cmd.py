@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="seconds into the load when the fault is injected (default 8)")
     run_p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
     run_p.add_argument("--standby", type=int, default=1, help="warm standbys (default 1)")
+    run_p.add_argument("--fault-seconds", type=float, default=None,
+                       help="how long a fault that heals lasts (default: the scenario's own, "
+                            "e.g. 20 s for overload and cpu-starve, 15 s for hang-worker)")
     run_p.add_argument("--cards", type=int, default=None,
                        help="cards preloaded into the card table before the workers start "
                             "(default: the scenario's own, 1,000,000 for big-state-kill and 0 "
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         scenarios = resolve(args.scenario)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from exc
+    if args.fault_seconds is not None and args.fault_seconds <= 0:
+        raise UserError("--fault-seconds must be more than 0")
     if args.cards is not None and args.cards < 0:
         raise UserError("--cards must be 0 or more")
     if args.duration is None:
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ensure_model(settings)
     plan = RunPlan(rate=args.rate, duration_s=args.duration, fault_at_s=args.fault_at,
                    workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics,
-                   preload_cards=args.cards, alert_time_scale=args.alert_time_scale)
+                   preload_cards=args.cards, alert_time_scale=args.alert_time_scale,
+                   fault_seconds=args.fault_seconds)
     runner = ChaosRunner(settings, stack, plan)
     reports = []
     for scenario in scenarios:

@@ -112,6 +112,14 @@ def test_overload_phases_raise_the_rate_while_the_fault_lasts_then_lower_it() ->
     assert load_phases(plan, SCENARIOS["kill-worker"]) == [(16_000, 400.0)]
 
 
+def test_a_plan_can_make_a_fault_last_longer_than_its_scenario_says() -> None:
+    # Issue 9's overload: 60 s at the raised rate, then the lowered one.
+    plan = RunPlan(rate=300, duration_s=120, fault_at_s=10, fault_seconds=60)
+    # 10 s at 300/s, 60 s at 1,200/s, the remaining 50 s at 150/s.
+    assert load_phases(plan, SCENARIOS["overload"]) == [(3_000, 300.0), (72_000, 1_200.0),
+                                                        (7_500, 150.0)]
+
+
 def test_a_run_with_a_skipped_scenario_does_not_pass() -> None:
     passed = ChaosReport("kill-worker", passed=True)
     skipped = ChaosReport("kill-broker", skipped="needs three nodes")
