@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from simulator import SimulationConfig, simulate
 from tests.stack_fixtures import running_pool
-from workers.pool import WorkerProcess, settings_env
+from workers.pool import WorkerProcess, settings_env, worker_datadir
 from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,11 @@ def test_a_restarted_worker_reports_its_restore_in_ready(settings: Settings) -> 
             if (worker.readiness() or {}).get("ready") and _lag_zero(worker):
                 break
             time.sleep(1)
-    # Restarted: it reads the cards back from the changelog, polled as fast as it answers.
+    # Restarted with nothing on local disk (a new host, or a new slot): it reads the cards back
+    # from the changelog, polled as fast as it answers. (Restarted in its slot, it would find
+    # its RocksDB and read only the changelog's tail: tests/integration/
+    # test_card_state_restart.py.)
+    shutil.rmtree(worker_datadir(settings, 1))
     answers: list[dict[str, Any]] = []
     restarted = WorkerProcess(settings, 1)
     restarted.start()
