@@ -153,9 +153,10 @@ class ConnectFailureNoise(logging.Filter):
         if not record.name.startswith(("kafka", "aiokafka")):
             return True
         message = record.getMessage().lower()
-        # A refused SASL login is reported the same way (the command names the cause).
+        # A refused SASL login is reported the same way (the command names the cause), and
+        # kafka-python logs "Abort (<reason>)" for each connection it drops while bootstrapping.
         return not any(marker in message for marker in ("bootstrap", "connect",
-                                                        "authentication"))
+                                                        "authentication", "abort ("))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

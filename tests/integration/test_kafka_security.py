@@ -181,6 +181,24 @@ def test_a_wrong_password_is_one_clear_line_not_a_hang(secure_kafka: SecureKafka
     assert elapsed < 20, elapsed  # kafka-python gives up after its 5 s bootstrap bound
 
 
+def test_a_worker_refused_by_kafka_exits_as_misconfigured(secure_kafka: SecureKafka,
+                                                          model_path: Path) -> None:
+    from workers.health import EXIT_CONFIG_ERROR
+
+    # A supervisor stops on this status instead of restarting a worker that cannot log in.
+    settings = secured(secure_kafka, "PLAIN", password="not-bobs-password",
+                       model_path=model_path)
+    proc, elapsed = cli(settings, "worker", "--index", "1")
+    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == (
+        f"fraudstream worker: error: refusing to start: Kafka at {secure_kafka.bootstrap} "
+        "refused user 'bob' (PLAIN over SASL_SSL): [Error 58] SaslAuthenticationFailed: "
+        "Authentication failed: Invalid username or password; check "
+        "FRAUDSTREAM_KAFKA_SASL_USERNAME, "
+        "FRAUDSTREAM_KAFKA_SASL_PASSWORD and FRAUDSTREAM_KAFKA_SASL_MECHANISM")
+    assert elapsed < 30, elapsed
+
+
 def test_an_untrusted_broker_certificate_is_named(secure_kafka: SecureKafka,
                                                   tmp_path: Path) -> None:
     stranger = make_local_pki(tmp_path / "other-ca")  # a CA that did not sign the broker

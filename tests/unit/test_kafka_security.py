@@ -215,3 +215,27 @@ def test_no_probe_without_security_settings() -> None:
     # Nothing to diagnose: the command's "cannot reach Kafka" is the whole story.
     assert kafka_clients.connection_problem("127.0.0.1:1") is None
     assert kafka_clients.connection_problem(Settings(bootstrap_servers="127.0.0.1:1")) is None
+
+
+# --- the worker's first Kafka call -----------------------------------------------------------
+
+def test_a_worker_treats_security_refusals_as_configuration_errors(tmp_path: Path) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from fraudstream.commands.worker_cmd import _refused_by_kafka
+
+    def missing_ca(settings: Settings) -> None:
+        kafka_clients.connection_options(settings)
+
+    settings = Settings(kafka_security_protocol="SSL",
+                        kafka_ssl_cafile=str(tmp_path / "ca.pem"))
+    assert _refused_by_kafka(settings, missing_ca) == (
+        f"FRAUDSTREAM_KAFKA_SSL_CAFILE={tmp_path / 'ca.pem'}: no such file")
+    assert _refused_by_kafka(settings, lambda s: None) is None
+
+    def down(settings: Settings) -> None:
+        raise KafkaConnectionError("Unable to bootstrap from 127.0.0.1:1")
+
+    # Kafka down (nothing about security to report) stays an error the supervisor retries.
+    with pytest.raises(KafkaConnectionError):
+        _refused_by_kafka(Settings(bootstrap_servers="127.0.0.1:1"), down)
