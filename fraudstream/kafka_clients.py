@@ -260,7 +260,7 @@ async def _probe(settings: Settings, timeout_s: float) -> str | None:
         return (f"{where}: the TLS handshake failed ({exc.reason or exc}); is "
                 f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} "
                 "what this listener speaks?")
-    except (Exception, TimeoutError):
+    except Exception:  # refused, silent (TimeoutError), or accepted after all: not security
         return None
     return None
 
