@@ -132,13 +132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not kafka_clients.is_unreachable(exc):
             raise
         logging.getLogger("fraudstream").debug("Kafka unreachable", exc_info=True)
-        print(f"fraudstream {args.command}: error: cannot reach Kafka at "
-              f"{settings.kafka_bootstrap}; {KAFKA_DOWN_HINT}", file=sys.stderr)
+        # A refused login or an untrusted certificate also fails the bootstrap: say which.
+        problem = kafka_clients.connection_problem(settings)
+        print(f"fraudstream {args.command}: error: " + (
+            problem or f"cannot reach Kafka at {settings.kafka_bootstrap}; {KAFKA_DOWN_HINT}"),
+            file=sys.stderr)
         return 2
 
 
 class ConnectFailureNoise(logging.Filter):
-    """Drops the Kafka libraries' own logs about failing to connect (several per attempt).
+    """Drops the Kafka libraries' own logs about failing to connect or to log in (several per
+    attempt).
 
     When no broker answers, the command says so in one line with what to do; the libraries'
     lines would bury it (``-v`` keeps them). Other Kafka warnings and errors pass. Long-running
@@ -149,7 +153,10 @@ class ConnectFailureNoise(logging.Filter):
         if not record.name.startswith(("kafka", "aiokafka")):
             return True
         message = record.getMessage().lower()
-        return "bootstrap" not in message and "connect" not in message
+        # A refused SASL login is reported the same way (the command names the cause), and
+        # kafka-python logs "Abort (<reason>)" for each connection it drops while bootstrapping.
+        return not any(marker in message for marker in ("bootstrap", "connect",
+                                                        "authentication", "abort ("))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -16,9 +16,11 @@ from urllib.parse import quote
 from fraudstream.redaction import redact_url
 
 ENV_PREFIX = "FRAUDSTREAM_"
-#: Fields holding secrets: hidden in repr, and refused when shorter than MIN_SECRET_BYTES
-#: (a short HMAC key or token falls to guessing).
-SECRET_FIELDS = ("signing_key", "api_token", "redis_password")
+#: Fields holding secrets: hidden in repr.
+SECRET_FIELDS = ("signing_key", "api_token", "redis_password", "kafka_sasl_password")
+#: The secrets this system's operators choose, refused when shorter than MIN_SECRET_BYTES (a
+#: short HMAC key or token falls to guessing). A Kafka password is the cluster's to choose.
+CHOSEN_SECRET_FIELDS = ("signing_key", "api_token", "redis_password")
 MIN_SECRET_BYTES = 16
 #: Fields holding URLs that may embed credentials (shown redacted).
 URL_FIELDS = ("bootstrap_servers", "prometheus_url", "redis_url", "model_stores")
@@ -32,6 +34,12 @@ class SettingsError(ValueError):
 
 #: The card table's stores (FRAUDSTREAM_TABLE_STORE).
 TABLE_STORES = ("rocksdb", "memory")
+#: Kafka's security protocols (FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL), and those using SASL/TLS.
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+#: The SASL mechanisms every client library of the system supports with a username/password.
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,20 @@ class Settings:
 
     #: Kafka bootstrap servers. Defaults to the local stack's first broker.
     bootstrap_servers: str = ""
+    #: How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL (with SASL_* protocols): mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, and the
+    #: user's name and password.
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    #: TLS (with SSL and SASL_SSL): the CA file that signed the brokers' certificates (empty:
+    #: the system's CAs), and a client certificate and key for mutual TLS (PEM files).
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    #: Check that a broker's certificate names the host the client dialled.
+    kafka_ssl_check_hostname: bool = True
     #: Folder holding the local stack's data, logs and pid files (git-ignored).
     state_dir: Path = Path(".stack")
     #: Host every local server binds to. Loopback unless you mean otherwise.
@@ -122,12 +144,42 @@ class Settings:
         if self.table_store not in TABLE_STORES:
             raise SettingsError(f"{ENV_PREFIX}TABLE_STORE is {self.table_store!r}; use one of "
                                 f"{', '.join(TABLE_STORES)}")
-        for name in SECRET_FIELDS:
+        self._check_kafka_security()
+        for name in CHOSEN_SECRET_FIELDS:
             value: str = getattr(self, name)
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} is {len(value.encode())} "
                                     f"bytes; use at least {MIN_SECRET_BYTES} (for example "
                                     "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+
+    def _check_kafka_security(self) -> None:
+        """Refuse combinations a client would silently ignore or fail on later."""
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is {protocol!r}; use one "
+                                f"of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is {mechanism!r}; use one of "
+                                f"{', '.join(KAFKA_SASL_MECHANISMS)}")
+        credentials = [name for name in ("kafka_sasl_username", "kafka_sasl_password")
+                       if getattr(self, name)]
+        if protocol in KAFKA_SASL_PROTOCOLS and len(credentials) < 2:
+            raise SettingsError(f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                                f"{ENV_PREFIX}KAFKA_SASL_USERNAME and "
+                                f"{ENV_PREFIX}KAFKA_SASL_PASSWORD")
+        if protocol not in KAFKA_SASL_PROTOCOLS and credentials:
+            raise SettingsError(f"{_env_names(credentials)} set but "
+                                f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} sends no "
+                                "credentials; use SASL_SSL (or SASL_PLAINTEXT)")
+        tls_files = [name for name in ("kafka_ssl_cafile", "kafka_ssl_certfile",
+                                       "kafka_ssl_keyfile") if getattr(self, name)]
+        if protocol not in KAFKA_TLS_PROTOCOLS and tls_files:
+            raise SettingsError(f"{_env_names(tls_files)} set but "
+                                f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} does not use "
+                                "TLS; use SSL or SASL_SSL")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise SettingsError(f"{ENV_PREFIX}KAFKA_SSL_KEYFILE needs "
+                                f"{ENV_PREFIX}KAFKA_SSL_CERTFILE (the certificate it belongs to)")
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: secrets hidden, URLs without credentials.
@@ -222,6 +274,10 @@ def with_local_secrets(settings: Settings, create: bool = False) -> Settings:
     except OSError:
         return settings
     return dataclasses.replace(settings, redis_password=password) if password else settings
+
+
+def _env_names(names: list[str]) -> str:
+    return " and ".join(ENV_PREFIX + name.upper() for name in names)
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,9 +10,14 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.local.errors import StackError
 from deploy.local.process import ManagedProcess, port_in_use
+
+if TYPE_CHECKING:
+    from deploy.local.kafka_security import SecureListener
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +70,24 @@ class KafkaNode:
     def process(self) -> ManagedProcess:
         return ManagedProcess(f"kafka-{self.node_id}", self.conf_dir.parent / "run")
 
-    def properties(self, voters: str, replication: int, min_isr: int) -> str:
-        """server.properties tuned light for a 2-core machine."""
+    def properties(self, voters: str, replication: int, min_isr: int,
+                   secure: SecureListener | None = None) -> str:
+        """server.properties tuned light for a 2-core machine; ``secure`` replaces the
+        PLAINTEXT client listener with a SASL_SSL one."""
+        listeners = secure.properties(self.host, self.broker_port, self.controller_port) \
+            if secure is not None else [
+                f"listeners=PLAINTEXT://{self.host}:{self.broker_port},"
+                f"CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.broker_port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
         return "\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://{self.host}:{self.broker_port},"
-            f"CONTROLLER://{self.host}:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{self.host}:{self.broker_port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            *listeners,
             f"log.dirs={self.data_dir}",
             "num.partitions=4",
             f"default.replication.factor={replication}",
@@ -125,12 +136,15 @@ def log4j_properties(log_file: Path) -> str:
 class KafkaCluster:
     """1..N KRaft nodes on consecutive loopback ports; node i uses ``port + i - 1``."""
 
-    def __init__(self, root: Path, host: str, port: int, nodes: int, heap_mb: int) -> None:
+    def __init__(self, root: Path, host: str, port: int, nodes: int, heap_mb: int,
+                 secure: SecureListener | None = None) -> None:
         if nodes < 1:
             raise StackError("the Kafka cluster needs at least one node")
         self.root = root
         self.host = host
         self.heap_mb = heap_mb
+        #: A SASL_SSL client listener instead of PLAINTEXT (None: the default stack).
+        self.secure = secure
         self.nodes = [
             KafkaNode(i, host, port + i - 1, port + 1000 + i - 1, root / "kafka" / f"node-{i}",
                       root / "conf")
@@ -140,6 +154,14 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(f"{n.host}:{n.broker_port}" for n in self.nodes)
+
+    @property
+    def client_target(self) -> Settings | str:
+        """What the launcher's own clients connect with: the bootstrap string, or the broker
+        user's settings when the listener is secured."""
+        if self.secure is None:
+            return self.bootstrap
+        return self.secure.client_settings(self.bootstrap)
 
     @property
     def replication(self) -> int:
@@ -169,7 +191,7 @@ class KafkaCluster:
                 continue
             node.conf_dir.mkdir(parents=True, exist_ok=True)
             props = node.conf_dir / f"kafka-{node.node_id}.properties"
-            props.write_text(node.properties(voters, self.replication, min_isr))
+            props.write_text(node.properties(voters, self.replication, min_isr, self.secure))
             log4j = node.conf_dir / f"kafka-{node.node_id}-log4j.properties"
             log4j.write_text(log4j_properties(node.process.log_file.with_suffix(".server.log")))
             jvm = [java, f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m",
@@ -180,8 +202,9 @@ class KafkaCluster:
                 node.data_dir.mkdir(parents=True, exist_ok=True)
                 fmt = subprocess.run(
                     [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                     "-c", str(props),
-                     "--ignore-formatted"], capture_output=True, text=True, check=False)
+                     "-c", str(props), "--ignore-formatted",
+                     *(self.secure.format_arguments() if self.secure else [])],
+                    capture_output=True, text=True, check=False)
                 if fmt.returncode != 0:
                     raise StackError(f"kafka storage format failed for node {node.node_id}:\n"
                                      f"{fmt.stdout}{fmt.stderr}")
@@ -194,7 +217,7 @@ class KafkaCluster:
         if not all(port_in_use(n.host, n.broker_port) for n in self.nodes):
             return False
         try:
-            admin = kafka_clients.admin(self.bootstrap, request_timeout_ms=3000)
+            admin = kafka_clients.admin(self.client_target, request_timeout_ms=3000)
         except Exception:
             return False
         try:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from deploy.local.errors import StackError
 from deploy.local.kafka import KafkaCluster
+from deploy.local.kafka_security import SecureListener
 from deploy.local.process import ManagedProcess, port_in_use, wait_until
 from deploy.local.services import (
     RULES_DIR,
@@ -54,6 +55,8 @@ class StackConfig:
     #: The API (``fraudstream api``) scraped by Prometheus, and the app label of its target.
     api_port: int = 8000
     app_id: str = "fraudstream-scoring"
+    #: Kafka's client listener secured with SASL_SSL (None: PLAINTEXT, the default).
+    kafka_secure: SecureListener | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class LocalStack:
         self.config = config
         root = config.root.resolve()
         self.kafka = KafkaCluster(root, config.host, config.kafka_port, config.kafka_nodes,
-                                  config.kafka_heap_mb)
+                                  config.kafka_heap_mb, config.kafka_secure)
         self.redis = RedisServer(root, config.host, config.redis_port, config.redis_password)
         self.prometheus = PrometheusServer(
             root, config.host, config.prometheus_port, config.alertmanager_port,

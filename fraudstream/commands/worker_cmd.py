@@ -7,11 +7,12 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fraudstream.errors import UserError
-from fraudstream.settings import Settings
+from fraudstream.settings import Settings, SettingsError
 
 # The exit status of a configuration error lives beside the supervisor rules that read it.
 from workers.health import EXIT_CONFIG_ERROR
@@ -30,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "writes scores. Its "
                        "web server (health, readiness, /metrics) listens on "
                        "FRAUDSTREAM_BIND_HOST:FRAUDSTREAM_WORKER_WEB_PORT+index. A configuration "
-                       "error (no FRAUDSTREAM_SIGNING_KEY, no model it can verify) exits with "
+                       "error (no FRAUDSTREAM_SIGNING_KEY, no model it can verify, Kafka "
+                       "refusing its login or its TLS settings) exits with "
                        f"status {EXIT_CONFIG_ERROR} and one line on stderr.")
     p.add_argument("--index", type=int, default=1, help="worker number, sets its web port "
                    "(default 1)")
@@ -73,7 +75,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # worker that cannot start with this configuration.
         print(f"fraudstream worker: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
-    require_topics(settings)
+    refused = _refused_by_kafka(settings, require_topics)
+    if refused:
+        print(f"fraudstream worker: error: refusing to start: {refused}", file=sys.stderr,
+              flush=True)
+        return EXIT_CONFIG_ERROR
     problems = check_partitions(settings)
     if problems:
         # A configuration error, not a crash: every replacement would misroute the same way.
@@ -101,6 +107,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     worker.stopping_file = stopping_file(settings, os.getpid())
     worker.execute_from_commandline()
     return 0
+
+
+def _refused_by_kafka(settings: Settings, first_call: Callable[[Settings], object]) -> str | None:
+    """Run the worker's first Kafka call; say why when the security settings are the reason.
+
+    A missing TLS file, a refused login or an untrusted certificate fails every replacement
+    the same way: a configuration error (its own exit status), not a crash to restart.
+    Kafka being down still raises (the supervisor retries that).
+    """
+    from fraudstream import kafka_clients
+
+    try:
+        first_call(settings)
+    except SettingsError as exc:
+        return str(exc)
+    except Exception as exc:
+        problem = kafka_clients.connection_problem(settings) \
+            if kafka_clients.is_unreachable(exc) else None
+        if problem is None:
+            raise
+        return problem
+    return None
 
 
 def _announcing_worker_class() -> Any:
