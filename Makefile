@@ -13,20 +13,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
 
-# Checked on every run (it is cheap), so a package removed later is installed again.
+# Checked on every run (it is cheap), so a package removed later is installed again. Services
+# the install starts are stopped and disabled, only those of packages it installed.
 apt:
-	@missing=""; for c in java mvn redis-server prometheus promtool prometheus-alertmanager docker-compose chromium; do \
-	  command -v $$c >/dev/null || missing="$$missing $$c"; done; \
-	$(PYTHON) -m venv --help >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  $(SUDO) apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES); \
-	  if [ -d /run/systemd/system ]; then \
-	    $(SUDO) systemctl disable --now redis-server prometheus prometheus-alertmanager \
-	      prometheus-node-exporter 2>/dev/null || true; \
-	  fi; \
-	fi
+	@SUDO="$(SUDO)" PYTHON="$(PYTHON)" deploy/local/install-packages.sh $(APT_PACKAGES)
 
 $(STAMPS)/venv: pyproject.toml | apt
 	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
