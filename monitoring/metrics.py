@@ -36,6 +36,7 @@ class WorkerMetrics:
     assigned_partitions: Gauge
     takeover_skipped: Counter
     cards_expired: Counter
+    card_store_memory: Gauge
     offsets_gap_filled: Counter
     offsets_redelivered: Counter
     model_refused: Counter
@@ -96,6 +97,9 @@ class WorkerMetrics:
                             registry=reg),
             assigned_partitions=Gauge(f"{p}_assigned_partitions", "Transaction partitions "
                                       "assigned to this worker", registry=reg),
+            card_store_memory=Gauge(f"{p}_card_store_memory_bytes", "Memory RocksDB holds for "
+                                    "the card table on this worker, by kind (memtables, "
+                                    "block_cache, table_readers)", ["kind"], registry=reg),
             cards_expired=Counter(f"{p}_cards_expired", "Idle cards removed from the card "
                                   "table (tombstoned in its changelog)", registry=reg),
             takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "

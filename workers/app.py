@@ -25,7 +25,7 @@ from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
 from workers.card_expiry import CardExpiry
 from workers.card_record import CardRecord
-from workers.card_store import table_store
+from workers.card_store import CardRocksStore, table_store
 from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 from workers.faust_bridge import (
     aiokafka_producer,
@@ -412,6 +412,10 @@ class WorkerApp:
         async def consumer_lag() -> None:
             self.lag.update(tp for tp in app.assignor.assigned_actives()
                             if tp.topic == s.topic_transactions)
+            store = self.card_table.data
+            if isinstance(store, CardRocksStore):
+                for kind, size in store.memory_bytes().items():
+                    self.metrics.card_store_memory.labels(kind).set(size)
 
         @app.page("/metrics")
         async def metrics_view(web: Any, request: Any) -> Any:

@@ -46,6 +46,12 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 }
 
 
+#: What ``CardRocksStore.memory_bytes`` reports, and the RocksDB property behind each.
+ROCKSDB_MEMORY = {"memtables": "rocksdb.cur-size-all-mem-tables",
+                  "block_cache": "rocksdb.block-cache-usage",
+                  "table_readers": "rocksdb.estimate-table-readers-mem"}
+
+
 class PartitionedStore(Protocol):
     """What ``ChangelogTable`` needs of a store: reads and batch writes by partition."""
 
@@ -139,6 +145,15 @@ class CardRocksStore(faust_rocksdb.Store):
             db.close()
         shutil.rmtree(self.partition_path(partition), ignore_errors=True)
         self._db_for_partition(partition)
+
+    def memory_bytes(self) -> dict[str, int]:
+        """RocksDB's own memory over this worker's open databases: memtables, block cache,
+        table readers (the part of a worker's memory that grows up to these caps)."""
+        totals = dict.fromkeys(ROCKSDB_MEMORY, 0)
+        for db in list(self._dbs.values()):
+            for kind, prop in ROCKSDB_MEMORY.items():
+                totals[kind] += int(db.property_int_value(prop) or 0)
+        return totals
 
     def partitions_on_disk(self) -> Iterable[int]:
         """Partitions whose database is open in this process."""

@@ -205,3 +205,13 @@ def test_partition_counts_that_would_misroute_records_are_named() -> None:
     assert "pc-cards-changelog has 8 partitions, not 4" in problems[1]
     wrong_setting = partition_problems(Settings(app_id="pc", partitions=2), ok)
     assert any("set FRAUDSTREAM_PARTITIONS=4" in p for p in wrong_setting)
+
+
+def test_rocksdb_reports_the_memory_it_holds_for_the_card_table(tmp_path: Path) -> None:
+    store = cards_table(tmp_path, "rocksdb").data
+    empty = store.memory_bytes()
+    assert set(empty) == {"memtables", "block_cache", "table_readers"}
+    store.write_batch(0, [(b"c%d" % i, b"x" * 1000) for i in range(2000)], 1999)
+    grown = store.memory_bytes()
+    # ~2 MB written sits in the memtable until RocksDB flushes it.
+    assert grown["memtables"] - empty["memtables"] >= 2_000_000
