@@ -17,6 +17,7 @@ from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features import FEATURE_NAMES
+from features.windows import DAY_S
 from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 from monitoring.consumer_lag import ConsumerLag
@@ -179,7 +180,7 @@ class WorkerApp:
         # batch reading it and writing it back.
         self.state_lock = asyncio.Lock()
         self.expiry = CardExpiry(cast(ChangelogTable, self.processor.cards), self.state_lock,
-                                 idle_s=settings.card_idle_days * 86_400)
+                                 idle_s=settings.card_idle_days * DAY_S)
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),

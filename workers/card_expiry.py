@@ -16,12 +16,12 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
+from features.windows import DAY_S
 from workers.card_record import CardRecord
 from workers.state_tables import ExpiringTable
 
 logger = logging.getLogger(__name__)
 
-DAY_S = 86_400
 #: Longer than the longest feature window (30 days) with a day to spare.
 DEFAULT_IDLE_S = 31 * DAY_S
 

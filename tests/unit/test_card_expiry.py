@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from features.windows import DAY_S
 from tests.unit.test_card_store import AckingSink, cards_table
-from workers.card_expiry import DAY_S, CardExpiry
+from workers.card_expiry import CardExpiry
 from workers.card_record import CardRecord, Decision
 from workers.state_tables import ChangelogTable, DictTable
 
