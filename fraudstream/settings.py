@@ -34,6 +34,8 @@ class SettingsError(ValueError):
 
 #: The card table's stores (FRAUDSTREAM_TABLE_STORE).
 TABLE_STORES = ("rocksdb", "memory")
+#: How a worker's outputs are committed (FRAUDSTREAM_PROCESSING_GUARANTEE).
+PROCESSING_GUARANTEES = ("exactly_once", "at_least_once")
 #: Kafka's security protocols (FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL), and those using SASL/TLS.
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
@@ -111,6 +113,12 @@ class Settings:
     #: FRAUDSTREAM_STATE_DIR/faust/<app id>/worker-<slot>; a restarted worker reads only the
     #: changelog's tail) or ``memory`` (replays the whole changelog on every assignment).
     table_store: str = "rocksdb"
+    #: ``exactly_once``: each input partition's outputs (scores, dead letters, card changelog)
+    #: and its consumed offset are one Kafka transaction, fenced per partition: a worker that
+    #: lost its partitions (paused, cut off, orphaned) can no longer write for them.
+    #: ``at_least_once``: plain idempotent writes, duplicates after a takeover are found by
+    #: reading the outputs back (workers.takeover); only for comparison in the benchmark.
+    processing_guarantee: str = "exactly_once"
     #: A card with no transaction for this many days (in event time) is removed from the
     #: card table with a tombstone (its changelog shrinks too); 0 keeps every card forever.
     card_idle_days: float = 31.0
@@ -144,6 +152,10 @@ class Settings:
         if self.table_store not in TABLE_STORES:
             raise SettingsError(f"{ENV_PREFIX}TABLE_STORE is {self.table_store!r}; use one of "
                                 f"{', '.join(TABLE_STORES)}")
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            raise SettingsError(f"{ENV_PREFIX}PROCESSING_GUARANTEE is "
+                                f"{self.processing_guarantee!r}; use one of "
+                                f"{', '.join(PROCESSING_GUARANTEES)}")
         self._check_kafka_security()
         for name in CHOSEN_SECRET_FIELDS:
             value: str = getattr(self, name)

@@ -35,6 +35,7 @@ class WorkerMetrics:
     worker_up: Gauge
     assigned_partitions: Gauge
     takeover_skipped: Counter
+    fenced_records: Counter
     cards_expired: Counter
     card_store_memory: Gauge
     offsets_gap_filled: Counter
@@ -105,6 +106,10 @@ class WorkerMetrics:
             takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "
                                      "takeover whose output the previous owner had already "
                                      "written (skipped, not decided twice)", registry=reg),
+            fenced_records=Counter(f"{p}_fenced_records", "Records whose outputs were dropped "
+                                   "because another worker had taken their partition (this "
+                                   "worker's transaction was fenced; the owner decides them)",
+                                   registry=reg),
             offsets_gap_filled=Counter(f"{p}_offsets_gap_filled", "Records the consumer skipped "
                                        "over (an offset gap), read from Kafka and processed",
                                        registry=reg),

@@ -27,15 +27,23 @@ from monitoring.metrics import WorkerMetrics
 from workers.card_expiry import CardExpiry
 from workers.card_record import CardRecord
 from workers.card_store import CardRocksStore, table_store
+from workers.changelog_tail import last_record_offsets
 from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 from workers.faust_bridge import (
     aiokafka_producer,
     check_internals,
+    commit_outside_faust,
     committed_offset,
+    end_recovery_at,
+    exact_recovery_targets,
+    note_committed,
+    recovery_stuck_past_targets,
     use_idempotent_producer,
+    use_read_committed_consumer,
 )
+from workers.fenced_outputs import FencedBatchSink, FencedOutputs
 from workers.model_guard import ChaosState, ModelGuard
-from workers.output import KafkaBatchSink, is_record_error, key_partition
+from workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
 from workers.pool import worker_datadir
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.restore_status import RestoreWatch
@@ -55,6 +63,9 @@ PARTITION_COUNT_TTL_S = 60.0
 
 #: Seconds between two steps of the idle-card sweep (one chunk of each owned partition each).
 CARD_EXPIRY_INTERVAL_S = 10.0
+
+#: Seconds between two looks at a recovery waiting for an offset its consumer read past.
+RECOVERY_SETTLE_S = 2.0
 
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
 EXIT_KAFKA_UNAVAILABLE = 70
@@ -142,6 +153,12 @@ class WorkerApp:
         self.ready = False
         check_internals()
         use_idempotent_producer()
+        # Aborted transactions (a fenced worker's outputs and changelog, an upstream
+        # producer's aborted input) are never read, by streams or by table recovery.
+        use_read_committed_consumer()
+        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        if self.exactly_once:
+            exact_recovery_targets(lambda ends: last_record_offsets(settings, ends))
         app = self.app = faust.App(settings.app_id,
                                          **faust_settings(settings, index, instance_id))
         self.restore = RestoreWatch(app)
@@ -161,8 +178,18 @@ class WorkerApp:
         self.merchants = JsonTableView(app.GlobalTable(
             "merchants", default=None, partitions=1, recovery_buffer_size=1, key_type=bytes,
             value_type=bytes, use_partitioner=True))
-        # The sink reaches the producer only when a batch flushes, after the app has started.
-        self.sink = KafkaBatchSink(_LazyProducer(app))
+        # Exactly once: per owned input partition a transactional producer whose id names the
+        # partition; a new owner's start fences this worker's writes for it.
+        self.outputs = FencedOutputs(
+            app_id=settings.app_id, input_topic=settings.topic_transactions,
+            group_id=settings.app_id, producer_factory=lambda tid: kafka_clients.aio_producer(
+                settings, transactional_id=tid, enable_idempotence=True, acks="all",
+                linger_ms=5, max_batch_size=262_144, max_request_size=2_097_152,
+                client_id=f"fraudstream-{tid}"))
+        # At least once, the sink reaches the producer only when a batch flushes, after the
+        # app has started.
+        self.sink: Sink = (FencedBatchSink(self.outputs) if self.exactly_once
+                           else KafkaBatchSink(_LazyProducer(app)))
         self.chaos = ChaosState()
         self.delivery_chaos = DeliveryChaos()
         self.guard = ModelGuard(metrics, timeout_s=settings.model_timeout_s, chaos=self.chaos)
@@ -193,6 +220,8 @@ class WorkerApp:
         self._unverified: set[int] = set()
         self._already_done: dict[int, set[int]] = {}
         self._continuity = OffsetContinuity()
+        self._log_starts: dict[int, int] = {}
+        self._settling: asyncio.Future[None] | None = None
         self.swapper = None
         if registry is not None:
             from workers.hot_swap import ModelSwapper
@@ -241,7 +270,7 @@ class WorkerApp:
         topic = self.settings.topic_transactions
         kept, read_in = batch, []
         for partition, seen in offsets.items():
-            plan = self._continuity.plan(partition, seen, self._committed(partition))
+            plan = self._continuity.plan(partition, seen, await self._expected_start(partition))
             if plan.redelivered:
                 logger.warning("delivered again, dropped partition=%d offsets=%d..%d count=%d",
                                partition, min(plan.redelivered), max(plan.redelivered),
@@ -262,6 +291,20 @@ class WorkerApp:
         if read_in:
             kept = sorted(kept + read_in, key=lambda r: (r.partition, r.offset))
         return kept
+
+    async def _expected_start(self, partition: int) -> int:
+        """Where this ownership of ``partition`` must start: the group's committed offset,
+        or, when the group never committed one, the partition's first offset. (Faust seeks
+        back only to committed offsets: a partition without one whose prefetched records
+        were dropped in a rebalance would otherwise silently start where the fetch was.)"""
+        committed = self._committed(partition)
+        if committed is not None:
+            return committed
+        start = self._log_starts.get(partition)
+        if start is None:
+            start = self._log_starts[partition] = await self._takeover.log_start(
+                self.settings.topic_transactions, partition)
+        return start
 
     def _committed(self, partition: int) -> int | None:
         """The group's committed offset (next to read) of a transactions partition."""
@@ -290,6 +333,26 @@ class WorkerApp:
         # Inside the shielded task: a stop during the read must not ack unread records.
         batch = await self._continuous(batch)
         todo = await self._skip_already_done(batch)
+        await self._process_todo(todo)
+        if self.exactly_once:
+            self._note_committed(todo)
+        for r in batch:
+            self._continuity.processed(r.partition, r.offset)
+
+    def _note_committed(self, todo: list[RawRecord]) -> None:
+        """Tell Faust's consumer the offsets the batch's transactions committed: every
+        partition still open here (a fenced one is closed until the next assignment)."""
+        from faust.types import TP
+
+        topic, still_mine = self.settings.topic_transactions, self.outputs.partitions
+        ends: dict[int, int] = {}
+        for r in todo:
+            if r.partition in still_mine:
+                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+        for partition, end in ends.items():
+            note_committed(self.app.consumer, TP(topic, partition), end)
+
+    async def _process_todo(self, todo: list[RawRecord]) -> None:
         if todo:
             try:
                 await self.processor.process(todo)
@@ -300,8 +363,6 @@ class WorkerApp:
                 await self.processor.process_isolated(await self._not_yet_out(todo), exc)
             except Exception as exc:  # never lose a batch to a bug
                 await self.processor.process_isolated(await self._not_yet_out(todo), exc)
-        for r in batch:
-            self._continuity.processed(r.partition, r.offset)
 
     async def _not_yet_out(self, batch: list[RawRecord]) -> list[RawRecord]:
         """The records of ``batch`` that no score or dead letter names yet."""
@@ -314,7 +375,8 @@ class WorkerApp:
     async def _partition_count(self) -> int | None:
         """Partitions of the transactions topic, from the producer's metadata (None: unknown)."""
         try:
-            found = await self.sink.producer.partitions_for(self.settings.topic_transactions)
+            found = await _LazyProducer(self.app).partitions_for(
+                self.settings.topic_transactions)
         except KafkaError as exc:
             logger.warning("partition count unknown, partition check off error=%r", exc)
             return None
@@ -409,6 +471,27 @@ class WorkerApp:
                     return
                 self.metrics.cards_expired.inc(removed)
 
+        async def settle_recovery() -> None:
+            # A recovery target can turn out to be aborted data by the time it is read:
+            # once the consumer is past it and nothing arrived twice in a row, it is
+            # reached (what Faust does only in its own exactly-once mode).
+            seen: dict[Any, tuple[int, int, int]] = {}
+            while not app.should_stop:
+                await asyncio.sleep(RECOVERY_SETTLE_S)
+                try:
+                    stuck = recovery_stuck_past_targets(app)
+                except Exception as exc:  # a look at internals; the next round tries again
+                    logger.debug("recovery check failed error=%r", exc)
+                    continue
+                for tp, (reached, target, position) in stuck.items():
+                    if seen.get(tp) == (reached, target, position):
+                        logger.warning(
+                            "recovery past its target topic=%s partition=%d reached=%d "
+                            "target=%d position=%d: counted as done", tp.topic,
+                            tp.partition, reached, target, position)
+                        end_recovery_at(app, tp, target)
+                seen = stuck
+
         @app.timer(interval=s.monitoring_interval_s)
         async def consumer_lag() -> None:
             self.lag.update(tp for tp in app.assignor.assigned_actives()
@@ -450,14 +533,30 @@ class WorkerApp:
             mine = [tp for tp in assigned if tp.topic == s.topic_transactions]
             self.metrics.assigned_partitions.set(len(mine))
             self._unverified = {tp.partition for tp in mine}
+            if self.exactly_once:
+                if self._settling is None:
+                    self._settling = asyncio.ensure_future(settle_recovery())
+                # No takeover scan: a predecessor's outputs committed with its offsets.
+                self._unverified = set()
+                commit_outside_faust(app.consumer, s.topic_transactions)
+                async with self.state_lock:
+                    # A fresh epoch for every owned partition: this fences whoever held one
+                    # before (and aborts its open transaction) before anything is read.
+                    await self.outputs.close()
+                    await self.outputs.open(tp.partition for tp in mine)
             self._already_done.clear()
             self._continuity.reset()
+            self._log_starts.clear()
             gone = set(self.processor.newest_event_s) - self._unverified
             for partition in gone:
                 del self.processor.newest_event_s[partition]
             self.expiry.forget(gone)
             logger.info("assigned worker=%s partitions=%s", self.name,
                         sorted(tp.partition for tp in mine))
+
+        async def close_outputs(sender: Any, **kwargs: Any) -> None:
+            async with self.state_lock:
+                await self.outputs.close()
 
         async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
             self.ready = True
@@ -482,6 +581,7 @@ class WorkerApp:
         # Signal receivers are typed narrowly by mode; these match what it calls at run time.
         app.on_partitions_assigned.connect(cast(Any, on_assigned))
         app.on_rebalance_complete.connect(cast(Any, on_rebalanced))
+        app.on_before_shutdown.connect(cast(Any, close_outputs))
 
 
     def _register_chaos(self) -> None:

@@ -26,6 +26,18 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "the aiokafka producer behind Faust's (batch sends)"),
     ("faust.transport.consumer", "Consumer", "_committed_offset",
      "the group's committed offsets (offset continuity, lag)"),
+    ("faust.transport.consumer", "Consumer", "_should_commit",
+     "offsets committed by the worker's transactions, not by Faust"),
+    ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread",
+     "_create_worker_consumer", "a consumer that reads committed"),
+    ("faust.tables.recovery", "Recovery", "_build_highwaters",
+     "recovery targets past transaction markers"),
+    ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "_isolation_level",
+     "a consumer that reads committed"),
+    ("faust.tables.recovery", "Recovery", "active_offsets", "recovery past aborted data"),
+    ("faust.tables.recovery", "Recovery", "active_highwaters", "recovery past aborted data"),
+    ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_consumer",
+     "recovery past aborted data (the consumer's positions)"),
     ("faust.stores.rocksdb", "Store", "_db_for_partition", "card table writes by partition"),
     ("faust.stores.rocksdb", "Store", "offset_key", "the card table's changelog offset"),
     ("faust.stores.rocksdb", "Store", "partition_path", "rebuilding a foreign partition"),
@@ -106,3 +118,118 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
 def aiokafka_producer(faust_producer: Any) -> Any:
     """The aiokafka producer inside Faust's producer (it exists once the app runs)."""
     return faust_producer._ensure_producer()
+
+
+def use_read_committed_consumer() -> None:
+    """Make the worker's Faust consumer read committed: records of aborted transactions
+    (a fenced worker's outputs, an upstream producer's aborted input) never reach a stream
+    or a table's recovery. Faust reads committed only in its own exactly-once mode."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    thread = cast(Any, faust_aiokafka.AIOKafkaConsumerThread)
+    if getattr(thread, "_fraudstream_read_committed", False):
+        return
+    create = thread._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    thread._create_worker_consumer = create_worker_consumer
+    thread._fraudstream_read_committed = True
+
+
+def commit_outside_faust(consumer: Any, topic: str) -> None:
+    """Stop Faust's consumer from committing offsets of ``topic``: the worker's transactions
+    commit them, and a periodic commit of an older acknowledged offset would move the
+    group's offset back behind a committed transaction."""
+    from faust.transport.consumer import Consumer
+
+    klass = cast(Any, Consumer)
+    if not getattr(klass, "_fraudstream_commit_outside", False):
+        should_commit = klass._should_commit
+
+        def only_faust_topics(self: Any, tp: Any, offset: int) -> bool:
+            if tp.topic in getattr(self, "_fraudstream_transactional_topics", ()):
+                return False
+            return bool(should_commit(self, tp, offset))
+
+        klass._should_commit = only_faust_topics
+        klass._fraudstream_commit_outside = True
+    consumer._fraudstream_transactional_topics = frozenset({topic})
+
+
+def note_committed(consumer: Any, tp: Any, offset: int) -> None:
+    """Record that a transaction committed ``tp``'s offset (next to read): Faust's consumer
+    then neither keeps the batch's acknowledgements nor commits them again, and the offset
+    continuity check and the lag read the new offset."""
+    committed = consumer._committed_offset
+    current = committed.get(tp)
+    if current is None or offset > current:
+        committed[tp] = offset
+
+
+def exact_recovery_targets(last_records: Any) -> None:
+    """Make Faust's table recovery aim at each changelog partition's last committed record.
+
+    Faust takes the end offset minus one as the offset recovery must reach. In a changelog
+    written by transactions the last offset is a commit marker that no consumer ever
+    receives, so recovery would wait forever (Faust works around it only in its own
+    exactly-once mode, after two 5 s timeouts). ``last_records(ends)`` maps each changelog
+    partition's end offset to the offset of its last committed record (-1: none).
+    """
+    from faust.tables.recovery import Recovery
+
+    klass = cast(Any, Recovery)
+    if getattr(klass, "_fraudstream_exact_targets", False):
+        return
+    build = klass._build_highwaters
+
+    async def build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any,
+                               title: str) -> None:
+        await build(self, consumer, tps, destination, title)
+        ends = {tp: destination[tp] + 1 for tp in tps
+                if destination.get(tp) is not None and destination[tp] >= 0}
+        if ends:
+            # Assigned one by one: ``destination`` is a Counter, whose update() adds.
+            for tp, offset in (await last_records(ends)).items():
+                destination[tp] = offset
+
+    klass._build_highwaters = build_highwaters
+    klass._fraudstream_exact_targets = True
+
+
+def recovery_stuck_past_targets(app: Any) -> dict[Any, tuple[int, int, int]]:
+    """Changelog partitions whose recovery waits for an offset the consumer has already read
+    past: (offset reached, target, consumer position) for each.
+
+    With transactions a target can name a record that turned out aborted (or a marker) by the
+    time the consumer read it: no event for it ever comes, and Faust, outside its own
+    exactly-once mode, would wait forever. The caller decides when such a wait is over.
+    """
+    recovery = app.tables.recovery
+    if not recovery.in_recovery or app.tables.changelog_queue.qsize():
+        return {}
+    consumer = app.consumer._thread._consumer
+    if consumer is None:
+        return {}
+    assignment = consumer._subscription.subscription.assignment
+    stuck = {}
+    for tp, target in list(recovery.active_highwaters.items()):
+        reached = recovery.active_offsets.get(tp)
+        if target is None or reached is None or reached >= target:
+            continue
+        try:
+            position = assignment.state_value(tp)._position
+        except (KeyError, AttributeError):
+            continue
+        if position is not None and position > target:
+            stuck[tp] = (reached, target, position)
+    return stuck
+
+
+def end_recovery_at(app: Any, tp: Any, offset: int) -> None:
+    """Count ``tp``'s recovery as having reached ``offset`` (see recovery_stuck_past_targets);
+    the recovery loop ends at its next check once every partition is there."""
+    app.tables.recovery.active_offsets[tp] = offset

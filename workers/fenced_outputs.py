@@ -14,8 +14,10 @@ every worker, is what makes it hold.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -26,8 +28,8 @@ from workers.output import KafkaBatchSink
 
 logger = logging.getLogger(__name__)
 
-#: (topic, key, value, partition) of one output record.
-OutputRecord = tuple[str, bytes | None, bytes, int]
+#: (topic, key, value, partition) of one output record (value None: a tombstone).
+OutputRecord = tuple[str, bytes | None, bytes | None, int]
 
 
 class FencedError(RuntimeError):
@@ -63,12 +65,19 @@ class FencedOutputs:
 
     async def open(self, partitions: Iterable[int]) -> None:
         """Take the transactional ids of ``partitions`` (fencing their previous holders)."""
-        for partition in sorted(set(partitions) - set(self._producers)):
-            tid = transactional_id(self.app_id, self.input_topic, partition)
-            producer = self.producer_factory(tid)
+        await asyncio.gather(*(self._open(p) for p in sorted(set(partitions)
+                                                            - set(self._producers))))
+
+    async def _open(self, partition: int) -> None:
+        tid = transactional_id(self.app_id, self.input_topic, partition)
+        producer = self.producer_factory(tid)
+        try:
             await producer.start()
-            self._producers[partition] = producer
-            logger.info("fenced outputs opened partition=%d transactional_id=%s", partition, tid)
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producers[partition] = producer
+        logger.info("fenced outputs opened partition=%d transactional_id=%s", partition, tid)
 
     async def close(self, partitions: Iterable[int] | None = None) -> None:
         """Release the producers of ``partitions`` (all when None)."""
@@ -81,11 +90,13 @@ class FencedOutputs:
                 logger.warning("fenced outputs close partition=%d error=%r", partition, exc)
 
     async def commit(self, partition: int, records: Sequence[OutputRecord],
-                     next_offset: int) -> None:
-        """Write ``records`` and mark the input consumed up to ``next_offset``, atomically.
+                     next_offset: int | None) -> dict[tuple[str, int], int]:
+        """Write ``records`` and mark the input consumed up to ``next_offset`` (None: no
+        offset, e.g. housekeeping tombstones), atomically.
 
-        Raises ``FencedError`` when another owner has taken the partition: nothing of this
-        call becomes visible to readers that read committed.
+        Returns the offset of the last record written per (topic, partition). Raises
+        ``FencedError`` when another owner has taken the partition: nothing of this call
+        becomes visible to readers that read committed.
         """
         producer = self._producers.get(partition)
         if producer is None:
@@ -96,9 +107,11 @@ class FencedOutputs:
                 sink = KafkaBatchSink(producer)
                 for topic, key, value, out_partition in records:
                     sink.add(topic, key, value, out_partition)
-                await sink.flush()
-                await producer.send_offsets_to_transaction(
-                    {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
+                written = await sink.flush()
+                if next_offset is not None:
+                    await producer.send_offsets_to_transaction(
+                        {TopicPartition(self.input_topic, partition): next_offset},
+                        self.group_id)
             except BaseException as exc:
                 # A fenced producer cannot abort (its epoch is gone; the new owner's start
                 # aborted it). Any other failure aborts here; aiokafka asserts instead of
@@ -113,7 +126,64 @@ class FencedOutputs:
                     await self.open([partition])
                 raise
             await producer.commit_transaction()
+            return written
         except ProducerFenced as exc:
             await self.close([partition])
             raise FencedError(f"partition {partition} of {self.input_topic} has a new owner; "
                               "this worker's writes for it were aborted") from exc
+
+
+class FencedBatchSink:
+    """The scoring step's sink under exactly-once: each flush commits one transaction per
+    input partition, holding that partition's outputs and its consumed offset.
+
+    Every output of an input partition goes to the partition of the same number (scores,
+    dead letters, card changelog), so the output partition names the input partition.
+    A partition another owner has taken is reported in ``fenced`` and its records are
+    dropped; any other failure raises (the caller exits before acknowledging the batch, and
+    the partitions that did commit are not read again: their offsets went with them).
+    """
+
+    atomic = True
+
+    def __init__(self, outputs: FencedOutputs) -> None:
+        self.outputs = outputs
+        self.fenced: frozenset[int] = frozenset()
+        self.committed: dict[tuple[str, int], int] = {}
+        self._pending: dict[int, list[OutputRecord]] = defaultdict(list)
+        self._consumed: dict[int, int] = {}
+
+    def mark_consumed(self, partition: int, next_offset: int) -> None:
+        self._consumed[partition] = max(next_offset, self._consumed.get(partition, 0))
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            partition: int | None = None) -> None:
+        if partition is None:
+            raise ValueError(f"an output to {topic} needs its partition under exactly-once "
+                             "(the number of the input partition it belongs to)")
+        self._pending[partition].append((topic, key, value, partition))
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        pending, self._pending = self._pending, defaultdict(list)
+        consumed, self._consumed = self._consumed, {}
+        partitions = sorted(set(pending) | set(consumed))
+        results = await asyncio.gather(
+            *(self.outputs.commit(p, pending.get(p, []), consumed.get(p)) for p in partitions),
+            return_exceptions=True)
+        fenced: set[int] = set()
+        written: dict[tuple[str, int], int] = {}
+        failure: BaseException | None = None
+        for partition, result in zip(partitions, results, strict=True):
+            if isinstance(result, FencedError):
+                fenced.add(partition)
+                logger.warning("fenced: partition=%d has a new owner, its outputs of this "
+                               "batch were dropped (records=%d)", partition,
+                               len(pending.get(partition, [])))
+            elif isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                written.update(result)
+        self.fenced, self.committed = frozenset(fenced), written
+        if failure is not None:
+            raise failure
+        return written

@@ -50,7 +50,23 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 class Sink(Protocol):
-    """Collects output records and delivers them on ``flush``."""
+    """Collects output records and delivers them on ``flush``.
+
+    ``atomic``: a flush commits each input partition's records together with its consumed
+    offset (``mark_consumed``), all or nothing per partition; ``fenced``: the partitions the
+    last flush could not write because another worker owns them now (their records were
+    dropped); ``committed``: what the last flush wrote, as ``flush`` returns it, also when
+    it raised because some partition failed.
+    """
+
+    atomic: bool
+    fenced: frozenset[int]
+    committed: dict[tuple[str, int], int]
+
+    def mark_consumed(self, partition: int, next_offset: int) -> None:
+        """The input of ``partition`` is consumed up to ``next_offset`` (committed with the
+        next flush by an atomic sink; others leave offsets to the consumer)."""
+        ...
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
@@ -69,11 +85,18 @@ class Sink(Protocol):
 class KafkaBatchSink:
     """A sink over an aiokafka producer; keyed records use Kafka's default partitioner."""
 
+    atomic = False
+    fenced: frozenset[int] = frozenset()
+
     def __init__(self, producer: Any) -> None:
         self.producer = producer
+        self.committed: dict[tuple[str, int], int] = {}
         self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self._partitioner = DefaultPartitioner()
         self._round_robin = itertools.count()
+
+    def mark_consumed(self, partition: int, next_offset: int) -> None:
+        """Offsets are the consumer's to commit here."""
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
@@ -81,6 +104,7 @@ class KafkaBatchSink:
 
     async def flush(self) -> dict[tuple[str, int], int]:
         pending, self._pending = self._pending, []
+        self.committed = {}
         if not pending:
             return {}
         partitions: dict[str, list[int]] = {}
@@ -115,14 +139,23 @@ class KafkaBatchSink:
             # A batch's metadata carries its first offset; its records follow it in order.
             at = (metadata.topic, metadata.partition)
             last[at] = max(last.get(at, -1), metadata.offset + count - 1)
+        self.committed = last
         return last
 
 
 class ListSink:
     """Keeps what it is given (unit tests)."""
 
+    atomic = False
+    fenced: frozenset[int] = frozenset()
+
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.consumed: dict[int, int] = {}
+        self.committed: dict[tuple[str, int], int] = {}
+
+    def mark_consumed(self, partition: int, next_offset: int) -> None:
+        self.consumed[partition] = max(next_offset, self.consumed.get(partition, 0))
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:

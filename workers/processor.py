@@ -131,6 +131,7 @@ class ScoringProcessor:
                     topic=rec.topic, partition=rec.partition, offset=rec.offset,
                     payload=b"" if refused else rec.value, error=code, reason=reason,
                     dead_lettered_at=at, key=rec.key, max_bytes=self.max_bytes), rec.partition)
+                self.sink.mark_consumed(rec.partition, rec.offset + 1)
                 await self.sink.flush()
                 self.metrics.dead_lettered.labels(code).inc()
 
@@ -251,22 +252,45 @@ class ScoringProcessor:
                 error=rejection.error, reason=rejection.reason, dead_lettered_at=at,
                 key=rec.key, max_bytes=self.max_bytes), rec.partition))
             self.metrics.dead_lettered.labels(rejection.error).inc()
-        # State first: once it is durable, a crash replay of this batch finds every decision
-        # and re-emits it unchanged instead of deciding again.
-        await self.cards.put_many(
-            [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()])
-        for topic, out_key, value, partition in out:
-            self.sink.add(topic, out_key, value, partition)
-        await self.sink.flush()
+        states = [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()]
+        if self.sink.atomic:
+            # One transaction per input partition: state, outputs and consumed offset.
+            staged = self.cards.stage(states)
+            self._add_outputs(out, batch)
+            try:
+                acked = await self.sink.flush()
+            except BaseException:
+                # Other partitions of the batch may have committed: their state stands.
+                self.cards.apply(staged, self.sink.committed)
+                raise
+            self.cards.apply(staged, acked)
+        else:
+            # State first: once it is durable, a crash replay of this batch finds every
+            # decision and re-emits it unchanged instead of deciding again.
+            await self.cards.put_many(states)
+            self._add_outputs(out, batch)
+            await self.sink.flush()
         self._outputs_written = True
-        done = self.clock()
-        scored = len(pending) + len(replays)
+        done, fenced = self.clock(), self.sink.fenced
+        if fenced:
+            self.metrics.fenced_records.inc(sum(1 for r in batch if r.partition in fenced))
+        scored = sum(1 for rec, _tx, _card in pending if rec.partition not in fenced) + sum(
+            1 for rec, _tx, _seen in replays if rec.partition not in fenced)
         self.metrics.scored.inc(scored)
         self.metrics.batch_size.observe(len(batch))
         for rec, _tx, _card in pending:
-            self.metrics.end_to_end_latency.observe(max(done - rec.timestamp_ms / 1000.0, 0.0))
+            if rec.partition not in fenced:
+                self.metrics.end_to_end_latency.observe(
+                    max(done - rec.timestamp_ms / 1000.0, 0.0))
         if dead:
             logger.info("dead-lettered count=%d first_error=%s", len(dead), dead[0][1].error)
+
+    def _add_outputs(self, out: list[tuple[str, bytes | None, bytes, int]],
+                     batch: Sequence[RawRecord]) -> None:
+        for topic, out_key, value, partition in out:
+            self.sink.add(topic, out_key, value, partition)
+        for rec in batch:
+            self.sink.mark_consumed(rec.partition, rec.offset + 1)
 
     def _wrong_partition(self, key: bytes, partition: int) -> Rejection | None:
         """Why a record keyed ``key`` must not be read from ``partition``, or None."""

@@ -17,11 +17,25 @@ import orjson
 from workers.card_store import PartitionedStore
 from workers.output import Sink
 
+#: Values a batch wrote, per partition, waiting for their changelog records to be committed.
+Staged = dict[int, list[tuple[bytes, Any]]]
+
 
 class StateTable(Protocol):
     """What the scoring step needs of a state table."""
 
     def get(self, key: bytes, partition: int) -> Any | None: ...
+
+    def stage(self, items: Sequence[tuple[bytes, int, Any]]) -> Staged:
+        """Add (key, partition, value) entries' changelog records to the batch's sink; the
+        table keeps its old values until ``apply``."""
+        ...
+
+    def apply(self, staged: Staged, acked: dict[tuple[str, int], int]) -> None:
+        """Take staged values once the sink's flush wrote them (``acked``: its last offsets
+        per topic-partition); under an atomic sink, partitions absent from ``acked`` did not
+        commit and keep their old values."""
+        ...
 
     async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
         """Store (key, partition, value) entries; durable (in Kafka) when this returns."""
@@ -50,10 +64,20 @@ class DictTable:
     def get(self, key: bytes, partition: int) -> Any | None:
         return self.data.get(key)
 
-    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
+    def stage(self, items: Sequence[tuple[bytes, int, Any]]) -> Staged:
+        staged: Staged = defaultdict(list)
         for key, partition, value in items:
-            self.data[key] = value
-            self.partitions[key] = partition
+            staged[partition].append((key, value))
+        return staged
+
+    def apply(self, staged: Staged, acked: dict[tuple[str, int], int]) -> None:
+        for partition, written in staged.items():
+            for key, value in written:
+                self.data[key] = value
+                self.partitions[key] = partition
+
+    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
+        self.apply(self.stage(items), {})
 
     def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, Any]]:
         keys = sorted(k for k, p in self.partitions.items()
@@ -87,17 +111,30 @@ class ChangelogTable:
         raw = self.store.get_in(partition, key)
         return None if raw is None else orjson.loads(raw)
 
-    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
-        topic = self.table.changelog_topic.get_topic_name()
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+    @property
+    def topic(self) -> str:
+        return cast(str, self.table.changelog_topic.get_topic_name())
+
+    def stage(self, items: Sequence[tuple[bytes, int, Any]]) -> Staged:
+        topic = self.topic
+        staged: Staged = defaultdict(list)
         for key, partition, value in items:
             raw = orjson.dumps(value)
-            by_partition[partition].append((key, raw))
+            staged[partition].append((key, raw))
             self.sink.add(topic, key, raw, partition)
-        acked = await self.sink.flush()
-        store = self.store
-        for partition, written in by_partition.items():
-            store.write_batch(partition, written, acked.get((topic, partition)))
+        return staged
+
+    def apply(self, staged: Staged, acked: dict[tuple[str, int], int]) -> None:
+        topic, store, atomic = self.topic, self.store, self.sink.atomic
+        for partition, written in staged.items():
+            # Under transactions, a partition whose changelog records did not commit (fenced,
+            # or its transaction failed) keeps its old values.
+            if not atomic or (topic, partition) in acked:
+                store.write_batch(partition, written, acked.get((topic, partition)))
+
+    async def put_many(self, items: Sequence[tuple[bytes, int, Any]]) -> None:
+        staged = self.stage(items)
+        self.apply(staged, await self.sink.flush())
 
     def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, Any]]:
         return [(key, orjson.loads(raw)) for key, raw in self.store.scan(partition, after, limit)]
@@ -111,4 +148,5 @@ class ChangelogTable:
             self.sink.add(topic, key, None, partition)
         acked = await self.sink.flush()
         for partition, keys in by_partition.items():
-            self.store.delete_batch(partition, keys, acked.get((topic, partition)))
+            if not self.sink.atomic or (topic, partition) in acked:
+                self.store.delete_batch(partition, keys, acked.get((topic, partition)))

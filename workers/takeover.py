@@ -83,6 +83,15 @@ class TakeoverScan:
             stop = start
         return found
 
+    async def log_start(self, topic: str, partition: int) -> int:
+        """The first offset still in one partition (its log start)."""
+        from aiokafka import TopicPartition
+
+        if self._consumer is None:
+            await self.start()
+        tp = TopicPartition(topic, partition)
+        return int((await self._consumer.beginning_offsets([tp]))[tp])
+
     async def records(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
         """The records at offsets [start, stop) of one partition, in offset order."""
         from aiokafka import TopicPartition

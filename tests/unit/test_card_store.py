@@ -15,7 +15,7 @@ from fraudstream.settings import Settings
 from workers.card_store import CardMemoryStore, CardRocksStore, table_store
 from workers.faust_bridge import REQUIRED, FaustInternalsChanged, check_internals
 from workers.faust_bridge import missing_internals as missing
-from workers.output import KafkaBatchSink
+from workers.output import KafkaBatchSink, ListSink
 from workers.state_tables import ChangelogTable
 from workers.topics import card_changelog
 
@@ -81,11 +81,12 @@ def test_a_database_ahead_of_its_changelog_is_rebuilt_empty(tmp_path: Path) -> N
     assert store.persisted_offset(TP(changelog, 1)) is None
 
 
-class AckingSink:
+class AckingSink(ListSink):
     """Flushes to a list; answers with the offsets given, or fails with ``error``."""
 
     def __init__(self, acked: dict[tuple[str, int], int],
                  error: BaseException | None = None) -> None:
+        super().__init__()
         self.added: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.acked, self.error = acked, error
 

@@ -243,10 +243,11 @@ def test_card_numbers_are_written_nowhere(caplog: pytest.LogCaptureFixture) -> N
     assert caplog.records and "4111" not in caplog.text and "737" not in caplog.text
 
 
-class RefusingSink:
+class RefusingSink(ListSink):
     """A sink whose flush fails like Kafka: too-large scores refused, or Kafka unavailable."""
 
     def __init__(self, limit: int, down: bool = False) -> None:
+        super().__init__()
         self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
         self.pending: list[tuple[str, bytes | None, bytes, int | None]] = []
         self.limit, self.down = limit, down

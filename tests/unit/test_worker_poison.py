@@ -51,6 +51,7 @@ def worker(error: Exception, done: frozenset[int] = frozenset()) -> tuple[Worker
     w_any._takeover = FakeTakeover(set(done))
     w_any._continuity = OffsetContinuity()
     w_any.state_lock = asyncio.Lock()
+    w_any.exactly_once = False
 
     async def same(batch: list[RawRecord]) -> list[RawRecord]:
         return batch
