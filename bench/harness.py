@@ -74,8 +74,12 @@ def fresh(settings: Settings, label: str) -> Settings:
                                topic_labels=f"bench-labels-{tag}")
 
 
-def start_pool(count: int) -> Callable[[Settings], Callable[[], None]]:
+def start_pool(count: int, guarantee: str | None = None
+               ) -> Callable[[Settings], Callable[[], None]]:
+    """``count`` workers; ``guarantee`` overrides the run's processing guarantee."""
     def start(settings: Settings) -> Callable[[], None]:
+        if guarantee is not None:
+            settings = dataclasses.replace(settings, processing_guarantee=guarantee)
         pool = WorkerPool(settings, count)
         pool.start()
         return pool.stop
@@ -194,7 +198,7 @@ def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: flo
                         "max": float(lat.max())})
 
 
-CONTENDERS = ("raw", "naive", "1", "2")
+CONTENDERS = ("raw", "naive", "1", "2", "2-alo")
 
 
 def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[float],
@@ -207,6 +211,9 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
         "naive": Contender("naive faust agent", start_module("bench.naive_agent")),
         "1": Contender("fraudstream 1 worker", start_pool(1)),
         "2": Contender("fraudstream 2 workers", start_pool(2)),
+        # The cost of exactly once: the same workers without transactions.
+        "2-alo": Contender("fraudstream 2 workers, at least once",
+                           start_pool(2, guarantee="at_least_once")),
     }
     contenders = [everyone[k] for k in only]
     say(f"throughput: {len(batch):,} transactions per contender")

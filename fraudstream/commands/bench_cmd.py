@@ -29,9 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated input rates for the latency runs (default 1000)")
     p.add_argument("--latency-seconds", type=float, default=20.0,
                    help="length of each latency run (default 20)")
-    p.add_argument("--contenders", default="raw,naive,1,2",
+    p.add_argument("--contenders", default="raw,naive,1,2,2-alo",
                    help="which to run: raw (aiokafka loop), naive (Faust agent), 1 and 2 "
-                        "(fraudstream workers); default all")
+                        "(fraudstream workers, exactly once), 2-alo (2 workers, at least "
+                        "once: the cost of the transactions); default all")
     p.add_argument("--restore", default="", metavar="CARDS",
                    help="instead: time how long a worker takes to get its card table back, "
                         "for each comma-separated number of cards (e.g. 10000,100000,1000000), "

@@ -216,3 +216,19 @@ def test_rocksdb_reports_the_memory_it_holds_for_the_card_table(tmp_path: Path) 
     grown = store.memory_bytes()
     # ~2 MB written sits in the memtable until RocksDB flushes it.
     assert grown["memtables"] - empty["memtables"] >= 2_000_000
+
+
+def test_under_transactions_only_committed_partitions_reach_the_store(tmp_path: Path) -> None:
+    """An atomic sink's partitions absent from the flush's offsets (fenced, or their
+    transaction failed) keep their old values."""
+    table = cards_table(tmp_path, "rocksdb")
+    changelog = table.changelog_topic.get_topic_name()
+    sink = AckingSink({(changelog, 0): 7})
+    sink.atomic = True
+    cards = ChangelogTable(table, sink)
+    staged = cards.stage([(b"c0", 0, {"n": 1}), (b"c1", 1, {"n": 2})])
+    assert cards.get(b"c0", 0) is None  # staged values wait for the commit
+    cards.apply(staged, asyncio.run(sink.flush()))
+    assert cards.get(b"c0", 0) == {"n": 1}
+    assert table.data.persisted_offset(TP(changelog, 0)) == 7
+    assert cards.get(b"c1", 1) is None

@@ -112,3 +112,72 @@ def test_any_other_failure_aborts_and_starts_a_fresh_producer_for_the_partition(
     asyncio.run(run())
     assert [step for step, _ in log] == ["start", "begin", "abort", "stop", "start", "begin",
                                          "send", "offsets", "commit"]
+
+
+class FakeOutputs:
+    """FencedOutputs as the batch sink sees it: per partition, commit or fail."""
+
+    def __init__(self, outcome: dict[int, BaseException]) -> None:
+        self.outcome = outcome
+        self.commits: list[tuple[int, list[Any], int | None]] = []
+
+    async def commit(self, partition: int, records: list[Any], next_offset: int | None
+                     ) -> dict[tuple[str, int], int]:
+        if partition in self.outcome:
+            raise self.outcome[partition]
+        self.commits.append((partition, list(records), next_offset))
+        return {(topic, p): 100 + i for i, (topic, _k, _v, p) in enumerate(records)}
+
+
+def sink_with(outcome: dict[int, BaseException]) -> tuple[Any, FakeOutputs]:
+    from workers.fenced_outputs import FencedBatchSink
+
+    fake = FakeOutputs(outcome)
+    return FencedBatchSink(fake), fake  # type: ignore[arg-type]
+
+
+def test_a_flush_commits_each_input_partition_with_its_outputs_and_offset() -> None:
+    sink, fake = sink_with({})
+    sink.add("scores", b"a", b"1", 0)
+    sink.add("cards", b"a", b"c", 0)
+    sink.add("scores", b"b", b"2", 2)
+    sink.mark_consumed(0, 5)
+    sink.mark_consumed(0, 7)
+    sink.mark_consumed(1, 3)  # nothing written for it: the offset still commits
+    sink.mark_consumed(2, 9)
+    written = asyncio.run(sink.flush())
+    assert sorted((p, [r[0] for r in recs], o) for p, recs, o in fake.commits) == [
+        (0, ["scores", "cards"], 7), (1, [], 3), (2, ["scores"], 9)]
+    assert written == {("scores", 0): 100, ("cards", 0): 101, ("scores", 2): 100}
+    assert sink.fenced == frozenset() and sink.committed == written
+    asyncio.run(sink.flush())  # emptied: nothing committed twice
+    assert len(fake.commits) == 3
+
+
+def test_a_fenced_partition_is_dropped_and_reported_the_others_commit() -> None:
+    sink, fake = sink_with({1: FencedError("partition 1 has a new owner")})
+    sink.add("scores", b"a", b"1", 0)
+    sink.add("scores", b"b", b"2", 1)
+    sink.mark_consumed(0, 1)
+    sink.mark_consumed(1, 1)
+    written = asyncio.run(sink.flush())
+    assert written == {("scores", 0): 100}
+    assert sink.fenced == frozenset({1})
+    assert [p for p, _r, _o in fake.commits] == [0]
+
+
+def test_another_failure_raises_after_the_other_partitions_committed() -> None:
+    sink, _fake = sink_with({1: MessageSizeTooLargeError()})
+    sink.add("cards", b"a", b"1", 0)
+    sink.add("cards", b"b", b"2", 1)
+    with pytest.raises(MessageSizeTooLargeError):
+        asyncio.run(sink.flush())
+    # What did commit is known, so its state can be kept (ChangelogTable.apply).
+    assert sink.committed == {("cards", 0): 100}
+    assert sink.fenced == frozenset()
+
+
+def test_an_output_without_its_partition_is_refused() -> None:
+    sink, _fake = sink_with({})
+    with pytest.raises(ValueError, match="needs its partition"):
+        sink.add("scores", b"a", b"1")

@@ -326,3 +326,34 @@ def test_a_record_that_fails_after_its_score_is_written_is_not_dead_lettered() -
     assert calls["n"] == 5
     # The score, then its replay (the state remembers the decision); before, a dead letter too.
     assert [t for t, _k, _v, _p in h.sink.records] == ["scores", "scores"]
+
+
+class TransactionSink(ListSink):
+    """An atomic sink: counts flushes and reports one partition fenced."""
+
+    atomic = True
+
+    def __init__(self, fenced: frozenset[int]) -> None:
+        super().__init__()
+        self.flushes = 0
+        self.lost = fenced
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        self.flushes += 1
+        self.fenced = self.lost
+        return {}
+
+
+def test_under_transactions_a_batch_is_one_flush_with_its_offsets() -> None:
+    h = Harness()
+    sink = h.processor.sink = TransactionSink(frozenset({1}))
+    batch = [h.record(tx(1)), RawRecord("transactions", 1, 40, b"C9",
+                                        orjson.dumps(tx(2, card="C9")), 1_799_999_999_000)]
+    h.run(batch)
+    assert sink.flushes == 1  # state, outputs and offsets together, not state first
+    assert sink.consumed == {0: batch[0].offset + 1, 1: 41}
+    assert {t for t, _k, _v, _p in sink.records} == {"scores"}
+    # Partition 1 was fenced: its record is counted as such, not as scored (which state
+    # reaches the store is ChangelogTable.apply's, tests/unit/test_card_store.py).
+    assert h.registry.get_sample_value("fraudstream_fenced_records_total") == 1
+    assert h.registry.get_sample_value("fraudstream_transactions_scored_total") == 1
