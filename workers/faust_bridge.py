@@ -34,6 +34,10 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "recovery targets past transaction markers"),
     ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "_isolation_level",
      "a consumer that reads committed"),
+    ("faust.tables.recovery", "Recovery", "_build_offsets",
+     "recovery targets past transaction markers"),
+    ("faust.tables.recovery", "Recovery", "standby_highwaters",
+     "recovery targets past transaction markers"),
     ("faust.tables.recovery", "Recovery", "active_offsets", "recovery past aborted data"),
     ("faust.tables.recovery", "Recovery", "active_highwaters", "recovery past aborted data"),
     ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_consumer",
@@ -186,17 +190,39 @@ def exact_recovery_targets(last_records: Any) -> None:
         return
     build = klass._build_highwaters
 
+    build_offsets = klass._build_offsets
+
     async def build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any,
                                title: str) -> None:
         await build(self, consumer, tps, destination, title)
         ends = {tp: destination[tp] + 1 for tp in tps
                 if destination.get(tp) is not None and destination[tp] >= 0}
+        if not hasattr(self, "_fraudstream_ends"):
+            self._fraudstream_ends = {}
+        for tp in tps:
+            self._fraudstream_ends.pop(tp, None)
+        self._fraudstream_ends.update(ends)
         if ends:
             # Assigned one by one: ``destination`` is a Counter, whose update() adds.
             for tp, offset in (await last_records(ends)).items():
                 destination[tp] = offset
 
+    async def build_offsets_within_targets(self: Any, consumer: Any, tps: Any,
+                                           destination: Any, title: str) -> None:
+        # A local store that holds the changelog up to an offset inside the log but past the
+        # last record still readable (records deleted or compacted away, a marker in
+        # between) has nothing left to read: its offset is the target. (Faust would call it
+        # inconsistent; a store ahead of the log's end is wiped before, workers.card_store.)
+        await build_offsets(self, consumer, tps, destination, title)
+        targets = self.active_highwaters if title == "active" else self.standby_highwaters
+        ends = getattr(self, "_fraudstream_ends", {})
+        for tp in tps:
+            held, target, end = destination.get(tp), targets.get(tp), ends.get(tp)
+            if None not in (held, target, end) and target < held < end:
+                targets[tp] = held
+
     klass._build_highwaters = build_highwaters
+    klass._build_offsets = build_offsets_within_targets
     klass._fraudstream_exact_targets = True
 
 
