@@ -212,7 +212,7 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
         "1": Contender("fraudstream 1 worker", start_pool(1)),
         "2": Contender("fraudstream 2 workers", start_pool(2)),
         # The cost of exactly once: the same workers without transactions.
-        "2-alo": Contender("fraudstream 2 workers, at least once",
+        "2-alo": Contender("fraudstream 2 workers at least once",
                            start_pool(2, guarantee="at_least_once")),
     }
     contenders = [everyone[k] for k in only]
@@ -235,7 +235,8 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
                          "1_worker_vs_naive_agent": ("1", "naive"),
                          "2_workers_vs_raw_loop": ("2", "raw"),
                          "2_workers_vs_naive_agent": ("2", "naive"),
-                         "2_workers_vs_1_worker": ("2", "1")}.items():
+                         "2_workers_vs_1_worker": ("2", "1"),
+                         "exactly_once_vs_at_least_once": ("2", "2-alo")}.items():
         if a in measured and b in measured:
             ratios[name] = round(measured[a] / measured[b], 3)
     return {

@@ -144,11 +144,11 @@ def print_report(report: dict) -> None:
     print(f"\nthroughput ({report['records']:,} transactions each, "
           f"{report.get('cores', 0):.0f} cores){beside}")
     for name, value in report["throughput_tx_per_s"].items():
-        print(f"  {name:<24} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}")
+        print(f"  {name:<36} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}")
     print("ratios")
     for name, value in report["ratios"].items():
-        print(f"  {name:<24} {value:>10.2f}")
+        print(f"  {name:<36} {value:>10.2f}")
     print(f"end-to-end latency{beside}")
     for name, lat in report["latency_ms"].items():
-        print(f"  {name:<24} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms   "
+        print(f"  {name:<36} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms   "
               f"load {load.get(name, float('nan')):.2f}")

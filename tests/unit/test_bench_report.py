@@ -21,7 +21,7 @@ def test_every_figure_is_printed_with_its_load_and_the_raw_loop_of_the_run(
     print_report(report)
     out = capsys.readouterr().out
     assert "(raw loop 4,103 tx/s in this run)" in out
-    assert "fraudstream 2 workers         2,998 tx/s   load 2.25" in out
+    assert f"{'fraudstream 2 workers':<36} {2998:>10,} tx/s   load 2.25" in out
     assert "p99   319.0 ms   load 3.00" in out
     assert "2 cores" in out
 
