@@ -531,8 +531,9 @@ class WorkerApp:
 
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             mine = [tp for tp in assigned if tp.topic == s.topic_transactions]
+            owned = {tp.partition for tp in mine}
             self.metrics.assigned_partitions.set(len(mine))
-            self._unverified = {tp.partition for tp in mine}
+            self._unverified = set(owned)
             if self.exactly_once:
                 if self._settling is None:
                     self._settling = asyncio.ensure_future(settle_recovery())
@@ -547,7 +548,7 @@ class WorkerApp:
             self._already_done.clear()
             self._continuity.reset()
             self._log_starts.clear()
-            gone = set(self.processor.newest_event_s) - self._unverified
+            gone = set(self.processor.newest_event_s) - owned
             for partition in gone:
                 del self.processor.newest_event_s[partition]
             self.expiry.forget(gone)
