@@ -533,12 +533,12 @@ class WorkerApp:
             mine = [tp for tp in assigned if tp.topic == s.topic_transactions]
             owned = {tp.partition for tp in mine}
             self.metrics.assigned_partitions.set(len(mine))
-            self._unverified = set(owned)
+            # Exactly once needs no takeover scan: a predecessor's outputs committed with its
+            # offsets.
+            self._unverified = set() if self.exactly_once else set(owned)
             if self.exactly_once:
                 if self._settling is None:
                     self._settling = asyncio.ensure_future(settle_recovery())
-                # No takeover scan: a predecessor's outputs committed with its offsets.
-                self._unverified = set()
                 commit_outside_faust(app.consumer, s.topic_transactions)
                 async with self.state_lock:
                     # A fresh epoch for every owned partition: this fences whoever held one
