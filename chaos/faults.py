@@ -129,17 +129,68 @@ def set_delivery_fault(ctx: FaultContext, withhold: int, repeat: int) -> None:
 
 def _post_to_workers(ctx: FaultContext, path: str, body: dict[str, Any]) -> None:
     """POST ``body`` to a chaos hook of every active worker."""
+    for slot in ctx.supervisor.slots:
+        _post_to_worker(ctx, slot.index, path, body)
+    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))
+
+
+def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, Any]) -> None:
+    """POST ``body`` to a chaos hook of the worker in slot ``index``."""
     import json
     import urllib.request
 
-    for slot in ctx.supervisor.slots:
-        url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + slot.index}"
-        req = urllib.request.Request(f"{url}{path}", method="POST",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            resp.read()
-    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))
+    url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + index}"
+    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        resp.read()
+
+
+#: How long the zombie's model takes per batch while it is frozen, so that the freeze lands
+#: in the middle of a batch (its transaction open), not between two.
+ZOMBIE_MODEL_DELAY_S = 2.0
+
+
+def freeze_unwatched(ctx: FaultContext) -> None:
+    """Freeze the first active worker in the middle of a batch, with nobody to kill it.
+
+    The supervisor leaves its slot alone (as a supervisor that lost track of it would) for the
+    freeze and a while after; the group moves the worker's partitions to the others once its
+    session expires. Its model is slowed first, so a batch (and its transaction) is open when
+    the SIGSTOP lands.
+    """
+    import time
+
+    slot = ctx.supervisor.slots[0]
+    # Until the thaw says otherwise (however long the fault is made to last).
+    ctx.supervisor.leave_alone(slot.index, 3600.0)
+    _post_to_worker(ctx, slot.index, "/chaos/model", {"delay_s": ZOMBIE_MODEL_DELAY_S})
+    time.sleep(ZOMBIE_MODEL_DELAY_S / 2)
+    ctx.notes["zombie_slot"] = slot.index
+    signal_worker(ctx, signal.SIGSTOP)
+
+
+def thaw_zombie(ctx: FaultContext) -> None:
+    """Wake the frozen worker (its partitions belong to others by now) and give it its normal
+    model speed back once it answers again."""
+    import time
+
+    continue_worker(ctx)
+    index = ctx.notes.get("zombie_slot")
+    if index is None:
+        return
+    # Time to rejoin the group before the supervisor judges the worker again.
+    ctx.supervisor.leave_alone(index, 20.0)
+    deadline = time.monotonic() + 20.0
+    while True:
+        try:
+            _post_to_worker(ctx, index, "/chaos/model", {"delay_s": 0.0})
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                logger.warning("chaos: the woken worker did not answer error=%r", exc)
+                return
+            time.sleep(0.5)
 
 
 def start_cpu_hogs(ctx: FaultContext) -> None:

@@ -17,13 +17,14 @@ import shutil
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from chaos.big_state import fill_card_changelog
+from chaos.card_replay import check_cards
 from chaos.faults import FaultContext, FaultUnavailable
 from chaos.report import (
     ChaosReport,
@@ -38,7 +39,7 @@ from chaos.scenarios import Scenario
 from deploy.local import LocalStack
 from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
-from fraudstream.ledger import Ledger
+from fraudstream.ledger import Ledger, Position
 from fraudstream.settings import Settings
 from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced
 from simulator import SimulationConfig, simulate
@@ -47,29 +48,6 @@ from workers.supervisor import HealthPolicy, Supervisor
 from workers.topics import card_changelog_spec, ensure_topics
 
 logger = logging.getLogger(__name__)
-
-
-async def read_until_settled(reader: TopicReader, observe: Callable[[str, bytes | None, int],
-                                                                     None],
-                             settle_s: float, timeout_s: float = 60.0) -> None:
-    """Read until every partition is at its end and nothing new came for ``settle_s``.
-
-    Stopping as soon as the counts balance would miss a late duplicate; stopping on a quiet
-    poll alone would miss records still being fetched.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    quiet_since = loop.time()
-    while loop.time() < deadline:
-        records = await reader.poll(0.5)
-        for topic, _k, value, ts in records:
-            observe(topic, value, ts)
-        if records or not await reader.at_end():
-            quiet_since = loop.time()
-        elif loop.time() - quiet_since >= settle_s:
-            return
-    logger.warning("outputs did not settle within %.0fs; the ledger may be incomplete",
-                   timeout_s)
 
 
 def fault_seconds(plan: RunPlan, scenario: Scenario) -> float:
@@ -363,6 +341,8 @@ class ChaosRunner:
         #: The last lines of every worker's log after the last run (dumped when it fails).
         self.logs: dict[str, str] = {}
         self._notes: dict[str, Any] = {}
+        #: Produced transaction values by position (runs that check the card table).
+        self._values: dict[Position, bytes] = {}
 
     def run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it (one run at a time per state dir).
@@ -409,6 +389,7 @@ class ChaosRunner:
                 self.logs = inner.logs
                 return report
         settings = self._fresh_settings() if self.isolate else self.base
+        self._values = {}
         report = ChaosReport(scenario.name, run_id=settings.app_id,
                              alerts_expected=list(scenario.expect_alerts))
         cards = (self.plan.preload_cards if self.plan.preload_cards is not None
@@ -440,6 +421,13 @@ class ChaosRunner:
                 texts = _worker_metrics_text(settings, supervisor)
                 report.drift_features_warming = features_warming(texts)
                 report.drift_psi = drift_psi(texts)
+                if scenario.expect_fenced:
+                    report.fenced_records = summed_worker_metric(
+                        settings, supervisor, "fraudstream_fenced_records_total")
+                if scenario.check_cards:
+                    check = check_cards(settings, self._values, ledger.score_positions,
+                                        ledger.decisions, timeout_s=120 + cards / 5_000)
+                    report.card_check = dataclasses.asdict(check)
                 if scenario.with_labels:
                     report.labels_applied = summed_worker_metric(
                         settings, supervisor, 'fraudstream_labels_applied_total{outcome="applied"}')
@@ -528,6 +516,11 @@ class ChaosRunner:
             loop = asyncio.get_running_loop()
             t0 = loop.time()
 
+            def on_delivered(rec: Outgoing, partition: int, offset: int) -> None:
+                ledger.produced(rec.value, partition, offset)
+                if scenario.check_cards:
+                    self._values[(partition, offset)] = rec.value
+
             async def produce_phases() -> None:
                 for n, rate in phases:
                     await produce_paced(
@@ -535,8 +528,7 @@ class ChaosRunner:
                         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
                         rate=rate, label_delay_s=1.0 if scenario.with_labels else 0.0,
                         stats=stats, tolerate_failures=True,
-                        on_delivered=lambda rec, partition, offset: ledger.produced(
-                            rec.value, partition, offset))
+                        on_delivered=on_delivered)
 
             task = asyncio.create_task(produce_phases())
             restoring_s = 0.0
@@ -582,8 +574,10 @@ class ChaosRunner:
                             break
                 # Anything extra (a duplicate or a second decision) would arrive now: read
                 # until every output partition is at its end and stays there.
-                await read_until_settled(reader, lambda topic, value, ts: ledger.observe(
-                    kinds[topic], value, ts), settle_s=plan.settle_s)
+                if not await reader.read_until_settled(
+                        lambda topic, _key, value, ts: ledger.observe(kinds[topic], value, ts),
+                        settle_s=plan.settle_s):
+                    logger.warning("outputs did not settle; the ledger may be incomplete")
                 prometheus_answered |= await asyncio.to_thread(
                     self._observe_alerts, alerts, settings, start_ms)
                 await self._await_pending(scenario, alerts, settings, start_ms)
@@ -700,6 +694,16 @@ class ChaosRunner:
             problems.append("the workers did not report reading skipped records "
                             f"({report.gap_records_read}) and dropping repeated ones "
                             f"({report.redelivered_dropped})")
+        if scenario.expect_fenced and not report.fenced_records:
+            problems.append(f"no record was fenced ({report.fenced_records}): the "
+                            "frozen worker never wrote after losing its partitions, so the run "
+                            "did not test the fence")
+        check = report.card_check
+        if scenario.check_cards and (check is None or check["mismatched"] or not check["cards"]):
+            problems.append("the card table differs from a replay of the scored transactions: "
+                            + ("not checked" if check is None else
+                               f"{check['mismatched']} of {check['cards']} cards; "
+                               + "; ".join(check["examples"])))
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
         tampered = self._notes.get("tampered_version")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from chaos.faults import (
     FaultContext,
     continue_worker,
+    freeze_unwatched,
     promote_tampered_model,
     set_delivery_fault,
     set_model_fault,
@@ -19,6 +20,7 @@ from chaos.faults import (
     stop_broker,
     stop_cpu_hogs,
     stop_redis,
+    thaw_zombie,
 )
 
 
@@ -71,6 +73,10 @@ class Scenario:
     soak: bool = False
     #: The run's length when ``--duration`` is not given (seconds).
     default_duration_s: float | None = None
+    #: A worker writes after losing its partitions: some of its records must have been fenced
+    #: (else the run did not test what it claims), and the card table must equal a replay.
+    expect_fenced: bool = False
+    check_cards: bool = False
 
 
 #: What amounts ×5 legitimately moves: the amount itself, every feature computed from it, and
@@ -103,6 +109,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "detects the hang and replaces it",
              lambda ctx: signal_worker(ctx, signal.SIGSTOP), continue_worker, heal_after_s=15,
              expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True),
+    Scenario("zombie", "SIGSTOP one active worker in the middle of a batch for 15 s with "
+             "nobody to kill it (the supervisor leaves its slot alone): the group moves its "
+             "partitions once its 6 s session expires, then it wakes up and tries to finish "
+             "its batch; its transactions are fenced, nothing it writes becomes visible, and "
+             "the card table equals a replay of the scored transactions",
+             freeze_unwatched, thaw_zombie, heal_after_s=15,
+             expect_fenced=True, check_cards=True),
     Scenario("stop-worker", "SIGTERM one active worker (a graceful stop, as in a deploy); "
              "the supervisor hands its slot to a standby",
              lambda ctx: signal_worker(ctx, signal.SIGTERM), expect_failover=True),

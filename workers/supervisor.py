@@ -85,6 +85,9 @@ class Slot:
     watch: WorkerWatch
     restarts: CrashLoopGuard = field(default_factory=lambda: CrashLoopGuard())
     storm: FailoverStorm = field(default_factory=FailoverStorm)
+    #: Until then (monotonic), the supervisor neither probes nor judges this slot's worker
+    #: (``Supervisor.leave_alone``).
+    unwatched_until: float = 0.0
 
     @property
     def ready(self) -> bool:
@@ -288,8 +291,11 @@ class Supervisor:
                 # take their exits for failures and start new ones.
                 return
             now = time.monotonic()
-            probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots}
+            probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots
+                      if not self._left_alone(s, now)}
             for slot in list(self.slots):
+                if slot.index not in probes:
+                    continue
                 reason = slot.watch.observe(probes[slot.index].result(), now, self.policy)
                 if reason is not None:
                     self._replace(slot, reason, now)
@@ -304,6 +310,26 @@ class Supervisor:
             self.metrics.workers_restoring.set(sum(1 for s in self.slots if s.watch.restoring))
             self.metrics.failover_storm.set(sum(1 for s in self.slots
                                                 if s.storm.open_since is not None))
+
+    def leave_alone(self, index: int, seconds: float) -> None:
+        """Neither probe nor judge slot ``index``'s worker for ``seconds``; then watch it
+        afresh. For chaos runs: a worker frozen with nobody to kill it (a supervisor that
+        lost track of it), whose partitions the group moves and which later wakes up."""
+        slot = next((s for s in self.slots if s.index == index), None)
+        if slot is None:
+            raise KeyError(f"no slot {index}; slots are {[s.index for s in self.slots]}")
+        slot.unwatched_until = time.monotonic() + seconds
+        logger.warning("leaving slot=%d alone for %.0fs", index, seconds)
+
+    def _left_alone(self, slot: Slot, now: float) -> bool:
+        if not slot.unwatched_until:
+            return False
+        if now < slot.unwatched_until:
+            return True
+        slot.unwatched_until = 0.0
+        slot.watch = WorkerWatch(now)
+        logger.warning("watching slot=%d again", slot.index)
+        return False
 
     def _probe(self, worker: WorkerProcess) -> Probe:
         pid = worker.proc.pid if worker.proc is not None else None
@@ -346,7 +372,8 @@ class Supervisor:
         self.metrics.consumer_lag.set(self._progress.total_lag)
         for slot in list(self.slots):
             watch = slot.watch
-            if not watch.ready or watch.draining_since is not None:
+            if (not watch.ready or watch.draining_since is not None
+                    or slot.unwatched_until > now):
                 continue
             opened = slot.storm.open_since
             if opened is not None and self._progress.moved_since(watch.partitions, opened):

@@ -94,6 +94,11 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
     if scenario.preload_cards:
         assert report.preloaded_cards == 100_000
         assert report.restoring_after_fault_s is not None, report.problems
+    if scenario.expect_fenced:
+        assert report.fenced_records, report.problems
+    if scenario.check_cards:
+        assert report.card_check and report.card_check["cards"] > 0, report.problems
+        assert report.card_check["mismatched"] == 0, report.card_check
     if name == "corrupt-model":
         assert not any(v.endswith("-tampered") for v in report.model_versions)
     if scenario.poison_every:

@@ -351,3 +351,27 @@ def test_a_stop_announced_before_the_web_server_goes_is_a_drain(tmp_path: Path, 
     worker.proc.returncode = 0
     run_for(sup, clock, 0.5)
     assert [e.reason for e in sup.events] == ["stopped"]
+
+
+def test_a_worker_left_alone_is_not_judged_until_the_window_ends(tmp_path: Path, clock: Clock,
+                                                                 kafka: FakeKafka) -> None:
+    """The zombie chaos scenario's frozen worker: nobody kills it while it is left alone; it is
+    watched afresh afterwards, and a worker still dead then is replaced."""
+    sup = supervisor(tmp_path, kafka)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    sup.leave_alone(1, 30.0)
+    worker.health_body = worker.ready_body = None  # frozen: no answer at all
+    run_for(sup, clock, 29.0)
+    assert sup.events == [] and worker.signals == []
+    worker.health_body = {"status": "ok"}
+    worker.set_ready([0])
+    run_for(sup, clock, 5.0)
+    assert sup.events == [] and sup.slots[0].worker is worker
+    sup.leave_alone(1, 5.0)
+    worker.proc.returncode = -signal.SIGKILL
+    run_for(sup, clock, 4.0)
+    assert sup.events == []
+    run_for(sup, clock, 2.0)
+    assert [e.reason for e in sup.events] == ["crashed"]
