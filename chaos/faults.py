@@ -60,6 +60,26 @@ def continue_worker(ctx: FaultContext) -> None:
             os.killpg(pid, signal.SIGCONT)
 
 
+def replace_supervisor(ctx: FaultContext) -> None:
+    """The supervisor dies (SIGKILL: it stops without stopping its workers) and a new one
+    starts for the same app: it finds the workers its predecessor left running, kills them
+    (they would keep the ports and keep writing), and starts its own, which join with the same
+    slot membership ids and take the same partitions over."""
+    old = ctx.supervisor
+    old.abandon()
+    left = sorted(w.proc.pid for w in [s.worker for s in old.slots] + old.standbys
+                  if w.proc is not None and w.alive())
+    logger.warning("chaos: supervisor abandoned; workers left running pids=%s", left)
+    new = Supervisor(old.settings, old.n_workers, old.n_standbys, old.policy)
+    new.serve_metrics(required=False)
+    new.start()
+    ctx.notes["orphans"] = {"left": left, "stopped": sorted(new.orphans_stopped)}
+    ctx.supervisor = new
+    new.wait_ready(timeout=180)
+    ctx.notes["supervisor_thread"] = new.run_in_thread()
+    ctx.notes["old_supervisor"] = old
+
+
 def stop_broker(ctx: FaultContext, hard: bool) -> None:
     """SIGKILL (hard) or SIGTERM the last Kafka node (never the only one when hard)."""
     stack = ctx.require_stack()

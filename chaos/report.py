@@ -91,6 +91,9 @@ class ChaosReport:
     #: The card table against a replay of the scored transactions (``chaos.card_replay``):
     #: cards, equal, expired, mismatched and a few examples.
     card_check: dict[str, Any] | None = None
+    #: supervisor-kill: the pids of the workers the dead supervisor left running, and of those
+    #: the new supervisor killed before starting its own.
+    orphans: dict[str, list[int]] | None = None
     #: The run's topics by role (kept for an audit with ``--keep-topics``, else deleted).
     topics: dict[str, str] = field(default_factory=dict)
 
@@ -136,6 +139,9 @@ class ChaosReport:
                             f"{c['cards']} cards, {c['equal']} equal, {c['expired']} expired, "
                             f"{c['mismatched']} different; records fenced: "
                             f"{_fmt(self.fenced_records)}", ""]
+        if self.orphans is not None:
+            lines[-1:-1] = [f"Workers left running by the dead supervisor: {self.orphans['left']}"
+                            f"; killed by the new one: {self.orphans['stopped']}", ""]
         if self.preloaded_cards:
             lines[-1:-1] = [f"Card table: {self.preloaded_cards:,} cards preloaded, restored "
                             f"at start in {_fmt(self.initial_restore_s)} s; after the fault "

@@ -414,6 +414,7 @@ class ChaosRunner:
             thread = supervisor.run_in_thread()
             try:
                 ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
+                supervisor = ctx.supervisor  # a new one if the scenario replaced it
                 report.gap_records_read = summed_worker_metric(
                     settings, supervisor, "fraudstream_offsets_gap_filled_total")
                 report.redelivered_dropped = summed_worker_metric(
@@ -436,13 +437,18 @@ class ChaosRunner:
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
                         'method="psi"}')
             finally:
-                supervisor.request_stop()
-                thread.join(10)
+                ctx.supervisor.request_stop()
+                for running in (thread, ctx.notes.get("supervisor_thread")):
+                    if running is not None:
+                        running.join(10)
         except FaultUnavailable as exc:
             report.skipped = str(exc)
             return report
         finally:
+            supervisor = ctx.supervisor
             supervisor.stop()
+            if "old_supervisor" in ctx.notes:
+                ctx.notes["old_supervisor"].stop()  # reaps the processes it had started
             if scenario.heal is not None and report.healed_at_s is None:
                 try:
                     scenario.heal(ctx)
@@ -706,6 +712,11 @@ class ChaosRunner:
                                + "; ".join(check["examples"])))
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
+        report.orphans = self._notes.get("orphans")
+        if report.orphans is not None and (not report.orphans["left"] or set(
+                report.orphans["left"]) - set(report.orphans["stopped"])):
+            problems.append(f"the new supervisor did not stop every worker left running "
+                            f"({report.orphans})")
         tampered = self._notes.get("tampered_version")
         if tampered and tampered in report.model_versions:
             problems.append(f"the tampered version {tampered} scored transactions")

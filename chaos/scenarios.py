@@ -11,6 +11,7 @@ from chaos.faults import (
     continue_worker,
     freeze_unwatched,
     promote_tampered_model,
+    replace_supervisor,
     set_delivery_fault,
     set_model_fault,
     signal_worker,
@@ -116,6 +117,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "the card table equals a replay of the scored transactions",
              freeze_unwatched, thaw_zombie, heal_after_s=15,
              expect_fenced=True, check_cards=True),
+    Scenario("supervisor-kill", "the supervisor dies under load (it stops without stopping "
+             "its workers, as a SIGKILL leaves them) and a new one starts: it kills the "
+             "workers left running and starts its own, which take the same slots over",
+             replace_supervisor, check_cards=True),
     Scenario("stop-worker", "SIGTERM one active worker (a graceful stop, as in a deploy); "
              "the supervisor hands its slot to a standby",
              lambda ctx: signal_worker(ctx, signal.SIGTERM), expect_failover=True),

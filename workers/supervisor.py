@@ -165,6 +165,8 @@ class Supervisor:
         self.events: list[FailoverEvent] = []
         #: The error that stopped ``run`` (a worker's configuration error), for the CLI.
         self.fatal: WorkerConfigError | None = None
+        #: Workers a dead supervisor had left running, which ``start`` killed.
+        self.orphans_stopped: list[int] = []
         self._spawned = 0
         self._progress = GroupProgress(settings, settings.app_id,
                                        settings.topic_transactions)
@@ -188,7 +190,7 @@ class Supervisor:
         dir; stops the workers a dead supervisor left running first (``workers.orphans``).
         """
         self._claim = orphans.claim(self.settings)
-        left = orphans.stop_orphans(self.settings)
+        left = self.orphans_stopped = orphans.stop_orphans(self.settings)
         if left and self.notify is not None:
             self.notify(f"stopped {len(left)} worker(s) left running by a previous supervisor "
                         f"(pids {', '.join(map(str, left))})")
@@ -281,6 +283,23 @@ class Supervisor:
         if self._claim is not None:
             self._claim.close()
             self._claim = None
+
+    def abandon(self) -> None:
+        """Stop supervising without stopping anything, as the supervisor's death would: the
+        checks end, and the lock and the metrics port are released (the kernel does that for
+        a dead process); the workers keep running, listed for the next supervisor to find.
+        For chaos runs (``supervisor-kill``)."""
+        self._stop.set()
+        with self._lock:
+            self._progress.stop()
+            self._probes.shutdown(wait=False)
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
+                self._metrics_server = None
+            if self._claim is not None:
+                self._claim.close()
+                self._claim = None
 
     # -- health ------------------------------------------------------------------------------
     def check_once(self) -> None:

@@ -99,6 +99,9 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
     if scenario.check_cards:
         assert report.card_check and report.card_check["cards"] > 0, report.problems
         assert report.card_check["mismatched"] == 0, report.card_check
+    if report.orphans is not None:  # supervisor-kill
+        assert report.orphans["left"], report.orphans
+        assert set(report.orphans["left"]) <= set(report.orphans["stopped"]), report.orphans
     if name == "corrupt-model":
         assert not any(v.endswith("-tampered") for v in report.model_versions)
     if scenario.poison_every:

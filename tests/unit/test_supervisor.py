@@ -375,3 +375,20 @@ def test_a_worker_left_alone_is_not_judged_until_the_window_ends(tmp_path: Path,
     assert sup.events == []
     run_for(sup, clock, 2.0)
     assert [e.reason for e in sup.events] == ["crashed"]
+
+
+def test_an_abandoned_supervisor_leaves_its_workers_and_its_lock(tmp_path: Path, clock: Clock,
+                                                                 kafka: FakeKafka) -> None:
+    """What a SIGKILLed supervisor leaves (the supervisor-kill chaos scenario): workers still
+    running and unjudged, and a lock the next supervisor can take."""
+    from workers import orphans
+
+    sup = supervisor(tmp_path, kafka)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    sup.abandon()
+    worker.proc.returncode = -signal.SIGKILL
+    run_for(sup, clock, 2.0)
+    assert sup.events == [] and worker.signals == []
+    orphans.claim(sup.settings).close()  # raised SupervisorBusy while the supervisor held it
