@@ -376,15 +376,7 @@ class ChaosRunner:
         """
         if scenario.kafka_nodes > 1 and (self.stack is None
                                          or self.stack.config.kafka_nodes < scenario.kafka_nodes):
-            from chaos.three_nodes import three_node_kafka
-
-            with three_node_kafka(self.base.state_dir / "chaos-kafka-3", self.base.bind_host,
-                                  self.base.kafka_port) as kafka3:
-                inner = ChaosRunner(
-                    dataclasses.replace(self.base, bootstrap_servers=kafka3.bootstrap,
-                                        kafka_port=kafka3.config.kafka_port, kafka_nodes=3,
-                                        replication_factor=3),
-                    kafka3, self.plan, self.policy, self.isolate)
+            with self.on_three_nodes() as inner:
                 report = inner._run(scenario)
                 self.logs = inner.logs
                 return report
@@ -466,6 +458,20 @@ class ChaosRunner:
         self._notes = ctx.notes
         self._judge(report, scenario, ledger, start_ms, supervisor)
         return report
+
+    @contextlib.contextmanager
+    def on_three_nodes(self) -> Iterator[ChaosRunner]:
+        """A runner like this one on a three-node Kafka of its own (replication 3), started
+        under the state dir and stopped when the block ends; several runs may share it."""
+        from chaos.three_nodes import three_node_kafka
+
+        with three_node_kafka(self.base.state_dir / "chaos-kafka-3", self.base.bind_host,
+                              self.base.kafka_port) as kafka3:
+            yield ChaosRunner(
+                dataclasses.replace(self.base, bootstrap_servers=kafka3.bootstrap,
+                                    kafka_port=kafka3.config.kafka_port, kafka_nodes=3,
+                                    replication_factor=3),
+                kafka3, self.plan, self.policy, self.isolate)
 
     def _fresh_settings(self) -> Settings:
         tag = uuid.uuid4().hex[:8]

@@ -106,6 +106,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "second half (slopes in the report), no worker replaced",
              None, with_labels=True, expect_no_failover=True, soak=True,
              default_duration_s=1800.0),
+    Scenario("kill-worker-3-brokers", "SIGKILL one active worker on a three-node cluster "
+             "(replication 3, min.insync.replicas 2: every transaction and offset commit "
+             "waits for two replicas); a warm standby takes its slot",
+             lambda ctx: signal_worker(ctx, signal.SIGKILL), expect_failover=True,
+             kafka_nodes=3, check_cards=True),
     Scenario("hang-worker", "SIGSTOP one active worker (alive but frozen); the supervisor "
              "detects the hang and replaces it",
              lambda ctx: signal_worker(ctx, signal.SIGSTOP), continue_worker, heal_after_s=15,

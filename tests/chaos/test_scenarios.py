@@ -29,9 +29,9 @@ def kafka_topics(settings: Settings) -> set[str]:
     finally:
         admin.close()
 
-#: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
-#: soak runs for minutes: tests/soak runs it (make soak).
-ON_ONE_NODE = [name for name, s in SCENARIOS.items() if name != "kill-broker" and not s.soak]
+#: kill-broker and kill-worker-3-brokers need three nodes: tests/chaos/test_kill_broker.py
+#: runs them on a cluster of their own. soak runs for minutes: tests/soak runs it (make soak).
+ON_ONE_NODE = [name for name, s in SCENARIOS.items() if s.kafka_nodes == 1 and not s.soak]
 #: Alerts are checked with the production rules whose ``for:`` is divided by ALERT_TIME_SCALE
 #: (10m -> 10s): the rules a run lasting seconds can see fire.
 ALERT_TIME_SCALE = 60.0
