@@ -229,12 +229,21 @@ class Supervisor:
     def run(self) -> None:
         """Check health until ``stop`` is called (from another thread or a signal handler).
 
-        A worker's configuration error ends the loop: it is kept in ``fatal`` and raised.
+        A worker's configuration error ends the loop: it is kept in ``fatal`` and raised. Any
+        other error (a failover that could not start a process, a worker that would not die in
+        time) is logged and counted, and the next round judges the slots again, so a failed
+        failover is retried: the supervisor's own errors never stop it.
         """
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                self.check_once()
+                try:
+                    self.check_once()
+                except WorkerConfigError:
+                    raise
+                except Exception as exc:
+                    self.metrics.check_errors.inc()
+                    logger.exception("supervisor round failed, retrying error=%r", exc)
                 self._stop.wait(max(self.policy.interval_s - (time.monotonic() - started),
                                     0.05))
         except WorkerConfigError as exc:

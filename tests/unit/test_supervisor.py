@@ -392,3 +392,34 @@ def test_an_abandoned_supervisor_leaves_its_workers_and_its_lock(tmp_path: Path,
     run_for(sup, clock, 2.0)
     assert sup.events == [] and worker.signals == []
     orphans.claim(sup.settings).close()  # raised SupervisorBusy while the supervisor held it
+
+
+def test_a_failover_that_fails_is_retried_and_never_stops_the_supervisor(
+        tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
+    sup = supervisor(tmp_path, kafka, standbys=0)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    worker.proc.returncode = -signal.SIGKILL
+    spawn, failures = sup._spawn, [OSError("fork failed"), OSError("fork failed")]
+
+    def flaky_spawn(**kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return spawn(**kwargs)
+
+    sup._spawn = flaky_spawn  # type: ignore[method-assign]
+    check, rounds = sup.check_once, []
+
+    def three_rounds() -> None:
+        clock.now += 0.5
+        rounds.append(clock.now)
+        check()
+        if len(rounds) == 3:
+            sup.request_stop()
+
+    sup.check_once = three_rounds  # type: ignore[method-assign]
+    sup.run()  # two failed rounds, then the failover goes through
+    assert metric(sup, "fraudstream_supervisor_check_errors_total") == 2
+    assert [e.reason for e in sup.events] == ["crashed"]
+    assert sup.slots[0].worker is not worker and sup.slots[0].worker.alive()
