@@ -28,6 +28,8 @@ class FaultContext:
     stack: LocalStack | None
     settings: Settings
     notes: dict[str, Any] = field(default_factory=dict)
+    #: The run's ledger (``fraudstream.ledger.Ledger``), once the load has started.
+    ledger: Any = None
 
     def first_worker_pid(self) -> int:
         worker = self.supervisor.slots[0].worker
@@ -78,6 +80,39 @@ def replace_supervisor(ctx: FaultContext) -> None:
     new.wait_ready(timeout=180)
     ctx.notes["supervisor_thread"] = new.run_in_thread()
     ctx.notes["old_supervisor"] = old
+
+
+def recreate_input_topic(ctx: FaultContext) -> None:
+    """Delete the transactions topic and create it again (same partitions and settings);
+    ``scores``, the dead letters and the card changelog stay. Offsets start over at 0, so
+    every new record sits at an offset some output of the old topic already names."""
+    import time
+
+    from fraudstream import kafka_clients
+    from workers.topics import ensure_topics
+
+    topic = ctx.settings.topic_transactions
+    admin = kafka_clients.admin(ctx.settings, client_id="fraudstream-chaos",
+                                request_timeout_ms=15000)
+    try:
+        admin.delete_topics([topic])
+        deadline = time.monotonic() + 60
+        while topic in admin.list_topics():
+            if time.monotonic() > deadline:
+                raise FaultUnavailable(f"topic {topic} was not deleted within 60 s")
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    # The deletion is done on the controller before every broker forgot the topic: a create
+    # right away can still be refused as existing; ensure_topics creates what is missing.
+    deadline = time.monotonic() + 60
+    while topic not in ensure_topics(ctx.settings):
+        if time.monotonic() > deadline:
+            raise FaultUnavailable(f"topic {topic} could not be created again within 60 s")
+        time.sleep(1.0)
+    if ctx.ledger is not None:
+        ctx.ledger.new_incarnation()
+    logger.warning("chaos: topic %s deleted and created again", topic)
 
 
 def stop_broker(ctx: FaultContext, hard: bool) -> None:

@@ -62,6 +62,9 @@ def load_phases(plan: RunPlan, scenario: Scenario) -> list[tuple[int, float]]:
     changes the rate while the fault lasts produces ``heal_after_s`` seconds' worth at the
     changed rate, then the rest of the duration at its after-rate.
     """
+    if scenario.quiesce_for_fault:
+        return [(int(plan.rate * plan.fault_at_s), plan.rate),
+                (int(plan.rate * (plan.duration_s - plan.fault_at_s)), plan.rate)]
     if scenario.rate_during is None and scenario.rate_after is None:
         return [(int(plan.rate * plan.duration_s), plan.rate)]
     during_rate = plan.rate * (scenario.rate_during or 1.0)
@@ -520,9 +523,10 @@ class ChaosRunner:
         prometheus_answered = False
         kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
         alerts: dict[str, set[str]] = {"firing": set(), "pending": set()}
+        ctx.ledger = ledger
         async with TopicReader(settings, list(kinds)) as reader:
-            producer = new_producer(settings)
-            await producer.start()
+            producers = [new_producer(settings)]
+            await producers[0].start()
             stats = ProduceStats()
             start_ms = int(time.time() * 1000)
             loop = asyncio.get_running_loop()
@@ -531,12 +535,27 @@ class ChaosRunner:
             def on_delivered(rec: Outgoing, partition: int, offset: int) -> None:
                 ledger.produced(rec.value, partition, offset)
                 if scenario.check_cards:
-                    self._values[(partition, offset)] = rec.value
+                    self._values[ledger.position(partition, offset)] = rec.value
+
+            async def quiesce_and_inject() -> None:
+                """Wait until every record so far has its output, inject the fault, and go on
+                with a new producer (one that never wrote to what the fault changed)."""
+                deadline = loop.time() + plan.drain_timeout_s
+                while not ledger.complete and loop.time() < deadline:
+                    await asyncio.sleep(0.2)
+                report.fault_at_s = round(loop.time() - t0, 2)
+                if scenario.inject is not None:
+                    await asyncio.to_thread(scenario.inject, ctx)
+                await producers[-1].stop()
+                producers.append(new_producer(settings))
+                await producers[-1].start()
 
             async def produce_phases() -> None:
-                for n, rate in phases:
+                for i, (n, rate) in enumerate(phases):
+                    if i == 1 and scenario.quiesce_for_fault:
+                        await quiesce_and_inject()
                     await produce_paced(
-                        producer, itertools.islice(records, n),
+                        producers[-1], itertools.islice(records, n),
                         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
                         rate=rate, label_delay_s=1.0 if scenario.with_labels else 0.0,
                         stats=stats, tolerate_failures=True,
@@ -554,7 +573,8 @@ class ChaosRunner:
                     for topic, _k, value, ts in await reader.poll(0.3):
                         ledger.observe(kinds[topic], value, ts)
                     now = loop.time() - t0
-                    if not faulted and now >= plan.fault_at_s:
+                    if (not faulted and now >= plan.fault_at_s
+                            and not scenario.quiesce_for_fault):
                         faulted = True
                         report.fault_at_s = round(now, 2)
                         if scenario.inject is not None:
@@ -595,7 +615,7 @@ class ChaosRunner:
                 await self._await_pending(scenario, alerts, settings, start_ms)
             finally:
                 task.cancel()
-                await producer.stop()
+                await producers[-1].stop()
         if report.preloaded_cards:
             report.restoring_after_fault_s = round(restoring_s, 1)
         report.alerts_fired = sorted(alerts["firing"])

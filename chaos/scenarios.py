@@ -11,6 +11,7 @@ from chaos.faults import (
     continue_worker,
     freeze_unwatched,
     promote_tampered_model,
+    recreate_input_topic,
     replace_supervisor,
     set_delivery_fault,
     set_model_fault,
@@ -78,6 +79,9 @@ class Scenario:
     #: (else the run did not test what it claims), and the card table must equal a replay.
     expect_fenced: bool = False
     check_cards: bool = False
+    #: The load stops before the fault until every record so far has its output, and goes on
+    #: afterwards with a new producer (the fault changes what the producer wrote to).
+    quiesce_for_fault: bool = False
 
 
 #: What amounts ×5 legitimately moves: the amount itself, every feature computed from it, and
@@ -126,6 +130,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "its workers, as a SIGKILL leaves them) and a new one starts: it kills the "
              "workers left running and starts its own, which take the same slots over",
              replace_supervisor, check_cards=True),
+    Scenario("recreate-topic", "delete the transactions topic and create it again while "
+             "scores, dead letters and the card changelog stay (once every record so far has "
+             "its output); offsets start over, so every new record sits at an offset an old "
+             "output names: each must still get its own output",
+             recreate_input_topic, quiesce_for_fault=True),
     Scenario("stop-worker", "SIGTERM one active worker (a graceful stop, as in a deploy); "
              "the supervisor hands its slot to a standby",
              lambda ctx: signal_worker(ctx, signal.SIGTERM), expect_failover=True),
