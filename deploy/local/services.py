@@ -127,7 +127,9 @@ class PrometheusServer:
         return self.root / "prometheus" / "targets"
 
     def config(self) -> str:
-        rules = f"  - {self.rules_dir}/*.yml\n"
+        # Absolute: Prometheus resolves a relative path against its config file's directory
+        # (a relative state dir once left it with no rules at all).
+        rules = f"  - {self.rules_dir.resolve()}/*.yml\n"
         return (
             "global:\n"
             f"  scrape_interval: {self.scrape_interval}\n"
@@ -140,7 +142,7 @@ class PrometheusServer:
             "scrape_configs:\n"
             "  - job_name: fraudstream\n"
             "    file_sd_configs:\n"
-            f"      - files: ['{self.targets_dir}/*.json']\n"
+            f"      - files: ['{self.targets_dir.resolve()}/*.json']\n"
             "        refresh_interval: 2s\n"
         )
 
