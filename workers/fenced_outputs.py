@@ -169,7 +169,9 @@ async def commit_each(outputs: FencedOutputs, records: Mapping[int, Sequence[Out
             done.failure = done.failure or result
         else:
             done.partitions.add(partition)
-            done.written.update(result)
+            for where, offset in result.items():
+                # Several input partitions may write one output partition: the furthest.
+                done.written[where] = max(offset, done.written.get(where, -1))
     return done
 
 
