@@ -223,15 +223,20 @@ class MerchantLabelApplier:
                     time.monotonic() - started)
         self._settled = True
 
-    def _current(self, key: bytes, applied: int | None) -> MerchantRecord:
+    def _forget_applied(self, applied: int | None) -> None:
+        """Drop own writes the table copy has applied: its values are then the same (nobody
+        else writes these merchants)."""
+        if applied is not None:
+            self._written = {key: mine for key, mine in self._written.items()
+                             if mine[1] > applied}
+
+    def _current(self, key: bytes) -> MerchantRecord:
         """The last committed state of a merchant: this worker's own last write while its
-        table copy has not applied it, else the table's (then the same, or newer)."""
+        table copy has not applied it, else the table's."""
         mine = self._written.get(key)
-        if mine is not None:
-            if applied is None or applied < mine[1]:
-                return MerchantRecord.from_wire(mine[0].to_wire())
-            del self._written[key]
-        return MerchantRecord.from_wire(self.table.get(key))
+        # A copy: the batch's changes must not stay here if its transaction fails.
+        wire = mine[0].to_wire() if mine is not None else self.table.get(key)
+        return MerchantRecord.from_wire(wire)
 
     async def apply(self, batch: Sequence[RawRecord]) -> Applied:
         """Apply a batch of merchant-labels records; raises when a transaction failed for
@@ -241,7 +246,7 @@ class MerchantLabelApplier:
                 await self._settle()
             out = Applied()
             mine = self.outputs.partitions
-            applied_offset = self.applied_offset()
+            self._forget_applied(self.applied_offset())
             states: dict[int, dict[bytes, MerchantRecord]] = defaultdict(dict)
             next_offsets: dict[int, int] = {}
             counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # applied, duplicates
@@ -253,7 +258,7 @@ class MerchantLabelApplier:
                 key = r.key or b""
                 record = states[r.partition].get(key)
                 if record is None:
-                    record = states[r.partition][key] = self._current(key, applied_offset)
+                    record = states[r.partition][key] = self._current(key)
                 if record.seen(r.partition, r.offset):
                     counts[r.partition][1] += 1
                     continue
