@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chaos import label_crash
 from chaos.big_state import fill_card_changelog
 from chaos.faults import FaultContext, FaultUnavailable
 from chaos.report import (
@@ -443,6 +444,9 @@ class ChaosRunner:
                 if scenario.with_labels:
                     report.labels_applied = summed_worker_metric(
                         settings, supervisor, 'fraudstream_labels_applied_total{outcome="applied"}')
+                if scenario.merchant_label_rate:
+                    ctx.notes["labels_counted"] = asyncio.run(label_crash.settled_counts(
+                        settings, label_crash.merchant_of(settings)))
                 if scenario.drift_amount_scale:
                     report.amount_psi = max_worker_metric(
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
@@ -539,6 +543,9 @@ class ChaosRunner:
                             rec.value, partition, offset))
 
             task = asyncio.create_task(produce_phases())
+            labels = asyncio.create_task(label_crash.send_labels(
+                settings, label_crash.merchant_of(settings), plan.duration_s,
+                scenario.merchant_label_rate)) if scenario.merchant_label_rate else None
             restoring_s = 0.0
             last_look = loop.time()
             next_memory_sample = 0.0
@@ -580,6 +587,8 @@ class ChaosRunner:
                         deadline = deadline or loop.time() + plan.drain_timeout_s
                         if ledger.complete or loop.time() > deadline:
                             break
+                if labels is not None:
+                    ctx.notes["labels_sent"] = await labels
                 # Anything extra (a duplicate or a second decision) would arrive now: read
                 # until every output partition is at its end and stays there.
                 await read_until_settled(reader, lambda topic, value, ts: ledger.observe(
@@ -589,6 +598,8 @@ class ChaosRunner:
                 await self._await_pending(scenario, alerts, settings, start_ms)
             finally:
                 task.cancel()
+                if labels is not None:
+                    labels.cancel()
                 await producer.stop()
         if report.preloaded_cards:
             report.restoring_after_fault_s = round(restoring_s, 1)
@@ -700,6 +711,14 @@ class ChaosRunner:
             problems.append("the workers did not report reading skipped records "
                             f"({report.gap_records_read}) and dropping repeated ones "
                             f"({report.redelivered_dropped})")
+        if scenario.merchant_label_rate:
+            sent = self._notes.get("labels_sent")
+            counted = self._notes.get("labels_counted")
+            report.merchant_labels = {
+                "sent": sent and sent.labels, "sent_frauds": sent and sent.frauds,
+                "counted": counted and counted.labels,
+                "counted_frauds": counted and counted.frauds}
+            problems.extend(label_crash.problems(sent, counted))
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
         tampered = self._notes.get("tampered_version")
