@@ -198,7 +198,9 @@ class WorkerApp:
             group_id=settings.app_id, producer_factory=transactional_producer)
         self.label_lock = asyncio.Lock()
         self._label_continuity = OffsetContinuity()
+        # One reader per agent: a reader reads one partition at a time.
         self._label_reader = TakeoverScan(settings, [])
+        self._changelog_reader = TakeoverScan(settings, [])
         self._merchant_label_partitions: int | None = None
         merchants_changelog = self.merchants.table.changelog_topic.get_topic_name()
         self.applier = MerchantLabelApplier(
@@ -448,7 +450,7 @@ class WorkerApp:
         from aiokafka import TopicPartition
 
         tp = TopicPartition(self.merchants.table.changelog_topic.get_topic_name(), 0)
-        end = await self._label_reader.log_end(tp.topic, tp.partition)
+        end = await self._changelog_reader.log_end(tp.topic, tp.partition)
         return (await last_record_offsets(self.settings, {tp: end}))[tp]
 
     async def _process_todo(self, todo: list[RawRecord]) -> None:
