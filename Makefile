@@ -35,7 +35,7 @@ lint: $(STAMPS)/venv
 	$(VENV)/bin/mypy .
 
 test: setup lint
-	$(PY) -m pytest tests --ignore=tests/soak
+	$(PY) -m pytest tests --ignore=tests/soak --durations=25
 
 test-unit: $(STAMPS)/venv
 	$(PY) -m pytest tests/unit

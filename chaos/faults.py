@@ -28,6 +28,8 @@ class FaultContext:
     stack: LocalStack | None
     settings: Settings
     notes: dict[str, Any] = field(default_factory=dict)
+    #: The run's ledger (``fraudstream.ledger.Ledger``), once the load has started.
+    ledger: Any = None
 
     def first_worker_pid(self) -> int:
         worker = self.supervisor.slots[0].worker
@@ -58,6 +60,59 @@ def continue_worker(ctx: FaultContext) -> None:
     if pid:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGCONT)
+
+
+def replace_supervisor(ctx: FaultContext) -> None:
+    """The supervisor dies (SIGKILL: it stops without stopping its workers) and a new one
+    starts for the same app: it finds the workers its predecessor left running, kills them
+    (they would keep the ports and keep writing), and starts its own, which join with the same
+    slot membership ids and take the same partitions over."""
+    old = ctx.supervisor
+    old.abandon()
+    left = sorted(w.proc.pid for w in [s.worker for s in old.slots] + old.standbys
+                  if w.proc is not None and w.alive())
+    logger.warning("chaos: supervisor abandoned; workers left running pids=%s", left)
+    new = Supervisor(old.settings, old.n_workers, old.n_standbys, old.policy)
+    new.serve_metrics(required=False)
+    new.start()
+    ctx.notes["orphans"] = {"left": left, "stopped": sorted(new.orphans_stopped)}
+    ctx.supervisor = new
+    new.wait_ready(timeout=180)
+    ctx.notes["supervisor_thread"] = new.run_in_thread()
+    ctx.notes["old_supervisor"] = old
+
+
+def recreate_input_topic(ctx: FaultContext) -> None:
+    """Delete the transactions topic and create it again (same partitions and settings);
+    ``scores``, the dead letters and the card changelog stay. Offsets start over at 0, so
+    every new record sits at an offset some output of the old topic already names."""
+    import time
+
+    from fraudstream import kafka_clients
+    from workers.topics import ensure_topics
+
+    topic = ctx.settings.topic_transactions
+    admin = kafka_clients.admin(ctx.settings, client_id="fraudstream-chaos",
+                                request_timeout_ms=15000)
+    try:
+        admin.delete_topics([topic])
+        deadline = time.monotonic() + 60
+        while topic in admin.list_topics():
+            if time.monotonic() > deadline:
+                raise FaultUnavailable(f"topic {topic} was not deleted within 60 s")
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    # The deletion is done on the controller before every broker forgot the topic: a create
+    # right away can still be refused as existing; ensure_topics creates what is missing.
+    deadline = time.monotonic() + 60
+    while topic not in ensure_topics(ctx.settings):
+        if time.monotonic() > deadline:
+            raise FaultUnavailable(f"topic {topic} could not be created again within 60 s")
+        time.sleep(1.0)
+    if ctx.ledger is not None:
+        ctx.ledger.new_incarnation()
+    logger.warning("chaos: topic %s deleted and created again", topic)
 
 
 def stop_broker(ctx: FaultContext, hard: bool) -> None:
@@ -129,17 +184,68 @@ def set_delivery_fault(ctx: FaultContext, withhold: int, repeat: int) -> None:
 
 def _post_to_workers(ctx: FaultContext, path: str, body: dict[str, Any]) -> None:
     """POST ``body`` to a chaos hook of every active worker."""
+    for slot in ctx.supervisor.slots:
+        _post_to_worker(ctx, slot.index, path, body)
+    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))
+
+
+def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, Any]) -> None:
+    """POST ``body`` to a chaos hook of the worker in slot ``index``."""
     import json
     import urllib.request
 
-    for slot in ctx.supervisor.slots:
-        url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + slot.index}"
-        req = urllib.request.Request(f"{url}{path}", method="POST",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            resp.read()
-    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))
+    url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + index}"
+    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        resp.read()
+
+
+#: How long the zombie's model takes per batch while it is frozen, so that the freeze lands
+#: in the middle of a batch (its transaction open), not between two.
+ZOMBIE_MODEL_DELAY_S = 2.0
+
+
+def freeze_unwatched(ctx: FaultContext) -> None:
+    """Freeze the first active worker in the middle of a batch, with nobody to kill it.
+
+    The supervisor leaves its slot alone (as a supervisor that lost track of it would) for the
+    freeze and a while after; the group moves the worker's partitions to the others once its
+    session expires. Its model is slowed first, so a batch (and its transaction) is open when
+    the SIGSTOP lands.
+    """
+    import time
+
+    slot = ctx.supervisor.slots[0]
+    # Until the thaw says otherwise (however long the fault is made to last).
+    ctx.supervisor.leave_alone(slot.index, 3600.0)
+    _post_to_worker(ctx, slot.index, "/chaos/model", {"delay_s": ZOMBIE_MODEL_DELAY_S})
+    time.sleep(ZOMBIE_MODEL_DELAY_S / 2)
+    ctx.notes["zombie_slot"] = slot.index
+    signal_worker(ctx, signal.SIGSTOP)
+
+
+def thaw_zombie(ctx: FaultContext) -> None:
+    """Wake the frozen worker (its partitions belong to others by now) and give it its normal
+    model speed back once it answers again."""
+    import time
+
+    continue_worker(ctx)
+    index = ctx.notes.get("zombie_slot")
+    if index is None:
+        return
+    # Time to rejoin the group before the supervisor judges the worker again.
+    ctx.supervisor.leave_alone(index, 20.0)
+    deadline = time.monotonic() + 20.0
+    while True:
+        try:
+            _post_to_worker(ctx, index, "/chaos/model", {"delay_s": 0.0})
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                logger.warning("chaos: the woken worker did not answer error=%r", exc)
+                return
+            time.sleep(0.5)
 
 
 def start_cpu_hogs(ctx: FaultContext) -> None:

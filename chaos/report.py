@@ -88,6 +88,15 @@ class ChaosReport:
     memory_mb: list[dict[str, float]] = field(default_factory=list)
     p99_slope_ms_per_min: float | None = None
     memory_slope_mb_per_min: float | None = None
+    #: Records the workers had to drop because a newer owner of their partition fenced their
+    #: transaction (summed over the active workers at the end; zombie runs).
+    fenced_records: int | None = None
+    #: The card table against a replay of the scored transactions (``chaos.card_replay``):
+    #: cards, equal, expired, mismatched and a few examples.
+    card_check: dict[str, Any] | None = None
+    #: supervisor-kill: the pids of the workers the dead supervisor left running, and of those
+    #: the new supervisor killed before starting its own.
+    orphans: dict[str, list[int]] | None = None
     #: The run's topics by role (kept for an audit with ``--keep-topics``, else deleted).
     topics: dict[str, str] = field(default_factory=dict)
 
@@ -127,6 +136,15 @@ class ChaosReport:
                             f"{_fmt(self.p99_slope_ms_per_min)} ms/min and worker memory "
                             f"{_fmt(self.memory_slope_mb_per_min)} MB/min "
                             f"({len(self.memory_mb)} memory samples)", ""]
+        if self.card_check is not None:
+            c = self.card_check
+            lines[-1:-1] = [f"Card table against a replay of the scored transactions: "
+                            f"{c['cards']} cards, {c['equal']} equal, {c['expired']} expired, "
+                            f"{c['mismatched']} different; records fenced: "
+                            f"{_fmt(self.fenced_records)}", ""]
+        if self.orphans is not None:
+            lines[-1:-1] = [f"Workers left running by the dead supervisor: {self.orphans['left']}"
+                            f"; killed by the new one: {self.orphans['stopped']}", ""]
         if self.merchant_labels:
             m = self.merchant_labels
             lines[-1:-1] = [f"Labels for the one merchant: sent {_fmt(m.get('sent'))} "

@@ -17,7 +17,7 @@ import shutil
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 
 from chaos import label_crash
 from chaos.big_state import fill_card_changelog
+from chaos.card_replay import check_cards
 from chaos.faults import FaultContext, FaultUnavailable
 from chaos.report import (
     ChaosReport,
@@ -39,7 +40,7 @@ from chaos.scenarios import Scenario
 from deploy.local import LocalStack
 from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
-from fraudstream.ledger import Ledger
+from fraudstream.ledger import Ledger, Position
 from fraudstream.settings import Settings
 from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced
 from simulator import SimulationConfig, simulate
@@ -48,29 +49,6 @@ from workers.supervisor import HealthPolicy, Supervisor
 from workers.topics import card_changelog_spec, ensure_topics
 
 logger = logging.getLogger(__name__)
-
-
-async def read_until_settled(reader: TopicReader, observe: Callable[[str, bytes | None, int],
-                                                                     None],
-                             settle_s: float, timeout_s: float = 60.0) -> None:
-    """Read until every partition is at its end and nothing new came for ``settle_s``.
-
-    Stopping as soon as the counts balance would miss a late duplicate; stopping on a quiet
-    poll alone would miss records still being fetched.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    quiet_since = loop.time()
-    while loop.time() < deadline:
-        records = await reader.poll(0.5)
-        for topic, _k, value, ts in records:
-            observe(topic, value, ts)
-        if records or not await reader.at_end():
-            quiet_since = loop.time()
-        elif loop.time() - quiet_since >= settle_s:
-            return
-    logger.warning("outputs did not settle within %.0fs; the ledger may be incomplete",
-                   timeout_s)
 
 
 def fault_seconds(plan: RunPlan, scenario: Scenario) -> float:
@@ -85,6 +63,9 @@ def load_phases(plan: RunPlan, scenario: Scenario) -> list[tuple[int, float]]:
     changes the rate while the fault lasts produces ``heal_after_s`` seconds' worth at the
     changed rate, then the rest of the duration at its after-rate.
     """
+    if scenario.quiesce_for_fault:
+        return [(int(plan.rate * plan.fault_at_s), plan.rate),
+                (int(plan.rate * (plan.duration_s - plan.fault_at_s)), plan.rate)]
     if scenario.rate_during is None and scenario.rate_after is None:
         return [(int(plan.rate * plan.duration_s), plan.rate)]
     during_rate = plan.rate * (scenario.rate_during or 1.0)
@@ -364,6 +345,8 @@ class ChaosRunner:
         #: The last lines of every worker's log after the last run (dumped when it fails).
         self.logs: dict[str, str] = {}
         self._notes: dict[str, Any] = {}
+        #: Produced transaction values by position (runs that check the card table).
+        self._values: dict[Position, bytes] = {}
 
     def run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it (one run at a time per state dir).
@@ -397,19 +380,12 @@ class ChaosRunner:
         """
         if scenario.kafka_nodes > 1 and (self.stack is None
                                          or self.stack.config.kafka_nodes < scenario.kafka_nodes):
-            from chaos.three_nodes import three_node_kafka
-
-            with three_node_kafka(self.base.state_dir / "chaos-kafka-3", self.base.bind_host,
-                                  self.base.kafka_port) as kafka3:
-                inner = ChaosRunner(
-                    dataclasses.replace(self.base, bootstrap_servers=kafka3.bootstrap,
-                                        kafka_port=kafka3.config.kafka_port, kafka_nodes=3,
-                                        replication_factor=3),
-                    kafka3, self.plan, self.policy, self.isolate)
+            with self.on_three_nodes() as inner:
                 report = inner._run(scenario)
                 self.logs = inner.logs
                 return report
         settings = self._fresh_settings() if self.isolate else self.base
+        self._values = {}
         report = ChaosReport(scenario.name, run_id=settings.app_id,
                              alerts_expected=list(scenario.expect_alerts))
         cards = (self.plan.preload_cards if self.plan.preload_cards is not None
@@ -434,6 +410,7 @@ class ChaosRunner:
             thread = supervisor.run_in_thread()
             try:
                 ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
+                supervisor = ctx.supervisor  # a new one if the scenario replaced it
                 report.gap_records_read = summed_worker_metric(
                     settings, supervisor, "fraudstream_offsets_gap_filled_total")
                 report.redelivered_dropped = summed_worker_metric(
@@ -441,6 +418,16 @@ class ChaosRunner:
                 texts = _worker_metrics_text(settings, supervisor)
                 report.drift_features_warming = features_warming(texts)
                 report.drift_psi = drift_psi(texts)
+                if scenario.expect_fenced:
+                    report.fenced_records = summed_worker_metric(
+                        settings, supervisor, "fraudstream_fenced_records_total")
+                if scenario.check_cards:
+                    try:
+                        check = check_cards(settings, self._values, ledger.score_positions,
+                                            ledger.decisions, timeout_s=120 + cards / 5_000)
+                        report.card_check = dataclasses.asdict(check)
+                    except Exception as exc:  # judged as "not checked"
+                        logger.warning("card table not checked error=%r", exc)
                 if scenario.with_labels:
                     report.labels_applied = summed_worker_metric(
                         settings, supervisor, 'fraudstream_labels_applied_total{outcome="applied"}')
@@ -452,13 +439,18 @@ class ChaosRunner:
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
                         'method="psi"}')
             finally:
-                supervisor.request_stop()
-                thread.join(10)
+                ctx.supervisor.request_stop()
+                for running in (thread, ctx.notes.get("supervisor_thread")):
+                    if running is not None:
+                        running.join(10)
         except FaultUnavailable as exc:
             report.skipped = str(exc)
             return report
         finally:
+            supervisor = ctx.supervisor
             supervisor.stop()
+            if "old_supervisor" in ctx.notes:
+                ctx.notes["old_supervisor"].stop()  # reaps the processes it had started
             if scenario.heal is not None and report.healed_at_s is None:
                 try:
                     scenario.heal(ctx)
@@ -476,6 +468,20 @@ class ChaosRunner:
         self._notes = ctx.notes
         self._judge(report, scenario, ledger, start_ms, supervisor)
         return report
+
+    @contextlib.contextmanager
+    def on_three_nodes(self) -> Iterator[ChaosRunner]:
+        """A runner like this one on a three-node Kafka of its own (replication 3), started
+        under the state dir and stopped when the block ends; several runs may share it."""
+        from chaos.three_nodes import three_node_kafka
+
+        with three_node_kafka(self.base.state_dir / "chaos-kafka-3", self.base.bind_host,
+                              self.base.kafka_port) as kafka3:
+            yield ChaosRunner(
+                dataclasses.replace(self.base, bootstrap_servers=kafka3.bootstrap,
+                                    kafka_port=kafka3.config.kafka_port, kafka_nodes=3,
+                                    replication_factor=3),
+                kafka3, self.plan, self.policy, self.isolate)
 
     def _fresh_settings(self) -> Settings:
         tag = uuid.uuid4().hex[:8]
@@ -524,23 +530,43 @@ class ChaosRunner:
         prometheus_answered = False
         kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
         alerts: dict[str, set[str]] = {"firing": set(), "pending": set()}
+        ctx.ledger = ledger
         async with TopicReader(settings, list(kinds)) as reader:
-            producer = new_producer(settings)
-            await producer.start()
+            producers = [new_producer(settings)]
+            await producers[0].start()
             stats = ProduceStats()
             start_ms = int(time.time() * 1000)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
 
+            def on_delivered(rec: Outgoing, partition: int, offset: int) -> None:
+                ledger.produced(rec.value, partition, offset)
+                if scenario.check_cards:
+                    self._values[ledger.position(partition, offset)] = rec.value
+
+            async def quiesce_and_inject() -> None:
+                """Wait until every record so far has its output, inject the fault, and go on
+                with a new producer (one that never wrote to what the fault changed)."""
+                deadline = loop.time() + plan.drain_timeout_s
+                while not ledger.complete and loop.time() < deadline:
+                    await asyncio.sleep(0.2)
+                report.fault_at_s = round(loop.time() - t0, 2)
+                if scenario.inject is not None:
+                    await asyncio.to_thread(scenario.inject, ctx)
+                await producers[-1].stop()
+                producers.append(new_producer(settings))
+                await producers[-1].start()
+
             async def produce_phases() -> None:
-                for n, rate in phases:
+                for i, (n, rate) in enumerate(phases):
+                    if i == 1 and scenario.quiesce_for_fault:
+                        await quiesce_and_inject()
                     await produce_paced(
-                        producer, itertools.islice(records, n),
+                        producers[-1], itertools.islice(records, n),
                         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
                         rate=rate, label_delay_s=1.0 if scenario.with_labels else 0.0,
                         stats=stats, tolerate_failures=True,
-                        on_delivered=lambda rec, partition, offset: ledger.produced(
-                            rec.value, partition, offset))
+                        on_delivered=on_delivered)
 
             task = asyncio.create_task(produce_phases())
             labels = asyncio.create_task(label_crash.send_labels(
@@ -557,7 +583,8 @@ class ChaosRunner:
                     for topic, _k, value, ts in await reader.poll(0.3):
                         ledger.observe(kinds[topic], value, ts)
                     now = loop.time() - t0
-                    if not faulted and now >= plan.fault_at_s:
+                    if (not faulted and now >= plan.fault_at_s
+                            and not scenario.quiesce_for_fault):
                         faulted = True
                         report.fault_at_s = round(now, 2)
                         if scenario.inject is not None:
@@ -591,8 +618,10 @@ class ChaosRunner:
                     ctx.notes["labels_sent"] = await labels
                 # Anything extra (a duplicate or a second decision) would arrive now: read
                 # until every output partition is at its end and stays there.
-                await read_until_settled(reader, lambda topic, value, ts: ledger.observe(
-                    kinds[topic], value, ts), settle_s=plan.settle_s)
+                if not await reader.read_until_settled(
+                        lambda topic, _key, value, ts: ledger.observe(kinds[topic], value, ts),
+                        settle_s=plan.settle_s):
+                    logger.warning("outputs did not settle; the ledger may be incomplete")
                 prometheus_answered |= await asyncio.to_thread(
                     self._observe_alerts, alerts, settings, start_ms)
                 await self._await_pending(scenario, alerts, settings, start_ms)
@@ -600,7 +629,7 @@ class ChaosRunner:
                 task.cancel()
                 if labels is not None:
                     labels.cancel()
-                await producer.stop()
+                await producers[-1].stop()
         if report.preloaded_cards:
             report.restoring_after_fault_s = round(restoring_s, 1)
         report.alerts_fired = sorted(alerts["firing"])
@@ -711,6 +740,16 @@ class ChaosRunner:
             problems.append("the workers did not report reading skipped records "
                             f"({report.gap_records_read}) and dropping repeated ones "
                             f"({report.redelivered_dropped})")
+        if scenario.expect_fenced and not report.fenced_records:
+            problems.append(f"no record was fenced ({report.fenced_records}): the "
+                            "frozen worker never wrote after losing its partitions, so the run "
+                            "did not test the fence")
+        check = report.card_check
+        if scenario.check_cards and (check is None or check["mismatched"] or not check["cards"]):
+            problems.append("the card table differs from a replay of the scored transactions: "
+                            + ("not checked" if check is None else
+                               f"{check['mismatched']} of {check['cards']} cards; "
+                               + "; ".join(check["examples"])))
         if scenario.merchant_label_rate:
             sent = self._notes.get("labels_sent")
             counted = self._notes.get("labels_counted")
@@ -721,6 +760,11 @@ class ChaosRunner:
             problems.extend(label_crash.problems(sent, counted))
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
+        report.orphans = self._notes.get("orphans")
+        if report.orphans is not None and (not report.orphans["left"] or set(
+                report.orphans["left"]) - set(report.orphans["stopped"])):
+            problems.append(f"the new supervisor did not stop every worker left running "
+                            f"({report.orphans})")
         tampered = self._notes.get("tampered_version")
         if tampered and tampered in report.model_versions:
             problems.append(f"the tampered version {tampered} scored transactions")

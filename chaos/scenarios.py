@@ -10,7 +10,10 @@ from chaos import label_crash
 from chaos.faults import (
     FaultContext,
     continue_worker,
+    freeze_unwatched,
     promote_tampered_model,
+    recreate_input_topic,
+    replace_supervisor,
     set_delivery_fault,
     set_model_fault,
     signal_worker,
@@ -20,6 +23,7 @@ from chaos.faults import (
     stop_broker,
     stop_cpu_hogs,
     stop_redis,
+    thaw_zombie,
 )
 
 
@@ -72,6 +76,13 @@ class Scenario:
     soak: bool = False
     #: The run's length when ``--duration`` is not given (seconds).
     default_duration_s: float | None = None
+    #: A worker writes after losing its partitions: some of its records must have been fenced
+    #: (else the run did not test what it claims), and the card table must equal a replay.
+    expect_fenced: bool = False
+    check_cards: bool = False
+    #: The load stops before the fault until every record so far has its output, and goes on
+    #: afterwards with a new producer (the fault changes what the producer wrote to).
+    quiesce_for_fault: bool = False
     #: Labels a second for one merchant alongside the load; the merchant's counts must end
     #: equal to the labels sent (chaos.label_crash); 0 = none.
     merchant_label_rate: float = 0.0
@@ -109,10 +120,31 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "second half (slopes in the report), no worker replaced",
              None, with_labels=True, expect_no_failover=True, soak=True,
              default_duration_s=1800.0),
+    Scenario("kill-worker-3-brokers", "SIGKILL one active worker on a three-node cluster "
+             "(replication 3, min.insync.replicas 2: every transaction and offset commit "
+             "waits for two replicas); a warm standby takes its slot",
+             lambda ctx: signal_worker(ctx, signal.SIGKILL), expect_failover=True,
+             kafka_nodes=3, check_cards=True),
     Scenario("hang-worker", "SIGSTOP one active worker (alive but frozen); the supervisor "
              "detects the hang and replaces it",
              lambda ctx: signal_worker(ctx, signal.SIGSTOP), continue_worker, heal_after_s=15,
              expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True),
+    Scenario("zombie", "SIGSTOP one active worker in the middle of a batch for 15 s with "
+             "nobody to kill it (the supervisor leaves its slot alone): the group moves its "
+             "partitions once its 6 s session expires, then it wakes up and tries to finish "
+             "its batch; its transactions are fenced, nothing it writes becomes visible, and "
+             "the card table equals a replay of the scored transactions",
+             freeze_unwatched, thaw_zombie, heal_after_s=15,
+             expect_fenced=True, check_cards=True),
+    Scenario("supervisor-kill", "the supervisor dies under load (it stops without stopping "
+             "its workers, as a SIGKILL leaves them) and a new one starts: it kills the "
+             "workers left running and starts its own, which take the same slots over",
+             replace_supervisor, check_cards=True),
+    Scenario("recreate-topic", "delete the transactions topic and create it again while "
+             "scores, dead letters and the card changelog stay (once every record so far has "
+             "its output); offsets start over, so every new record sits at an offset an old "
+             "output names: each must still get its own output",
+             recreate_input_topic, quiesce_for_fault=True),
     Scenario("stop-worker", "SIGTERM one active worker (a graceful stop, as in a deploy); "
              "the supervisor hands its slot to a standby",
              lambda ctx: signal_worker(ctx, signal.SIGTERM), expect_failover=True),

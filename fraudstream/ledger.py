@@ -6,6 +6,11 @@ position of the record it answers. A produced position is accounted for when exa
 output names it; none is a loss, more than one a duplicate, whatever the outputs say about
 transaction ids. A transaction id decided at two positions is a duplicate decision too, and two
 different decisions for one id are conflicting.
+
+When the input topic is deleted and created again, offsets start over and the same (partition,
+offset) names a record of each incarnation. ``new_incarnation`` makes later records positions
+of their own (the offset is moved into a range per incarnation), and an output is matched to
+the incarnation whose record at its position has the output's transaction id.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import numpy as np
 import orjson
 
 Position = tuple[int, int]
+
+#: Offsets of incarnation k of the input topic are kept as offset + k * INCARNATION_SPAN.
+INCARNATION_SPAN = 1 << 48
 
 
 @dataclass
@@ -45,23 +53,28 @@ class Ledger:
     degraded: int = 0
     #: Produced positions no output has named yet (kept as it goes: ``complete`` is O(1)).
     _unanswered: set[Position] = field(default_factory=set)
+    #: Incarnations of the input topic so far (``new_incarnation``), the first being 0.
+    incarnations: int = 1
+
+    def new_incarnation(self) -> None:
+        """The input topic was deleted and created again: later records are new positions."""
+        self.incarnations += 1
+
+    def position(self, partition: int, offset: int) -> Position:
+        """The ledger's position of a record produced now at (partition, offset)."""
+        return partition, offset + (self.incarnations - 1) * INCARNATION_SPAN
 
     def produced(self, value: bytes, partition: int, offset: int) -> None:
         """Note a record Kafka acknowledged at (partition, offset)."""
-        try:
-            body = orjson.loads(value)
-            tid = body.get("transaction_id") if isinstance(body, dict) else None
-        except orjson.JSONDecodeError:
-            tid = None
-        position = (partition, offset)
-        self.produced_at[position] = tid if isinstance(tid, str) else None
+        position = self.position(partition, offset)
+        self.produced_at[position] = _transaction_id(value)
         if position not in self.score_positions and position not in self.dead_letter_positions:
             self._unanswered.add(position)
 
     def observe(self, topic_kind: str, value: bytes | None, timestamp_ms: int) -> None:
         """Record an output: ``topic_kind`` is "scores" or "dlq"."""
         body = orjson.loads(value or b"{}")
-        position = _position(body)
+        position = self._match(body)
         if position is None:
             self.unmatched += 1
             return
@@ -148,11 +161,39 @@ class Ledger:
                            "max": float(lat.max())},
         }
 
+    def _match(self, body: object) -> Position | None:
+        """The produced position an output answers: of the incarnations with a record at the
+        position it names, the one whose record has its transaction id, else the latest (the
+        newest incarnation when none has one yet: an output can come before the ack)."""
+        named = _position(body)
+        if named is None or self.incarnations == 1:
+            return named
+        partition, offset = named
+        tid = body.get("transaction_id") if isinstance(body, dict) else None
+        candidates = [(partition, offset + k * INCARNATION_SPAN)
+                      for k in reversed(range(self.incarnations))]
+        present = [c for c in candidates if c in self.produced_at]
+        for c in present:
+            if tid is not None and self.produced_at[c] == tid:
+                return c
+        if not present or (tid is not None and candidates[0] not in self.produced_at):
+            return candidates[0]
+        return present[0]
+
     def unmatched_outputs(self) -> int:
         """Outputs naming no position or a position this run never produced."""
         foreign = sum(1 for p in self.score_positions | self.dead_letter_positions
                       if p not in self.produced_at)
         return self.unmatched + foreign
+
+
+def _transaction_id(value: bytes) -> str | None:
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    tid = body.get("transaction_id") if isinstance(body, dict) else None
+    return tid if isinstance(tid, str) else None
 
 
 def _position(body: object) -> Position | None:

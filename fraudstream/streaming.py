@@ -257,6 +257,30 @@ class TopicReader:
                 return False
         return True
 
+    async def read_until_settled(self, observe: Callable[[str, bytes | None, bytes | None, int],
+                                                          None],
+                                 settle_s: float, timeout_s: float = 60.0) -> bool:
+        """Hand every record to ``observe`` (topic, key, value, timestamp_ms) until every
+        partition is at its end and nothing new came for ``settle_s``; False when that did not
+        happen within ``timeout_s``.
+
+        Stopping as soon as some count balances would miss a late duplicate; stopping on a quiet
+        poll alone would miss records still being fetched.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        quiet_since = loop.time()
+        while loop.time() < deadline:
+            records = await self.poll(0.5)
+            for record in records:
+                observe(*record)
+            if records or not await self.at_end():
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= settle_s:
+                return True
+        logger.warning("topics %s did not settle within %.0fs", self.topics, timeout_s)
+        return False
+
     async def poll(self, timeout_s: float = 0.2) -> list[tuple[str, bytes | None, bytes | None,
                                                                 int]]:
         """Whatever arrived within ``timeout_s``: (topic, key, value, timestamp_ms) tuples."""

@@ -25,6 +25,7 @@ class SupervisorMetrics:
     workers_restoring: Gauge
     failover_storm: Gauge
     consumer_lag: Gauge
+    check_errors: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None,
@@ -57,6 +58,9 @@ class SupervisorMetrics:
             consumer_lag=Gauge(f"{p}_group_consumer_lag", "Records of the transactions topic "
                                "not yet committed by the workers' group, as the supervisor "
                                "reads it", registry=reg),
+            check_errors=Counter(f"{p}_supervisor_check_errors", "Rounds of health checks or "
+                                 "failovers that failed with an error (retried the next round)",
+                                 registry=reg),
         )
         # Every reason exists at 0 from the start: a counter first seen at 1 shows no increase.
         for reason in FAILOVER_REASONS:

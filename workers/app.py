@@ -313,20 +313,36 @@ class WorkerApp:
                 kept = [r for r in kept
                         if r.partition != partition or r.offset not in plan.redelivered]
             for start, stop in plan.missing:
+                # Raises ShortRead when the read cannot reach ``stop``: the batch then fails
+                # unacknowledged instead of moving the cursor past records never read.
                 found = await reader.records(topic, partition, start, stop)
                 logger.warning("offset gap read from Kafka topic=%s partition=%d "
                                "offsets=%d..%d read=%d", topic, partition, start, stop - 1,
                                len(found))
                 if len(found) < stop - start:
-                    logger.error("offset gap topic=%s partition=%d offsets=%d..%d: only %d "
-                                 "records still exist", topic, partition, start, stop - 1,
-                                 len(found))
+                    await self._log_absent(topic, partition, start, stop, len(found), reader)
                 self.metrics.offsets_gap_filled.inc(len(found))
                 read_in += [RawRecord(topic, partition, rec.offset, rec.key, rec.value,
                                       rec.timestamp) for rec in found]
         if read_in:
             kept = sorted(kept + read_in, key=lambda r: (r.partition, r.offset))
         return kept
+
+    async def _log_absent(self, topic: str, partition: int, start: int, stop: int,
+                          found: int, reader: TakeoverScan) -> None:
+        """Say why offsets of a gap that was read to its end hold no record: deleted by
+        retention before anyone processed them (an error: they are lost), or offsets that never
+        held a record to read committed (an upstream producer's transaction markers and aborted
+        records)."""
+        log_start = await reader.log_start(topic, partition)
+        if log_start > start:
+            logger.error("offset gap topic=%s partition=%d offsets=%d..%d: records before %d "
+                         "were deleted by retention before they were processed", topic,
+                         partition, start, stop - 1, log_start)
+        else:
+            logger.info("offset gap topic=%s partition=%d offsets=%d..%d: %d offsets hold no "
+                        "committed record (transaction markers, aborted records)", topic,
+                        partition, start, stop - 1, stop - start - found)
 
     async def _expected_start(self, topic: str, partition: int, reader: TakeoverScan) -> int:
         """Where this ownership of ``partition`` must start: the group's committed offset,
@@ -355,8 +371,9 @@ class WorkerApp:
             async with self.state_lock:
                 await self._process_locked(batch)
         except BaseException as exc:
-            # Output could not be written: exit before these offsets are acknowledged, so the
-            # group hands the partitions (and the batch) to a healthy worker.
+            # Output could not be written (or a gap in the input could not be read): exit
+            # before these offsets are acknowledged, so the group hands the partitions (and
+            # the batch) to a healthy worker.
             logger.critical("cannot finish a batch, exiting error=%r", exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
 

@@ -85,6 +85,9 @@ class Slot:
     watch: WorkerWatch
     restarts: CrashLoopGuard = field(default_factory=lambda: CrashLoopGuard())
     storm: FailoverStorm = field(default_factory=FailoverStorm)
+    #: Until then (monotonic), the supervisor neither probes nor judges this slot's worker
+    #: (``Supervisor.leave_alone``).
+    unwatched_until: float = 0.0
 
     @property
     def ready(self) -> bool:
@@ -162,6 +165,8 @@ class Supervisor:
         self.events: list[FailoverEvent] = []
         #: The error that stopped ``run`` (a worker's configuration error), for the CLI.
         self.fatal: WorkerConfigError | None = None
+        #: Workers a dead supervisor had left running, which ``start`` killed.
+        self.orphans_stopped: list[int] = []
         self._spawned = 0
         self._progress = GroupProgress(settings, settings.app_id,
                                        settings.topic_transactions)
@@ -185,7 +190,7 @@ class Supervisor:
         dir; stops the workers a dead supervisor left running first (``workers.orphans``).
         """
         self._claim = orphans.claim(self.settings)
-        left = orphans.stop_orphans(self.settings)
+        left = self.orphans_stopped = orphans.stop_orphans(self.settings)
         if left and self.notify is not None:
             self.notify(f"stopped {len(left)} worker(s) left running by a previous supervisor "
                         f"(pids {', '.join(map(str, left))})")
@@ -224,12 +229,21 @@ class Supervisor:
     def run(self) -> None:
         """Check health until ``stop`` is called (from another thread or a signal handler).
 
-        A worker's configuration error ends the loop: it is kept in ``fatal`` and raised.
+        A worker's configuration error ends the loop: it is kept in ``fatal`` and raised. Any
+        other error (a failover that could not start a process, a worker that would not die in
+        time) is logged and counted, and the next round judges the slots again, so a failed
+        failover is retried: the supervisor's own errors never stop it.
         """
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                self.check_once()
+                try:
+                    self.check_once()
+                except WorkerConfigError:
+                    raise
+                except Exception as exc:
+                    self.metrics.check_errors.inc()
+                    logger.exception("supervisor round failed, retrying error=%r", exc)
                 self._stop.wait(max(self.policy.interval_s - (time.monotonic() - started),
                                     0.05))
         except WorkerConfigError as exc:
@@ -279,6 +293,23 @@ class Supervisor:
             self._claim.close()
             self._claim = None
 
+    def abandon(self) -> None:
+        """Stop supervising without stopping anything, as the supervisor's death would: the
+        checks end, and the lock and the metrics port are released (the kernel does that for
+        a dead process); the workers keep running, listed for the next supervisor to find.
+        For chaos runs (``supervisor-kill``)."""
+        self._stop.set()
+        with self._lock:
+            self._progress.stop()
+            self._probes.shutdown(wait=False)
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
+                self._metrics_server = None
+            if self._claim is not None:
+                self._claim.close()
+                self._claim = None
+
     # -- health ------------------------------------------------------------------------------
     def check_once(self) -> None:
         """One round of checks: liveness, readiness and progress of every active worker."""
@@ -288,8 +319,11 @@ class Supervisor:
                 # take their exits for failures and start new ones.
                 return
             now = time.monotonic()
-            probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots}
+            probes = {s.index: self._probes.submit(self._probe, s.worker) for s in self.slots
+                      if not self._left_alone(s, now)}
             for slot in list(self.slots):
+                if slot.index not in probes:
+                    continue
                 reason = slot.watch.observe(probes[slot.index].result(), now, self.policy)
                 if reason is not None:
                     self._replace(slot, reason, now)
@@ -304,6 +338,26 @@ class Supervisor:
             self.metrics.workers_restoring.set(sum(1 for s in self.slots if s.watch.restoring))
             self.metrics.failover_storm.set(sum(1 for s in self.slots
                                                 if s.storm.open_since is not None))
+
+    def leave_alone(self, index: int, seconds: float) -> None:
+        """Neither probe nor judge slot ``index``'s worker for ``seconds``; then watch it
+        afresh. For chaos runs: a worker frozen with nobody to kill it (a supervisor that
+        lost track of it), whose partitions the group moves and which later wakes up."""
+        slot = next((s for s in self.slots if s.index == index), None)
+        if slot is None:
+            raise KeyError(f"no slot {index}; slots are {[s.index for s in self.slots]}")
+        slot.unwatched_until = time.monotonic() + seconds
+        logger.warning("leaving slot=%d alone for %.0fs", index, seconds)
+
+    def _left_alone(self, slot: Slot, now: float) -> bool:
+        if not slot.unwatched_until:
+            return False
+        if now < slot.unwatched_until:
+            return True
+        slot.unwatched_until = 0.0
+        slot.watch = WorkerWatch(now)
+        logger.warning("watching slot=%d again", slot.index)
+        return False
 
     def _probe(self, worker: WorkerProcess) -> Probe:
         pid = worker.proc.pid if worker.proc is not None else None
@@ -346,7 +400,8 @@ class Supervisor:
         self.metrics.consumer_lag.set(self._progress.total_lag)
         for slot in list(self.slots):
             watch = slot.watch
-            if not watch.ready or watch.draining_since is not None:
+            if (not watch.ready or watch.draining_since is not None
+                    or slot.unwatched_until > now):
                 continue
             opened = slot.storm.open_since
             if opened is not None and self._progress.moved_since(watch.partitions, opened):

@@ -25,6 +25,19 @@ logger = logging.getLogger(__name__)
 
 #: Records read per step backwards from the end of an output partition.
 CHUNK = 4096
+#: Polls in a row that return nothing and leave the read position where it was before a read
+#: gives up (each waits up to 200 ms).
+STALLED_POLLS = 50
+
+
+class ShortRead(RuntimeError):
+    """A range could not be read to its end: the records it would hand over are incomplete,
+    and a batch built on them must not be acknowledged."""
+
+    def __init__(self, topic: str, partition: int, position: int, stop: int) -> None:
+        super().__init__(f"read of {topic}[{partition}] stopped at offset {position} before "
+                         f"{stop}: Kafka handed over nothing for {STALLED_POLLS} polls")
+        self.topic, self.partition, self.position, self.stop = topic, partition, position, stop
 
 
 class TakeoverScan:
@@ -102,7 +115,9 @@ class TakeoverScan:
         return int((await self._consumer.end_offsets([tp]))[tp])
 
     async def records(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
-        """The records at offsets [start, stop) of one partition, in offset order."""
+        """The records at offsets [start, stop) of one partition, in offset order (offsets
+        holding no record to read committed are absent); ``ShortRead`` when the read cannot
+        reach ``stop``."""
         from aiokafka import TopicPartition
 
         if self._consumer is None:
@@ -129,23 +144,27 @@ class TakeoverScan:
         return oldest
 
     async def _chunks(self, tp: Any, start: int, stop: int) -> AsyncIterator[list[Any]]:
-        """The records of [start, stop) of the assigned ``tp``, as fetched."""
+        """The records of [start, stop) of the assigned ``tp``, as fetched.
+
+        Offsets without a record (transaction markers, aborted or compacted records) are
+        passed over: the read ends when the position reaches ``stop``. Raises ``ShortRead``
+        when the position stops moving short of ``stop``.
+        """
         consumer = self._consumer
         consumer.seek(tp, start)
         position = start
-        empty_polls = 0
+        stalled = 0
         while position < stop:
             batches = await consumer.getmany(tp, timeout_ms=200, max_records=CHUNK)
             records = batches.get(tp, [])
             if not records:
-                position = await consumer.position(tp)
-                empty_polls += 1
-                if position >= stop or empty_polls > 50:
-                    if position < stop:
-                        logger.warning("read stopped early topic=%s partition=%s at=%s "
-                                       "stop=%s", tp.topic, tp.partition, position, stop)
-                    return
+                moved = await consumer.position(tp)
+                stalled = 0 if moved > position else stalled + 1
+                position = moved
+                if position < stop and stalled > STALLED_POLLS:
+                    raise ShortRead(tp.topic, tp.partition, position, stop)
                 continue
+            stalled = 0
             chunk = [rec for rec in records if rec.offset < stop]
             if chunk:
                 yield chunk

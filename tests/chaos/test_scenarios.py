@@ -29,9 +29,9 @@ def kafka_topics(settings: Settings) -> set[str]:
     finally:
         admin.close()
 
-#: kill-broker needs three nodes: tests/integration/test_three_nodes.py runs it on its own.
-#: soak runs for minutes: tests/soak runs it (make soak).
-ON_ONE_NODE = [name for name, s in SCENARIOS.items() if name != "kill-broker" and not s.soak]
+#: kill-broker and kill-worker-3-brokers need three nodes: tests/chaos/test_kill_broker.py
+#: runs them on a cluster of their own. soak runs for minutes: tests/soak runs it (make soak).
+ON_ONE_NODE = [name for name, s in SCENARIOS.items() if s.kafka_nodes == 1 and not s.soak]
 #: Alerts are checked with the production rules whose ``for:`` is divided by ALERT_TIME_SCALE
 #: (10m -> 10s): the rules a run lasting seconds can see fire.
 ALERT_TIME_SCALE = 60.0
@@ -94,6 +94,14 @@ def test_scenario_loses_nothing_and_repeats_nothing(base_settings: Settings, sta
     if scenario.preload_cards:
         assert report.preloaded_cards == 100_000
         assert report.restoring_after_fault_s is not None, report.problems
+    if scenario.expect_fenced:
+        assert report.fenced_records, report.problems
+    if scenario.check_cards:
+        assert report.card_check and report.card_check["cards"] > 0, report.problems
+        assert report.card_check["mismatched"] == 0, report.card_check
+    if report.orphans is not None:  # supervisor-kill
+        assert report.orphans["left"], report.orphans
+        assert set(report.orphans["left"]) <= set(report.orphans["stopped"]), report.orphans
     if name == "corrupt-model":
         assert not any(v.endswith("-tampered") for v in report.model_versions)
     if scenario.poison_every:

@@ -88,3 +88,24 @@ def test_outputs_naming_no_produced_position_are_reported() -> None:
     ledger.observe("scores", orjson.dumps({"transaction_id": "x", "decision": "approve"}), 1000)
     ledger.observe("dlq", dead(3, 99), 1000)
     assert ledger.summary()["unmatched_outputs"] == 2
+
+
+def test_a_recreated_topic_starts_its_positions_over_without_hiding_a_loss() -> None:
+    ledger = Ledger()
+    ledger.produced(tx("old-0"), 0, 0)
+    ledger.produced(tx("old-1"), 0, 1)
+    ledger.observe("scores", score("old-0", 0, 0), 1)
+    ledger.observe("scores", score("old-1", 0, 1), 1)
+    ledger.new_incarnation()
+    # New records at the same offsets: the old outputs naming (0, 0) and (0, 1) answer
+    # nothing of the new topic.
+    ledger.observe("scores", score("new-1", 0, 1), 2)  # before its producer ack
+    ledger.produced(tx("new-0"), 0, 0)
+    ledger.produced(tx("new-1"), 0, 1)
+    assert ledger.lost() == 1 and not ledger.complete  # new-0 has no output
+    ledger.observe("scores", score("new-0", 0, 0), 3)
+    assert ledger.complete and ledger.duplicates == 0 and ledger.scored == 4
+    # An old output read again (a replay of the old incarnation) is a duplicate of its own
+    # record, not an answer to the new one.
+    ledger.observe("scores", score("old-0", 0, 0), 4)
+    assert ledger.duplicates == 1 and ledger.scored == 4

@@ -18,6 +18,9 @@ class FakeKafka:
         self.committed: dict[int, int] = {}
         self.ends: dict[int, int] = {}
 
+    def close(self) -> None:
+        pass
+
     def list_group_offsets(self, spec: dict[str, Any]) -> dict[str, Any]:
         (group,) = spec
         return {group: {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)

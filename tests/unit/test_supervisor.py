@@ -351,3 +351,75 @@ def test_a_stop_announced_before_the_web_server_goes_is_a_drain(tmp_path: Path, 
     worker.proc.returncode = 0
     run_for(sup, clock, 0.5)
     assert [e.reason for e in sup.events] == ["stopped"]
+
+
+def test_a_worker_left_alone_is_not_judged_until_the_window_ends(tmp_path: Path, clock: Clock,
+                                                                 kafka: FakeKafka) -> None:
+    """The zombie chaos scenario's frozen worker: nobody kills it while it is left alone; it is
+    watched afresh afterwards, and a worker still dead then is replaced."""
+    sup = supervisor(tmp_path, kafka)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    sup.leave_alone(1, 30.0)
+    worker.health_body = worker.ready_body = None  # frozen: no answer at all
+    run_for(sup, clock, 29.0)
+    assert sup.events == [] and worker.signals == []
+    worker.health_body = {"status": "ok"}
+    worker.set_ready([0])
+    run_for(sup, clock, 5.0)
+    assert sup.events == [] and sup.slots[0].worker is worker
+    sup.leave_alone(1, 5.0)
+    worker.proc.returncode = -signal.SIGKILL
+    run_for(sup, clock, 4.0)
+    assert sup.events == []
+    run_for(sup, clock, 2.0)
+    assert [e.reason for e in sup.events] == ["crashed"]
+
+
+def test_an_abandoned_supervisor_leaves_its_workers_and_its_lock(tmp_path: Path, clock: Clock,
+                                                                 kafka: FakeKafka) -> None:
+    """What a SIGKILLed supervisor leaves (the supervisor-kill chaos scenario): workers still
+    running and unjudged, and a lock the next supervisor can take."""
+    from workers import orphans
+
+    sup = supervisor(tmp_path, kafka)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    sup.abandon()
+    worker.proc.returncode = -signal.SIGKILL
+    run_for(sup, clock, 2.0)
+    assert sup.events == [] and worker.signals == []
+    orphans.claim(sup.settings).close()  # raised SupervisorBusy while the supervisor held it
+
+
+def test_a_failover_that_fails_is_retried_and_never_stops_the_supervisor(
+        tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
+    sup = supervisor(tmp_path, kafka, standbys=0)
+    worker = active(sup)
+    worker.set_ready([0])
+    run_for(sup, clock, 1.0)
+    worker.proc.returncode = -signal.SIGKILL
+    spawn, failures = sup._spawn, [OSError("fork failed"), OSError("fork failed")]
+
+    def flaky_spawn(**kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return spawn(**kwargs)
+
+    sup._spawn = flaky_spawn  # type: ignore[method-assign]
+    check, rounds = sup.check_once, []
+
+    def three_rounds() -> None:
+        clock.now += 0.5
+        rounds.append(clock.now)
+        check()
+        if len(rounds) == 3:
+            sup.request_stop()
+
+    sup.check_once = three_rounds  # type: ignore[method-assign]
+    sup.run()  # two failed rounds, then the failover goes through
+    assert metric(sup, "fraudstream_supervisor_check_errors_total") == 2
+    assert [e.reason for e in sup.events] == ["crashed"]
+    assert sup.slots[0].worker is not worker and sup.slots[0].worker.alive()

@@ -1,0 +1,69 @@
+"""The chaos runs' card check: the worker's card table against a replay of what it scored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from chaos.card_replay import compare, replay
+from fraudstream.settings import Settings
+from tests.unit.test_processor import Harness, tx
+
+
+def scored_run() -> tuple[Harness, dict[tuple[int, int], bytes], dict[tuple[int, int], int],
+                          dict[str, str]]:
+    """A worker's scoring step over two cards, one late record, one duplicate and one bad
+    record; returns the harness and what a ledger would hold (values, scored positions,
+    decisions)."""
+    h = Harness()
+    bodies: list[bytes | dict[str, Any]] = [
+        tx(1, 20.0), tx(2, 900.0), tx(3, 15.0, "C2"), b"{broken", tx(1, 20.0),
+        {**tx(4, 40.0), "timestamp": "2026-11-01T09:00:00Z"}, tx(5, 70.0, "C2")]
+    records = [h.record(b) for b in bodies]
+    h.run(records[:4])
+    h.run(records[4:])
+    values = {(r.partition, r.offset): r.value or b"" for r in records}
+    scores = h.by_topic("scores")
+    scored = {(s["partition"], s["offset"]): 1 for s in scores}
+    decisions = {s["transaction_id"]: s["decision"] for s in scores}
+    return h, values, scored, decisions
+
+
+def table_of(h: Harness) -> dict[str, list | None]:
+    return {key.decode(): orjson.loads(orjson.dumps(value))
+            for key, value in h.cards.data.items()}
+
+
+def test_the_card_table_the_worker_wrote_equals_the_replay() -> None:
+    h, values, scored, decisions = scored_run()
+    check = compare(replay(values, scored, decisions, Settings()), table_of(h))
+    assert (check.cards, check.equal, check.mismatched, check.passed) == (2, 2, 0, True)
+
+
+def test_a_card_missing_a_transaction_or_written_back_is_a_mismatch() -> None:
+    h, values, scored, decisions = scored_run()
+    first_only = dict(list(scored.items())[:1])  # the table as an older writer left it
+    older = {**table_of(h)}
+    older["C1"] = orjson.loads(orjson.dumps(
+        replay(values, first_only, decisions, Settings())["C1"].to_wire()))
+    check = compare(replay(values, scored, decisions, Settings()), older)
+    assert (check.mismatched, check.passed) == (1, False)
+    assert check.examples[0].startswith("C1: feature state")
+    del older["C1"]
+    assert "not in the card table" in compare(
+        replay(values, scored, decisions, Settings()), older).examples[0]
+
+
+def test_a_decision_that_differs_from_the_published_one_is_a_mismatch() -> None:
+    h, values, scored, decisions = scored_run()
+    flipped = {tid: ("decline" if d != "decline" else "approve") for tid, d in decisions.items()}
+    check = compare(replay(values, scored, flipped, Settings()), table_of(h))
+    assert check.mismatched == 2 and "decisions" in check.examples[0]
+
+
+def test_an_expired_card_is_counted_apart() -> None:
+    h, values, scored, decisions = scored_run()
+    table = {**table_of(h), "C2": None}
+    check = compare(replay(values, scored, decisions, Settings()), table)
+    assert (check.equal, check.expired, check.mismatched) == (1, 1, 0)
