@@ -29,7 +29,15 @@ Why every label is then counted exactly once in the committed merchants changelo
   hold an older echo of its own write. A state the transaction did not commit is never kept.
 - Each state also names the last merchant-labels (partition, offset) applied to it, and a
   record at or below it is skipped: a label delivered again within one ownership (a stale
-  fetch after a rebalance) is not counted twice either.
+  fetch after a rebalance) is not counted twice either. Hop 1 drops such labels through the
+  offset continuity check of the transactions path (``workers.continuity``), which also reads
+  in labels the consumer skipped.
+
+What the argument assumes: the merchant-labels topic keeps its partition count (a merchant
+never moves); Faust applies the merchants changelog in offset order, one record at a time
+(``recovery_buffer_size=1``), never going back (``workers.faust_bridge``); and the changelog's
+last committed record is found (``workers.changelog_tail``; while it is not, the wait goes
+on, searching again every ``SETTLE_WARN_S``, rather than build on an older state).
 
 Under ``at_least_once`` the worker keeps the plain path (``KafkaBatchSink``, Faust's table
 writes and offset commits): labels in flight at a crash are counted again.
@@ -218,6 +226,9 @@ class MerchantLabelApplier:
                 warned = time.monotonic()
                 logger.warning("merchant labels wait for the merchants table applied=%s "
                                "target=%d waited_s=%.0f", applied, target, warned - started)
+                # A target the tail search could not settle (the end itself, maybe a
+                # marker) is never applied: search again.
+                target = await self.changelog_target()
             await asyncio.sleep(SETTLE_POLL_S)
         logger.info("merchant labels settled target=%d waited_s=%.2f", target,
                     time.monotonic() - started)

@@ -266,3 +266,23 @@ def test_a_new_assignment_forgets_own_writes_and_catches_up_again() -> None:
     asyncio.run(run())
     table.catch_up()
     assert counts(table.data[b"M1"]) == (30, 10)
+
+
+def test_a_target_never_applied_is_searched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import merchant_labels
+
+    monkeypatch.setattr(merchant_labels, "SETTLE_WARN_S", 0.05)
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    outputs.log.append((CHANGELOG, b"M1", orjson.dumps(MerchantRecord().to_wire()), 0))
+    table.catch_up()
+    # The tail search gave up once and aimed at the end itself (a marker, never applied).
+    step = applier(outputs, table, target=[1, 0])
+
+    async def run() -> None:
+        async with asyncio.timeout(2):
+            await step.apply(labels(1, 0, 3))
+
+    asyncio.run(run())
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (3, 1)
