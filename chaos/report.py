@@ -47,6 +47,9 @@ class ChaosReport:
     #: Labels applied to merchant state, summed over the workers active at the end (scenarios
     #: with labels): far under ``produced`` means the label path fell behind.
     labels_applied: int | None = None
+    #: label-crash: labels and frauds sent for its one merchant, and counted in the merchants
+    #: changelog at the end (``sent``, ``sent_frauds``, ``counted``, ``counted_frauds``).
+    merchant_labels: dict[str, int | None] = field(default_factory=dict)
     #: Largest PSI over the workers at the end, per measured feature and "score".
     drift_psi: dict[str, float] = field(default_factory=dict)
     #: The ``for:`` windows of the rules Prometheus ran were divided by this (1: production).
@@ -142,6 +145,12 @@ class ChaosReport:
         if self.orphans is not None:
             lines[-1:-1] = [f"Workers left running by the dead supervisor: {self.orphans['left']}"
                             f"; killed by the new one: {self.orphans['stopped']}", ""]
+        if self.merchant_labels:
+            m = self.merchant_labels
+            lines[-1:-1] = [f"Labels for the one merchant: sent {_fmt(m.get('sent'))} "
+                            f"({_fmt(m.get('sent_frauds'))} frauds), counted "
+                            f"{_fmt(m.get('counted'))} ({_fmt(m.get('counted_frauds'))} "
+                            "frauds) in the merchants changelog", ""]
         if self.preloaded_cards:
             lines[-1:-1] = [f"Card table: {self.preloaded_cards:,} cards preloaded, restored "
                             f"at start in {_fmt(self.initial_restore_s)} s; after the fault "

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chaos import label_crash
 from chaos.big_state import fill_card_changelog
 from chaos.card_replay import check_cards
 from chaos.faults import FaultContext, FaultUnavailable
@@ -430,6 +431,9 @@ class ChaosRunner:
                 if scenario.with_labels:
                     report.labels_applied = summed_worker_metric(
                         settings, supervisor, 'fraudstream_labels_applied_total{outcome="applied"}')
+                if scenario.merchant_label_rate:
+                    ctx.notes["labels_counted"] = asyncio.run(label_crash.settled_counts(
+                        settings, label_crash.merchant_of(settings)))
                 if scenario.drift_amount_scale:
                     report.amount_psi = max_worker_metric(
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
@@ -565,6 +569,9 @@ class ChaosRunner:
                         on_delivered=on_delivered)
 
             task = asyncio.create_task(produce_phases())
+            labels = asyncio.create_task(label_crash.send_labels(
+                settings, label_crash.merchant_of(settings), plan.duration_s,
+                scenario.merchant_label_rate)) if scenario.merchant_label_rate else None
             restoring_s = 0.0
             last_look = loop.time()
             next_memory_sample = 0.0
@@ -607,6 +614,8 @@ class ChaosRunner:
                         deadline = deadline or loop.time() + plan.drain_timeout_s
                         if ledger.complete or loop.time() > deadline:
                             break
+                if labels is not None:
+                    ctx.notes["labels_sent"] = await labels
                 # Anything extra (a duplicate or a second decision) would arrive now: read
                 # until every output partition is at its end and stays there.
                 if not await reader.read_until_settled(
@@ -618,6 +627,8 @@ class ChaosRunner:
                 await self._await_pending(scenario, alerts, settings, start_ms)
             finally:
                 task.cancel()
+                if labels is not None:
+                    labels.cancel()
                 await producers[-1].stop()
         if report.preloaded_cards:
             report.restoring_after_fault_s = round(restoring_s, 1)
@@ -739,6 +750,14 @@ class ChaosRunner:
                             + ("not checked" if check is None else
                                f"{check['mismatched']} of {check['cards']} cards; "
                                + "; ".join(check["examples"])))
+        if scenario.merchant_label_rate:
+            sent = self._notes.get("labels_sent")
+            counted = self._notes.get("labels_counted")
+            report.merchant_labels = {
+                "sent": sent and sent.labels, "sent_frauds": sent and sent.frauds,
+                "counted": counted and counted.labels,
+                "counted_frauds": counted and counted.frauds}
+            problems.extend(label_crash.problems(sent, counted))
         if scenario.expect_degraded and not report.degraded_scores:
             problems.append("no score came from a fallback model")
         report.orphans = self._notes.get("orphans")

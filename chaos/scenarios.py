@@ -6,6 +6,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chaos import label_crash
 from chaos.faults import (
     FaultContext,
     continue_worker,
@@ -82,6 +83,9 @@ class Scenario:
     #: The load stops before the fault until every record so far has its output, and goes on
     #: afterwards with a new producer (the fault changes what the producer wrote to).
     quiesce_for_fault: bool = False
+    #: Labels a second for one merchant alongside the load; the merchant's counts must end
+    #: equal to the labels sent (chaos.label_crash); 0 = none.
+    merchant_label_rate: float = 0.0
 
 
 #: What amounts ×5 legitimately moves: the amount itself, every feature computed from it, and
@@ -97,6 +101,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("kill-worker", "SIGKILL one active worker; a warm standby takes its slot",
              lambda ctx: signal_worker(ctx, signal.SIGKILL),
              expect_alerts=("FraudstreamWorkerFailover",), expect_failover=True),
+    Scenario("label-crash", f"{label_crash.RATE} labels/s for one merchant, SIGKILL the "
+             "worker that applies them (the owner of the merchant's partition); a standby "
+             "takes its slot. Pass: the merchant's counts in the merchants changelog (read "
+             "committed) equal the labels and frauds sent",
+             label_crash.kill_merchant_owner, expect_alerts=("FraudstreamWorkerFailover",),
+             expect_failover=True, merchant_label_rate=label_crash.RATE),
     Scenario("big-state-kill", "fill the card table with 1,000,000 cards, then SIGKILL one "
              "active worker: the standby that takes its slot opens the card table its "
              "predecessor kept on local disk (RocksDB) and reads only the changelog's tail; "

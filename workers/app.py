@@ -38,10 +38,12 @@ from workers.faust_bridge import (
     exact_recovery_targets,
     note_committed,
     recovery_stuck_past_targets,
+    table_applied_offset,
     use_idempotent_producer,
     use_read_committed_consumer,
 )
 from workers.fenced_outputs import FencedBatchSink, FencedOutputs
+from workers.merchant_labels import MerchantLabelApplier, merchant_label, route, route_fenced
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
 from workers.pool import worker_datadir
@@ -180,12 +182,34 @@ class WorkerApp:
             value_type=bytes, use_partitioner=True))
         # Exactly once: per owned input partition a transactional producer whose id names the
         # partition; a new owner's start fences this worker's writes for it.
-        self.outputs = FencedOutputs(
-            app_id=settings.app_id, input_topic=settings.topic_transactions,
-            group_id=settings.app_id, producer_factory=lambda tid: kafka_clients.aio_producer(
+        def transactional_producer(tid: str) -> Any:
+            return kafka_clients.aio_producer(
                 settings, transactional_id=tid, enable_idempotence=True, acks="all",
                 linger_ms=5, max_batch_size=262_144, max_request_size=2_097_152,
-                client_id=f"fraudstream-{tid}"))
+                client_id=f"fraudstream-{tid}")
+
+        self.outputs = FencedOutputs(
+            app_id=settings.app_id, input_topic=settings.topic_transactions,
+            group_id=settings.app_id, producer_factory=transactional_producer)
+        # The label path, fenced the same way per labels and per merchant-labels partition
+        # (workers.merchant_labels).
+        self.label_outputs = FencedOutputs(
+            app_id=settings.app_id, input_topic=settings.topic_labels,
+            group_id=settings.app_id, producer_factory=transactional_producer)
+        self.label_lock = asyncio.Lock()
+        self._label_continuity = OffsetContinuity()
+        # One reader per agent: a reader reads one partition at a time.
+        self._label_reader = TakeoverScan(settings, [])
+        self._changelog_reader = TakeoverScan(settings, [])
+        self._merchant_label_partitions: int | None = None
+        merchants_changelog = self.merchants.table.changelog_topic.get_topic_name()
+        self.applier = MerchantLabelApplier(
+            outputs=FencedOutputs(
+                app_id=settings.app_id, input_topic=self.merchant_labels.get_topic_name(),
+                group_id=settings.app_id, producer_factory=transactional_producer),
+            changelog_topic=merchants_changelog, table=self.merchants,
+            applied_offset=lambda: table_applied_offset(app, self.merchants.table),
+            changelog_target=self._merchants_changelog_target)
         # At least once, the sink reaches the producer only when a batch flushes, after the
         # app has started.
         self.sink: Sink = (FencedBatchSink(self.outputs) if self.exactly_once
@@ -220,7 +244,7 @@ class WorkerApp:
         self._unverified: set[int] = set()
         self._already_done: dict[int, set[int]] = {}
         self._continuity = OffsetContinuity()
-        self._log_starts: dict[int, int] = {}
+        self._log_starts: dict[tuple[str, int], int] = {}
         self._settling: asyncio.Future[None] | None = None
         self.swapper = None
         if registry is not None:
@@ -258,8 +282,18 @@ class WorkerApp:
             kept.append(r)
         return kept
 
-    async def _continuous(self, batch: list[RawRecord]) -> list[RawRecord]:
-        """The batch with never-delivered records read in, and records seen before dropped."""
+    async def _continuous(self, batch: list[RawRecord], topic: str | None = None,
+                          continuity: OffsetContinuity | None = None,
+                          reader: TakeoverScan | None = None) -> list[RawRecord]:
+        """The batch with never-delivered records read in, and records seen before dropped.
+
+        ``topic`` (the transactions topic unless given) is what the batch was consumed from,
+        ``continuity`` its offset tracker and ``reader`` the client that reads gaps (one per
+        agent: a reader reads one partition at a time).
+        """
+        topic = topic or self.settings.topic_transactions
+        continuity = continuity or self._continuity
+        reader = reader or self._takeover
         batch, repeated = once_each(batch)
         if repeated:
             logger.warning("delivered twice in one batch, dropped count=%d", repeated)
@@ -267,25 +301,26 @@ class WorkerApp:
         offsets: dict[int, list[int]] = {}
         for r in batch:
             offsets.setdefault(r.partition, []).append(r.offset)
-        topic = self.settings.topic_transactions
         kept, read_in = batch, []
         for partition, seen in offsets.items():
-            plan = self._continuity.plan(partition, seen, await self._expected_start(partition))
+            plan = continuity.plan(partition, seen,
+                                   await self._expected_start(topic, partition, reader))
             if plan.redelivered:
-                logger.warning("delivered again, dropped partition=%d offsets=%d..%d count=%d",
-                               partition, min(plan.redelivered), max(plan.redelivered),
-                               len(plan.redelivered))
+                logger.warning("delivered again, dropped topic=%s partition=%d offsets=%d..%d "
+                               "count=%d", topic, partition, min(plan.redelivered),
+                               max(plan.redelivered), len(plan.redelivered))
                 self.metrics.offsets_redelivered.inc(len(plan.redelivered))
                 kept = [r for r in kept
                         if r.partition != partition or r.offset not in plan.redelivered]
             for start, stop in plan.missing:
                 # Raises ShortRead when the read cannot reach ``stop``: the batch then fails
                 # unacknowledged instead of moving the cursor past records never read.
-                found = await self._takeover.records(topic, partition, start, stop)
-                logger.warning("offset gap read from Kafka partition=%d offsets=%d..%d read=%d",
-                               partition, start, stop - 1, len(found))
+                found = await reader.records(topic, partition, start, stop)
+                logger.warning("offset gap read from Kafka topic=%s partition=%d "
+                               "offsets=%d..%d read=%d", topic, partition, start, stop - 1,
+                               len(found))
                 if len(found) < stop - start:
-                    await self._log_absent(partition, start, stop, len(found))
+                    await self._log_absent(topic, partition, start, stop, len(found), reader)
                 self.metrics.offsets_gap_filled.inc(len(found))
                 read_in += [RawRecord(topic, partition, rec.offset, rec.key, rec.value,
                                       rec.timestamp) for rec in found]
@@ -293,41 +328,37 @@ class WorkerApp:
             kept = sorted(kept + read_in, key=lambda r: (r.partition, r.offset))
         return kept
 
-    async def _log_absent(self, partition: int, start: int, stop: int, found: int) -> None:
+    async def _log_absent(self, topic: str, partition: int, start: int, stop: int,
+                          found: int, reader: TakeoverScan) -> None:
         """Say why offsets of a gap that was read to its end hold no record: deleted by
         retention before anyone processed them (an error: they are lost), or offsets that never
         held a record to read committed (an upstream producer's transaction markers and aborted
         records)."""
-        log_start = await self._takeover.log_start(self.settings.topic_transactions, partition)
+        log_start = await reader.log_start(topic, partition)
         if log_start > start:
-            logger.error("offset gap partition=%d offsets=%d..%d: records before %d were "
-                         "deleted by retention before they were processed", partition, start,
-                         stop - 1, log_start)
+            logger.error("offset gap topic=%s partition=%d offsets=%d..%d: records before %d "
+                         "were deleted by retention before they were processed", topic,
+                         partition, start, stop - 1, log_start)
         else:
-            logger.info("offset gap partition=%d offsets=%d..%d: %d offsets hold no committed "
-                        "record (transaction markers, aborted records)", partition, start,
-                        stop - 1, stop - start - found)
+            logger.info("offset gap topic=%s partition=%d offsets=%d..%d: %d offsets hold no "
+                        "committed record (transaction markers, aborted records)", topic,
+                        partition, start, stop - 1, stop - start - found)
 
-    async def _expected_start(self, partition: int) -> int:
+    async def _expected_start(self, topic: str, partition: int, reader: TakeoverScan) -> int:
         """Where this ownership of ``partition`` must start: the group's committed offset,
         or, when the group never committed one, the partition's first offset. (Faust seeks
         back only to committed offsets: a partition without one whose prefetched records
         were dropped in a rebalance would otherwise silently start where the fetch was.)"""
-        committed = self._committed(partition)
-        if committed is not None:
-            return committed
-        start = self._log_starts.get(partition)
-        if start is None:
-            start = self._log_starts[partition] = await self._takeover.log_start(
-                self.settings.topic_transactions, partition)
-        return start
-
-    def _committed(self, partition: int) -> int | None:
-        """The group's committed offset (next to read) of a transactions partition."""
         from faust.types import TP
 
-        return committed_offset(self.app.consumer,
-                                TP(self.settings.topic_transactions, partition))
+        committed = committed_offset(self.app.consumer, TP(topic, partition))
+        if committed is not None:
+            return committed
+        start = self._log_starts.get((topic, partition))
+        if start is None:
+            start = self._log_starts[(topic, partition)] = await reader.log_start(topic,
+                                                                                 partition)
+        return start
 
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
         """Process a batch completely, or exit before any of it is acknowledged.
@@ -368,6 +399,76 @@ class WorkerApp:
                 ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
         for partition, end in ends.items():
             note_committed(self.app.consumer, TP(topic, partition), end)
+
+    async def _route_labels_or_exit(self, batch: list[RawRecord]) -> None:
+        """Hop 1 of the label path under exactly-once (workers.merchant_labels): each labels
+        partition's merchant-labels records and consumed offset in one transaction; exit
+        before acknowledging when Kafka fails otherwise than by fencing."""
+        from faust.types import TP
+
+        try:
+            async with self.label_lock:
+                topic = self.settings.topic_labels
+                batch = await self._continuous(batch, topic, self._label_continuity,
+                                               self._label_reader)
+                routed = route(batch, self.merchant_labels.get_topic_name(),
+                               await self._merchant_labels_partitions(), time.time(),
+                               self.settings.max_clock_skew_s)
+                done = await route_fenced(self.label_outputs, routed)
+                if done.failure is not None:
+                    raise done.failure
+                for r in batch:
+                    if r.partition in done.partitions:
+                        self._label_continuity.processed(r.partition, r.offset)
+                for partition in done.partitions:
+                    note_committed(self.app.consumer, TP(topic, partition),
+                                   routed.next_offsets[partition])
+                fenced = sum(1 for r in batch if r.partition in done.fenced)
+                self.metrics.fenced_records.inc(fenced)
+                self.metrics.labels_applied.labels("rejected").inc(routed.rejected)
+        except BaseException as exc:
+            logger.critical("cannot route a batch of labels, exiting error=%r", exc)
+            os._exit(EXIT_KAFKA_UNAVAILABLE)
+
+    async def _apply_labels_or_exit(self, batch: list[RawRecord]) -> None:
+        """Hop 2 of the label path under exactly-once: merchant states and the consumed
+        offset in one transaction per merchant-labels partition; exit before acknowledging
+        when Kafka fails otherwise than by fencing."""
+        from faust.types import TP
+
+        try:
+            done = await self.applier.apply(batch)
+        except BaseException as exc:
+            logger.critical("cannot apply a batch of merchant labels, exiting error=%r", exc)
+            os._exit(EXIT_KAFKA_UNAVAILABLE)
+        topic = self.merchant_labels.get_topic_name()
+        for partition, offset in done.committed.items():
+            note_committed(self.app.consumer, TP(topic, partition), offset)
+        self.metrics.labels_applied.labels("applied").inc(done.applied)
+        self.metrics.labels_applied.labels("duplicate").inc(done.duplicates)
+        self.metrics.fenced_records.inc(done.fenced)
+
+    async def _merchant_labels_partitions(self) -> int:
+        """Partitions of the merchant-labels topic (the setting until metadata has them)."""
+        if self._merchant_label_partitions is None:
+            try:
+                found = await _LazyProducer(self.app).partitions_for(
+                    self.merchant_labels.get_topic_name())
+            except KafkaError as exc:
+                logger.warning("merchant-labels partitions unknown error=%r", exc)
+                found = None
+            if not found:
+                return self.settings.partitions
+            self._merchant_label_partitions = len(found)
+        return self._merchant_label_partitions
+
+    async def _merchants_changelog_target(self) -> int:
+        """The offset of the merchants changelog's last committed record now (-1: none)."""
+        from aiokafka import TopicPartition
+
+        tp = TopicPartition(self.merchants.table.changelog_topic.get_topic_name(), 0)
+        end = await self._changelog_reader.log_end(tp.topic, tp.partition)
+        return (await last_record_offsets(self.settings, {tp: end}))[tp]
 
     async def _process_todo(self, todo: list[RawRecord]) -> None:
         if todo:
@@ -415,9 +516,7 @@ class WorkerApp:
         async def score(stream: Any) -> None:
             partitions_read_at = 0.0
             async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
-                batch = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
-                                   e.message.key, e.message.value,
-                                   int(e.message.timestamp * 1000)) for e in events]
+                batch = _raw_records(events)
                 if time.monotonic() - partitions_read_at > PARTITION_COUNT_TTL_S:
                     # The topic's real partition count (not the setting: a topic created
                     # elsewhere may have more), which decides where each key belongs.
@@ -427,14 +526,7 @@ class WorkerApp:
                         partitions_read_at = time.monotonic()
                 if s.chaos_hooks:
                     batch = self.delivery_chaos.apply(batch)
-                # take_events acknowledges the batch when this body returns or is cancelled,
-                # so the batch is finished even when the worker is being stopped.
-                task = asyncio.ensure_future(self._process_or_exit(batch))
-                try:
-                    await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    await task
-                    raise
+                await _finish(self._process_or_exit(batch))
 
         @app.agent(self.labels, name="route-labels")
         async def route_labels(stream: Any) -> None:
@@ -442,8 +534,12 @@ class WorkerApp:
             async for events in stream.take_events(1000, within=0.1):
                 for e in events:
                     self.live.observe_label(e.message.key, e.message.value)
-                    routed = _merchant_label(e.message.value, time.time(),
-                                             s.max_clock_skew_s)
+                if self.exactly_once:
+                    await _finish(self._route_labels_or_exit(_raw_records(events)))
+                    self.live.maybe_publish()
+                    continue
+                for e in events:
+                    routed = merchant_label(e.message.value, time.time(), s.max_clock_skew_s)
                     if routed is None:
                         self.metrics.labels_applied.labels("rejected").inc()
                         continue
@@ -462,6 +558,9 @@ class WorkerApp:
             changelog = self.merchants.table.changelog_topic.get_topic_name()
             await _LazyProducer(app).partitions_for(changelog)
             async for events in stream.take_events(1000, within=0.1):
+                if self.exactly_once:
+                    await _finish(self._apply_labels_or_exit(_raw_records(events)))
+                    continue
                 touched: dict[bytes, MerchantState] = {}
                 for e in events:
                     key = e.message.key or b""
@@ -556,12 +655,12 @@ class WorkerApp:
             if self.exactly_once:
                 if self._settling is None:
                     self._settling = asyncio.ensure_future(settle_recovery())
-                commit_outside_faust(app.consumer, s.topic_transactions)
-                async with self.state_lock:
-                    # A fresh epoch for every owned partition: this fences whoever held one
-                    # before (and aborts its open transaction) before anything is read.
-                    await self.outputs.close()
-                    await self.outputs.open(tp.partition for tp in mine)
+                commit_outside_faust(app.consumer, s.topic_transactions, s.topic_labels,
+                                     self.merchant_labels.get_topic_name())
+                # A fresh epoch for every owned partition: this fences whoever held one
+                # before (and aborts its open transaction) before anything is read.
+                await asyncio.gather(self._reopen_scoring(mine),
+                                     self._reopen_labels(assigned))
             self._already_done.clear()
             self._continuity.reset()
             self._log_starts.clear()
@@ -575,6 +674,10 @@ class WorkerApp:
         async def close_outputs(sender: Any, **kwargs: Any) -> None:
             async with self.state_lock:
                 await self.outputs.close()
+            async with self.label_lock:
+                await self.label_outputs.close()
+            async with self.applier.lock:
+                await self.applier.outputs.close()
 
         async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
             self.ready = True
@@ -601,6 +704,32 @@ class WorkerApp:
         app.on_rebalance_complete.connect(cast(Any, on_rebalanced))
         app.on_before_shutdown.connect(cast(Any, close_outputs))
 
+
+    async def _reopen_scoring(self, mine: list[Any]) -> None:
+        async with self.state_lock:
+            await self.outputs.close()
+            await self.outputs.open(tp.partition for tp in mine)
+
+    async def _reopen_labels(self, assigned: Any) -> None:
+        """Fence the label path's partitions now assigned here; hop 2 then catches up with
+        the merchants changelog before it applies anything (workers.merchant_labels)."""
+        labels = [tp.partition for tp in assigned if tp.topic == self.settings.topic_labels]
+        merchant = [tp.partition for tp in assigned
+                    if tp.topic == self.merchant_labels.get_topic_name()]
+
+        async def hop1() -> None:
+            async with self.label_lock:
+                await self.label_outputs.close()
+                await self.label_outputs.open(labels)
+                self._label_continuity.reset()
+
+        async def hop2() -> None:
+            async with self.applier.lock:
+                await self.applier.outputs.close()
+                await self.applier.outputs.open(merchant)
+                self.applier.reset()
+
+        await asyncio.gather(hop1(), hop2())
 
     def _register_chaos(self) -> None:
         """Fault hooks, loopback only.
@@ -655,27 +784,18 @@ class _LazyProducer:
         return getattr(aiokafka_producer(self.app.producer), name)
 
 
-def _merchant_label(raw: bytes | None, now_s: float,
-                    max_skew_s: float) -> tuple[bytes, bytes] | None:
-    """(merchant key, compact [ts, is_fraud]) of a label record, or None when it is malformed.
+def _raw_records(events: Any) -> list[RawRecord]:
+    """The records of a batch of Faust events."""
+    return [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                      e.message.value, int(e.message.timestamp * 1000)) for e in events]
 
-    The same identifier and clock rules as transactions: an unprintable id would reach logs,
-    and a date beyond the clock skew would prune the merchant's history.
-    """
-    from workers.validation import clock_problem, identifier_problem, parse_rfc3339
 
+async def _finish(step: Any) -> None:
+    """Run a batch's step to its end even when the agent is cancelled meanwhile: take_events
+    acknowledges the batch when the agent's body returns or is cancelled."""
+    task = asyncio.ensure_future(step)
     try:
-        body = orjson.loads(raw or b"")
-        merchant = body["merchant_id"]
-        ts = parse_rfc3339(body["timestamp"])
-        is_fraud = int(body["is_fraud"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
-        return None
-    if ts is None or is_fraud not in (0, 1) or identifier_problem("merchant_id", merchant):
-        return None
-    for name in ("card_id", "transaction_id"):
-        if name in body and identifier_problem(name, body[name]) is not None:
-            return None
-    if clock_problem(ts, body["timestamp"], now_s, max_skew_s) is not None:
-        return None
-    return merchant.encode(), orjson.dumps([ts, is_fraud])
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

@@ -39,6 +39,8 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
     ("faust.tables.recovery", "Recovery", "standby_highwaters",
      "recovery targets past transaction markers"),
     ("faust.tables.recovery", "Recovery", "active_offsets", "recovery past aborted data"),
+    ("faust.tables.recovery", "Recovery", "buffers",
+     "how far the merchants table has applied its changelog (label path)"),
     ("faust.tables.recovery", "Recovery", "active_highwaters", "recovery past aborted data"),
     ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_consumer",
      "recovery past aborted data (the consumer's positions)"),
@@ -144,8 +146,8 @@ def use_read_committed_consumer() -> None:
     thread._fraudstream_read_committed = True
 
 
-def commit_outside_faust(consumer: Any, topic: str) -> None:
-    """Stop Faust's consumer from committing offsets of ``topic``: the worker's transactions
+def commit_outside_faust(consumer: Any, *topics: str) -> None:
+    """Stop Faust's consumer from committing offsets of ``topics``: the worker's transactions
     commit them, and a periodic commit of an older acknowledged offset would move the
     group's offset back behind a committed transaction."""
     from faust.transport.consumer import Consumer
@@ -161,7 +163,7 @@ def commit_outside_faust(consumer: Any, topic: str) -> None:
 
         klass._should_commit = only_faust_topics
         klass._fraudstream_commit_outside = True
-    consumer._fraudstream_transactional_topics = frozenset({topic})
+    consumer._fraudstream_transactional_topics = frozenset(topics)
 
 
 def note_committed(consumer: Any, tp: Any, offset: int) -> None:
@@ -259,3 +261,23 @@ def end_recovery_at(app: Any, tp: Any, offset: int) -> None:
     """Count ``tp``'s recovery as having reached ``offset`` (see recovery_stuck_past_targets);
     the recovery loop ends at its next check once every partition is there."""
     app.tables.recovery.active_offsets[tp] = offset
+
+
+def table_applied_offset(app: Any, table: Any, partition: int = 0) -> int | None:
+    """The offset of the last changelog record of ``table``'s ``partition`` that this worker's
+    copy has applied (-1: none yet; None: one is being applied right now).
+
+    For a table with ``recovery_buffer_size=1`` (the merchants table) Faust applies each
+    changelog record as it reads it, during recovery and after it (a global table's changelog
+    stays assigned), in offset order, and never one older than the last (it skips offsets at
+    or below the one it holds). The offset is set just before the record is applied, so a
+    non-empty buffer means the record is not in the table yet.
+    """
+    from faust.types import TP
+
+    recovery = app.tables.recovery
+    if recovery.buffers.get(table):
+        return None
+    tp = TP(table.changelog_topic.get_topic_name(), partition)
+    offset = recovery.active_offsets.get(tp)
+    return -1 if offset is None else int(offset)

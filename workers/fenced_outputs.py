@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaError, ProducerFenced
@@ -133,6 +134,47 @@ class FencedOutputs:
                               "this worker's writes for it were aborted") from exc
 
 
+@dataclass
+class Committed:
+    """What ``commit_each`` did: the last offset written per output (topic, partition), the
+    input partitions that committed, those another owner had taken, and the first other
+    failure (the caller raises it once it has kept what did commit)."""
+
+    written: dict[tuple[str, int], int] = field(default_factory=dict)
+    partitions: set[int] = field(default_factory=set)
+    fenced: set[int] = field(default_factory=set)
+    failure: BaseException | None = None
+
+
+async def commit_each(outputs: FencedOutputs, records: Mapping[int, Sequence[OutputRecord]],
+                      next_offsets: Mapping[int, int]) -> Committed:
+    """One transaction per input partition (its ``records`` and its next offset), all at once.
+
+    A partition another owner has taken is reported in ``fenced`` and its records are
+    dropped; any other failure is reported in ``failure`` once every transaction has ended
+    (the partitions that committed stay committed: their offsets went with them).
+    """
+    partitions = sorted(set(records) | set(next_offsets))
+    results = await asyncio.gather(
+        *(outputs.commit(p, records.get(p, []), next_offsets.get(p)) for p in partitions),
+        return_exceptions=True)
+    done = Committed()
+    for partition, result in zip(partitions, results, strict=True):
+        if isinstance(result, FencedError):
+            done.fenced.add(partition)
+            logger.warning("fenced: partition=%d has a new owner, its outputs of this "
+                           "batch were dropped (records=%d)", partition,
+                           len(records.get(partition, [])))
+        elif isinstance(result, BaseException):
+            done.failure = done.failure or result
+        else:
+            done.partitions.add(partition)
+            for where, offset in result.items():
+                # Several input partitions may write one output partition: the furthest.
+                done.written[where] = max(offset, done.written.get(where, -1))
+    return done
+
+
 class FencedBatchSink:
     """The scoring step's sink under exactly-once: each flush commits one transaction per
     input partition, holding that partition's outputs and its consumed offset.
@@ -166,24 +208,8 @@ class FencedBatchSink:
     async def flush(self) -> dict[tuple[str, int], int]:
         pending, self._pending = self._pending, defaultdict(list)
         consumed, self._consumed = self._consumed, {}
-        partitions = sorted(set(pending) | set(consumed))
-        results = await asyncio.gather(
-            *(self.outputs.commit(p, pending.get(p, []), consumed.get(p)) for p in partitions),
-            return_exceptions=True)
-        fenced: set[int] = set()
-        written: dict[tuple[str, int], int] = {}
-        failure: BaseException | None = None
-        for partition, result in zip(partitions, results, strict=True):
-            if isinstance(result, FencedError):
-                fenced.add(partition)
-                logger.warning("fenced: partition=%d has a new owner, its outputs of this "
-                               "batch were dropped (records=%d)", partition,
-                               len(pending.get(partition, [])))
-            elif isinstance(result, BaseException):
-                failure = failure or result
-            else:
-                written.update(result)
-        self.fenced, self.committed = frozenset(fenced), written
-        if failure is not None:
-            raise failure
-        return written
+        done = await commit_each(self.outputs, pending, consumed)
+        self.fenced, self.committed = frozenset(done.fenced), done.written
+        if done.failure is not None:
+            raise done.failure
+        return done.written

@@ -105,6 +105,15 @@ class TakeoverScan:
         tp = TopicPartition(topic, partition)
         return int((await self._consumer.beginning_offsets([tp]))[tp])
 
+    async def log_end(self, topic: str, partition: int) -> int:
+        """The offset after the last entry of one partition (its end, markers included)."""
+        from aiokafka import TopicPartition
+
+        if self._consumer is None:
+            await self.start()
+        tp = TopicPartition(topic, partition)
+        return int((await self._consumer.end_offsets([tp]))[tp])
+
     async def records(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
         """The records at offsets [start, stop) of one partition, in offset order (offsets
         holding no record to read committed are absent); ``ShortRead`` when the read cannot

@@ -10,8 +10,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from workers import app as worker_app
-from workers.app import WorkerApp, _merchant_label
+from workers.app import WorkerApp
 from workers.continuity import OffsetContinuity
+from workers.merchant_labels import merchant_label
 from workers.processor import RawRecord
 
 NOW = 1_800_000_000.0
@@ -98,18 +99,18 @@ def label(**fields: Any) -> bytes:
 
 
 def test_labels_follow_the_identifier_and_clock_rules() -> None:
-    assert _merchant_label(label(), NOW, 300.0) is not None
+    assert merchant_label(label(), NOW, 300.0) is not None
     from datetime import UTC, datetime
 
     def ahead(s: float) -> str:
         return datetime.fromtimestamp(NOW + s, UTC).isoformat().replace("+00:00", "Z")
 
-    assert _merchant_label(label(timestamp=ahead(200)), NOW, 300.0) is not None
+    assert merchant_label(label(timestamp=ahead(200)), NOW, 300.0) is not None
     for bad in (label(timestamp=ahead(3600)),  # accepted up to two days ahead before
                 label(merchant_id="M\x1b[2J"), label(card_id="C\n1"),
                 label(transaction_id="t\u202e1"), label(merchant_id="M" * 129),
                 label(is_fraud=2), label(merchant_id=7), b"[1]", b"\xff"):
-        assert _merchant_label(bad, NOW, 300.0) is None
+        assert merchant_label(bad, NOW, 300.0) is None
 
 
 def test_after_a_bug_only_records_without_an_output_are_redone(no_exit: list[int]) -> None:

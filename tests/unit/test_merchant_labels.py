@@ -1,0 +1,288 @@
+"""The label path's exactly-once pieces with fake transactions: routing, and applying labels
+on the last committed merchant state (catch-up, own writes against echoes, duplicates)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from features import MerchantState
+from workers.fenced_outputs import FencedError, OutputRecord
+from workers.merchant_labels import (
+    MerchantLabelApplier,
+    MerchantRecord,
+    route,
+    route_fenced,
+)
+from workers.output import key_partition
+from workers.processor import RawRecord
+
+CHANGELOG = "merchants-changelog"
+NOW = 1_800_000_000.0
+
+
+class FakeOutputs:
+    """Open partitions; each commit appends its records to one shared log (the changelog)
+    and returns the offset of its last record, or raises what ``fail`` says."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        self.open = set(partitions)
+        self.log: list[tuple[str, bytes | None, bytes | None, int]] = []
+        self.offsets: dict[int, int] = {}
+        self.fail: dict[int, BaseException] = {}
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self.open)
+
+    async def commit(self, partition: int, records: Sequence[OutputRecord],
+                     next_offset: int | None) -> dict[tuple[str, int], int]:
+        if partition not in self.open:
+            raise FencedError(f"partition {partition} is not open here")
+        if partition in self.fail:
+            raise self.fail[partition]
+        written: dict[tuple[str, int], int] = {}
+        for topic, key, value, out in records:
+            self.log.append((topic, key, value, out))
+            written[(topic, out)] = len(self.log) - 1
+        if next_offset is not None:
+            self.offsets[partition] = next_offset
+        return written
+
+
+class TableCopy:
+    """A worker's copy of the merchants table: applies the changelog up to ``applied``."""
+
+    def __init__(self, outputs: FakeOutputs) -> None:
+        self.outputs = outputs
+        self.data: dict[bytes, Any] = {}
+        self.applied = -1
+
+    def read_up_to(self, offset: int) -> None:
+        for at in range(self.applied + 1, offset + 1):
+            _topic, key, value, _p = self.outputs.log[at]
+            assert key is not None and value is not None
+            self.data[key] = orjson.loads(value)
+        self.applied = max(self.applied, offset)
+
+    def catch_up(self) -> None:
+        self.read_up_to(len(self.outputs.log) - 1)
+
+
+def labels(partition: int, first: int, n: int, key: bytes = b"M1") -> list[RawRecord]:
+    """``n`` merchant-labels records from ``first``, every third a fraud, distinct seconds."""
+    return [RawRecord("merchant-labels", partition, o, key,
+                      orjson.dumps([1_700_000_000 + o, int(o % 3 == 0)]), 0)
+            for o in range(first, first + n)]
+
+
+def counts(wire: Any) -> tuple[int, int]:
+    state = MerchantState.from_wire(wire)
+    entries = [e for tier in state.levels for e in tier.entries()]
+    return sum(n for _t, n, _f in entries), sum(f for _t, _n, f in entries)
+
+
+def applier(outputs: FakeOutputs, table: TableCopy, target: list[int] | None = None
+            ) -> MerchantLabelApplier:
+    async def changelog_target() -> int:
+        return target.pop(0) if target else len(outputs.log) - 1
+
+    return MerchantLabelApplier(outputs=outputs,  # type: ignore[arg-type]
+                                changelog_topic=CHANGELOG, table=table.data,
+                                applied_offset=lambda: table.applied,
+                                changelog_target=changelog_target)
+
+
+def test_the_applied_offset_rides_along_the_wire_form_without_changing_features() -> None:
+    record = MerchantRecord()
+    for r in labels(2, 10, 50):
+        record.observe(r.partition, r.offset, r.value)
+    wire = record.to_wire()
+    assert wire["o"] == [2, 59]
+    plain = MerchantState.from_wire(wire)
+    assert plain == record.state
+    assert plain.features(1_700_000_000 + 90_000, 3600) == record.state.features(
+        1_700_000_000 + 90_000, 3600)
+    again = MerchantRecord.from_wire(orjson.loads(orjson.dumps(wire)))
+    assert again.applied == (2, 59) and again.state == record.state
+    assert again.seen(2, 59) and again.seen(2, 3) and not again.seen(2, 60)
+    assert not again.seen(1, 3), "an offset of another partition says nothing"
+    # The forms written before: nothing applied that could come again.
+    assert MerchantRecord.from_wire(record.state.to_wire()).applied is None
+    assert MerchantRecord.from_wire([[19_000, 2, 1]]).applied is None
+    assert MerchantRecord.from_wire(None).applied is None
+
+
+def label_record(partition: int, offset: int, merchant: str, fraud: int = 0) -> RawRecord:
+    body = {"transaction_id": f"t{offset}", "card_id": "c1", "merchant_id": merchant,
+            "is_fraud": fraud, "timestamp": "2026-11-30T10:00:00Z"}
+    return RawRecord("labels", partition, offset, b"c1", orjson.dumps(body), 0)
+
+
+def test_route_groups_by_labels_partition_and_commits_past_rejected_labels() -> None:
+    batch = [label_record(0, 5, "MA", 1), label_record(0, 6, "MB"),
+             RawRecord("labels", 0, 7, b"c1", b"not json", 0), label_record(3, 40, "MA"),
+             RawRecord("labels", 1, 9, b"c1", b"{}", 0)]
+    routed = route(batch, "ml", 4, NOW, 86_400 * 400)
+    assert routed.next_offsets == {0: 8, 1: 10, 3: 41}
+    assert routed.rejected == 2
+    pa, pb = key_partition(b"MA", 4), key_partition(b"MB", 4)
+    ts = 1_796_032_800  # 2026-11-30T10:00:00Z
+    assert routed.records[0] == [("ml", b"MA", orjson.dumps([ts, 1]), pa),
+                                 ("ml", b"MB", orjson.dumps([ts, 0]), pb)]
+    assert [r[1] for r in routed.records[3]] == [b"MA"]
+    assert 1 not in routed.records
+
+
+def test_route_fenced_drops_partitions_not_open_here() -> None:
+    outputs = FakeOutputs({0})
+    routed = route([label_record(0, 5, "MA"), label_record(2, 7, "MA")], "ml", 4, NOW,
+                   86_400 * 400)
+    done = asyncio.run(route_fenced(outputs, routed))  # type: ignore[arg-type]
+    assert done.partitions == {0} and done.fenced == {2}
+    assert outputs.offsets == {0: 6}
+    assert [key for _t, key, _v, _p in outputs.log] == [b"MA"]
+
+
+def test_labels_wait_until_the_table_copy_holds_the_previous_owners_last_state() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    previous = MerchantRecord()
+    for r in labels(1, 0, 30):
+        previous.observe(r.partition, r.offset, r.value)
+    outputs.log.append((CHANGELOG, b"M1", orjson.dumps(previous.to_wire()), 0))
+    step = applier(outputs, table)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(step.apply(labels(1, 30, 10)))
+        await asyncio.sleep(0.1)
+        assert not task.done(), "applied on a table copy that had not read the changelog"
+        table.catch_up()
+        async with asyncio.timeout(2):
+            await task
+
+    asyncio.run(run())
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (40, 14)
+    assert outputs.offsets == {1: 40}
+
+
+def test_each_batch_builds_on_its_own_last_write_not_on_an_older_echo() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+
+    async def run() -> None:
+        for first in range(0, 50, 10):
+            # The copy lags: it has read only the first batch's write (an older echo).
+            await step.apply(labels(1, first, 10))
+            if first == 0:
+                table.catch_up()
+
+    asyncio.run(run())
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (50, 17)
+
+
+def test_own_writes_are_forgotten_once_the_copy_has_applied_them() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    asyncio.run(step.apply(labels(1, 0, 10)))
+    table.catch_up()
+    asyncio.run(step.apply(labels(1, 10, 10)))
+    assert len(step._written) == 1
+    table.catch_up()
+    asyncio.run(step.apply(labels(1, 20, 5, key=b"M2")))
+    assert b"M1" not in step._written
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (20, 7) and counts(table.data[b"M2"]) == (5, 2)
+
+
+def test_labels_delivered_again_are_skipped() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    asyncio.run(step.apply(labels(1, 0, 10)))
+    done = asyncio.run(step.apply(labels(1, 5, 10)))
+    assert (done.applied, done.duplicates) == (5, 5)
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (15, 5)
+
+
+def test_a_fenced_partition_keeps_nothing_and_the_next_owner_builds_on_the_log() -> None:
+    outputs = FakeOutputs({1, 2})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    asyncio.run(step.apply(labels(1, 0, 10)))
+    outputs.open.discard(1)  # another worker took partition 1
+    done = asyncio.run(step.apply(labels(1, 10, 10) + labels(2, 0, 4, key=b"M2")))
+    assert done.fenced == 10 and done.applied == 4 and done.committed == {2: 4}
+    # Later batches of the closed partition are dropped too.
+    assert asyncio.run(step.apply(labels(1, 20, 3))).fenced == 3
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (10, 4)
+
+
+def test_another_failure_raises_and_keeps_nothing_of_that_partition() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    asyncio.run(step.apply(labels(1, 0, 10)))  # kept as its own write: the copy lags
+    outputs.fail[1] = RuntimeError("broker gone")
+    with pytest.raises(RuntimeError):
+        asyncio.run(step.apply(labels(1, 10, 10)))
+    del outputs.fail[1]
+    # (Only the first half comes again here, so a state changed by the failed batch shows.)
+    asyncio.run(step.apply(labels(1, 10, 5)))
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (15, 5)
+
+
+def test_a_new_assignment_forgets_own_writes_and_catches_up_again() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    asyncio.run(step.apply(labels(1, 0, 10)))
+    # Meanwhile another owner held partition 1 and committed 10 more labels.
+    other = MerchantRecord.from_wire(orjson.loads(outputs.log[-1][2] or b""))
+    for r in labels(1, 10, 10):
+        other.observe(r.partition, r.offset, r.value)
+    outputs.log.append((CHANGELOG, b"M1", orjson.dumps(other.to_wire()), 0))
+    step.reset()
+
+    async def run() -> None:
+        task = asyncio.ensure_future(step.apply(labels(1, 20, 10)))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        table.catch_up()
+        async with asyncio.timeout(2):
+            await task
+
+    asyncio.run(run())
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (30, 10)
+
+
+def test_a_target_never_applied_is_searched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import merchant_labels
+
+    monkeypatch.setattr(merchant_labels, "SETTLE_WARN_S", 0.05)
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    outputs.log.append((CHANGELOG, b"M1", orjson.dumps(MerchantRecord().to_wire()), 0))
+    table.catch_up()
+    # The tail search gave up once and aimed at the end itself (a marker, never applied).
+    step = applier(outputs, table, target=[1, 0])
+
+    async def run() -> None:
+        async with asyncio.timeout(2):
+            await step.apply(labels(1, 0, 3))
+
+    asyncio.run(run())
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (3, 1)

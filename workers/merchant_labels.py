@@ -1,0 +1,296 @@
+"""The label path, exactly once: ``labels`` -> ``{app}-merchant-labels`` -> the merchants table.
+
+A label names a card (its record key) and a merchant; merchant state is kept per merchant in
+a global table every worker reads. Two hops get it there:
+
+1. **Route** (agent ``route-labels``): a label is re-keyed by merchant onto the internal
+   merchant-labels topic, so that one owner applies all labels of one merchant.
+2. **Apply** (agent ``apply-labels``): the owner of a merchant-labels partition adds each label
+   to its merchant's state and writes the state to the merchants changelog.
+
+Under ``exactly_once`` each hop is fenced like the transactions path (``workers.fenced_outputs``):
+one transactional producer per input partition, whose id names the partition, and one
+transaction per batch and partition holding that partition's outputs and its consumed offset.
+Why every label is then counted exactly once in the committed merchants changelog:
+
+- Route: a labels partition's merchant-labels records commit atomically with its offset, so
+  each label is routed once by the committed history of that partition's transactional id;
+  opening the id (every assignment) aborts a predecessor's open transaction and fences its
+  later ones, so a crashed or frozen predecessor adds nothing. Readers read committed.
+- Apply: a merchant's key lands on one merchant-labels partition P, so only transactions of
+  P's id write the merchant, and each commits P's offset with the states it wrote. They are
+  serial (a new holder starts only after the fence ended the old one's transaction), so the
+  merchant's committed states form one chain, provided each transaction builds on the last
+  committed state. It does: (a) after its fence the new holder reads the changelog's end,
+  and waits until its copy of the table has applied every committed record below it
+  (``table_applied_offset``): every earlier state of P's merchants is there, and no other
+  writer of them is left; (b) from then on it builds on the state it wrote itself (kept per
+  merchant until its copy has applied that write), never on the table, whose copy can still
+  hold an older echo of its own write. A state the transaction did not commit is never kept.
+- Each state also names the last merchant-labels (partition, offset) applied to it, and a
+  record at or below it is skipped: a label delivered again within one ownership (a stale
+  fetch after a rebalance) is not counted twice either. Hop 1 drops such labels through the
+  offset continuity check of the transactions path (``workers.continuity``), which also reads
+  in labels the consumer skipped.
+
+What the argument assumes: the merchant-labels topic keeps its partition count (a merchant
+never moves); Faust applies the merchants changelog in offset order, one record at a time
+(``recovery_buffer_size=1``), never going back (``workers.faust_bridge``); and the changelog's
+last committed record is found (``workers.changelog_tail``; while it is not, the wait goes
+on, searching again every ``SETTLE_WARN_S``, rather than build on an older state).
+
+Under ``at_least_once`` the worker keeps the plain path (``KafkaBatchSink``, Faust's table
+writes and offset commits): labels in flight at a crash are counted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from features import MerchantState
+from workers.fenced_outputs import Committed, FencedOutputs, OutputRecord, commit_each
+from workers.output import key_partition
+from workers.processor import RawRecord
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two looks at how far the table's copy has read its changelog.
+SETTLE_POLL_S = 0.02
+#: Seconds between two warnings while the table's copy has not caught up.
+SETTLE_WARN_S = 10.0
+
+
+@dataclass
+class MerchantRecord:
+    """A merchant's state plus the last merchant-labels record applied to it.
+
+    The wire form is ``MerchantState``'s with one more field, ``"o": [partition, offset]``,
+    which ``MerchantState.from_wire`` ignores: features (offline and online) do not change.
+    A state written before (no ``"o"``) has applied nothing that could come again.
+    """
+
+    state: MerchantState = field(default_factory=MerchantState)
+    #: (merchant-labels partition, offset) of the last label applied; None: unknown.
+    applied: tuple[int, int] | None = None
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> MerchantRecord:
+        applied = None
+        if isinstance(wire, dict) and isinstance(wire.get("o"), list) and len(wire["o"]) == 2:
+            applied = (int(wire["o"][0]), int(wire["o"][1]))
+        return cls(MerchantState.from_wire(wire), applied)
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = self.state.to_wire()
+        if self.applied is not None:
+            wire["o"] = list(self.applied)
+        return wire
+
+    def seen(self, partition: int, offset: int) -> bool:
+        """Whether the label at (partition, offset) is already in the state."""
+        return (self.applied is not None and self.applied[0] == partition
+                and offset <= self.applied[1])
+
+    def observe(self, partition: int, offset: int, value: bytes | None) -> None:
+        """Apply the merchant-labels record at (partition, offset) (``[ts, is_fraud]``)."""
+        ts, is_fraud = orjson.loads(value or b"[0, 0]")
+        self.state.observe_label(int(ts), bool(is_fraud))
+        self.applied = (partition, offset)
+
+
+def merchant_label(raw: bytes | None, now_s: float,
+                   max_skew_s: float) -> tuple[bytes, bytes] | None:
+    """(merchant key, compact [ts, is_fraud]) of a label record, or None when it is malformed.
+
+    The same identifier and clock rules as transactions: an unprintable id would reach logs,
+    and a date beyond the clock skew would prune the merchant's history.
+    """
+    from workers.validation import clock_problem, identifier_problem, parse_rfc3339
+
+    try:
+        body = orjson.loads(raw or b"")
+        merchant = body["merchant_id"]
+        ts = parse_rfc3339(body["timestamp"])
+        is_fraud = int(body["is_fraud"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if ts is None or is_fraud not in (0, 1) or identifier_problem("merchant_id", merchant):
+        return None
+    for name in ("card_id", "transaction_id"):
+        if name in body and identifier_problem(name, body[name]) is not None:
+            return None
+    if clock_problem(ts, body["timestamp"], now_s, max_skew_s) is not None:
+        return None
+    return merchant.encode(), orjson.dumps([ts, is_fraud])
+
+
+@dataclass
+class Routed:
+    """One batch of labels routed: outputs and consumed offsets per labels partition."""
+
+    records: dict[int, list[OutputRecord]] = field(default_factory=lambda: defaultdict(list))
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    rejected: int = 0
+
+
+def route(batch: Sequence[RawRecord], topic: str, partitions: int, now_s: float,
+          max_skew_s: float) -> Routed:
+    """Each valid label of ``batch`` as a merchant-labels record on its merchant's partition
+    (Kafka's default partitioner, as an unfenced producer would pick), grouped by the labels
+    partition it came from; malformed labels are only counted (their offsets still commit)."""
+    out = Routed()
+    for r in batch:
+        out.next_offsets[r.partition] = max(out.next_offsets.get(r.partition, 0), r.offset + 1)
+        routed = merchant_label(r.value, now_s, max_skew_s)
+        if routed is None:
+            out.rejected += 1
+            continue
+        merchant, body = routed
+        out.records[r.partition].append((topic, merchant, body,
+                                         key_partition(merchant, partitions)))
+    return out
+
+
+async def route_fenced(outputs: FencedOutputs, routed: Routed) -> Committed:
+    """Hop 1 under exactly-once: per labels partition one transaction with its routed labels
+    and its consumed offset. Partitions not open here (fenced or revoked) are dropped."""
+    mine = outputs.partitions
+    gone = set(routed.next_offsets) - mine
+    done = await commit_each(outputs, {p: v for p, v in routed.records.items() if p in mine},
+                             {p: o for p, o in routed.next_offsets.items() if p in mine})
+    done.fenced |= gone
+    return done
+
+
+@dataclass
+class Applied:
+    """What one batch of merchant-labels did."""
+
+    applied: int = 0
+    #: Records already in their merchant's state (delivered again), skipped.
+    duplicates: int = 0
+    #: Records of partitions another owner has taken (or not open here), dropped.
+    fenced: int = 0
+    #: Next offset committed per merchant-labels partition.
+    committed: dict[int, int] = field(default_factory=dict)
+
+
+class MerchantLabelApplier:
+    """Hop 2 under exactly-once: merchant states and merchant-labels offsets in one
+    transaction per partition, built on the last committed state (see the module docstring).
+
+    ``table`` reads this worker's copy of the merchants table (wire forms);
+    ``applied_offset()`` is how far that copy has applied its changelog (None: in the middle
+    of a record); ``changelog_target()`` is the offset of the changelog's last committed
+    record now (-1: none).
+    """
+
+    def __init__(self, *, outputs: FencedOutputs, changelog_topic: str,
+                 table: Mapping[bytes, Any], applied_offset: Callable[[], int | None],
+                 changelog_target: Callable[[], Awaitable[int]]) -> None:
+        self.outputs = outputs
+        self.changelog_topic = changelog_topic
+        self.table = table
+        self.applied_offset = applied_offset
+        self.changelog_target = changelog_target
+        #: Held by ``apply`` and by whoever reopens the outputs (an assignment).
+        self.lock = asyncio.Lock()
+        #: States this worker committed, with the changelog offset their transaction reached,
+        #: until its copy of the table has applied them.
+        self._written: dict[bytes, tuple[MerchantRecord, int]] = {}
+        self._settled = False
+
+    def reset(self) -> None:
+        """A new assignment (after its fence): forget own writes, catch up before applying."""
+        self._written.clear()
+        self._settled = False
+
+    async def _settle(self) -> None:
+        """Wait until this worker's table copy holds every committed changelog record as of
+        now (after the fence): every state a previous owner committed."""
+        target = await self.changelog_target()
+        started = warned = time.monotonic()
+        while True:
+            applied = self.applied_offset()
+            if applied is not None and applied >= target:
+                break
+            if time.monotonic() - warned > SETTLE_WARN_S:
+                warned = time.monotonic()
+                logger.warning("merchant labels wait for the merchants table applied=%s "
+                               "target=%d waited_s=%.0f", applied, target, warned - started)
+                # A target the tail search could not settle (the end itself, maybe a
+                # marker) is never applied: search again.
+                target = await self.changelog_target()
+            await asyncio.sleep(SETTLE_POLL_S)
+        logger.info("merchant labels settled target=%d waited_s=%.2f", target,
+                    time.monotonic() - started)
+        self._settled = True
+
+    def _forget_applied(self, applied: int | None) -> None:
+        """Drop own writes the table copy has applied: its values are then the same (nobody
+        else writes these merchants)."""
+        if applied is not None:
+            self._written = {key: mine for key, mine in self._written.items()
+                             if mine[1] > applied}
+
+    def _current(self, key: bytes) -> MerchantRecord:
+        """The last committed state of a merchant: this worker's own last write while its
+        table copy has not applied it, else the table's."""
+        mine = self._written.get(key)
+        # A copy: the batch's changes must not stay here if its transaction fails.
+        wire = mine[0].to_wire() if mine is not None else self.table.get(key)
+        return MerchantRecord.from_wire(wire)
+
+    async def apply(self, batch: Sequence[RawRecord]) -> Applied:
+        """Apply a batch of merchant-labels records; raises when a transaction failed for
+        another reason than a new owner (the caller must not go on)."""
+        async with self.lock:
+            if not self._settled:
+                await self._settle()
+            out = Applied()
+            mine = self.outputs.partitions
+            self._forget_applied(self.applied_offset())
+            states: dict[int, dict[bytes, MerchantRecord]] = defaultdict(dict)
+            next_offsets: dict[int, int] = {}
+            counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # applied, duplicates
+            for r in sorted(batch, key=lambda r: (r.partition, r.offset)):
+                if r.partition not in mine:
+                    out.fenced += 1
+                    continue
+                next_offsets[r.partition] = max(next_offsets.get(r.partition, 0), r.offset + 1)
+                key = r.key or b""
+                record = states[r.partition].get(key)
+                if record is None:
+                    record = states[r.partition][key] = self._current(key)
+                if record.seen(r.partition, r.offset):
+                    counts[r.partition][1] += 1
+                    continue
+                record.observe(r.partition, r.offset, r.value)
+                counts[r.partition][0] += 1
+            topic = self.changelog_topic
+            outputs = {p: [(topic, key, orjson.dumps(rec.to_wire()), 0)
+                           for key, rec in touched.items()] for p, touched in states.items()}
+            done = await commit_each(self.outputs, outputs, next_offsets)
+            # The furthest offset any of the batch's transactions reached: no state of the
+            # batch is in the table copy before it has applied that far.
+            reached = done.written.get((topic, 0), -1)
+            for partition, (applied, duplicates) in counts.items():
+                if partition in done.partitions:
+                    out.applied += applied
+                    out.duplicates += duplicates
+                    for key, rec in states[partition].items():
+                        self._written[key] = (rec, reached)
+                else:
+                    out.fenced += applied + duplicates
+            out.committed = {p: next_offsets[p] for p in done.partitions if p in next_offsets}
+            if done.failure is not None:
+                raise done.failure
+            return out
