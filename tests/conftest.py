@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +22,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
             return
         time.sleep(interval)
     raise AssertionError(f"{message} (after {timeout:.0f}s)")
+
+
+def partitions_of(port: int) -> list[int]:
+    """The input partitions the worker on web port ``port`` says it owns (none while it does
+    not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
+            return list(json.loads(resp.read())["partitions"])
+    except OSError:
+        return []
 
 
 @pytest.fixture(scope="session")

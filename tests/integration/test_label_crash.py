@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ import pytest
 
 from chaos.label_crash import LabelCounts, send_labels, settled_counts
 from fraudstream.settings import Settings
-from tests.conftest import wait_until
+from tests.conftest import partitions_of, wait_until
 from tests.stack_fixtures import running_pool
 from workers.output import key_partition
 
@@ -39,14 +38,6 @@ SEND_S = 14.0
 KILL_AFTER_S = 5.0
 #: Labels waiting for the worker in the backlog test (several batches of 1000).
 BACKLOG = 6000
-
-
-def partitions_of(port: int) -> list[int]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
-            return list(json.loads(resp.read())["partitions"])
-    except OSError:
-        return []
 
 
 def applied(port: int) -> float:

@@ -31,7 +31,7 @@ from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
 from simulator import SimulationConfig, simulate
-from tests.conftest import wait_until
+from tests.conftest import partitions_of, wait_until
 from tests.stack_fixtures import running_pool
 
 pytestmark = pytest.mark.integration
@@ -54,14 +54,6 @@ def metric(port: int, name: str) -> float:
         text = resp.read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(name + " ") or line.startswith(name + "{"))
-
-
-def partitions_of(port: int) -> list[int]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
-            return list(json.loads(resp.read())["partitions"])
-    except OSError:
-        return []
 
 
 async def outputs(settings: Settings, expected: int, timeout: float = 120.0
