@@ -73,7 +73,8 @@ def test_a_backlog_for_one_merchant_is_counted_exactly_without_faults(
     assert counted == expected
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize("guarantee", [
+    "exactly_once", pytest.param("at_least_once", marks=pytest.mark.control)])
 def test_labels_are_counted_once_when_their_merchant_owner_is_killed(
         settings: Settings, guarantee: str) -> None:
     s = dataclasses.replace(settings, processing_guarantee=guarantee)

@@ -101,7 +101,8 @@ def missing_ranges(settings: Settings, named: set[tuple[int, int]]
     return runs
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize("guarantee", [
+    "exactly_once", pytest.param("at_least_once", marks=pytest.mark.control)])
 def test_a_frozen_worker_that_resumes_cannot_decide_twice(settings: Settings,
                                                          guarantee: str) -> None:
     s = dataclasses.replace(settings, processing_guarantee=guarantee, chaos_hooks=1,
