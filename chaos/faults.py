@@ -201,8 +201,8 @@ def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, An
         resp.read()
 
 
-#: How long the zombie's model takes per batch while it is frozen, so that the freeze lands
-#: in the middle of a batch (its transaction open), not between two.
+#: How long the zombie's model takes per batch, so that the freeze lands in the middle of a
+#: batch (scored, its outputs not yet written), not between two: on waking it tries to write.
 ZOMBIE_MODEL_DELAY_S = 2.0
 
 
@@ -211,8 +211,8 @@ def freeze_unwatched(ctx: FaultContext) -> None:
 
     The supervisor leaves its slot alone (as a supervisor that lost track of it would) for the
     freeze and a while after; the group moves the worker's partitions to the others once its
-    session expires. Its model is slowed first, so a batch (and its transaction) is open when
-    the SIGSTOP lands.
+    session expires. Its model is slowed first, so a batch is under way when the SIGSTOP
+    lands, and its transaction comes after the partitions have moved.
     """
     import time
 
