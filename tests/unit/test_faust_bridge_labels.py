@@ -3,6 +3,7 @@ how far a global table's copy has applied its changelog."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +20,31 @@ def test_faust_commits_none_of_the_topics_the_transactions_commit() -> None:
         assert not Consumer._should_commit(consumer, TP(topic, 0), 10)
     assert consumer._fraudstream_transactional_topics == {"tx", "labels",
                                                           "app-merchant-labels"}
+
+
+def test_no_offset_gaps_are_kept_for_the_topics_the_transactions_commit() -> None:
+    """Each transaction marker is an offset gap; Faust trims its gap tree only when it commits
+    the topic itself, so for these topics the tree would grow by one interval per
+    transaction, rebuilt on every addition."""
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    consumer: Any = SimpleNamespace(_gap=defaultdict(IntervalTree),
+                                    _committed_offset=defaultdict(lambda: None))
+    consumer._gap[TP("app-merchant-labels", 1)].addi(3, 5)
+    commit_outside_faust(consumer, "tx", "labels", "app-merchant-labels")
+    assert TP("app-merchant-labels", 1) not in consumer._gap
+
+    async def gaps() -> None:
+        for marker in range(10, 1010, 2):
+            await Consumer._add_gap(consumer, TP("app-merchant-labels", 0), marker, marker + 1)
+        # Topics Faust commits keep Faust's own bookkeeping.
+        await Consumer._add_gap(consumer, TP("other", 0), 10, 11)
+
+    asyncio.run(gaps())
+    assert not consumer._gap[TP("app-merchant-labels", 0)]
+    assert len(consumer._gap[TP("other", 0)]) == 1
 
 
 def test_the_applied_offset_is_the_last_record_applied_and_unknown_while_one_is_applied(
