@@ -213,9 +213,7 @@ class Supervisor:
         refuses its configuration.
         """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < max([deadline] + [
-                s.watch.waiting_since + self.policy.restore_stall_s
-                for s in self.slots if s.watch.restoring]):
+        while time.monotonic() < self._patience(deadline):
             self.check_once()
             assigned = sum(len(s.partitions) for s in self.slots if s.ready)
             warm = sum(1 for w in self.standbys if w.standby_ready())
@@ -225,6 +223,20 @@ class Supervisor:
             time.sleep(0.3)
         tails = "\n".join(f"--- {s.worker.name}\n{s.worker.log_tail(10)}" for s in self.slots)
         raise WorkerStartError(f"supervised workers not ready after {timeout:.0f}s\n{tails}")
+
+    def _patience(self, deadline: float) -> float:
+        """Until when ``wait_ready`` waits: ``deadline``, or longer while a worker's restore
+        moves, and once a restore ended the time any worker has to get ready after it (the
+        end of a long restore is not the end of the start-up: measured, a worker that had
+        restored for 128 s was ready a second after the fixed timeout had given up)."""
+        limits = [deadline]
+        for slot in self.slots:
+            watch = slot.watch
+            if watch.restoring:
+                limits.append(watch.waiting_since + self.policy.restore_stall_s)
+            elif not watch.ready and watch.waiting_since > watch.activated_at:
+                limits.append(watch.waiting_since + self.policy.ready_timeout_s)
+        return max(limits)
 
     def run(self) -> None:
         """Check health until ``stop`` is called (from another thread or a signal handler).

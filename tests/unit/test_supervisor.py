@@ -318,6 +318,29 @@ def test_start_up_waits_for_a_restore_that_progresses_beyond_the_timeout(
     assert clock.now - began >= 200 and sup.slots[0].ready and sup.events == []
 
 
+def test_start_up_waits_for_readiness_after_a_restore_that_outlasted_the_timeout(
+        tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
+    """Faust says the restore is over a moment before the worker is ready: the wait must not
+    end in between because the timeout passed while the restore ran."""
+    sup = supervisor(tmp_path, kafka, standbys=0)
+    worker = active(sup)
+    began = clock.now
+
+    def readiness(timeout: float = 1.0) -> dict[str, Any]:
+        elapsed = clock.now - began
+        if elapsed < 128:
+            left = 30_000 - int(200 * elapsed)
+            return {"ready": False, "pid": worker.proc.pid, "restoring": True,
+                    "restore": {"remaining": left, "done": 30_000 - left}}
+        if elapsed < 131:
+            return {"ready": False, "pid": worker.proc.pid, "restoring": False}
+        return {"ready": True, "pid": worker.proc.pid, "partitions": [0]}
+
+    worker.readiness = readiness  # type: ignore[method-assign]
+    sup.wait_ready(timeout=120)
+    assert clock.now - began >= 131 and sup.slots[0].ready and sup.events == []
+
+
 def test_start_up_gives_up_on_a_restore_that_stopped_moving(
         tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
     sup = supervisor(tmp_path, kafka, standbys=0)
