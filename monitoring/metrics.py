@@ -29,6 +29,7 @@ class WorkerMetrics:
     labels_applied: Counter
     end_to_end_latency: Histogram
     model_latency: Histogram
+    commit_latency: Histogram
     batch_size: Histogram
     model_info: Gauge
     degraded: Counter
@@ -88,6 +89,10 @@ class WorkerMetrics:
                                          "written", buckets=LATENCY_BUCKETS, registry=reg),
             model_latency=Histogram(f"{p}_model_latency_seconds", "Time of one batched model "
                                     "call", buckets=MODEL_BUCKETS, registry=reg),
+            commit_latency=Histogram(f"{p}_batch_commit_seconds", "Time to write one "
+                                     "scoring batch's scores, dead letters, card changelog "
+                                     "and consumed offsets to Kafka (its transactions under "
+                                     "exactly once)", buckets=LATENCY_BUCKETS, registry=reg),
             batch_size=Histogram(f"{p}_batch_size", "Transactions per scoring batch",
                                  buckets=BATCH_BUCKETS, registry=reg),
             model_info=Gauge(f"{p}_model_info", "The model version in use (value 1)",

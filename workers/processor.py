@@ -257,19 +257,23 @@ class ScoringProcessor:
             # One transaction per input partition: state, outputs and consumed offset.
             staged = self.cards.stage(states)
             self._add_outputs(out, batch)
+            started = time.perf_counter()
             try:
                 acked = await self.sink.flush()
             except BaseException:
                 # Other partitions of the batch may have committed: their state stands.
                 self.cards.apply(staged, self.sink.committed)
                 raise
+            self.metrics.commit_latency.observe(time.perf_counter() - started)
             self.cards.apply(staged, acked)
         else:
             # State first: once it is durable, a crash replay of this batch finds every
             # decision and re-emits it unchanged instead of deciding again.
+            started = time.perf_counter()
             await self.cards.put_many(states)
             self._add_outputs(out, batch)
             await self.sink.flush()
+            self.metrics.commit_latency.observe(time.perf_counter() - started)
         self._outputs_written = True
         done, fenced = self.clock(), self.sink.fenced
         if fenced:
