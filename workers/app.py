@@ -69,6 +69,11 @@ CARD_EXPIRY_INTERVAL_S = 10.0
 #: Seconds between two looks at a recovery waiting for an offset its consumer read past.
 RECOVERY_SETTLE_S = 2.0
 
+#: The label path's batches: labels wait days before they count, so seconds do not matter,
+#: while every batch is one Kafka transaction per partition on each of the path's two hops.
+LABEL_BATCH_WINDOW_S = 1.0
+LABEL_BATCH_MAX = 5000
+
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
 EXIT_KAFKA_UNAVAILABLE = 70
 
@@ -534,7 +539,7 @@ class WorkerApp:
         @app.agent(self.labels, name="route-labels")
         async def route_labels(stream: Any) -> None:
             sink = KafkaBatchSink(_LazyProducer(app))
-            async for events in stream.take_events(1000, within=0.1):
+            async for events in stream.take_events(LABEL_BATCH_MAX, within=LABEL_BATCH_WINDOW_S):
                 for e in events:
                     self.live.observe_label(e.message.key, e.message.value)
                 if self.exactly_once:
@@ -560,7 +565,7 @@ class WorkerApp:
             # every table write crash this agent, losing the labels.
             changelog = self.merchants.table.changelog_topic.get_topic_name()
             await _LazyProducer(app).partitions_for(changelog)
-            async for events in stream.take_events(1000, within=0.1):
+            async for events in stream.take_events(LABEL_BATCH_MAX, within=LABEL_BATCH_WINDOW_S):
                 if self.exactly_once:
                     await _finish(self._apply_labels_or_exit(_raw_records(events)))
                     continue
