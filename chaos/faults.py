@@ -194,8 +194,8 @@ def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, An
     import json
     import urllib.request
 
-    url = f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + index}"
-    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
+    req = urllib.request.Request(f"{_worker_url(ctx, index)}{path}", method="POST",
+                                 data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         resp.read()
@@ -206,6 +206,44 @@ def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, An
 ZOMBIE_MODEL_DELAY_S = 2.0
 
 
+_BATCH_COUNTERS = ("fraudstream_transactions_consumed_total",
+                   "fraudstream_transactions_scored_total",
+                   "fraudstream_transactions_dead_lettered_total")
+
+
+def _counters(url: str, names: tuple[str, ...]) -> list[float]:
+    """Each named metric of a worker's /metrics (summed over its labels), from one scrape."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    return [sum(float(line.split()[-1]) for line in lines
+                if line.startswith(name + " ") or line.startswith(name + "{")) for name in names]
+
+
+def wait_for_a_fresh_batch(url: str, timeout: float) -> bool:
+    """Return True just after the worker at ``url`` started a batch it has not finished
+    (consumed counts a batch when it starts, scored and dead-lettered when it ends), False if
+    none started within ``timeout``. Polled every 0.1 s: with a slowed model most of the
+    batch is still ahead, so a freeze now lands in it (a freeze timed by a fixed sleep once
+    landed between two batches, and there was nothing to fence)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    previous = _counters(url, _BATCH_COUNTERS)[0]
+    while time.monotonic() < deadline:
+        consumed, scored, dead = _counters(url, _BATCH_COUNTERS)
+        if consumed > previous and consumed > scored + dead:
+            return True
+        previous = consumed
+        time.sleep(0.1)
+    return False
+
+
+def _worker_url(ctx: FaultContext, index: int) -> str:
+    return f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + index}"
+
+
 def freeze_unwatched(ctx: FaultContext) -> None:
     """Freeze the first active worker in the middle of a batch, with nobody to kill it.
 
@@ -214,13 +252,12 @@ def freeze_unwatched(ctx: FaultContext) -> None:
     session expires. Its model is slowed first, so a batch is under way when the SIGSTOP
     lands, and its transaction comes after the partitions have moved.
     """
-    import time
-
     slot = ctx.supervisor.slots[0]
     # Until the thaw says otherwise (however long the fault is made to last).
     ctx.supervisor.leave_alone(slot.index, 3600.0)
     _post_to_worker(ctx, slot.index, "/chaos/model", {"delay_s": ZOMBIE_MODEL_DELAY_S})
-    time.sleep(ZOMBIE_MODEL_DELAY_S / 2)
+    if not wait_for_a_fresh_batch(_worker_url(ctx, slot.index), 4 * ZOMBIE_MODEL_DELAY_S):
+        logger.warning("chaos: no batch under way in slot %d; freezing anyway", slot.index)
     ctx.notes["zombie_slot"] = slot.index
     signal_worker(ctx, signal.SIGSTOP)
 

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import pytest
 
+from chaos.faults import wait_for_a_fresh_batch
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
@@ -136,6 +137,9 @@ def test_a_frozen_worker_that_resumes_cannot_decide_twice(settings: Settings,
         traffic.start()
         wait_until(lambda: metric(zombie.port, "fraudstream_transactions_scored_total") > 0, 60,
                    "worker 0 scored nothing")
+        # Frozen in the middle of a batch, so that on waking it tries to write.
+        assert wait_for_a_fresh_batch(f"http://127.0.0.1:{zombie.port}", 30), \
+            "worker 0 started no batch"
         zombie.signal(signal.SIGSTOP)
         try:
             wait_until(lambda: len(partitions_of(heir.port)) == s.partitions, FROZEN_S + 30,
