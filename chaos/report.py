@@ -82,12 +82,14 @@ class ChaosReport:
     preloaded_cards: int = 0
     initial_restore_s: float | None = None
     restoring_after_fault_s: float | None = None
-    #: Soak runs: each worker's resident memory (MB) sampled every ~10 s, and over the run's
-    #: second half the slopes of p99 latency (per-minute p99s) and of the largest worker's
-    #: memory, per minute.
+    #: Soak runs: every ~10 s the largest worker's resident memory (MB), the largest
+    #: RocksDB share and the largest memory outside RocksDB; over the run's second half the
+    #: slopes of p99 latency (per-minute p99s), of resident memory and of memory outside
+    #: RocksDB (the one judged: RocksDB's caches fill up to fixed caps), per minute.
     memory_mb: list[dict[str, float]] = field(default_factory=list)
     p99_slope_ms_per_min: float | None = None
     memory_slope_mb_per_min: float | None = None
+    memory_other_slope_mb_per_min: float | None = None
     #: Records the workers had to drop because a newer owner of their partition fenced their
     #: transaction (summed over the active workers at the end; zombie runs).
     fenced_records: int | None = None
@@ -132,10 +134,13 @@ class ChaosReport:
                  f"Failovers: {len(self.failovers)} (first {_fmt(self.replaced_after_s)} s "
                  "after the fault)"]
         if self.memory_mb:
+            rocksdb = max(m.get("max_rocksdb_mb", 0.0) for m in self.memory_mb)
             lines[-1:-1] = [f"Soak: over the second half, p99 latency moved "
-                            f"{_fmt(self.p99_slope_ms_per_min)} ms/min and worker memory "
-                            f"{_fmt(self.memory_slope_mb_per_min)} MB/min "
-                            f"({len(self.memory_mb)} memory samples)", ""]
+                            f"{_fmt(self.p99_slope_ms_per_min)} ms/min, worker memory outside "
+                            f"RocksDB {_fmt(self.memory_other_slope_mb_per_min)} MB/min, "
+                            f"resident memory {_fmt(self.memory_slope_mb_per_min)} MB/min "
+                            f"(RocksDB's caches at most {rocksdb:.0f} MB; "
+                            f"{len(self.memory_mb)} memory samples)", ""]
         if self.card_check is not None:
             c = self.card_check
             lines[-1:-1] = [f"Card table against a replay of the scored transactions: "

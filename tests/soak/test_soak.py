@@ -24,4 +24,5 @@ def test_thirty_minutes_keep_latency_and_memory_flat(base_settings: Settings,
     report = run_scenario(base_settings, stack, "soak",
                           RunPlan(rate=300, duration_s=1800, fault_at_s=10, workers=2, standbys=1))
     assert report.p99_slope_ms_per_min is not None and report.memory_slope_mb_per_min is not None
+    assert report.memory_other_slope_mb_per_min is not None
     assert report.passed, report.problems
