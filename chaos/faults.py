@@ -7,6 +7,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos.worker_metrics import scrape, summed, worker_url
 from deploy.local import LocalStack
 from fraudstream.settings import Settings
 from workers.supervisor import Supervisor
@@ -212,13 +213,9 @@ _BATCH_COUNTERS = ("fraudstream_transactions_consumed_total",
 
 
 def _counters(url: str, names: tuple[str, ...]) -> list[float]:
-    """Each named metric of a worker's /metrics (summed over its labels), from one scrape."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-        lines = resp.read().decode().splitlines()
-    return [sum(float(line.split()[-1]) for line in lines
-                if line.startswith(name + " ") or line.startswith(name + "{")) for name in names]
+    """Each named metric of a worker (summed over its labels), from one scrape."""
+    lines = scrape(url, timeout=5.0)
+    return [summed(lines, name) for name in names]
 
 
 def wait_for_a_fresh_batch(url: str, timeout: float) -> bool:
@@ -241,7 +238,7 @@ def wait_for_a_fresh_batch(url: str, timeout: float) -> bool:
 
 
 def _worker_url(ctx: FaultContext, index: int) -> str:
-    return f"http://{ctx.settings.bind_host}:{ctx.settings.worker_web_port + index}"
+    return worker_url(ctx.settings, index)
 
 
 def freeze_unwatched(ctx: FaultContext) -> None:

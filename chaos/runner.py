@@ -37,6 +37,7 @@ from chaos.report import (
     timeline,
 )
 from chaos.scenarios import Scenario
+from chaos.worker_metrics import sample_value, scrape, summed, worker_url
 from deploy.local import LocalStack
 from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
@@ -134,16 +135,11 @@ def worker_memory_mb(settings: Settings, supervisor: Supervisor) -> list[tuple[f
                if line.startswith("VmRSS:")]
         if not rss:
             continue
-        url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
-        rocksdb = 0.0
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                for line in resp.read().decode().splitlines():
-                    if line.startswith(ROCKSDB_MEMORY_METRIC + "{"):
-                        rocksdb += float(line.rsplit(" ", 1)[1]) / 1048576.0
+            lines = scrape(worker_url(settings, slot.index))
         except OSError:
-            pass
-        sizes.append((rss[0], rocksdb))
+            lines = []
+        sizes.append((rss[0], summed(lines, ROCKSDB_MEMORY_METRIC) / 1048576.0))
     return sizes
 
 
@@ -204,15 +200,12 @@ def worker_metric_values(settings: Settings, supervisor: Supervisor, sample: str
     """One sample's value (name and labels, exactly) from each active worker that answers."""
     values = []
     for slot in supervisor.slots:
-        url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                text = resp.read().decode()
+            value = sample_value(scrape(worker_url(settings, slot.index)), sample)
         except OSError:
             continue
-        for line in text.splitlines():
-            if line.startswith(sample + " "):
-                values.append(float(line.rsplit(" ", 1)[1]))
+        if value is not None:
+            values.append(value)
     return values
 
 
@@ -220,10 +213,8 @@ def _worker_metrics_text(settings: Settings, supervisor: Supervisor) -> list[str
     """The /metrics text of every active worker that answers."""
     texts = []
     for slot in supervisor.slots:
-        url = f"http://{settings.bind_host}:{settings.worker_web_port + slot.index}/metrics"
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                texts.append(resp.read().decode())
+            texts.append("\n".join(scrape(worker_url(settings, slot.index))))
         except OSError:
             continue
     return texts

@@ -28,6 +28,7 @@ import orjson
 import pytest
 
 from chaos.faults import wait_for_a_fresh_batch
+from chaos.worker_metrics import scrape, summed
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
@@ -51,10 +52,7 @@ def post(port: int, path: str, body: dict[str, Any]) -> None:
 
 
 def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return summed(scrape(f"http://127.0.0.1:{port}", timeout=5.0), name)
 
 
 async def outputs(settings: Settings, expected: int, timeout: float = 120.0
