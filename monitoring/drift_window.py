@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from monitoring.drift import METHODS, PSI_MAJOR
 from monitoring.drift_scope import EXCLUDED_FEATURES, measured_features
 from monitoring.drift_warmup import HistoryClock
 from monitoring.metrics import WorkerMetrics
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +120,15 @@ class DriftWindow:
 
 class DriftMonitor:
     """Keeps a ``DriftWindow`` for the model in use and publishes its statistics as gauges."""
+
+    @classmethod
+    def from_settings(cls, metrics: WorkerMetrics, settings: Settings) -> DriftMonitor:
+        """The monitor a worker runs: every feature, windows and interval from ``settings``."""
+        from features import FEATURE_NAMES
+
+        return cls(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
+                   min_rows=max(settings.drift_window_rows // 5, 1),
+                   publish_interval_s=settings.monitoring_interval_s)
 
     def __init__(self, metrics: WorkerMetrics, feature_names: Sequence[str], *,
                  window_rows: int, min_rows: int, publish_interval_s: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -27,7 +28,7 @@ from monitoring.metrics import WorkerMetrics
 from workers.card_expiry import CardExpiry
 from workers.card_record import CardRecord
 from workers.card_store import CardRocksStore, table_store
-from workers.changelog_tail import last_record_offsets
+from workers.changelog_tail import last_record_offsets, read_committed_range
 from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 from workers.faust_bridge import (
     aiokafka_producer,
@@ -217,7 +218,9 @@ class WorkerApp:
                 group_id=settings.app_id, producer_factory=transactional_producer),
             changelog_topic=merchants_changelog, table=self.merchants,
             applied_offset=lambda: table_applied_offset(app, self.merchants.table),
-            changelog_target=self._merchants_changelog_target)
+            changelog_target=self._merchants_changelog_target,
+            changelog_records=functools.partial(read_committed_range, settings,
+                                                merchants_changelog, 0))
         # At least once, the sink reaches the producer only when a batch flushes, after the
         # app has started.
         self.sink: Sink = (FencedBatchSink(self.outputs) if self.exactly_once
@@ -225,9 +228,7 @@ class WorkerApp:
         self.chaos = ChaosState()
         self.delivery_chaos = DeliveryChaos()
         self.guard = ModelGuard(metrics, timeout_s=settings.model_timeout_s, chaos=self.chaos)
-        drift = DriftMonitor(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
-                             min_rows=max(settings.drift_window_rows // 5, 1),
-                             publish_interval_s=settings.monitoring_interval_s)
+        drift = DriftMonitor.from_settings(metrics, settings)
         self.processor = ScoringProcessor(
             scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
             merchants=self.merchants, sink=self.sink,

@@ -74,6 +74,32 @@ async def last_record_offsets(settings: Settings, ends: Mapping[Any, int]) -> di
     return found
 
 
+async def read_committed_range(settings: Settings, topic: str, partition: int, start: int,
+                               stop: int) -> list[tuple[bytes | None, bytes | None, int]]:
+    """(key, value, offset) of the committed records of ``topic``:``partition`` with
+    ``start <= offset <= stop``, in offset order (``stop`` may be a transaction marker)."""
+    from aiokafka import TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = kafka_clients.aio_consumer(
+        settings, enable_auto_commit=False, isolation_level="read_committed",
+        auto_offset_reset="earliest", client_id="fraudstream-changelog-range",
+        fetch_max_wait_ms=20, max_partition_fetch_bytes=4_194_304)
+    await kafka_clients.start_bounded(consumer)
+    found: list[tuple[bytes | None, bytes | None, int]] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        # The position moves past markers and aborted records, which are never returned.
+        while await consumer.position(tp) <= stop:
+            batches = await consumer.getmany(tp, timeout_ms=100)
+            found += [(r.key, r.value, r.offset) for r in batches.get(tp, ())
+                      if start <= r.offset <= stop]
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def _read_windows(consumer: Any, windows: Mapping[Any, tuple[int, int]],
                         deadline: float) -> dict[Any, int]:
     """Read each partition's [start, stop); the offset of the last record met in each."""

@@ -21,10 +21,12 @@ Why every label is then counted exactly once in the committed merchants changelo
   P's id write the merchant, and each commits P's offset with the states it wrote. They are
   serial (a new holder starts only after the fence ended the old one's transaction), so the
   merchant's committed states form one chain, provided each transaction builds on the last
-  committed state. It does: (a) after its fence the new holder reads the changelog's end,
-  and waits until its copy of the table has applied every committed record below it
-  (``table_applied_offset``): every earlier state of P's merchants is there, and no other
-  writer of them is left; (b) from then on it builds on the state it wrote itself (kept per
+  committed state. It does: (a) after its fence the new holder finds the changelog's last
+  committed record and reads, straight from Kafka, every committed record after the last one
+  its copy of the table has applied (``table_applied_offset``), keeping them beside the copy:
+  every earlier state of P's merchants is then at hand, and no other writer of them is left
+  (it does not wait for the copy itself, which Faust feeds from the fetch loop that a full
+  agent buffer stops); (b) from then on it builds on the state it wrote itself (kept per
   merchant until its copy has applied that write), never on the table, whose copy can still
   hold an older echo of its own write. A state the transaction did not commit is never kept.
 - Each state also names the last merchant-labels (partition, offset) applied to it, and a
@@ -36,8 +38,8 @@ Why every label is then counted exactly once in the committed merchants changelo
 What the argument assumes: the merchant-labels topic keeps its partition count (a merchant
 never moves); Faust applies the merchants changelog in offset order, one record at a time
 (``recovery_buffer_size=1``), never going back (``workers.faust_bridge``); and the changelog's
-last committed record is found (``workers.changelog_tail``; while it is not, the wait goes
-on, searching again every ``SETTLE_WARN_S``, rather than build on an older state).
+last committed record is found (``workers.changelog_tail``; when the search runs out of time it
+aims at the end itself, and the read then covers every committed record anyway).
 
 Under ``at_least_once`` the worker keeps the plain path (``KafkaBatchSink``, Faust's table
 writes and offset commits): labels in flight at a crash are counted again.
@@ -62,10 +64,13 @@ from workers.processor import RawRecord
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between two looks at how far the table's copy has read its changelog.
+#: Seconds between two looks at whether the table's copy is between two records.
 SETTLE_POLL_S = 0.02
-#: Seconds between two warnings while the table's copy has not caught up.
+#: Longest wait for the table's copy to finish the record it is applying.
 SETTLE_WARN_S = 10.0
+
+#: Reads the committed changelog records with ``start <= offset <= stop``: (key, value, offset).
+ChangelogRange = Callable[[int, int], Awaitable[list[tuple[bytes | None, bytes | None, int]]]]
 
 
 @dataclass
@@ -190,21 +195,24 @@ class MerchantLabelApplier:
     ``table`` reads this worker's copy of the merchants table (wire forms);
     ``applied_offset()`` is how far that copy has applied its changelog (None: in the middle
     of a record); ``changelog_target()`` is the offset of the changelog's last committed
-    record now (-1: none).
+    record now (-1: none); ``changelog_records(start, stop)`` reads the changelog's committed
+    records in that range from Kafka.
     """
 
     def __init__(self, *, outputs: FencedOutputs, changelog_topic: str,
                  table: Mapping[bytes, Any], applied_offset: Callable[[], int | None],
-                 changelog_target: Callable[[], Awaitable[int]]) -> None:
+                 changelog_target: Callable[[], Awaitable[int]],
+                 changelog_records: ChangelogRange) -> None:
         self.outputs = outputs
         self.changelog_topic = changelog_topic
         self.table = table
         self.applied_offset = applied_offset
         self.changelog_target = changelog_target
+        self.changelog_records = changelog_records
         #: Held by ``apply`` and by whoever reopens the outputs (an assignment).
         self.lock = asyncio.Lock()
-        #: States this worker committed, with the changelog offset their transaction reached,
-        #: until its copy of the table has applied them.
+        #: Committed states newer than this worker's table copy, with their changelog offset
+        #: (its own writes, and what ``_settle`` read), until the copy has applied them.
         self._written: dict[bytes, tuple[MerchantRecord, int]] = {}
         self._settled = False
 
@@ -214,25 +222,41 @@ class MerchantLabelApplier:
         self._settled = False
 
     async def _settle(self) -> None:
-        """Wait until this worker's table copy holds every committed changelog record as of
-        now (after the fence): every state a previous owner committed."""
+        """Get every state a previous owner committed (after the fence, nobody else writes
+        them): the changelog's committed records that this worker's table copy has not
+        applied yet, read from Kafka and kept beside the copy until it has applied them.
+
+        Waiting for the copy to catch up instead can deadlock: Faust feeds the copy from the
+        same fetch loop that hands this agent its records, and that loop stops while this
+        agent's buffer is full (measured: a burst of labels after a rebalance stopped a
+        worker for good, transactions included).
+        """
+        started = time.monotonic()
         target = await self.changelog_target()
-        started = warned = time.monotonic()
-        while True:
-            applied = self.applied_offset()
-            if applied is not None and applied >= target:
-                break
-            if time.monotonic() - warned > SETTLE_WARN_S:
-                warned = time.monotonic()
-                logger.warning("merchant labels wait for the merchants table applied=%s "
-                               "target=%d waited_s=%.0f", applied, target, warned - started)
-                # A target the tail search could not settle (the end itself, maybe a
-                # marker) is never applied: search again.
-                target = await self.changelog_target()
-            await asyncio.sleep(SETTLE_POLL_S)
-        logger.info("merchant labels settled target=%d waited_s=%.2f", target,
-                    time.monotonic() - started)
+        applied = await self._applied_now()
+        read = 0
+        if target > applied:
+            records = await self.changelog_records(applied + 1, target)
+            read = len(records)
+            for key, value, offset in records:
+                if key is not None:
+                    wire = None if value is None else orjson.loads(value)
+                    self._written[key] = (MerchantRecord.from_wire(wire), offset)
+        logger.info("merchant labels settled target=%d applied=%d read=%d waited_s=%.2f",
+                    target, applied, read, time.monotonic() - started)
         self._settled = True
+
+    async def _applied_now(self) -> int:
+        """How far the table copy has applied its changelog; -1 (read it all) when it is in
+        the middle of a record for longer than ``SETTLE_WARN_S``."""
+        deadline = time.monotonic() + SETTLE_WARN_S
+        while (applied := self.applied_offset()) is None:
+            if time.monotonic() > deadline:
+                logger.warning("merchants table copy busy applying a record; reading the "
+                               "whole changelog")
+                return -1
+            await asyncio.sleep(SETTLE_POLL_S)
+        return applied
 
     def _forget_applied(self, applied: int | None) -> None:
         """Drop own writes the table copy has applied: its values are then the same (nobody
