@@ -1,9 +1,11 @@
 """Throughput and latency, measured side by side in one run on the same data.
 
-Each contender drains the same pre-loaded topic (its own copy) and is timed from its first output
-record to its last (Kafka timestamps), so start-up is excluded and every contender is measured
-the same way. Latency is measured at fixed input rates from the transaction's arrival in Kafka
-to its score's arrival.
+Each contender drains the same pre-loaded transactions and labels (one label per transaction,
+its own copy of both topics) and is timed from its first output record to the last of its
+scores and of its merchant states (Kafka timestamps): start-up is excluded, the labels' work is
+not, and every contender is measured the same way. Latency is measured at fixed input rates, labels
+following their transactions a second later, from the transaction's arrival in Kafka to its
+score's arrival.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ from fraudstream.settings import Settings
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
 from simulator import Dataset
 from workers.pool import WorkerPool, settings_env
-from workers.topics import ensure_topics
+from workers.topics import ensure_topics, merchants_changelog_spec
 
 #: Seconds the workers run idle before a latency run starts.
 WARM_UP_S = 5.0
+#: Seconds without a new merchant state after which a contender is done with the labels.
+LABELS_QUIET_S = 3.0
+#: Wall-clock seconds a label follows its transaction in the latency runs.
+LABEL_DELAY_S = 1.0
 
 
 class BenchError(RuntimeError):
@@ -61,6 +67,8 @@ class Measurement:
     seconds: float
     throughput: float
     latency_ms: dict[str, float] = field(default_factory=dict)
+    #: Seconds from the first output to the last score (the drain's transactions alone).
+    scores_seconds: float | None = None
     #: The machine's load when the measurement ended (``machine_load``).
     load: dict[str, float] = field(default_factory=machine_load)
 
@@ -128,24 +136,44 @@ async def collect(settings: Settings, expected: int, timeout: float) -> list[tup
     return out
 
 
+async def last_label_write(settings: Settings, quiet_s: float = LABELS_QUIET_S) -> int | None:
+    """Kafka timestamp (ms) of the last merchant state written, once none came for
+    ``quiet_s``: when the contender finished applying the labels (None: it wrote none)."""
+    topic = merchants_changelog_spec(settings).name
+    last: int | None = None
+    async with TopicReader(settings, [topic], from_beginning=True) as reader:
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < quiet_s:
+            got = await reader.poll(0.5)
+            if got:
+                quiet_since = time.monotonic()
+                last = max([last or 0, *(ts for _t, _k, _v, ts in got)])
+    return last
+
+
 def throughput_run(base: Settings, contender: Contender, records: list[Outgoing],
                    timeout: float, say: Callable[[str], None]) -> Measurement:
     settings = fresh(base, contender.name.replace(" ", "-"))
-    ensure_topics(settings)
+    ensure_topics(settings, [merchants_changelog_spec(settings)])
     asyncio.run(preload(settings, records))
-    say(f"  {contender.name}: draining {len(records):,} records")
+    say(f"  {contender.name}: draining {len(records):,} transactions and their labels")
     stop = contender.start(settings)
     try:
         outputs = asyncio.run(collect(settings, len(records), timeout))
+        labels_done = asyncio.run(last_label_write(settings))
     finally:
         stop()
     if len(outputs) < len(records):
         raise BenchError(f"{contender.name}: only {len(outputs)} of {len(records)} outputs "
                            f"within {timeout:.0f}s")
-    stamps = np.asarray(sorted(ts for ts, _v in outputs), dtype=np.float64)
-    seconds = max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
+    if labels_done is None:
+        raise BenchError(f"{contender.name}: applied no label")
+    first = min(ts for ts, _v in outputs)
+    last = max(labels_done, *(ts for ts, _v in outputs))
+    seconds = max((last - first) / 1000.0, 1e-3)
+    scores_seconds = (max(ts for ts, _v in outputs) - first) / 1000.0
     return Measurement(contender.name, len(records), round(seconds, 2),
-                       round((len(records) - 1) / seconds, 1))
+                       round(len(records) / seconds, 1), scores_seconds=round(scores_seconds, 2))
 
 
 async def _paced_latency(settings: Settings, records: list[Outgoing], rate: float
@@ -157,7 +185,7 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
         try:
             task = asyncio.create_task(produce_paced(
                 producer, records, topic=settings.topic_transactions,
-                labels_topic=settings.topic_labels, rate=rate, label_delay_s=0))
+                labels_topic=settings.topic_labels, rate=rate, label_delay_s=LABEL_DELAY_S))
             latencies: list[float] = []
             deadline = None
             while len(latencies) < len(records):
@@ -205,7 +233,7 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
                   latency_seconds: float, say: Callable[[str], None],
                   only: tuple[str, ...] = CONTENDERS) -> dict[str, object]:
     """The whole benchmark; returns the report as a JSON-able dict."""
-    batch = list(outgoing(data, 0, records, with_labels=False))
+    batch = list(outgoing(data, 0, records, with_labels=True))
     everyone = {
         "raw": Contender("raw aiokafka loop", start_module("bench.raw_loop", str(len(batch)))),
         "naive": Contender("naive faust agent", start_module("bench.naive_agent")),
@@ -216,7 +244,7 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
                            start_pool(2, guarantee="at_least_once")),
     }
     contenders = [everyone[k] for k in only]
-    say(f"throughput: {len(batch):,} transactions per contender")
+    say(f"throughput: {len(batch):,} transactions and their labels per contender")
     results = [throughput_run(settings, c, batch, timeout=600, say=say) for c in contenders]
     by_name = {r.name: r for r in results}
     say("latency at fixed rates")
@@ -225,7 +253,7 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
     for rate in rates:
         for workers in (1, 2):
             n = int(rate * latency_seconds)
-            paced = list(outgoing(data, start, start + n, with_labels=False))
+            paced = list(outgoing(data, start, start + n, with_labels=True))
             start += n
             latencies.append(latency_run(settings, workers, paced, rate, say))
     measured = {key: by_name[c.name].throughput for key, c in everyone.items()
@@ -241,8 +269,10 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
             ratios[name] = round(measured[a] / measured[b], 3)
     return {
         "records": len(batch),
+        "labels_per_transaction": 1,
         "throughput_tx_per_s": {r.name: r.throughput for r in results},
         "drain_seconds": {r.name: r.seconds for r in results},
+        "scores_drain_seconds": {r.name: r.scores_seconds for r in results},
         "ratios": ratios,
         "latency_ms": {m.name: m.latency_ms for m in latencies},
         "load_avg_1m": {m.name: m.load["load_avg_1m"] for m in [*results, *latencies]},

@@ -1,7 +1,9 @@
 """The peer: a Faust agent written the common way, one event at a time.
 
-Per event it validates, reads and writes the card's table entry, calls ``predict_proba`` on one
-row and awaits one ``send``: the same work as a fraudstream worker, without batching.
+Per transaction it validates, reads and writes the card's table entry, reads its merchant's
+state, calls ``predict_proba`` on one row and awaits one ``send``; per label it updates the
+merchant's state and awaits one ``send`` of it to a merchants changelog: the same work as a
+fraudstream worker, without batching (merchants in a dict, since one process owns them all).
 Run as ``python -m bench.naive_agent`` with the FRAUDSTREAM_* environment of the bench.
 """
 
@@ -19,8 +21,10 @@ from fraudstream import kafka_clients
 from fraudstream.settings import Settings
 from model_registry.artifact import load_verified
 from workers.card_record import CardRecord
+from workers.merchant_labels import MerchantRecord, merchant_label
 from workers.messages import dead_letter_record, iso_now, score_record
 from workers.scoring import Scorer, limit_model_threads
+from workers.topics import ensure_topics, merchants_changelog_spec
 from workers.validation import Rejection, validate
 
 
@@ -33,7 +37,23 @@ def build(settings: Settings) -> faust.App:
     source = app.topic(settings.topic_transactions, value_serializer="raw", key_serializer="raw")
     scores = app.topic(settings.topic_scores, value_serializer="raw", key_serializer="raw")
     dlq = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw")
+    labels = app.topic(settings.topic_labels, value_serializer="raw", key_serializer="raw")
+    merchant_changelog = app.topic(merchants_changelog_spec(settings).name,
+                                   value_serializer="raw", key_serializer="raw")
     cards = app.Table("naive-cards", default=None, key_type=bytes, value_type=bytes)
+    merchants: dict[bytes, MerchantRecord] = {}
+
+    @app.agent(labels)
+    async def learn(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            routed = merchant_label(msg.value, time.time(), settings.max_clock_skew_s)
+            if routed is None:
+                continue
+            key, body = routed
+            record = merchants.setdefault(key, MerchantRecord())
+            record.observe(msg.partition, msg.offset, body)
+            await merchant_changelog.send(key=key, value=orjson.dumps(record.to_wire()))
 
     @app.agent(source)
     async def score(stream: Any) -> None:
@@ -49,7 +69,9 @@ def build(settings: Settings) -> faust.App:
             key = tx.card_id.encode()
             raw = cards.get(key)
             card = CardRecord.from_wire(orjson.loads(raw) if raw else None)
-            row = compute_features(tx.ts, tx.amount, card.state, MerchantState(),
+            merchant = merchants.get(tx.merchant_id.encode())
+            row = compute_features(tx.ts, tx.amount, card.state,
+                                   MerchantState() if merchant is None else merchant.state,
                                    settings.label_delay_days)
             value = float(scorer.score(np.asarray([row]))[0])
             cards[key] = orjson.dumps(card.to_wire())
@@ -67,6 +89,7 @@ def main() -> None:
 
     limit_model_threads()
     settings = Settings.from_env()
+    ensure_topics(settings, [merchants_changelog_spec(settings)])
     app = build(settings)
     Worker(app, loglevel="warning", quiet=True, override_logging=False).execute_from_commandline()
 

@@ -1,49 +1,161 @@
-"""The ceiling: the same validation, features and model in a plain aiokafka loop, no Faust."""
+"""The ceiling: the workers' work and durability in a plain aiokafka loop, no Faust.
+
+Per transaction batch: the same validation, features, model and drift windows
+(``ScoringProcessor``), the card state written to a changelog topic (one record per card per
+batch, acknowledged by all replicas before the scores, as the workers' ``ChangelogTable`` does
+at least once). Per label batch: each
+label parsed as the workers parse it, added to its merchant's state, and the state of each
+merchant it touched written to a merchants changelog, which is what the workers' label path
+ends in. One process owns every merchant here, so labels need no routing hop and no global
+table: this is what the work costs without the machinery of distribution. Offsets are
+committed after the outputs (at least once): the durability of the workers'
+``at_least_once`` mode; the cost of exactly once is the ``2`` / ``2-alo`` ratio.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
+
+import orjson
 
 from fraudstream import kafka_clients
 from fraudstream.settings import Settings
+from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
-from workers.output import KafkaBatchSink
+from workers.card_store import PartitionedStore
+from workers.merchant_labels import MerchantRecord, merchant_label
+from workers.output import KafkaBatchSink, Sink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer, limit_model_threads
-from workers.state_tables import DictTable
+from workers.state_tables import ChangelogTable
+from workers.topics import (
+    card_changelog,
+    card_changelog_spec,
+    ensure_topics,
+    merchants_changelog_spec,
+)
+
+
+class DictStore:
+    """A ``PartitionedStore`` in a dict (the loop restores nothing: it runs once)."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get_in(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write_batch(self, partition: int, items: Sequence[tuple[bytes, bytes]],
+                    changelog_offset: int | None) -> None:
+        self.data.update(items)
+
+    def delete_batch(self, partition: int, keys: Sequence[bytes],
+                     changelog_offset: int | None) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+
+    def scan(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError("the raw loop expires no cards")
+
+
+class LocalChangelogTable(ChangelogTable):
+    """The workers' card table logic over a dict instead of a Faust table."""
+
+    def __init__(self, topic: str, sink: Sink) -> None:
+        super().__init__(None, sink)
+        self._store = DictStore()
+        self._topic = topic
+
+    @property
+    def store(self) -> PartitionedStore:
+        return self._store
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+
+class RawLoop:
+    """What the loop does with one batch of one partition; no Kafka consumer inside."""
+
+    def __init__(self, settings: Settings, scorer: Scorer, sink: Sink) -> None:
+        self.settings = settings
+        self.sink = sink
+        #: Merchant states as the workers' merchants table holds them (wire forms).
+        self.merchants: dict[bytes, object] = {}
+        self.merchants_topic = merchants_changelog_spec(settings).name
+        metrics = WorkerMetrics.create()
+        drift = DriftMonitor.from_settings(metrics, settings)
+        self.processor = ScoringProcessor(
+            scorer=scorer, sink=sink,
+            cards=LocalChangelogTable(card_changelog(settings), sink),
+            merchants=self.merchants, topics=Topics(settings.topic_scores, settings.topic_dlq),
+            metrics=metrics, drift=drift, worker_name="raw-loop",
+            label_delay_days=settings.label_delay_days,
+            max_message_bytes=settings.max_message_bytes,
+            max_clock_skew_s=settings.max_clock_skew_s)
+        self.labels_applied = 0
+        self.labels_rejected = 0
+
+    async def handle(self, batch: list[RawRecord]) -> None:
+        if batch[0].topic == self.settings.topic_labels:
+            await self.apply_labels(batch)
+        else:
+            await self.processor.process(batch)
+
+    async def apply_labels(self, batch: list[RawRecord]) -> None:
+        """Each label into its merchant's state; one changelog record per merchant touched."""
+        touched: dict[bytes, MerchantRecord] = {}
+        now = time.time()
+        for r in batch:
+            routed = merchant_label(r.value, now, self.settings.max_clock_skew_s)
+            if routed is None:
+                self.labels_rejected += 1
+                continue
+            key, body = routed
+            record = touched.get(key)
+            if record is None:
+                record = touched[key] = MerchantRecord.from_wire(self.merchants.get(key))
+            record.observe(r.partition, r.offset, body)
+            self.labels_applied += 1
+        for key, record in touched.items():
+            self.sink.add(self.merchants_topic, key, orjson.dumps(record.to_wire()), 0)
+        await self.sink.flush()
+        self.merchants.update((key, record.to_wire()) for key, record in touched.items())
 
 
 async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int,
                        group: str) -> None:
-    """Consume ``expected`` records, score them in batches and produce the output; then return."""
-    consumer = kafka_clients.aio_consumer(settings, settings.topic_transactions, group_id=group,
+    """Consume ``expected`` transactions and as many labels, score and apply them in batches
+    and produce the outputs; then return."""
+    ensure_topics(settings, [card_changelog_spec(settings), merchants_changelog_spec(settings)])
+    consumer = kafka_clients.aio_consumer(settings, settings.topic_transactions,
+                                          settings.topic_labels, group_id=group,
                                           auto_offset_reset="earliest", enable_auto_commit=True,
                                           max_poll_records=settings.batch_size)
     producer = kafka_clients.aio_producer(settings, linger_ms=5, max_batch_size=262_144,
                                           acks="all")
     await consumer.start()
     await producer.start()
-
-    processor = ScoringProcessor(
-        scorer=scorer, cards=DictTable(), merchants={}, sink=KafkaBatchSink(producer),
-        topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=WorkerMetrics.create(),
-        worker_name="raw-loop", label_delay_days=settings.label_delay_days,
-        max_message_bytes=settings.max_message_bytes)
-    done = 0
+    loop = RawLoop(settings, scorer, KafkaBatchSink(producer))
+    done = {settings.topic_transactions: 0, settings.topic_labels: 0}
     try:
-        while done < expected:
+        while min(done.values()) < expected:
             batches = await consumer.getmany(timeout_ms=100, max_records=settings.batch_size)
             for tp, messages in batches.items():
-                await processor.process([RawRecord(tp.topic, tp.partition, m.offset, m.key,
-                                                   m.value, m.timestamp) for m in messages])
-                done += len(messages)
+                await loop.handle([RawRecord(tp.topic, tp.partition, m.offset, m.key,
+                                             m.value, m.timestamp) for m in messages])
+                done[tp.topic] += len(messages)
     finally:
         await producer.stop()
         await consumer.stop()
 
 
 def main() -> None:
-    """Entry point for running the loop as its own process (``python -m bench.raw_loop N``)."""
+    """Entry point for running the loop as its own process (``python -m bench.raw_loop N``:
+    N transactions and N labels)."""
     import sys
 
     from model_registry.artifact import load_verified

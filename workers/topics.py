@@ -64,6 +64,15 @@ def card_changelog_spec(settings: Settings) -> TopicSpec:
                      {**isr, "cleanup.policy": "compact", **COMPACT_CHANGELOG})
 
 
+def merchants_changelog_spec(settings: Settings) -> TopicSpec:
+    """The merchants global table's changelog as the workers declare it (one partition,
+    compacted)."""
+    rf = settings.replication_factor
+    isr = {"min.insync.replicas": "2"} if rf >= 3 else {}
+    return TopicSpec(f"{settings.app_id}-merchants-changelog", 1, rf,
+                     {**isr, "cleanup.policy": "compact", **COMPACT_CHANGELOG})
+
+
 def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> list[str]:
     """Create the missing topics (``extra`` ones too); returns the names created."""
     from kafka.errors import TopicAlreadyExistsError

@@ -17,11 +17,11 @@ from fraudstream.settings import Settings
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput and latency (a measurement, not a test)",
-                       description="On the local stack and the same simulated data: sustained "
-                       "drain throughput of 1 and 2 fraudstream workers, of a raw aiokafka "
-                       "consume-score-produce loop (the ceiling) and of a naive "
-                       "one-event-at-a-time Faust agent (the peer), with their ratios; then "
-                       "end-to-end latency "
+                       description="On the local stack and the same simulated data (one "
+                       "label per transaction): sustained drain throughput of 1 and 2 "
+                       "fraudstream workers, of a raw aiokafka loop doing the same work with "
+                       "the same changelogs (the ceiling) and of a naive one-event-at-a-time "
+                       "Faust agent (the peer), with their ratios; then end-to-end latency "
                        "percentiles with 1 and 2 workers at fixed input rates.")
     p.add_argument("--records", type=int, default=60_000,
                    help="transactions per throughput run (default 60000)")
@@ -142,9 +142,14 @@ def print_report(report: dict) -> None:
     raw = report["throughput_tx_per_s"].get("raw aiokafka loop")
     beside = f" (raw loop {raw:,.0f} tx/s in this run)" if raw else ""
     print(f"\nthroughput ({report['records']:,} transactions each, "
+          f"{report.get('labels_per_transaction', 0)} label per transaction, "
           f"{report.get('cores', 0):.0f} cores){beside}")
+    drains, scores = report.get("drain_seconds", {}), report.get("scores_drain_seconds", {})
     for name, value in report["throughput_tx_per_s"].items():
-        print(f"  {name:<36} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}")
+        detail = (f"   drained in {drains[name]:.1f} s (scores in {scores[name]:.1f} s)"
+                  if name in drains and name in scores else "")
+        print(f"  {name:<36} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}"
+              f"{detail}")
     print("ratios")
     for name, value in report["ratios"].items():
         print(f"  {name:<36} {value:>10.2f}")
