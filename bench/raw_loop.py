@@ -3,13 +3,12 @@
 Per transaction batch: the same validation, features, model and drift windows
 (``ScoringProcessor``), the card state written to a changelog topic (one record per card per
 batch, acknowledged by all replicas before the scores, as the workers' ``ChangelogTable`` does
-at least once). Per label batch: each
-label parsed as the workers parse it, added to its merchant's state, and the state of each
-merchant it touched written to a merchants changelog, which is what the workers' label path
-ends in. One process owns every merchant here, so labels need no routing hop and no global
-table: this is what the work costs without the machinery of distribution. Offsets are
-committed after the outputs (at least once): the durability of the workers'
-``at_least_once`` mode; the cost of exactly once is the ``2`` / ``2-alo`` ratio.
+at least once). Per label batch: each label parsed as the workers parse it, added to its
+merchant's state, and the state of each merchant it touched written to a merchants changelog,
+which is what the workers' label path ends in. One process owns every merchant here, so labels
+need no routing hop and no global table: this is what the work costs without the machinery of
+distribution. Offsets are committed after the outputs (at least once): the durability of the
+workers' ``at_least_once`` mode; the cost of exactly once is the ``2`` / ``2-alo`` ratio.
 """
 
 from __future__ import annotations
@@ -120,10 +119,11 @@ class RawLoop:
                 record = touched[key] = MerchantRecord.from_wire(self.merchants.get(key))
             record.observe(r.partition, r.offset, body)
             self.labels_applied += 1
-        for key, record in touched.items():
-            self.sink.add(self.merchants_topic, key, orjson.dumps(record.to_wire()), 0)
+        wires = {key: record.to_wire() for key, record in touched.items()}
+        for key, wire in wires.items():
+            self.sink.add(self.merchants_topic, key, orjson.dumps(wire), 0)
         await self.sink.flush()
-        self.merchants.update((key, record.to_wire()) for key, record in touched.items())
+        self.merchants.update(wires)
 
 
 async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int,
