@@ -88,6 +88,8 @@ class Slot:
     #: Until then (monotonic), the supervisor neither probes nor judges this slot's worker
     #: (``Supervisor.leave_alone``).
     unwatched_until: float = 0.0
+    #: Partitions last reported as waiting while this slot's worker commits others.
+    starved: frozenset[int] = frozenset()
 
     @property
     def ready(self) -> bool:
@@ -424,10 +426,17 @@ class Supervisor:
                           "will be replaced again if it fails")
             # Counted from readiness: a replacement that spent its first seconds restoring
             # has had no chance to commit yet.
-            stalled = self._progress.stalled(watch.partitions, now,
-                                             self.policy.progress_timeout_s,
-                                             not_before=watch.ready_since,
-                                             batches=self.policy.stall_batches)
+            timeout, batches = self.policy.progress_timeout_s, self.policy.stall_batches
+            stalled = self._progress.stalled(watch.partitions, now, timeout,
+                                             not_before=watch.ready_since, batches=batches)
+            starved = frozenset(self._progress.starved(
+                watch.partitions, now, timeout, not_before=watch.ready_since, batches=batches))
+            if starved - slot.starved:
+                logger.warning("partitions wait while their worker commits others (overload, "
+                               "not a hang) slot=%d partitions=%s lag=%s", slot.index,
+                               sorted(starved),
+                               {p: self._progress.partitions[p].lag for p in starved})
+            slot.starved = starved
             if stalled and slot.storm.open_since is None:  # a held worker is said once
                 logger.warning("no progress slot=%d partitions=%s lag=%s", slot.index, stalled,
                                {p: self._progress.partitions[p].lag for p in stalled})

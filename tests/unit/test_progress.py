@@ -107,3 +107,36 @@ def test_moved_since_needs_every_partition_caught_up_or_committing() -> None:
     kafka.committed = {0: 20, 1: 100}
     g.refresh(10.0)
     assert g.moved_since([0, 1], 5.0)
+
+
+def test_a_partition_waiting_while_its_worker_commits_another_is_starved_not_stalled() -> None:
+    # Measured: under overload a worker serves its partitions one fetched chunk at a time,
+    # and one of them went 20 s without a commit while the other kept committing.
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 50_000, 1: 50_000}, {0: 0, 1: 0}
+    g = progress(kafka)
+    g.refresh(0.0)
+    for t in range(5, 200, 5):  # partition 1 commits every 5 s, partition 0 never
+        kafka.committed = {0: 0, 1: 10 * t}
+        g.refresh(float(t))
+        if t <= 20:
+            assert g.stalled([0, 1], float(t), 20.0) == []
+            assert g.starved([0, 1], float(t), 20.0) == []
+        elif t <= 120:
+            assert g.stalled([0, 1], float(t), 20.0) == [], t
+            assert g.starved([0, 1], float(t), 20.0) == [0], t
+        else:  # six times the limit: stuck even though its worker commits
+            assert g.stalled([0, 1], float(t), 20.0) == [0], t
+            assert g.starved([0, 1], float(t), 20.0) == [], t
+
+
+def test_a_worker_whose_partitions_all_stopped_committing_is_stalled_at_the_limit() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 50_000, 1: 50_000}, {0: 0, 1: 0}
+    g = progress(kafka)
+    g.refresh(0.0)
+    kafka.committed = {0: 100, 1: 100}
+    g.refresh(5.0)
+    assert g.stalled([0, 1], 25.0, 20.0) == []
+    assert g.stalled([0, 1], 26.0, 20.0) == [0, 1]
+    assert g.starved([0, 1], 26.0, 20.0) == []

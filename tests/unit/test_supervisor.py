@@ -211,6 +211,25 @@ def test_lag_alone_never_replaces_a_worker_that_commits(tmp_path: Path, clock: C
     assert "lag 77,000" in sup.overview().line()  # 96,000 sent, 19,000 committed
 
 
+def test_a_partition_waiting_while_its_worker_commits_the_other_is_not_a_hang(
+        tmp_path: Path, clock: Clock, kafka: FakeKafka, caplog: pytest.LogCaptureFixture) -> None:
+    # Measured 2026-12-01 (2 workers, 4 partitions, 600 tx/s on a slow 2-core machine): each
+    # worker served one partition's fetched chunk at a time, and the supervisor killed all
+    # three workers in turn for one partition's 20 s without a commit.
+    kafka.ends, kafka.committed = {0: 50_000, 1: 50_000}, {0: 0, 1: 0}
+    sup = supervisor(tmp_path, kafka)
+    active(sup).set_ready([0, 1])
+    with caplog.at_level("WARNING"):
+        for step in range(1, 10):  # partition 1 commits every 5 s; partition 0 waits 45 s
+            kafka.committed = {0: 0, 1: 500 * step}
+            run_for(sup, clock, 5.0)
+    assert sup.events == []
+    assert "partitions wait while their worker commits others" in caplog.text
+    kafka.committed = {0: 5000, 1: 5000}
+    run_for(sup, clock, 5.0)
+    assert sup.events == []
+
+
 def test_a_failover_storm_keeps_the_worker_raises_the_metric_and_says_so(
         tmp_path: Path, clock: Clock, kafka: FakeKafka) -> None:
     notices: list[str] = []
