@@ -25,6 +25,7 @@ from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
 from workers.card_store import PartitionedStore
 from workers.merchant_labels import MerchantRecord, merchant_label
+from workers.merchant_states import MerchantStates
 from workers.output import KafkaBatchSink, Sink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer, limit_model_threads
@@ -90,7 +91,8 @@ class RawLoop:
         self.processor = ScoringProcessor(
             scorer=scorer, sink=sink,
             cards=LocalChangelogTable(card_changelog(settings), sink),
-            merchants=self.merchants, topics=Topics(settings.topic_scores, settings.topic_dlq),
+            merchants=MerchantStates(self.merchants),
+            topics=Topics(settings.topic_scores, settings.topic_dlq),
             metrics=metrics, drift=drift, worker_name="raw-loop",
             label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes,

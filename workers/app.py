@@ -45,6 +45,7 @@ from workers.faust_bridge import (
 )
 from workers.fenced_outputs import FencedBatchSink, FencedOutputs
 from workers.merchant_labels import MerchantLabelApplier, merchant_label, route, route_fenced
+from workers.merchant_states import MerchantStates
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
 from workers.pool import worker_datadir
@@ -231,7 +232,7 @@ class WorkerApp:
         drift = DriftMonitor.from_settings(metrics, settings)
         self.processor = ScoringProcessor(
             scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
-            merchants=self.merchants, sink=self.sink,
+            merchants=MerchantStates(self.merchants.table, orjson.loads), sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift,

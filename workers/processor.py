@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 from aiokafka.errors import KafkaError
 
-from features import FEATURE_NAMES, MerchantState, compute_features
+from features import FEATURE_NAMES, compute_features
 from monitoring.drift_window import DriftMonitor
 from monitoring.metrics import WorkerMetrics
 from workers.card_record import CardRecord, Decision
+from workers.merchant_states import MerchantStates
 from workers.messages import dead_letter_record, iso_now, output_key, score_record
 from workers.model_guard import ModelGuard
 from workers.output import Sink, is_record_error, key_partition
@@ -51,7 +52,7 @@ class Topics:
 class ScoringProcessor:
     """Validates, featurises, scores and routes one batch; updates the card table once per card."""
 
-    def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: Mapping[bytes, Any],
+    def __init__(self, *, scorer: Scorer, cards: StateTable, merchants: MerchantStates,
                  sink: Sink, topics: Topics,
                  metrics: WorkerMetrics, worker_name: str, label_delay_days: int,
                  max_message_bytes: int, clock: Callable[[], float] = time.time,
@@ -155,7 +156,6 @@ class ScoringProcessor:
         at = iso_now(now)
         dead: list[tuple[RawRecord, Rejection]] = []
         touched: dict[bytes, tuple[int, CardRecord]] = {}
-        merchants_seen: dict[bytes, MerchantState] = {}
         pending: list[tuple[RawRecord, Transaction, CardRecord]] = []
         rows: list[list[float]] = []
         replays: list[tuple[RawRecord, Transaction, Decision]] = []
@@ -200,12 +200,8 @@ class ScoringProcessor:
                 continue
             if result.ts > self.newest_event_s.get(rec.partition, -1):
                 self.newest_event_s[rec.partition] = result.ts
-            merchant_key = result.merchant_id.encode()
-            merchant = merchants_seen.get(merchant_key)
-            if merchant is None:
-                # Read-only here: decoded once per merchant per batch.
-                merchant = merchants_seen[merchant_key] = MerchantState.from_wire(
-                    self.merchants.get(merchant_key))
+            # Read-only here: decoded once per value the merchants table holds.
+            merchant = self.merchants.get(result.merchant_id.encode())
             rows.append(compute_features(result.ts, result.amount, card.state, merchant,
                                          self.delay))
             pending.append((rec, result, card))

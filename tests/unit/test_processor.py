@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from features import FEATURE_NAMES
 from model_registry.artifact import LoadedModel, ModelManifest
 from monitoring.metrics import WorkerMetrics
+from workers.merchant_states import MerchantStates
 from workers.output import ListSink
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.scoring import Scorer
@@ -44,7 +45,7 @@ class Harness:
         self.cards = DictTable()
         self.registry = CollectorRegistry()
         self.processor = ScoringProcessor(
-            scorer=scorer(), cards=self.cards, merchants={}, sink=self.sink,
+            scorer=scorer(), cards=self.cards, merchants=MerchantStates({}), sink=self.sink,
             topics=Topics("scores", "dlq"), metrics=WorkerMetrics.create(self.registry),
             worker_name="w-test", label_delay_days=7, max_message_bytes=2048,
             clock=lambda: 1_800_000_000.0)
