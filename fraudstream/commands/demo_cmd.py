@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 
 #: Once the input has stopped, the demo waits for the rest to come out as long as outputs keep
-#: coming (a backlog drains at the workers' pace: on a slow machine a 300 s run at 1,000 tx/s
-#: left 120,000 records queued, and a fixed 60 s wait reported 38,688 of them lost); it gives up
-#: after this long without a single one.
+#: coming (a backlog drains at the workers' pace: on a slow machine a fixed 60 s wait after a
+#: 180 s run at 1,000 tx/s reported 38,688 records lost that were only still queued); it gives
+#: up after this long without a single one.
 DRAIN_QUIET_S = 30.0
 
 
