@@ -514,7 +514,7 @@ class WorkerApp:
         """(score, decision, model version) the card's table entry remembers, if any."""
         wire = self.processor.cards.get(card, key_partition(card, self.processor.partitions
                                                             or self.settings.partitions))
-        found = CardRecord.from_wire(wire).find(transaction_id) if wire else None
+        found = CardRecord.decision_in(wire, transaction_id)
         if found is None or not found.decision:
             return None
         return found.score, found.decision, found.model_version

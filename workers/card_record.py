@@ -56,10 +56,7 @@ class CardRecord:
     def _lookup(self, transaction_id: str) -> list | None:
         if self._by_id is None:
             if len(self.decisions) <= SCAN_MAX:
-                for d in reversed(self.decisions):
-                    if d[0] == transaction_id:
-                        return d
-                return None
+                return _scan(self.decisions, transaction_id)
             self._by_id = {d[0]: d for d in self.decisions}
         return self._by_id.get(transaction_id)
 
@@ -105,9 +102,24 @@ class CardRecord:
         last_ts = wire[0][0]
         return int(last_ts) if last_ts is not None else None
 
+    @staticmethod
+    def decision_in(wire: list | None, transaction_id: str) -> Decision | None:
+        """The decision of ``transaction_id`` read off a record's wire form, without decoding
+        the card's state (the label path asks this once per label)."""
+        found = _scan(wire[1], transaction_id) if wire else None
+        return None if found is None else Decision(*found)
+
     @classmethod
     def from_wire(cls, wire: list | None) -> CardRecord:
         if not wire:
             return cls()
         state, decisions = wire
         return cls(CardState.from_wire(state), decisions)
+
+
+def _scan(decisions: list[list], transaction_id: str) -> list | None:
+    """The newest decision (wire form) of ``transaction_id`` in ``decisions``, if any."""
+    for d in reversed(decisions):
+        if d[0] == transaction_id:
+            return d
+    return None

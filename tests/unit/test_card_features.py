@@ -126,3 +126,19 @@ def test_a_card_record_fits_every_output_limit_whatever_its_ids() -> None:
     kept = CardRecord.from_wire(orjson.loads(raw))
     assert kept.find(f"{4_999:06d}" + "\U0001f4b3" * 122) is not None  # the newest stay
     assert len(kept.decisions) >= 32  # at least DEDUP_MIN_KEPT's worth of these ids
+
+
+def test_a_decision_is_read_off_the_wire_form_as_the_record_finds_it() -> None:
+    from workers.card_record import CardRecord, Decision
+
+    record = CardRecord()
+    for i in range(40):  # beyond SCAN_MAX: the record itself looks up through a dict
+        record.state.observe(T0 + i * 10, 1.0)
+        record.remember(Decision(f"t{i}", T0 + i * 10, 3, i, -1.0, "", ""))
+        record.settle(f"t{i}", i / 100, "approve", "v1")
+    wire = orjson.loads(orjson.dumps(record.to_wire()))
+    assert CardRecord.decision_in(wire, "t7") == Decision("t7", T0 + 70, 3, 7, 0.07, "approve",
+                                                          "v1")
+    for tx_id in ("t0", "t39", "t40", ""):
+        assert CardRecord.decision_in(wire, tx_id) == CardRecord.from_wire(wire).find(tx_id)
+    assert CardRecord.decision_in(None, "t7") is None and CardRecord.decision_in([], "t7") is None
