@@ -40,8 +40,8 @@ from workers.faust_bridge import (
     note_committed,
     recovery_stuck_past_targets,
     table_applied_offset,
+    tune_worker_consumer,
     use_idempotent_producer,
-    use_read_committed_consumer,
 )
 from workers.fenced_outputs import FencedBatchSink, FencedOutputs
 from workers.merchant_labels import MerchantLabelApplier, merchant_label, route, route_fenced
@@ -163,8 +163,9 @@ class WorkerApp:
         check_internals()
         use_idempotent_producer()
         # Aborted transactions (a fenced worker's outputs and changelog, an upstream
-        # producer's aborted input) are never read, by streams or by table recovery.
-        use_read_committed_consumer()
+        # producer's aborted input) are never read, by streams or by table recovery; offset
+        # lookups do not queue behind a long fetch (recovery at every rebalance).
+        tune_worker_consumer()
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         if self.exactly_once:
             exact_recovery_targets(lambda ends: last_record_offsets(settings, ends))
