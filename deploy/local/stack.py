@@ -140,19 +140,21 @@ class LocalStack:
                     f"port {port} ({label}) on {self.config.host} is already in use by another "
                     f"process; stop it or choose another port (see `fraudstream stack up --help`)")
 
-    def down(self) -> list[str]:
-        """Stop every process this stack started (and nothing else); returns their names."""
+    def down(self, grace_s: float = 20.0) -> list[str]:
+        """Stop every process this stack started (and nothing else); returns their names.
+
+        Each gets ``grace_s`` after SIGTERM before SIGKILL."""
         stopped = []
         # Reverse start order: clients of Kafka first, Kafka last.
         for name in reversed(ALL_SERVICES):
             for proc in self._processes(name):
-                if proc.stop():
+                if proc.stop(grace_s):
                     stopped.append(proc.name)
         # Kafka nodes started with another --nodes count than this stack's.
         run_dir = self.kafka.nodes[0].process.run_dir
         for pid_file in sorted(run_dir.glob("kafka-*.pid")):
             proc = ManagedProcess(pid_file.stem, run_dir)
-            if proc.stop():
+            if proc.stop(grace_s):
                 stopped.append(proc.name)
         return stopped
 
