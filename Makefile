@@ -4,40 +4,42 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMPS := build/stamps
+# Kept inside the venv: deleting .venv makes the next `make setup` build it again (a stamp
+# under build/ outlived it and left setup failing on a missing .venv/bin/python).
+INSTALLED := $(VENV)/.fraudstream-installed
 APT_PACKAGES := default-jdk-headless maven redis-server prometheus prometheus-alertmanager \
                 docker-compose python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt demo test test-unit test-integration test-e2e soak lint bench stack-up stack-down clean
 
-setup: apt $(STAMPS)/venv deploy/kafka/libs/.complete
+setup: apt $(INSTALLED) deploy/kafka/libs/.complete
 
 # Checked on every run (it is cheap), so a package removed later is installed again. Services
 # the install starts are stopped and disabled, only those of packages it installed.
 apt:
 	@SUDO="$(SUDO)" PYTHON="$(PYTHON)" deploy/local/install-packages.sh $(APT_PACKAGES)
 
-$(STAMPS)/venv: pyproject.toml | apt
+$(INSTALLED): pyproject.toml | apt
 	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
-	@mkdir -p $(STAMPS) && touch $@
+	touch $@
 
-deploy/kafka/libs/.complete: deploy/kafka/pom.xml | apt $(STAMPS)/venv
+deploy/kafka/libs/.complete: deploy/kafka/pom.xml | apt $(INSTALLED)
 	$(PY) -c "from deploy.local.kafka import ensure_jars; ensure_jars()"
 
 demo: setup
 	$(VENV)/bin/fraudstream demo
 
-lint: $(STAMPS)/venv
+lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
 test: setup lint
 	$(PY) -m pytest tests --ignore=tests/soak -m "not control" --durations=25
 
-test-unit: $(STAMPS)/venv
+test-unit: $(INSTALLED)
 	$(PY) -m pytest tests/unit
 
 test-integration: setup
