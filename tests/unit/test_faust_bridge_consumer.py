@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import faust
 
@@ -16,7 +17,7 @@ def test_the_worker_consumer_reads_committed_and_waits_briefly_at_the_broker() -
     async def build() -> tuple[int, str]:
         tune_worker_consumer()
         app = faust.App("bridge-consumer-test", broker="kafka://127.0.0.1:1")
-        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        consumer = cast(Any, app.consumer)._thread._create_worker_consumer(app.transport)
         try:
             return consumer._fetch_max_wait_ms, consumer._isolation_level
         finally:
