@@ -135,9 +135,10 @@ def aiokafka_producer(faust_producer: Any) -> Any:
 #: How long a fetch of the worker's consumer may wait at the broker for data (Faust fixes it
 #: at 1,500 ms). The broker answers one request per connection at a time, so a ListOffsets
 #: request queues behind the consumer's pending fetch: measured, each of the four offset
-#: lookups of Faust's recovery took 1.5 s while its partitions were idle, about 6 s at every
-#: start and every rebalance (failover included). Under load a fetch returns as soon as
-#: records are there, so the shorter wait costs only idle fetches (ten a second).
+#: lookups of Faust's recovery took 1.5 s while its partitions were idle, about 6 s at a
+#: worker's start and at a rebalance while it fetches (a standby taking over a slot has no
+#: fetch pending and was already quick). Under load a fetch returns as soon as records are
+#: there, so the shorter wait costs only idle fetches (ten a second).
 FETCH_MAX_WAIT_MS = 100
 
 
