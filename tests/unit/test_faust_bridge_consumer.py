@@ -12,7 +12,7 @@ from workers.faust_bridge import FETCH_MAX_WAIT_MS, tune_worker_consumer
 
 def test_the_worker_consumer_reads_committed_and_waits_briefly_at_the_broker() -> None:
     """Faust builds its consumer with a 1.5 s fetch wait, behind which every offset lookup
-    of its recovery queued (about 6 s per rebalance, measured)."""
+    of its recovery queued (about 6 s at a worker's start, measured)."""
 
     async def build() -> tuple[int, str]:
         tune_worker_consumer()
