@@ -39,6 +39,7 @@ class WorkerMetrics:
     fenced_records: Counter
     cards_expired: Counter
     card_store_memory: Gauge
+    gc_pause: Histogram
     offsets_gap_filled: Counter
     offsets_redelivered: Counter
     model_refused: Counter
@@ -106,6 +107,9 @@ class WorkerMetrics:
             card_store_memory=Gauge(f"{p}_card_store_memory_bytes", "Memory RocksDB holds for "
                                     "the card table on this worker, by kind (memtables, "
                                     "block_cache, table_readers)", ["kind"], registry=reg),
+            gc_pause=Histogram(f"{p}_gc_pause_seconds", "Pauses of the cyclic garbage "
+                               "collector (each stops the event loop), by generation",
+                               ["generation"], buckets=MODEL_BUCKETS, registry=reg),
             cards_expired=Counter(f"{p}_cards_expired", "Idle cards removed from the card "
                                   "table (tombstoned in its changelog)", registry=reg),
             takeover_skipped=Counter(f"{p}_takeover_skipped", "Records consumed again after a "

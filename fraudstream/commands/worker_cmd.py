@@ -55,6 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.app import WorkerApp
     from workers.hot_swap import current_for_activation, initial_scorer, registry_from_settings
     from workers.pool import stopping_file, worker_datadir
+    from workers.runtime_tuning import tune_runtime
     from workers.scoring import limit_model_threads
     from workers.topics import check_partitions
 
@@ -105,6 +106,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     worker = _announcing_worker_class()(worker_app.app, loglevel=args.loglevel, quiet=True,
                                         override_logging=False)
     worker.stopping_file = stopping_file(settings, os.getpid())
+    # Everything built so far lives as long as the process (workers.runtime_tuning).
+    tune_runtime(metrics.gc_pause)
     worker.execute_from_commandline()
     return 0
 
