@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from typing import Any
 
 from features.windows import DAY_S, MERCHANT_KEEP_DAYS, MERCHANT_WINDOWS_DAYS
@@ -71,14 +72,41 @@ class _Tier:
         return len(self.times)
 
     @classmethod
-    def of(cls, entries: list[tuple[int, int, int]]) -> _Tier:
-        """A tier holding ``entries`` ((point, count, frauds), points strictly increasing)."""
-        tier = cls()
-        tier.times = [at for at, _n, _f in entries]
-        if any(b <= a for a, b in itertools.pairwise(tier.times)):
+    def from_flat(cls, flat: Any, width: int) -> _Tier:
+        """A tier from its wire form: delta-coded (bucket index, count, frauds) triples,
+        flattened (``to_flat``). Whole-list operations, no loop in Python per entry but the
+        one mapping indexes to points: decoding is what every worker does for each merchant
+        state the label path changes."""
+        if not isinstance(flat, list) or len(flat) % 3:
+            raise MerchantStateFormatError(f"merchant state entries {str(flat)[:80]!r} are not "
+                                           "a flat list of triples")
+        if not set(map(type, flat)) <= {int}:
+            raise MerchantStateFormatError(f"merchant state entries {str(flat)[:80]!r} are not "
+                                           "all integers")
+        deltas = flat[0::3]
+        if min(deltas[1:], default=1) <= 0:
             raise MerchantStateFormatError("merchant state entries are not in time order")
-        tier.cum_n = [0, *itertools.accumulate(n for _at, n, _f in entries)]
-        tier.cum_f = [0, *itertools.accumulate(f for _at, _n, f in entries)]
+        tier = cls()
+        indexes = list(itertools.accumulate(deltas))
+        tier.times = indexes if width == 1 else [i * width + width - 1 for i in indexes]
+        tier.cum_n = [0, *itertools.accumulate(flat[1::3])]
+        tier.cum_f = [0, *itertools.accumulate(flat[2::3])]
+        return tier
+
+    def to_flat(self, width: int) -> list[int]:
+        """The wire form ``from_flat`` reads."""
+        times, cn, cf = self.times, self.cum_n, self.cum_f
+        indexes = times if width == 1 else [t // width for t in times]
+        flat = [0] * (3 * len(times))
+        if indexes:
+            flat[0::3] = [indexes[0], *map(operator.sub, indexes[1:], indexes[:-1])]
+            flat[1::3] = list(map(operator.sub, cn[1:], cn[:-1]))
+            flat[2::3] = list(map(operator.sub, cf[1:], cf[:-1]))
+        return flat
+
+    def copy(self) -> _Tier:
+        tier = _Tier()
+        tier.times, tier.cum_n, tier.cum_f = self.times[:], self.cum_n[:], self.cum_f[:]
         return tier
 
     def add(self, at: int, n: int, f: int) -> None:
@@ -228,11 +256,18 @@ class MerchantState:
         since = (hi - max(newest)) / DAY_S if newest else float(widest + 1)
         return [*out, float(len(slots)), since]
 
+    def copy(self) -> MerchantState:
+        """An independent copy (what a decode of ``to_wire`` gives, without encoding)."""
+        state = MerchantState()
+        state.levels = tuple(tier.copy() for tier in self.levels)
+        state.lower = self.lower[:]
+        return state
+
     def to_wire(self) -> dict[str, Any]:
         """A compact JSON-able form: per level, delta-coded (bucket index, count, frauds)
         triples, flattened."""
         return {"v": WIRE_VERSION, "b": list(self.lower),
-                "l": [_delta_flat([(end // width, n, f) for end, n, f in tier.entries()])
+                "l": [tier.to_flat(width)
                       for tier, width in zip(self.levels, LEVEL_WIDTHS_S, strict=True)]}
 
     @classmethod
@@ -260,38 +295,20 @@ class MerchantState:
                 f"{WIRE_VERSION} or the daily list); was it written by a newer release?")
         try:
             lower = [int(b) for b in wire["b"]]
-            levels = [_undelta_flat(flat) for flat in wire["l"]]
+            levels = wire["l"]
         except (KeyError, TypeError, ValueError) as exc:
             raise MerchantStateFormatError(
                 f"merchant state {str(wire)[:80]!r} is not a valid version {WIRE_VERSION} "
                 "form") from exc
-        if len(lower) != len(state.lower) or len(levels) != len(LEVEL_WIDTHS_S):
+        if (len(lower) != len(state.lower) or not isinstance(levels, list)
+                or len(levels) != len(LEVEL_WIDTHS_S)):
             raise MerchantStateFormatError(
-                f"merchant state {str(wire)[:80]!r} has {len(levels)} levels, not "
-                f"{len(LEVEL_WIDTHS_S)}")
+                f"merchant state {str(wire)[:80]!r} does not have {len(LEVEL_WIDTHS_S)} levels")
         state.lower = lower
-        state.levels = tuple(_Tier.of([(i * width + width - 1, n, f) for i, n, f in entries])
-                             for entries, width in zip(levels, LEVEL_WIDTHS_S, strict=True))
+        state.levels = tuple(_Tier.from_flat(flat, width)
+                             for flat, width in zip(levels, LEVEL_WIDTHS_S, strict=True))
         return state
 
 
 def _bucket_end(ts: int, width: int) -> int:
     return ts // width * width + width - 1
-
-
-def _delta_flat(entries: list[tuple[int, int, int]]) -> list[int]:
-    out: list[int] = []
-    previous = 0
-    for at, n, f in entries:
-        out += [at - previous, n, f]
-        previous = at
-    return out
-
-
-def _undelta_flat(flat: list[int]) -> list[tuple[int, int, int]]:
-    if not isinstance(flat, list) or len(flat) % 3:
-        raise MerchantStateFormatError(f"merchant state entries {str(flat)[:80]!r} are not a "
-                                       "flat list of triples")
-    points = list(itertools.accumulate(int(x) for x in flat[0::3]))
-    return list(zip(points, (int(x) for x in flat[1::3]), (int(x) for x in flat[2::3]),
-                    strict=True))

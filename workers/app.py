@@ -218,7 +218,8 @@ class WorkerApp:
             outputs=FencedOutputs(
                 app_id=settings.app_id, input_topic=self.merchant_labels.get_topic_name(),
                 group_id=settings.app_id, producer_factory=transactional_producer),
-            changelog_topic=merchants_changelog, table=self.merchants,
+            changelog_topic=merchants_changelog, table=self.merchants.table,
+            decode=orjson.loads,
             applied_offset=lambda: table_applied_offset(app, self.merchants.table),
             changelog_target=self._merchants_changelog_target,
             changelog_records=functools.partial(read_committed_range, settings,

@@ -59,6 +59,7 @@ import orjson
 
 from features import MerchantState
 from workers.fenced_outputs import Committed, FencedOutputs, OutputRecord, commit_each
+from workers.merchant_states import DecodedTable
 from workers.output import key_partition
 from workers.processor import RawRecord
 
@@ -92,6 +93,9 @@ class MerchantRecord:
         if isinstance(wire, dict) and isinstance(wire.get("o"), list) and len(wire["o"]) == 2:
             applied = (int(wire["o"][0]), int(wire["o"][1]))
         return cls(MerchantState.from_wire(wire), applied)
+
+    def copy(self) -> MerchantRecord:
+        return MerchantRecord(self.state.copy(), self.applied)
 
     def to_wire(self) -> dict[str, Any]:
         wire = self.state.to_wire()
@@ -192,7 +196,8 @@ class MerchantLabelApplier:
     """Hop 2 under exactly-once: merchant states and merchant-labels offsets in one
     transaction per partition, built on the last committed state (see the module docstring).
 
-    ``table`` reads this worker's copy of the merchants table (wire forms);
+    ``table`` reads this worker's copy of the merchants table (stored values, which
+    ``decode`` turns into wire forms: ``orjson.loads`` for Faust's raw bytes);
     ``applied_offset()`` is how far that copy has applied its changelog (None: in the middle
     of a record); ``changelog_target()`` is the offset of the changelog's last committed
     record now (-1: none); ``changelog_records(start, stop)`` reads the changelog's committed
@@ -202,7 +207,8 @@ class MerchantLabelApplier:
     def __init__(self, *, outputs: FencedOutputs, changelog_topic: str,
                  table: Mapping[bytes, Any], applied_offset: Callable[[], int | None],
                  changelog_target: Callable[[], Awaitable[int]],
-                 changelog_records: ChangelogRange) -> None:
+                 changelog_records: ChangelogRange,
+                 decode: Callable[[Any], Any] = lambda stored: stored) -> None:
         self.outputs = outputs
         self.changelog_topic = changelog_topic
         self.table = table
@@ -214,6 +220,8 @@ class MerchantLabelApplier:
         #: Committed states newer than this worker's table copy, with their changelog offset
         #: (its own writes, and what ``_settle`` read), until the copy has applied them.
         self._written: dict[bytes, tuple[MerchantRecord, int]] = {}
+        #: The table copy's records, decoded once per value it holds (copied before a change).
+        self._stored = DecodedTable(table, MerchantRecord.from_wire, decode)
         self._settled = False
 
     def reset(self) -> None:
@@ -270,8 +278,7 @@ class MerchantLabelApplier:
         table copy has not applied it, else the table's."""
         mine = self._written.get(key)
         # A copy: the batch's changes must not stay here if its transaction fails.
-        wire = mine[0].to_wire() if mine is not None else self.table.get(key)
-        return MerchantRecord.from_wire(wire)
+        return (mine[0] if mine is not None else self._stored.get(key)).copy()
 
     async def apply(self, batch: Sequence[RawRecord]) -> Applied:
         """Apply a batch of merchant-labels records; raises when a transaction failed for

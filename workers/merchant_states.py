@@ -1,51 +1,56 @@
-"""Merchant states for scoring, decoded once per stored value instead of once per batch.
+"""Merchant states decoded once per stored value instead of once per batch.
 
 Decoding a merchant's state (``MerchantState.from_wire``) measured as the largest single cost
 of the scoring step (about 10 % of a worker's CPU at 1,000 tx/s with labels, 2026-12-01): a
 batch of a few dozen transactions meets a few dozen merchants, and each was decoded again in
-every batch although its state changes at most once per label batch. ``MerchantStates`` keeps
+every batch although its state changes at most once per label batch. ``DecodedTable`` keeps
 the decoded state beside the stored value it came from and decodes again only when the table
-holds another value for that merchant.
+holds another value for that key. The scoring step reads merchant features through one
+(``MerchantStates``), the label path's applier its merchants' records through another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from features import MerchantState
 
 #: Decoded states kept at most; beyond, the least recently decoded are dropped first.
 MAX_CACHED = 100_000
 
+T = TypeVar("T")
+
 
 def _as_is(stored: Any) -> Any:
     return stored
 
 
-class MerchantStates:
-    """Read-only ``MerchantState`` per merchant key, from ``table``'s stored values.
+class DecodedTable(Generic[T]):
+    """Read-only ``build(wire form)`` per key, from ``table``'s stored values.
 
-    ``decode`` turns a stored value into the wire form ``MerchantState.from_wire`` reads
-    (``orjson.loads`` for a table of raw bytes). A cached state is used while the table holds
-    the same value (the same object, or an equal one); callers must not change it.
+    ``decode`` turns a stored value into the wire form ``build`` reads (``orjson.loads`` for a
+    table of raw bytes); ``build(None)`` stands for a key the table lacks. A cached value is
+    used while the table holds the same stored value (the same object, or an equal one);
+    callers must not change it.
     """
 
-    def __init__(self, table: Mapping[bytes, Any],
+    def __init__(self, table: Mapping[bytes, Any], build: Callable[[Any], T],
                  decode: Callable[[Any], Any] = _as_is, max_cached: int = MAX_CACHED) -> None:
         self.table = table
+        self.build = build
         self.decode = decode
         self.max_cached = max_cached
-        self._cache: dict[bytes, tuple[Any, MerchantState]] = {}
+        self._cache: dict[bytes, tuple[Any, T]] = {}
         #: Decodes done (misses), for tests and profiling.
         self.decoded = 0
 
-    def get(self, key: bytes) -> MerchantState:
+    def get(self, key: bytes) -> T:
         stored = self.table.get(key)
         hit = self._cache.get(key)
         if hit is not None and (hit[0] is stored or hit[0] == stored):
             return hit[1]
-        state = MerchantState.from_wire(None if stored is None else self.decode(stored))
+        value = self.build(None if stored is None else self.decode(stored))
         self.decoded += 1
         cache = self._cache
         if hit is not None:
@@ -53,5 +58,13 @@ class MerchantStates:
         elif len(cache) >= self.max_cached > 0:
             del cache[next(iter(cache))]
         if self.max_cached > 0:
-            cache[key] = (stored, state)
-        return state
+            cache[key] = (stored, value)
+        return value
+
+
+class MerchantStates(DecodedTable[MerchantState]):
+    """Read-only ``MerchantState`` per merchant key (the scoring step's merchant features)."""
+
+    def __init__(self, table: Mapping[bytes, Any], decode: Callable[[Any], Any] = _as_is,
+                 max_cached: int = MAX_CACHED) -> None:
+        super().__init__(table, MerchantState.from_wire, decode, max_cached)

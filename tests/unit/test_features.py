@@ -6,7 +6,7 @@ import pytest
 
 from features import FEATURE_NAMES, CardState, MerchantState, build_feature_matrix, compute_features
 from features.definitions import DAY_S, context_features
-from features.merchant import LEVEL_CAP, MerchantStateFormatError
+from features.merchant import LEVEL_CAP, LEVEL_WIDTHS_S, MerchantStateFormatError
 from features.windows import MERCHANT_WINDOWS_DAYS
 
 T0 = 1_522_540_800  # 2018-04-01T00:00:00Z, a Sunday
@@ -206,10 +206,55 @@ def test_legacy_daily_state_is_read_without_leaking() -> None:
 
 @pytest.mark.parametrize("wire", [{"v": 3, "b": 0, "x": [], "h": []}, "garbage", [[1, 2]],
                                   {"v": 2, "b": 0, "x": [1, 2], "h": []},
-                                  {"v": 2, "b": 0, "x": [5, 1, 0, -1, 1, 0], "h": []}])
+                                  {"v": 2, "b": 0, "x": [5, 1, 0, -1, 1, 0], "h": []},
+                                  {"v": 2, "b": [0, 0], "l": [[5, 1, 0, -1, 1, 0], [], []]},
+                                  {"v": 2, "b": [0, 0], "l": [[5, 1, 0, 0, 1, 0], [], []]},
+                                  {"v": 2, "b": [0, 0], "l": [[1, 2], [], []]},
+                                  {"v": 2, "b": [0, 0], "l": [["5", 1, 0], [], []]},
+                                  {"v": 2, "b": [0, 0], "l": [[5.5, 1, 0], [], []]},
+                                  {"v": 2, "b": [0, 0], "l": [[5, True, 0], [], []]},
+                                  {"v": 2, "b": [0, 0], "l": [[], []]},
+                                  {"v": 2, "b": [0, 0], "l": [[], [], "x"]},
+                                  {"v": 2, "b": [0, 0], "l": "xyz"}])
 def test_an_unknown_merchant_state_is_refused_clearly(wire: object) -> None:
     with pytest.raises(MerchantStateFormatError, match="merchant state"):
         MerchantState.from_wire(wire)
+
+
+def _busy_merchant() -> MerchantState:
+    """Labels at more distinct seconds than a level keeps: minute buckets in use."""
+    merchant = MerchantState()
+    for i in range(LEVEL_CAP + 300):
+        merchant.observe_label(T0 + i * 7, i % 11 == 0)
+    merchant.observe_label(T0 + 20 * DAY_S, True)
+    assert len(merchant.levels[1]) > 0
+    return merchant
+
+
+def test_the_wire_form_is_each_levels_entries_delta_coded() -> None:
+    merchant = _busy_merchant()
+    wire = merchant.to_wire()
+    for flat, tier, width in zip(wire["l"], merchant.levels, LEVEL_WIDTHS_S, strict=True):
+        expected: list[int] = []
+        previous = 0
+        for end, n, f in tier.entries():
+            expected += [end // width - previous, n, f]
+            previous = end // width
+        assert flat == expected
+    decoded = MerchantState.from_wire(orjson.loads(orjson.dumps(wire)))
+    assert [t.entries() for t in decoded.levels] == [t.entries() for t in merchant.levels]
+    at = T0 + 30 * DAY_S
+    assert decoded.features(at, DELAY_S) == merchant.features(at, DELAY_S)
+
+
+def test_a_copy_of_a_merchant_state_is_independent() -> None:
+    merchant = _busy_merchant()
+    before = merchant.to_wire()
+    copy = merchant.copy()
+    assert copy == merchant
+    copy.observe_label(T0 + 3, True)
+    copy.observe_label(T0 + 21 * DAY_S, False)
+    assert merchant.to_wire() == before and copy != merchant
 
 
 def test_offline_labels_reach_the_merchant_exactly_the_delay_later() -> None:
