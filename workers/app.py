@@ -35,6 +35,7 @@ from workers.faust_bridge import (
     check_internals,
     commit_outside_faust,
     committed_offset,
+    deliver_without_tasks,
     end_recovery_at,
     exact_recovery_targets,
     note_committed,
@@ -166,6 +167,7 @@ class WorkerApp:
         # producer's aborted input) are never read, by streams or by table recovery; offset
         # lookups do not queue behind a long fetch (recovery at every rebalance).
         tune_worker_consumer()
+        deliver_without_tasks()
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         if self.exactly_once:
             exact_recovery_targets(lambda ends: last_record_offsets(settings, ends))
