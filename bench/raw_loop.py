@@ -28,6 +28,7 @@ from workers.merchant_labels import MerchantRecord, merchant_label
 from workers.merchant_states import MerchantStates
 from workers.output import KafkaBatchSink, Sink
 from workers.processor import RawRecord, ScoringProcessor, Topics
+from workers.runtime_tuning import tune_runtime
 from workers.scoring import Scorer, limit_model_threads
 from workers.state_tables import ChangelogTable
 from workers.topics import (
@@ -165,6 +166,8 @@ def main() -> None:
     limit_model_threads()
     settings = Settings.from_env()
     scorer = Scorer(load_verified(settings.model_path, settings.signing_key.encode()))
+    # The workers' interpreter settings: the ceiling gets what they get.
+    tune_runtime()
     asyncio.run(run_raw_loop(settings, scorer, int(sys.argv[1]), f"{settings.app_id}-raw"))
 
 
