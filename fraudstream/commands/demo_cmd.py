@@ -50,12 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of streaming (default: until Ctrl-C)")
     p.add_argument("--rate", type=float, default=1000.0,
-                   help="transactions per second (default 1000; with a label each, the "
-                        "faster 2-core machines here keep up at about 500 with sub-second "
-                        "latency and run 1000 with a backlog of about a second; one 2.6 times "
-                        "slower fell behind at 500 once labels started. Above capacity the "
-                        "lag grows and drains after the input stops: README, \"The two "
-                        "commands\")")
+                   help="transactions per second (default 1000; with a label each, a "
+                        "2-core machine here ran 1000 for 5 minutes, a minute of CPU hog "
+                        "included, with a backlog under 1,000 records and a p99 near half a "
+                        "second; one 2.6 times slower fell behind at 500 with older code. "
+                        "Above capacity the lag grows and drains after the input stops: "
+                        "README, \"The two commands\")")
     p.add_argument("--workers", type=int, default=2, help="scoring workers (default 2)")
     p.add_argument("--standby", type=int, default=1,
                    help="warm standbys the supervisor keeps for failover (default 1)")
