@@ -41,6 +41,12 @@ PLAN = RunPlan(rate=400, duration_s=18, fault_at_s=6, workers=2, standbys=1,
 #: have answered with kills; then the load drops and the backlog must drain.
 SLOW_PLAN = RunPlan(rate=400, duration_s=40, fault_at_s=6, workers=2, standbys=1,
                     alert_time_scale=ALERT_TIME_SCALE)
+#: Overload at twice the capacity needs a base rate of about half of it: since 2026-12-01 (d)
+#: two workers drain about 2,600 tx/s with labels (`fraudstream bench`), and a 1,600 tx/s
+#: burst (400 × 4) no longer built a backlog that raised the lag alert; 800 × 4 did (the
+#: backlog drained 19 s after the burst).
+OVERLOAD_PLAN = RunPlan(rate=800, duration_s=40, fault_at_s=6, workers=2, standbys=1,
+                        alert_time_scale=ALERT_TIME_SCALE)
 #: big-state-kill with 100,000 cards here (1,000,000 in `make soak`): filling and the first
 #: restore of a million take minutes on a 2-core machine.
 BIG_STATE_PLAN = RunPlan(rate=400, duration_s=25, fault_at_s=6, workers=2, standbys=1,
@@ -51,6 +57,8 @@ def plan_for(name: str) -> RunPlan:
     scenario = SCENARIOS[name]
     if scenario.preload_cards:
         return BIG_STATE_PLAN
+    if scenario.rate_during is not None and scenario.rate_during > 1:
+        return OVERLOAD_PLAN
     return SLOW_PLAN if scenario.expect_no_failover else PLAN
 
 

@@ -21,8 +21,11 @@ pytestmark = pytest.mark.chaos
 def test_sixty_seconds_of_slowness_drain_without_a_failover(base_settings: Settings,
                                                             stack: LocalStack,
                                                             name: str) -> None:
+    # Overload's burst is four times the rate: twice the capacity (tests/chaos/
+    # test_scenarios.py, OVERLOAD_PLAN).
+    rate = 800 if name == "overload" else 300
     report = run_scenario(base_settings, stack, name,
-                          RunPlan(rate=300, duration_s=120, fault_at_s=10, workers=2,
+                          RunPlan(rate=rate, duration_s=120, fault_at_s=10, workers=2,
                                   standbys=1, fault_seconds=60))
     assert not report.failovers, report.problems
     assert report.drained_after_heal_s is not None, report.problems
