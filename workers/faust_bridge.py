@@ -205,9 +205,6 @@ class _Resumed(collections.abc.Coroutine):
     def __await__(self) -> Any:
         return self
 
-    def __iter__(self) -> Any:
-        return self
-
     def __next__(self) -> Any:
         return self.send(None)
 

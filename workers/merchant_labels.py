@@ -59,7 +59,7 @@ import orjson
 
 from features import MerchantState
 from workers.fenced_outputs import Committed, FencedOutputs, OutputRecord, commit_each
-from workers.merchant_states import DecodedTable
+from workers.merchant_states import DecodedTable, as_is
 from workers.output import key_partition
 from workers.processor import RawRecord
 
@@ -208,10 +208,9 @@ class MerchantLabelApplier:
                  table: Mapping[bytes, Any], applied_offset: Callable[[], int | None],
                  changelog_target: Callable[[], Awaitable[int]],
                  changelog_records: ChangelogRange,
-                 decode: Callable[[Any], Any] = lambda stored: stored) -> None:
+                 decode: Callable[[Any], Any] = as_is) -> None:
         self.outputs = outputs
         self.changelog_topic = changelog_topic
-        self.table = table
         self.applied_offset = applied_offset
         self.changelog_target = changelog_target
         self.changelog_records = changelog_records

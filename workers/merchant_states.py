@@ -22,7 +22,8 @@ MAX_CACHED = 100_000
 T = TypeVar("T")
 
 
-def _as_is(stored: Any) -> Any:
+def as_is(stored: Any) -> Any:
+    """The stored value is already the wire form (a table of decoded values)."""
     return stored
 
 
@@ -36,7 +37,7 @@ class DecodedTable(Generic[T]):
     """
 
     def __init__(self, table: Mapping[bytes, Any], build: Callable[[Any], T],
-                 decode: Callable[[Any], Any] = _as_is, max_cached: int = MAX_CACHED) -> None:
+                 decode: Callable[[Any], Any] = as_is, max_cached: int = MAX_CACHED) -> None:
         self.table = table
         self.build = build
         self.decode = decode
@@ -65,6 +66,6 @@ class DecodedTable(Generic[T]):
 class MerchantStates(DecodedTable[MerchantState]):
     """Read-only ``MerchantState`` per merchant key (the scoring step's merchant features)."""
 
-    def __init__(self, table: Mapping[bytes, Any], decode: Callable[[Any], Any] = _as_is,
+    def __init__(self, table: Mapping[bytes, Any], decode: Callable[[Any], Any] = as_is,
                  max_cached: int = MAX_CACHED) -> None:
         super().__init__(table, MerchantState.from_wire, decode, max_cached)
