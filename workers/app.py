@@ -45,7 +45,7 @@ from workers.faust_bridge import (
     use_idempotent_producer,
 )
 from workers.fenced_outputs import FencedBatchSink, FencedOutputs
-from workers.merchant_labels import MerchantLabelApplier, merchant_label, route, route_fenced
+from workers.merchant_labels import MerchantLabelApplier, labels_in, route, route_fenced
 from workers.merchant_states import MerchantStates
 from workers.model_guard import ChaosState, ModelGuard
 from workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
@@ -222,6 +222,8 @@ class WorkerApp:
                 group_id=settings.app_id, producer_factory=transactional_producer),
             changelog_topic=merchants_changelog, table=self.merchants.table,
             decode=orjson.loads,
+            on_written=lambda key, stored, state: self.processor.merchants.prime(key, stored,
+                                                                                 state),
             applied_offset=lambda: table_applied_offset(app, self.merchants.table),
             changelog_target=self._merchants_changelog_target,
             changelog_records=functools.partial(read_committed_range, settings,
@@ -460,6 +462,7 @@ class WorkerApp:
             note_committed(self.app.consumer, TP(topic, partition), offset)
         self.metrics.labels_applied.labels("applied").inc(done.applied)
         self.metrics.labels_applied.labels("duplicate").inc(done.duplicates)
+        self.metrics.labels_applied.labels("rejected").inc(done.rejected)
         self.metrics.fenced_records.inc(done.fenced)
 
     async def _merchant_labels_partitions(self) -> int:
@@ -552,13 +555,13 @@ class WorkerApp:
                     await _finish(self._route_labels_or_exit(_raw_records(events)))
                     self.live.maybe_publish()
                     continue
-                for e in events:
-                    routed = merchant_label(e.message.value, time.time(), s.max_clock_skew_s)
-                    if routed is None:
-                        self.metrics.labels_applied.labels("rejected").inc()
-                        continue
-                    merchant, body = routed
-                    sink.add(self.merchant_labels.get_topic_name(), merchant, body)
+                routed = route(_raw_records(events), self.merchant_labels.get_topic_name(),
+                               await self._merchant_labels_partitions(), time.time(),
+                               s.max_clock_skew_s)
+                for records in routed.records.values():
+                    for topic, key, value, partition in records:
+                        sink.add(topic, key, value, partition)
+                self.metrics.labels_applied.labels("rejected").inc(routed.rejected)
                 await sink.flush()
                 self.live.maybe_publish()
 
@@ -576,16 +579,23 @@ class WorkerApp:
                     await _finish(self._apply_labels_or_exit(_raw_records(events)))
                     continue
                 touched: dict[bytes, MerchantState] = {}
+                applied = rejected = 0
                 for e in events:
-                    key = e.message.key or b""
-                    state = touched.get(key)
-                    if state is None:
-                        state = touched[key] = MerchantState.from_wire(self.merchants.get(key))
-                    ts, is_fraud = orjson.loads(e.message.value or b"[0, 0]")
-                    state.observe_label(ts, bool(is_fraud))
+                    labels = labels_in(e.message.key, e.message.value)
+                    if labels is None:
+                        rejected += 1
+                        continue
+                    for key, ts, is_fraud in labels:
+                        state = touched.get(key)
+                        if state is None:
+                            state = touched[key] = MerchantState.from_wire(
+                                self.merchants.get(key))
+                        state.observe_label(ts, bool(is_fraud))
+                    applied += len(labels)
                 for key, state in touched.items():
                     self.merchants[key] = state.to_wire()
-                self.metrics.labels_applied.labels("applied").inc(len(events))
+                self.metrics.labels_applied.labels("applied").inc(applied)
+                self.metrics.labels_applied.labels("rejected").inc(rejected)
 
         if s.card_idle_days > 0:
             @app.timer(interval=CARD_EXPIRY_INTERVAL_S)

@@ -53,14 +53,21 @@ class DecodedTable(Generic[T]):
             return hit[1]
         value = self.build(None if stored is None else self.decode(stored))
         self.decoded += 1
-        cache = self._cache
-        if hit is not None:
-            del cache[key]  # re-inserted last: the dict's order is the order of decoding
-        elif len(cache) >= self.max_cached > 0:
-            del cache[next(iter(cache))]
-        if self.max_cached > 0:
-            cache[key] = (stored, value)
+        self.prime(key, stored, value)
         return value
+
+    def prime(self, key: bytes, stored: Any, value: T) -> None:
+        """Take ``value`` as what ``stored`` builds for ``key``: a writer that has both (the
+        label path's applier, which encoded ``stored`` from ``value``) spares the decode of
+        its own write when the table's copy holds it. ``value`` must not change afterwards."""
+        if self.max_cached <= 0:
+            return
+        cache = self._cache
+        if key in cache:
+            del cache[key]  # re-inserted last: the dict's order is the order of decoding
+        elif len(cache) >= self.max_cached:
+            del cache[next(iter(cache))]
+        cache[key] = (stored, value)
 
 
 class MerchantStates(DecodedTable[MerchantState]):

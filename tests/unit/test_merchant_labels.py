@@ -11,13 +11,17 @@ import orjson
 import pytest
 
 from features import MerchantState
+from workers import merchant_labels
 from workers.fenced_outputs import FencedError, OutputRecord
 from workers.merchant_labels import (
     MerchantLabelApplier,
     MerchantRecord,
+    labels_in,
+    labels_record,
     route,
     route_fenced,
 )
+from workers.merchant_states import DecodedTable
 from workers.output import key_partition
 from workers.processor import RawRecord
 
@@ -140,12 +144,41 @@ def test_route_groups_by_labels_partition_and_commits_past_rejected_labels() -> 
     routed = route(batch, "ml", 4, NOW, 86_400 * 400)
     assert routed.next_offsets == {0: 8, 1: 10, 3: 41}
     assert routed.rejected == 2
-    pa, pb = key_partition(b"MA", 4), key_partition(b"MB", 4)
     ts = 1_796_032_800  # 2026-11-30T10:00:00Z
-    assert routed.records[0] == [("ml", b"MA", orjson.dumps([ts, 1]), pa),
-                                 ("ml", b"MB", orjson.dumps([ts, 0]), pb)]
-    assert [r[1] for r in routed.records[3]] == [b"MA"]
+    # "MA" and "MB" land on partition 3 of 4 and 1 of 4 under Kafka's default partitioner.
+    assert (key_partition(b"MA", 4), key_partition(b"MB", 4)) == (3, 1)
+    assert routed.records[0] == [("ml", None, b'[["MA",1796032800,1]]', 3),
+                                 ("ml", None, b'[["MB",1796032800,0]]', 1)]
+    assert routed.records[3] == [("ml", None, b'[["MA",1796032800,0]]', 3)]
+    assert labels_in(None, routed.records[0][0][2]) == [(b"MA", ts, 1)]
     assert 1 not in routed.records
+
+
+def test_route_puts_a_partitions_labels_in_one_record_up_to_the_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merchant_labels, "LABELS_PER_RECORD", 2)
+    # "MA", "MC" and "MQ" share partition 3 of 4; "MB" is on 1.
+    assert [key_partition(m, 4) for m in (b"MA", b"MB", b"MC", b"MQ")] == [3, 1, 3, 3]
+    batch = [label_record(0, 5, "MA", 1), label_record(0, 6, "MB"), label_record(0, 7, "MC"),
+             label_record(0, 8, "MA"), label_record(0, 9, "MQ", 1)]
+    routed = route(batch, "ml", 4, NOW, 86_400 * 400)
+    ts = 1_796_032_800
+    assert [(p, labels_in(k, v)) for _t, k, v, p in routed.records[0]] == [
+        (3, [(b"MA", ts, 1), (b"MC", ts, 0)]), (3, [(b"MA", ts, 0), (b"MQ", ts, 1)]),
+        (1, [(b"MB", ts, 0)])]
+    assert routed.next_offsets == {0: 10}
+
+
+def test_labels_in_reads_both_record_forms_and_refuses_anything_else() -> None:
+    assert labels_in(None, labels_record([("M1", 5, 1), ("M2", 6, 0)])) == [
+        (b"M1", 5, 1), (b"M2", 6, 0)]
+    assert labels_in(b"M1", b"[1700000000,1]") == [(b"M1", 1_700_000_000, 1)]
+    assert labels_in(None, b"[]") == []
+    for key, value in [(None, b"[1700000000,1]"), (b"M1", b"[1700000000,2]"), (None, b"{}"),
+                       (None, b"not json"), (None, None), (None, b'[["M1",5]]'),
+                       (None, b'[["M1","5",1]]'), (None, b'[["",5,1]]'), (None, b'[[7,5,1]]'),
+                       (None, b'[["M1",5,3]]'), (None, b'[["M1",5.5,1]]')]:
+        assert labels_in(key, value) is None, (key, value)
 
 
 def test_route_fenced_drops_partitions_not_open_here() -> None:
@@ -155,7 +188,8 @@ def test_route_fenced_drops_partitions_not_open_here() -> None:
     done = asyncio.run(route_fenced(outputs, routed))  # type: ignore[arg-type]
     assert done.partitions == {0} and done.fenced == {2}
     assert outputs.offsets == {0: 6}
-    assert [key for _t, key, _v, _p in outputs.log] == [b"MA"]
+    assert [labels_in(key, v)[0][0] for _t, key, v, _p in outputs.log  # type: ignore[index]
+            ] == [b"MA"]
 
 
 def test_labels_build_on_the_previous_owners_last_state_the_table_copy_has_not_read() -> None:
@@ -288,3 +322,82 @@ def test_a_target_on_a_marker_reads_up_to_it() -> None:
     asyncio.run(run())
     table.catch_up()
     assert counts(table.data[b"M1"]) == (6, 2)
+
+
+def batch_record(partition: int, offset: int, labels: list[tuple[str, int, int]]) -> RawRecord:
+    """One merchant-labels record of the batched form (what ``route`` writes)."""
+    return RawRecord("merchant-labels", partition, offset, None, labels_record(labels), 0)
+
+
+def test_a_record_of_many_labels_applies_each_of_them_once() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    t = 1_700_000_000
+    first = batch_record(1, 0, [("M1", t, 1), ("M2", t + 1, 0), ("M1", t + 2, 0)])
+    done = asyncio.run(step.apply([first, batch_record(1, 1, [("M1", t + 3, 1)])]))
+    assert (done.applied, done.duplicates, done.rejected) == (4, 0, 0)
+    assert outputs.offsets == {1: 2}
+    # Delivered again (a stale fetch): every label of the record is skipped, for each merchant.
+    again = asyncio.run(step.apply([first]))
+    assert (again.applied, again.duplicates) == (0, 3)
+    # The first form, one label keyed by its merchant, is still applied.
+    asyncio.run(step.apply(labels(1, 2, 2)))
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (5, 3) and counts(table.data[b"M2"]) == (1, 0)
+
+
+def test_a_record_in_no_known_form_is_skipped_and_its_offset_commits() -> None:
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    bad = RawRecord("merchant-labels", 1, 0, None, b'[["M1","soon",1]]', 0)
+    done = asyncio.run(step.apply([bad, batch_record(1, 1, [("M1", 1_700_000_000, 1)])]))
+    assert (done.applied, done.rejected) == (1, 1)
+    assert outputs.offsets == {1: 2}
+    table.catch_up()
+    assert counts(table.data[b"M1"]) == (1, 1)
+
+
+def test_a_committed_state_is_decoded_by_nobody_once_the_copy_holds_it() -> None:
+    """The applier's own records and the scoring step's decoded states take the states it
+    wrote as they are (the copy holds the bytes written: a table of raw values)."""
+    outputs = FakeOutputs({1})
+    raw: dict[bytes, bytes] = {}
+    scoring = DecodedTable(raw, MerchantState.from_wire, orjson.loads)
+    heard: list[tuple[bytes, bytes, MerchantState]] = []
+
+    async def no_target() -> int:
+        return len(outputs.log) - 1
+
+    async def no_records(start: int, stop: int) -> list[tuple[bytes | None, bytes | None, int]]:
+        return []
+
+    def written(key: bytes, stored: bytes, state: MerchantState) -> None:
+        heard.append((key, stored, state))
+        scoring.prime(key, stored, state)
+
+    applied = [-1]
+    step = MerchantLabelApplier(
+        outputs=outputs, changelog_topic=CHANGELOG, table=raw,  # type: ignore[arg-type]
+        applied_offset=lambda: applied[0], changelog_target=no_target,
+        changelog_records=no_records, decode=orjson.loads, on_written=written)
+
+    def copy_catches_up() -> None:
+        for at in range(applied[0] + 1, len(outputs.log)):
+            _t, key, value, _p = outputs.log[at]
+            assert key is not None and value is not None
+            raw[key] = bytes(value)  # an equal value, not the same object
+        applied[0] = len(outputs.log) - 1
+
+    asyncio.run(step.apply(labels(1, 0, 10)))
+    [(key, stored, state)] = heard
+    assert key == b"M1" and MerchantState.from_wire(orjson.loads(stored)) == state
+    copy_catches_up()
+    before = step._stored.decoded
+    assert scoring.get(b"M1") is state and scoring.decoded == 0
+    asyncio.run(step.apply(labels(1, 10, 10)))
+    assert step._stored.decoded == before, "its own write came back decoded already"
+    copy_catches_up()
+    assert counts(orjson.loads(raw[b"M1"])) == (20, 7)
+    assert scoring.get(b"M1") is heard[-1][2]
