@@ -519,9 +519,9 @@ class WorkerApp:
 
     def _decision_of(self, card: bytes, transaction_id: str) -> tuple[float, str, str] | None:
         """(score, decision, model version) the card's table entry remembers, if any."""
-        wire = self.processor.cards.get(card, key_partition(card, self.processor.partitions
-                                                            or self.settings.partitions))
-        found = CardRecord.decision_in(wire, transaction_id)
+        stored = cast(ChangelogTable, self.processor.cards).get_stored(
+            card, key_partition(card, self.processor.partitions or self.settings.partitions))
+        found = CardRecord.decision_in(stored, transaction_id)
         if found is None or not found.decision:
             return None
         return found.score, found.decision, found.model_version

@@ -7,10 +7,15 @@ duplicate and is dead-lettered instead of getting a second decision.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import orjson
+
 from features import CardState
+
+_JSON = json.JSONDecoder()
 
 #: A transaction id is remembered for duplicate detection while it is among the card's last
 #: ``DEDUP_MIN_KEPT`` decisions or younger than ``DEDUP_WINDOW_S`` in the card's event time.
@@ -103,9 +108,31 @@ class CardRecord:
         return int(last_ts) if last_ts is not None else None
 
     @staticmethod
-    def decision_in(wire: list | None, transaction_id: str) -> Decision | None:
-        """The decision of ``transaction_id`` read off a record's wire form, without decoding
-        the card's state (the label path asks this once per label)."""
+    def decision_in(stored: bytes | None, transaction_id: str) -> Decision | None:
+        """The decision of ``transaction_id`` read off a record's stored JSON, parsing only
+        that decision (the label path asks this once per label; decoding a busy card's whole
+        record, about 4 KB, cost more than the rest of the label's routing).
+
+        A decision is stored as a list that starts with its id, written by orjson, so its
+        newest one starts at the last ``[<id as orjson writes it>,`` (only decisions hold
+        strings). A record with escapes in it may come from another encoder: it is decoded
+        whole.
+        """
+        if not stored:
+            return None
+        at = stored.rfind(b"[" + orjson.dumps(transaction_id) + b",")
+        if at < 0 and b"\\" not in stored:
+            return None
+        if at >= 0:
+            try:
+                found, _end = _JSON.raw_decode(stored[at:].decode())
+            except ValueError:
+                found = None
+            if isinstance(found, list) and len(found) == len(Decision._fields) and (
+                    found[0] == transaction_id):
+                return Decision(*found)
+        # Escapes (another encoder), or a match that is not a decision: decode it all.
+        wire = orjson.loads(stored)
         found = _scan(wire[1], transaction_id) if wire else None
         return None if found is None else Decision(*found)
 

@@ -111,6 +111,10 @@ class ChangelogTable:
         raw = self.store.get_in(partition, key)
         return None if raw is None else orjson.loads(raw)
 
+    def get_stored(self, key: bytes, partition: int) -> bytes | None:
+        """The value as stored (its JSON), for readers that need only a part of it."""
+        return self.store.get_in(partition, key)
+
     @property
     def topic(self) -> str:
         return cast(str, self.table.changelog_topic.get_topic_name())

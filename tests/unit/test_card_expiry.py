@@ -117,3 +117,28 @@ def test_both_stores_scan_only_the_partition_asked(tmp_path: Path, kind: str) ->
     store.write_batch(1, [(b"b", b"[1]")], 1)
     assert store.scan(0, None, 9) == [(b"a", b"[0]")]
     assert store.scan(1, None, 9) == [(b"b", b"[1]")]
+
+
+def test_a_batch_waiting_for_the_lock_gets_it_between_two_slices_of_a_chunk() -> None:
+    events: list[str] = []
+    lock = asyncio.Lock()
+
+    class Recorded(DictTable):
+        def scan(self, partition: int, after: bytes | None,
+                 limit: int) -> list[tuple[bytes, object]]:
+            events.append(f"scan {limit}")
+            if len(events) == 1:  # a batch arrives while the first slice holds the lock
+                asyncio.get_running_loop().create_task(batch())
+            return super().scan(partition, after, limit)
+
+    async def batch() -> None:
+        async with lock:
+            events.append("batch")
+
+    table = Recorded()
+    asyncio.run(table.put_many([(b"k%d" % i, 0, card_seen_at(int(NOW - 40 * DAY_S)))
+                                for i in range(5)]))
+    expiry = CardExpiry(table, lock, idle_s=31 * DAY_S, chunk=4, slice_=2)
+    assert asyncio.run(expiry.sweep([0], {0: NOW})) == 4
+    assert events == ["scan 2", "batch", "scan 2"]
+    assert expiry._cursor[0] == b"k3" and list(table.data) == [b"k4"]

@@ -136,9 +136,34 @@ def test_a_decision_is_read_off_the_wire_form_as_the_record_finds_it() -> None:
         record.state.observe(T0 + i * 10, 1.0)
         record.remember(Decision(f"t{i}", T0 + i * 10, 3, i, -1.0, "", ""))
         record.settle(f"t{i}", i / 100, "approve", "v1")
-    wire = orjson.loads(orjson.dumps(record.to_wire()))
-    assert CardRecord.decision_in(wire, "t7") == Decision("t7", T0 + 70, 3, 7, 0.07, "approve",
-                                                          "v1")
-    for tx_id in ("t0", "t39", "t40", ""):
-        assert CardRecord.decision_in(wire, tx_id) == CardRecord.from_wire(wire).find(tx_id)
-    assert CardRecord.decision_in(None, "t7") is None and CardRecord.decision_in([], "t7") is None
+    stored = orjson.dumps(record.to_wire())
+    wire = orjson.loads(stored)
+    assert CardRecord.decision_in(stored, "t7") == Decision("t7", T0 + 70, 3, 7, 0.07,
+                                                            "approve", "v1")
+    for tx_id in ("t0", "t1", "t39", "t40", "t3", ""):
+        assert CardRecord.decision_in(stored, tx_id) == CardRecord.from_wire(wire).find(tx_id)
+    assert CardRecord.decision_in(None, "t7") is None and CardRecord.decision_in(b"", "t7") is None
+
+
+def test_a_decision_is_read_off_the_stored_json_whatever_its_id_holds() -> None:
+    import json
+
+    from workers.card_record import CardRecord, Decision
+
+    ids = ["plain", 'qu"ote', "back\\slash", "\U0001f4b3 card", "x[", ",1,2,3,0.5,", "tx-1",
+           "tx-1 again"]
+    record = CardRecord()
+    for i, tx_id in enumerate(ids):
+        record.state.observe(T0 + i, 1.0)
+        record.remember(Decision(tx_id, T0 + i, 0, i, -1.0, "", ""))
+        record.settle(tx_id, i / 10, "review", "v2")
+    # The same id decided again later (a replay keeps the newest): the newest is found.
+    record.remember(Decision("tx-1", T0 + 99, 0, 99, -1.0, "", ""))
+    record.settle("tx-1", 0.99, "decline", "v3")
+    for stored in (orjson.dumps(record.to_wire()),
+                   json.dumps(record.to_wire()).encode()):  # escapes: another encoder
+        for tx_id in [*ids, "absent", "tx"]:
+            assert CardRecord.decision_in(stored, tx_id) == CardRecord.from_wire(
+                orjson.loads(stored)).find(tx_id), (stored[:20], tx_id)
+    assert CardRecord.decision_in(orjson.dumps(record.to_wire()), "tx-1") == Decision(
+        "tx-1", T0 + 99, 0, 99, 0.99, "decline", "v3")
