@@ -8,7 +8,7 @@ a global table every worker reads. Two hops get it there:
    owner applies all labels of one merchant. A batch's labels for one partition travel in one
    record (``labels_record``: ``[merchant, ts, is_fraud]`` triples, at most
    ``LABELS_PER_RECORD``): one record per label cost the second hop a Faust event each
-   (py-spy at 1,000 labels a second: Faust's fetch loop fell from 13.9 % of a worker's samples
+   (py-spy at 1,000 labels a second: Faust's fetch loop fell from 12.2-13.9 % of a worker's samples
    to 10.7-11.5 % with this). A record of the first form (one label, keyed by its merchant,
    ``[ts, is_fraud]``) is still read.
 2. **Apply** (agent ``apply-labels``): the owner of a merchant-labels partition adds each label
