@@ -238,7 +238,10 @@ class WorkerApp:
         drift = DriftMonitor.from_settings(metrics, settings)
         self.processor = ScoringProcessor(
             scorer=scorer, cards=ChangelogTable(self.card_table, self.sink),
-            merchants=MerchantStates(self.merchants.table, orjson.loads), sink=self.sink,
+            merchants=MerchantStates(self.merchants.table, orjson.loads,
+                                     committed=self.applier.committed_state
+                                     if self.exactly_once else None),
+            sink=self.sink,
             topics=Topics(settings.topic_scores, settings.topic_dlq), metrics=metrics,
             worker_name=self.name, label_delay_days=settings.label_delay_days,
             max_message_bytes=settings.max_message_bytes, guard=self.guard, drift=drift,

@@ -342,6 +342,13 @@ class MerchantLabelApplier:
             self._written = {key: mine for key, mine in self._written.items()
                              if mine[1] > applied}
 
+    def committed_state(self, key: bytes) -> MerchantState | None:
+        """The merchant's state as this worker last committed it, while its table copy may
+        not hold it yet (None: the copy's is the last committed one; nobody else writes the
+        merchants of this worker's partitions)."""
+        mine = self._written.get(key)
+        return None if mine is None else mine[0].state
+
     def _current(self, key: bytes) -> MerchantRecord:
         """The last committed state of a merchant: this worker's own last write while its
         table copy has not applied it, else the table's."""

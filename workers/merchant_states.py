@@ -71,8 +71,24 @@ class DecodedTable(Generic[T]):
 
 
 class MerchantStates(DecodedTable[MerchantState]):
-    """Read-only ``MerchantState`` per merchant key (the scoring step's merchant features)."""
+    """Read-only ``MerchantState`` per merchant key (the scoring step's merchant features).
+
+    ``committed(key)``, when given, is consulted first: a state this worker has committed but
+    its table copy may not hold yet (the label path's own writes; None: read the table). A
+    copy applies a write only once it has read it back from the changelog, after the
+    transaction's markers: scoring from the copy alone, a transaction that came right after a
+    label was applied (as the online/offline parity test sends it) could miss that label.
+    """
 
     def __init__(self, table: Mapping[bytes, Any], decode: Callable[[Any], Any] = as_is,
-                 max_cached: int = MAX_CACHED) -> None:
+                 max_cached: int = MAX_CACHED,
+                 committed: Callable[[bytes], MerchantState | None] | None = None) -> None:
         super().__init__(table, MerchantState.from_wire, decode, max_cached)
+        self.committed = committed
+
+    def get(self, key: bytes) -> MerchantState:
+        if self.committed is not None:
+            mine = self.committed(key)
+            if mine is not None:
+                return mine
+        return super().get(key)

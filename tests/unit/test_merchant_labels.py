@@ -401,3 +401,21 @@ def test_a_committed_state_is_decoded_by_nobody_once_the_copy_holds_it() -> None
     copy_catches_up()
     assert counts(orjson.loads(raw[b"M1"])) == (20, 7)
     assert scoring.get(b"M1") is heard[-1][2]
+
+
+def test_the_scoring_step_reads_a_committed_state_before_the_copy_holds_it() -> None:
+    from workers.merchant_states import MerchantStates
+
+    outputs = FakeOutputs({1})
+    table = TableCopy(outputs)
+    step = applier(outputs, table)
+    scoring = MerchantStates(table.data, committed=step.committed_state)
+    asyncio.run(step.apply(labels(1, 0, 10)))
+    assert b"M1" not in table.data, "the copy has not read the changelog back yet"
+    fresh = scoring.get(b"M1")
+    assert fresh is step._written[b"M1"][0].state
+    assert counts(fresh.to_wire()) == (10, 4)
+    assert counts(MerchantStates(table.data).get(b"M1").to_wire()) == (0, 0)
+    table.catch_up()
+    step.reset()  # a new assignment: own writes forgotten, the copy is read again
+    assert counts(scoring.get(b"M1").to_wire()) == (10, 4) and scoring.decoded == 1
