@@ -32,6 +32,7 @@ from fraudstream.settings import (
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.client import AIOKafkaClient
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
     from fraudstream.settings import Settings
@@ -141,6 +142,14 @@ def aio_consumer(target: Settings | str, *topics: str, **overrides: Any) -> AIOK
     from aiokafka import AIOKafkaConsumer
 
     return AIOKafkaConsumer(*topics, **aio_options(target, **overrides))
+
+
+def aio_client(target: Settings | str, **overrides: Any) -> AIOKafkaClient:
+    """A bare aiokafka client (not bootstrapped), for requests aiokafka's consumer and
+    producer do not make (``workers.stable_offsets``)."""
+    from aiokafka.client import AIOKafkaClient
+
+    return AIOKafkaClient(**aio_options(target, **overrides))
 
 
 def aio_producer(target: Settings | str, **overrides: Any) -> AIOKafkaProducer:

@@ -53,6 +53,7 @@ from workers.pool import worker_datadir
 from workers.processor import RawRecord, ScoringProcessor, Topics
 from workers.restore_status import RestoreWatch
 from workers.scoring import Scorer
+from workers.stable_offsets import StableOffsets
 from workers.state_tables import ChangelogTable
 from workers.takeover import TakeoverScan
 from workers.topics import COMPACT_CHANGELOG
@@ -264,6 +265,11 @@ class WorkerApp:
         self._already_done: dict[int, set[int]] = {}
         self._continuity = OffsetContinuity()
         self._log_starts: dict[tuple[str, int], int] = {}
+        # Exactly once: where each ownership of an input partition starts, read after its
+        # fence with pending transactions waited out (workers.stable_offsets). None: the
+        # group has no offset for it.
+        self._stable_offsets = StableOffsets(settings, settings.app_id)
+        self._starts: dict[tuple[str, int], int | None] = {}
         self._settling: asyncio.Future[None] | None = None
         self.swapper = None
         if registry is not None:
@@ -370,7 +376,10 @@ class WorkerApp:
         were dropped in a rebalance would otherwise silently start where the fetch was.)"""
         from faust.types import TP
 
-        committed = committed_offset(self.app.consumer, TP(topic, partition))
+        if (topic, partition) in self._starts:
+            committed = self._starts[(topic, partition)]
+        else:
+            committed = committed_offset(self.app.consumer, TP(topic, partition))
         if committed is not None:
             return committed
         start = self._log_starts.get((topic, partition))
@@ -689,7 +698,8 @@ class WorkerApp:
                 await asyncio.gather(self._reopen_scoring(mine),
                                      self._reopen_labels(assigned))
             self._already_done.clear()
-            self._continuity.reset()
+            if not self.exactly_once:  # under exactly once, reset with the fence
+                self._continuity.reset()
             self._log_starts.clear()
             gone = set(self.processor.newest_event_s) - owned
             for partition in gone:
@@ -705,6 +715,7 @@ class WorkerApp:
                 await self.label_outputs.close()
             async with self.applier.lock:
                 await self.applier.outputs.close()
+            await self._stable_offsets.stop()
 
         async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
             self.ready = True
@@ -716,6 +727,8 @@ class WorkerApp:
             # client bootstrap (measured ~3 s of a standby's takeover before this).
             try:
                 await self._takeover.start()
+                if self.exactly_once:
+                    await self._stable_offsets.start()
             except KafkaError as exc:
                 logger.warning("takeover reader not started yet error=%r", exc)
 
@@ -736,6 +749,30 @@ class WorkerApp:
         async with self.state_lock:
             await self.outputs.close()
             await self.outputs.open(tp.partition for tp in mine)
+            self._continuity.reset()
+            await self._read_starts(self.settings.topic_transactions,
+                                    [tp.partition for tp in mine])
+
+    async def _read_starts(self, topic: str, partitions: list[int]) -> None:
+        """Where this ownership of ``topic``'s ``partitions`` starts: the group's committed
+        offsets, read once the fence has settled the predecessor's last transaction. (Faust
+        reads them at the rebalance, before the fence: a transaction of the predecessor still
+        being completed then is missing from that read, and its records would be done twice.)
+        """
+        for key in [key for key in self._starts if key[0] == topic]:
+            del self._starts[key]
+        from faust.types import TP
+
+        try:
+            starts = await self._stable_offsets.read({topic: partitions})
+        except KafkaError as exc:
+            logger.critical("cannot read where the assigned partitions start, exiting "
+                            "topic=%s error=%r", topic, exc)
+            os._exit(EXIT_KAFKA_UNAVAILABLE)
+        self._starts.update(starts)
+        for (name, partition), offset in starts.items():
+            if offset is not None:  # the lag reads it too
+                note_committed(self.app.consumer, TP(name, partition), offset)
 
     async def _reopen_labels(self, assigned: Any) -> None:
         """Fence the label path's partitions now assigned here; hop 2 then catches up with
@@ -749,6 +786,7 @@ class WorkerApp:
                 await self.label_outputs.close()
                 await self.label_outputs.open(labels)
                 self._label_continuity.reset()
+                await self._read_starts(self.settings.topic_labels, labels)
 
         async def hop2() -> None:
             async with self.applier.lock:
