@@ -58,7 +58,8 @@ def test_a_pending_offset_is_waited_for_while_the_plain_read_is_stale(
             await asyncio.sleep(1.5)
             assert not read.done(), read.result()
             await producer.commit_transaction()
-            found = await asyncio.wait_for(read, 10)
+            async with asyncio.timeout(10):
+                found = await read
             assert found[where] == 40
             # Partition 1: nothing committed for the group.
             assert found[(settings.topic_transactions, 1)] is None
@@ -82,7 +83,8 @@ def test_an_aborted_offset_leaves_the_one_before(settings: Settings) -> None:
             read = asyncio.ensure_future(offsets.read({settings.topic_transactions: [0]}))
             await asyncio.sleep(0.5)
             await producer.abort_transaction()
-            assert (await asyncio.wait_for(read, 10)) == {(settings.topic_transactions, 0): 7}
+            async with asyncio.timeout(10):
+                assert (await read) == {(settings.topic_transactions, 0): 7}
         finally:
             await producer.stop()
             await offsets.stop()

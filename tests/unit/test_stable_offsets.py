@@ -32,8 +32,9 @@ def test_a_broker_without_version_7_is_refused_not_asked_an_older_question() -> 
 
 
 def response(partitions: list[tuple[int, int, int]], error: int = 0) -> SimpleNamespace:
-    rows = [(p, offset, -1, "", code, {}) for p, offset, code in partitions]
-    return SimpleNamespace(error_code=error, topics=[("tx", rows, {})])
+    no_tags: dict[int, bytes] = {}
+    rows = [(p, offset, -1, "", code, no_tags) for p, offset, code in partitions]
+    return SimpleNamespace(error_code=error, topics=[("tx", rows, no_tags)])
 
 
 def test_answers_sort_settled_pending_and_errors() -> None:
