@@ -371,8 +371,9 @@ class WorkerApp:
                         partition, start, stop - 1, stop - start - found)
 
     async def _expected_start(self, topic: str, partition: int, reader: TakeoverScan) -> int:
-        """Where this ownership of ``partition`` must start: the group's committed offset,
-        or, when the group never committed one, the partition's first offset. (Faust seeks
+        """Where this ownership of ``partition`` must start: the group's committed offset
+        (under exactly once as read after the fence, ``_read_starts``), or, when the group
+        never committed one, the partition's first offset. (Faust seeks
         back only to committed offsets: a partition without one whose prefetched records
         were dropped in a rebalance would otherwise silently start where the fetch was.)"""
         from faust.types import TP
@@ -763,10 +764,10 @@ class WorkerApp:
         reads them at the rebalance, before the fence: a transaction of the predecessor still
         being completed then is missing from that read, and its records would be done twice.)
         """
-        for key in [key for key in self._starts if key[0] == topic]:
-            del self._starts[key]
         from faust.types import TP
 
+        for key in [key for key in self._starts if key[0] == topic]:
+            del self._starts[key]
         try:
             starts = await self._stable_offsets.read({topic: partitions})
         except KafkaError as exc:

@@ -204,8 +204,12 @@ class StableOffsets:
                     f"transaction after {self.timeout_s:g} s: {sorted(pending)}")
             waits += 1
             if waits == 1 or waits % 100 == 0:
-                logger.info("committed offsets pending in a transaction, waiting "
-                            "partitions=%s", sorted(pending))
+                if pending:
+                    logger.info("committed offsets pending in a transaction, waiting "
+                                "partitions=%s", sorted(pending))
+                else:
+                    logger.info("group coordinator not answering yet, asking again "
+                                "group=%s error=%s", self.group_id, error)
             await asyncio.sleep(RETRY_S)
         if waits:
             logger.info("committed offsets settled after %d reads", waits + 1)
