@@ -68,14 +68,16 @@ class BatchReader:
         """The next batch of events (never empty)."""
         queue = self.channel.queue
         clock = self.clock or asyncio.get_running_loop().time
-        waiting = not queue.empty()
+        # qsize, not empty(): Faust's queue also counts an error thrown into it (an actor's
+        # stop) as not empty, and get_nowait would then find no record.
+        waiting = queue.qsize() > 0
         events = [await queue.get()]
         if waiting and self._last_take is not None:
             deadline = self._last_take + self.within
         else:
             deadline = clock() + self.within
         while len(events) < self.max_size:
-            if not queue.empty():
+            if queue.qsize():
                 events.append(queue.get_nowait())
                 continue
             remaining = deadline - clock()
@@ -111,7 +113,14 @@ class BatchReader:
 
     async def __aiter__(self) -> AsyncGenerator[Taken, None]:
         while True:
-            events = self.keep(await self.take())
+            try:
+                taken = await self.take()
+            except StopAsyncIteration:
+                # Faust stops an agent's actor by throwing this into its queue. The records
+                # taken for the next batch were neither tracked nor acknowledged: whoever
+                # reads the partition next reads them again.
+                return
+            events = self.keep(taken)
             if not events:
                 continue
             try:

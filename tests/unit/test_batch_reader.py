@@ -139,3 +139,36 @@ def test_raw_record_carries_the_message() -> None:
     r = raw_record(Event(Message(7, partition=3)))
     assert (r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms) == \
         (TOPIC, 3, 7, b"k", b"v", 1500)
+
+
+def test_faust_stopping_the_actor_ends_the_batches_cleanly() -> None:
+    """Faust stops an agent's actor by throwing StopAsyncIteration into its queue; raised
+    inside the reader's generator it would become a RuntimeError (the agent "crashed" on
+    every stop and the worker hung until killed)."""
+    from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+    async def run() -> list[list[int]]:
+        flow = FlowControlEvent()
+        flow.resume()
+        queue: ThrowableQueue[Event] = ThrowableQueue(flow_control=flow)
+        got: list[list[int]] = []
+
+        async def consume() -> None:
+            async for taken in reader(App(), queue, within=0.05):
+                got.append([r.offset for r in taken.records])
+
+        task = asyncio.ensure_future(consume())
+        queue.put_nowait(Event(Message(0)))
+        await asyncio.sleep(0.2)
+        queue.put_nowait(Event(Message(1)))  # taken, then the stop arrives in its window
+        await asyncio.sleep(0.01)
+        queue._throw(StopAsyncIteration())
+        async with asyncio.timeout(1):
+            await task
+        queue._throw(StopAsyncIteration())  # with nobody waiting: kept for the next get
+        task = asyncio.ensure_future(consume())
+        async with asyncio.timeout(1):
+            await task
+        return got
+
+    assert asyncio.run(run()) == [[0]]
