@@ -74,12 +74,25 @@ async def warm_up_labels(settings: Settings, producer: Any, timeout_s: float = 6
         assert loop.time() < deadline, "the worker applied no label"
 
 
+async def wait_applied(settings: Settings, target: float, what: str,
+                       timeout_s: float = 60.0, poll_s: float = 0.02) -> None:
+    """Wait until the worker has applied ``target`` labels in all (its metric)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while labels_applied(settings) < target:
+        assert loop.time() < deadline, f"{what} were not applied"
+        await asyncio.sleep(poll_s)
+
+
 async def stream_in_event_time(settings: Settings, ds: Dataset,
                                timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
     """Transactions in time order, each label published when event time passes its
     transaction's time plus the delay (``interleave_labels``, as the live simulator does).
     Before a transaction of a merchant with a label published since the last check, wait until
-    the worker has applied every label sent so far. Returns each transaction's score record."""
+    the worker has applied every label sent so far. Returns each transaction's score record
+    once every label sent has been applied too: the labels that fall due after the last
+    transaction (a delay's worth) are still on their way when the last score arrives, and the
+    next case counts the labels it waits for from the worker's total."""
     items = list(interleave_labels(outgoing(ds, with_labels=True), DELAY_DAYS * DAY_S))
     reader = TopicReader(settings.kafka_bootstrap, [settings.topic_scores], from_beginning=True)
     producer = new_producer(settings.kafka_bootstrap)
@@ -99,10 +112,8 @@ async def stream_in_event_time(settings: Settings, ds: Dataset,
                 continue
             if orjson.loads(item.value)["merchant_id"] in unconfirmed:
                 waits += 1
-                deadline = loop.time() + timeout_s
-                while labels_applied(settings) < applied_before + labels_sent:
-                    assert loop.time() < deadline, f"{labels_sent} labels were not applied"
-                    await asyncio.sleep(0.02)
+                await wait_applied(settings, applied_before + labels_sent,
+                                   f"{labels_sent} labels", timeout_s)
                 unconfirmed.clear()
             await producer.send_and_wait(settings.topic_transactions, item.value, key=item.key)
         assert labels_sent == len(ds) and waits > 10
@@ -112,6 +123,8 @@ async def stream_in_event_time(settings: Settings, ds: Dataset,
             for _t, _k, value, _ts in await reader.poll(0.2):
                 body = orjson.loads(value or b"")
                 scores[body["transaction_id"]] = body
+        await wait_applied(settings, applied_before + labels_sent, f"{labels_sent} labels",
+                           timeout_s)
     finally:
         await producer.stop()
         await reader.stop()
@@ -135,10 +148,8 @@ async def stream_labels_first(settings: Settings, ds: Dataset,
         for rec in records:
             assert rec.label is not None
             await producer.send_and_wait(settings.topic_labels, rec.label, key=rec.key)
-        deadline = loop.time() + timeout_s
-        while labels_applied(settings) < applied_before + len(records):
-            assert loop.time() < deadline, "the early labels were not applied"
-            await asyncio.sleep(0.1)
+        await wait_applied(settings, applied_before + len(records), "the early labels",
+                           timeout_s, poll_s=0.1)
         for rec in records:
             await producer.send_and_wait(settings.topic_transactions, rec.value, key=rec.key)
         deadline = loop.time() + timeout_s
