@@ -25,6 +25,7 @@ from monitoring.consumer_lag import ConsumerLag
 from monitoring.drift_window import DriftMonitor
 from monitoring.live_performance import LivePerformance
 from monitoring.metrics import WorkerMetrics
+from workers.batch_reader import BatchReader
 from workers.card_expiry import CardExpiry
 from workers.card_record import CardRecord
 from workers.card_store import CardRocksStore, table_store
@@ -545,8 +546,9 @@ class WorkerApp:
         @app.agent(self.transactions, name="score")
         async def score(stream: Any) -> None:
             partitions_read_at = 0.0
-            async for events in stream.take_events(s.batch_size, within=s.batch_window_s):
-                batch = _raw_records(events)
+            async for taken in BatchReader.of_stream(app, stream, s.batch_size,
+                                                     s.batch_window_s):
+                batch = taken.records
                 if time.monotonic() - partitions_read_at > PARTITION_COUNT_TTL_S:
                     # The topic's real partition count (not the setting: a topic created
                     # elsewhere may have more), which decides where each key belongs.
@@ -561,14 +563,15 @@ class WorkerApp:
         @app.agent(self.labels, name="route-labels")
         async def route_labels(stream: Any) -> None:
             sink = KafkaBatchSink(_LazyProducer(app))
-            async for events in stream.take_events(LABEL_BATCH_MAX, within=LABEL_BATCH_WINDOW_S):
-                for e in events:
-                    self.live.observe_label(e.message.key, e.message.value)
+            async for taken in BatchReader.of_stream(app, stream, LABEL_BATCH_MAX,
+                                                     LABEL_BATCH_WINDOW_S):
+                for r in taken.records:
+                    self.live.observe_label(r.key, r.value)
                 if self.exactly_once:
-                    await _finish(self._route_labels_or_exit(_raw_records(events)))
+                    await _finish(self._route_labels_or_exit(taken.records))
                     self.live.maybe_publish()
                     continue
-                routed = route(_raw_records(events), self.merchant_labels.get_topic_name(),
+                routed = route(taken.records, self.merchant_labels.get_topic_name(),
                                await self._merchant_labels_partitions(), time.time(),
                                s.max_clock_skew_s)
                 for records in routed.records.values():
@@ -587,14 +590,15 @@ class WorkerApp:
             # every table write crash this agent, losing the labels.
             changelog = self.merchants.table.changelog_topic.get_topic_name()
             await _LazyProducer(app).partitions_for(changelog)
-            async for events in stream.take_events(LABEL_BATCH_MAX, within=LABEL_BATCH_WINDOW_S):
+            async for taken in BatchReader.of_stream(app, stream, LABEL_BATCH_MAX,
+                                                     LABEL_BATCH_WINDOW_S):
                 if self.exactly_once:
-                    await _finish(self._apply_labels_or_exit(_raw_records(events)))
+                    await _finish(self._apply_labels_or_exit(taken.records))
                     continue
                 touched: dict[bytes, MerchantState] = {}
                 applied = rejected = 0
-                for e in events:
-                    labels = labels_in(e.message.key, e.message.value)
+                for r in taken.records:
+                    labels = labels_in(r.key, r.value)
                     if labels is None:
                         rejected += 1
                         continue
@@ -850,15 +854,9 @@ class _LazyProducer:
         return getattr(aiokafka_producer(self.app.producer), name)
 
 
-def _raw_records(events: Any) -> list[RawRecord]:
-    """The records of a batch of Faust events."""
-    return [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                      e.message.value, int(e.message.timestamp * 1000)) for e in events]
-
-
 async def _finish(step: Any) -> None:
-    """Run a batch's step to its end even when the agent is cancelled meanwhile: take_events
-    acknowledges the batch when the agent's body returns or is cancelled."""
+    """Run a batch's step to its end even when the agent is cancelled meanwhile: the batch
+    reader acknowledges the batch when the agent's body returns or is cancelled."""
     task = asyncio.ensure_future(step)
     try:
         await asyncio.shield(task)

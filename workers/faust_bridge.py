@@ -5,7 +5,8 @@ read the group's committed offsets, to reach the aiokafka producer inside its ow
 a table partition other than the current event's. The worker needs all four. They live here,
 and ``check_internals`` runs when a worker starts: an upgrade of faust-streaming or aiokafka
 that renames one of them stops the worker at once with a message naming it, instead of
-failing in the middle of a batch. (``workers.card_store`` subclasses Faust's stores and
+failing in the middle of a batch. (``workers.card_store`` subclasses Faust's stores,
+``workers.batch_reader`` reads Faust's topic queues as its streams do, and
 ``workers.stable_offsets`` sends a request aiokafka has no method for; the attributes they
 rely on are checked here too.)
 """
@@ -69,6 +70,15 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "where a new owner starts (OffsetFetch v7, workers.stable_offsets)"),
     ("aiokafka.client", "AIOKafkaClient", "coordinator_lookup",
      "where a new owner starts (OffsetFetch v7, workers.stable_offsets)"),
+    ("faust.channels", "Channel", "queue", "batches read from a topic's queue"),
+    ("faust.transport.consumer", "Consumer", "unacked",
+     "batches read from a topic's queue, tracked until acknowledged (rebalances wait)"),
+    ("faust.transport.conductor", "Conductor", "acking_topics",
+     "batches read from a topic's queue, tracked until acknowledged (rebalances wait)"),
+    ("faust.types.tuples", "Message", "tracked",
+     "batches read from a topic's queue, tracked until acknowledged (rebalances wait)"),
+    ("faust.types.tuples", "Message", "generation_id",
+     "batches read from a topic's queue: records fetched before a rebalance dropped"),
 )
 
 
