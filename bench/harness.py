@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +76,8 @@ class Measurement:
 
 def fresh(settings: Settings, label: str) -> Settings:
     """Settings with topics and a consumer group of their own."""
-    tag = f"{label}-{uuid.uuid4().hex[:6]}"
+    # Topic names allow ASCII letters, digits, '.', '_' and '-' only.
+    tag = f"{re.sub(r'[^A-Za-z0-9._-]', '-', label)}-{uuid.uuid4().hex[:6]}"
     return dataclasses.replace(settings, app_id=f"bench-{tag}",
                                topic_transactions=f"bench-tx-{tag}",
                                topic_scores=f"bench-scores-{tag}", topic_dlq=f"bench-dlq-{tag}",
@@ -94,22 +96,26 @@ def start_pool(count: int, guarantee: str | None = None
     return start
 
 
-def start_module(module: str, *args: str) -> Callable[[Settings], Callable[[], None]]:
+def start_module(module: str, *argvs: list[str]) -> Callable[[Settings], Callable[[], None]]:
+    """``python -m module`` once per argument list in ``argvs``, all stopped together."""
     def start(settings: Settings) -> Callable[[], None]:
         log = open(settings.state_dir / "logs" / f"{module}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", module, *args],
-                                env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        procs = [subprocess.Popen([sys.executable, "-m", module, *args],
+                                  env=settings_env(settings), stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+                 for args in argvs]
 
         def stop() -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
+            for proc in procs:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+                    os.killpg(proc.pid, signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(5)
             log.close()
         return stop
     return start
@@ -226,7 +232,7 @@ def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: flo
                         "max": float(lat.max())})
 
 
-CONTENDERS = ("raw", "naive", "1", "2", "2-alo")
+CONTENDERS = ("raw", "raw2", "naive", "1", "2", "2-alo")
 
 
 def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[float],
@@ -235,8 +241,13 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
     """The whole benchmark; returns the report as a JSON-able dict."""
     batch = list(outgoing(data, 0, records, with_labels=True))
     everyone = {
-        "raw": Contender("raw aiokafka loop", start_module("bench.raw_loop", str(len(batch)))),
-        "naive": Contender("naive faust agent", start_module("bench.naive_agent")),
+        "raw": Contender("raw aiokafka loop",
+                         start_module("bench.raw_loop", [str(len(batch))])),
+        # The ceiling for two workers on two cores: the loop in two processes, each reading
+        # half of the partitions (bench.raw_loop).
+        "raw2": Contender("raw aiokafka loop in 2 processes",
+                          start_module("bench.raw_loop", ["-", "0", "2"], ["-", "1", "2"])),
+        "naive": Contender("naive faust agent", start_module("bench.naive_agent", [])),
         "1": Contender("fraudstream 1 worker", start_pool(1)),
         "2": Contender("fraudstream 2 workers", start_pool(2)),
         # The cost of exactly once: the same workers without transactions.
@@ -262,6 +273,7 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
     for name, (a, b) in {"1_worker_vs_raw_loop": ("1", "raw"),
                          "1_worker_vs_naive_agent": ("1", "naive"),
                          "2_workers_vs_raw_loop": ("2", "raw"),
+                         "2_workers_vs_raw_loop_2_processes": ("2", "raw2"),
                          "2_workers_vs_naive_agent": ("2", "naive"),
                          "2_workers_vs_1_worker": ("2", "1"),
                          "exactly_once_vs_at_least_once": ("2", "2-alo")}.items():

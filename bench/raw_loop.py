@@ -9,6 +9,12 @@ which is what the workers' label path ends in. One process owns every merchant h
 need no routing hop and no global table: this is what the work costs without the machinery of
 distribution. Offsets are committed after the outputs (at least once): the durability of the
 workers' ``at_least_once`` mode; the cost of exactly once is the ``2`` / ``2-alo`` ratio.
+
+The loop can run as one of ``n`` processes (``share``): process ``i`` reads the partitions
+``p`` with ``p % n == i`` of both topics, assigned (no group, no rebalance), and keeps the
+merchant states of the labels it reads: the same work per record, spread over ``n`` processes
+as the ``n`` workers spread theirs (without the routing that gives each merchant one owner).
+Two workers on two cores are measured against two such processes, not against one.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -37,6 +44,9 @@ from workers.topics import (
     ensure_topics,
     merchants_changelog_spec,
 )
+
+if TYPE_CHECKING:
+    from aiokafka import TopicPartition
 
 
 class DictStore:
@@ -129,23 +139,36 @@ class RawLoop:
         self.merchants.update(wires)
 
 
-async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int,
-                       group: str) -> None:
-    """Consume ``expected`` transactions and as many labels, score and apply them in batches
-    and produce the outputs; then return."""
+def shared_partitions(settings: Settings, share: tuple[int, int]) -> list[TopicPartition]:
+    """The transactions and labels partitions process ``share[0]`` of ``share[1]`` reads."""
+    from aiokafka import TopicPartition
+
+    index, count = share
+    if not 0 <= index < count:
+        raise ValueError(f"process {index} of {count}")
+    return [TopicPartition(topic, p)
+            for topic in (settings.topic_transactions, settings.topic_labels)
+            for p in range(settings.partitions) if p % count == index]
+
+
+async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
+                       group: str, share: tuple[int, int] = (0, 1)) -> None:
+    """Consume ``expected`` transactions and as many labels (None: until stopped) from this
+    process's ``share`` of the partitions (see the module docstring), score and apply them in
+    batches and produce the outputs; then return."""
     ensure_topics(settings, [card_changelog_spec(settings), merchants_changelog_spec(settings)])
-    consumer = kafka_clients.aio_consumer(settings, settings.topic_transactions,
-                                          settings.topic_labels, group_id=group,
+    consumer = kafka_clients.aio_consumer(settings, group_id=group,
                                           auto_offset_reset="earliest", enable_auto_commit=True,
                                           max_poll_records=settings.batch_size)
     producer = kafka_clients.aio_producer(settings, linger_ms=5, max_batch_size=262_144,
                                           acks="all")
     await consumer.start()
+    consumer.assign(shared_partitions(settings, share))
     await producer.start()
     loop = RawLoop(settings, scorer, KafkaBatchSink(producer))
     done = {settings.topic_transactions: 0, settings.topic_labels: 0}
     try:
-        while min(done.values()) < expected:
+        while expected is None or min(done.values()) < expected:
             batches = await consumer.getmany(timeout_ms=100, max_records=settings.batch_size)
             for tp, messages in batches.items():
                 await loop.handle([RawRecord(tp.topic, tp.partition, m.offset, m.key,
@@ -157,8 +180,9 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int,
 
 
 def main() -> None:
-    """Entry point for running the loop as its own process (``python -m bench.raw_loop N``:
-    N transactions and N labels)."""
+    """Entry point for running the loop as its own process: ``python -m bench.raw_loop N``
+    reads N transactions and N labels from every partition; ``python -m bench.raw_loop - I
+    COUNT`` is process I of COUNT (its share of the partitions, until stopped)."""
     import sys
 
     from model_registry.artifact import load_verified
@@ -168,7 +192,9 @@ def main() -> None:
     scorer = Scorer(load_verified(settings.model_path, settings.signing_key.encode()))
     # The workers' interpreter settings: the ceiling gets what they get.
     tune_runtime()
-    asyncio.run(run_raw_loop(settings, scorer, int(sys.argv[1]), f"{settings.app_id}-raw"))
+    expected = None if sys.argv[1] == "-" else int(sys.argv[1])
+    share = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (0, 1)
+    asyncio.run(run_raw_loop(settings, scorer, expected, f"{settings.app_id}-raw", share))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="On the local stack and the same simulated data (one "
                        "label per transaction): sustained drain throughput of 1 and 2 "
                        "fraudstream workers, of a raw aiokafka loop doing the same work with "
-                       "the same changelogs (the ceiling) and of a naive one-event-at-a-time "
+                       "the same changelogs in one and in two processes (the ceilings) and of "
+                       "a naive one-event-at-a-time "
                        "Faust agent (the peer), with their ratios; then end-to-end latency "
                        "percentiles with 1 and 2 workers at fixed input rates.")
     p.add_argument("--records", type=int, default=60_000,
@@ -29,10 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated input rates for the latency runs (default 1000)")
     p.add_argument("--latency-seconds", type=float, default=20.0,
                    help="length of each latency run (default 20)")
-    p.add_argument("--contenders", default="raw,naive,1,2,2-alo",
-                   help="which to run: raw (aiokafka loop), naive (Faust agent), 1 and 2 "
-                        "(fraudstream workers, exactly once), 2-alo (2 workers, at least "
-                        "once: the cost of the transactions); default all")
+    p.add_argument("--contenders", default="raw,raw2,naive,1,2,2-alo",
+                   help="which to run: raw (aiokafka loop), raw2 (the loop in 2 processes, "
+                        "each reading half of the partitions: the ceiling for 2 workers), "
+                        "naive (Faust agent), 1 and 2 (fraudstream workers, exactly once), "
+                        "2-alo (2 workers, at least once: the cost of the transactions); "
+                        "default all")
     p.add_argument("--restore", default="", metavar="CARDS",
                    help="instead: time how long a worker takes to get its card table back, "
                         "for each comma-separated number of cards (e.g. 10000,100000,1000000), "

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
-from bench.raw_loop import RawLoop
+from bench.raw_loop import RawLoop, shared_partitions
 from features import MerchantState
 from fraudstream.settings import Settings
 from tests.unit.test_processor import scorer
@@ -57,3 +58,18 @@ def test_labels_become_one_merchant_state_per_merchant_and_batch() -> None:
     assert (loop.labels_applied, loop.labels_rejected) == (3, 1)
     # The scoring step reads what the labels wrote.
     assert MerchantState.from_wire(loop.merchants[b"M1"]) == m1
+
+
+def test_two_processes_read_disjoint_halves_of_both_topics() -> None:
+    s = Settings(topic_transactions="tx", topic_labels="labels", partitions=5)
+    first, second = shared_partitions(s, (0, 2)), shared_partitions(s, (1, 2))
+    assert [(tp.topic, tp.partition) for tp in first] == [
+        ("tx", 0), ("tx", 2), ("tx", 4), ("labels", 0), ("labels", 2), ("labels", 4)]
+    assert [(tp.topic, tp.partition) for tp in second] == [
+        ("tx", 1), ("tx", 3), ("labels", 1), ("labels", 3)]
+    assert len(shared_partitions(s, (0, 1))) == 10
+
+
+def test_a_process_outside_its_count_is_refused() -> None:
+    with pytest.raises(ValueError):
+        shared_partitions(Settings(), (2, 2))
