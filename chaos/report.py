@@ -133,6 +133,9 @@ class ChaosReport:
                  f"from Kafka, {_fmt(self.redelivered_dropped)} repeated records dropped", "",
                  f"Failovers: {len(self.failovers)} (first {_fmt(self.replaced_after_s)} s "
                  "after the fault)"]
+        if self.healed_at_s is not None:
+            lines[-1:-1] = [f"Backlog drained {_fmt(self.drained_after_heal_s)} s after the "
+                            f"fault healed (at {_fmt(self.healed_at_s)} s)", ""]
         if self.memory_mb:
             rocksdb = max(m.get("max_rocksdb_mb", 0.0) for m in self.memory_mb)
             lines[-1:-1] = [f"Soak: over the second half, p99 latency moved "

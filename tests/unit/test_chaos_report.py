@@ -58,6 +58,11 @@ def test_summaries_show_replacement_pending_alerts_and_continuity(tmp_path: Path
     assert "first 2.4 s after the fault" in md
     assert "pending (their `for:` window outlasted the run): FraudstreamWorkerDown" in md
     assert "0 skipped records read from Kafka, 3 repeated records dropped" in md
+    assert "drained" not in md  # no fault that heals
+    report.healed_at_s, report.drained_after_heal_s = 68.0, 41.25
+    assert "Backlog drained 41.2 s after the fault healed (at 68.0 s)" in report.markdown()
+    report.drained_after_heal_s = None
+    assert "Backlog drained - s after the fault healed" in report.markdown()
     row = table([report]).splitlines()[-1].split()
     assert row[:3] == ["hang-worker", "pass", "10"]
     assert row[7:9] == ["2.4", "7.0"]
