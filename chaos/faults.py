@@ -7,7 +7,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos.worker_metrics import scrape, summed, worker_url
+from chaos.worker_metrics import post_chaos_hook, scrape, summed, worker_url
 from deploy.local import LocalStack
 from fraudstream.settings import Settings
 from workers.supervisor import Supervisor
@@ -192,14 +192,7 @@ def _post_to_workers(ctx: FaultContext, path: str, body: dict[str, Any]) -> None
 
 def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, Any]) -> None:
     """POST ``body`` to a chaos hook of the worker in slot ``index``."""
-    import json
-    import urllib.request
-
-    req = urllib.request.Request(f"{_worker_url(ctx, index)}{path}", method="POST",
-                                 data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        resp.read()
+    post_chaos_hook(_worker_url(ctx, index), path, body)
 
 
 #: How long the zombie's model takes per batch, so that the freeze lands in the middle of a

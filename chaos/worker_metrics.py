@@ -1,9 +1,11 @@
-"""Reading a scoring worker's ``/metrics``: one place for the chaos runner, its faults and the
-tests that watch workers."""
+"""Talking to a scoring worker's web port (its ``/metrics`` and its loopback chaos hooks): one
+place for the chaos runner, its faults and the tests that watch or slow workers."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
+from typing import Any
 
 from fraudstream.settings import Settings
 
@@ -31,3 +33,12 @@ def summed(lines: list[str], name: str) -> float:
     """A metric's value summed over all its label sets (0 when absent)."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines
                if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def post_chaos_hook(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to the chaos hook ``path`` (``/chaos/model``, ``/chaos/delivery``) of the
+    worker at ``url`` and return the hook's new state (raises ``OSError`` when it refuses)."""
+    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return dict(json.loads(resp.read()))

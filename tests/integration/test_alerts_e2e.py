@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from chaos.alert_windows import compress_rules
+from chaos.worker_metrics import post_chaos_hook
 from deploy.local import LocalStack, StackConfig
 from deploy.local.services import RULES_DIR
 from fraudstream.feeds import outgoing
@@ -174,11 +175,7 @@ class AlertEnv:
 
 def slow_model(port: int, delay_s: float) -> None:
     """Make the worker's model take ``delay_s`` more per batch (its loopback chaos hook)."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/chaos/model",
-                                 data=json.dumps({"delay_s": delay_s}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=5):
-        pass
+    post_chaos_hook(f"http://127.0.0.1:{port}", "/chaos/model", {"delay_s": delay_s})
 
 
 def _since(start: float) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from chaos.worker_metrics import post_chaos_hook, sample_value, scrape
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
@@ -61,22 +61,14 @@ def worker(registry_settings: Settings) -> Iterator[WorkerPool]:
 def metric(pool: WorkerPool, name: str, labels: str = "") -> float:
     """A sample of the worker's /metrics (0 when absent)."""
     w = pool.workers[0]
-    url = f"http://{w.settings.bind_host}:{w.port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + labels + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    lines = scrape(f"http://{w.settings.bind_host}:{w.port}", timeout=5)
+    value = sample_value(lines, name + labels)
+    return 0.0 if value is None else value
 
 
 def post_chaos(pool: WorkerPool, body: dict[str, Any]) -> dict[str, Any]:
     w = pool.workers[0]
-    req = urllib.request.Request(f"http://{w.settings.bind_host}:{w.port}/chaos/model",
-                                 data=orjson.dumps(body), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return dict(orjson.loads(resp.read()))
+    return post_chaos_hook(f"http://{w.settings.bind_host}:{w.port}", "/chaos/model", body)
 
 
 def test_promote_while_transactions_flow(registry_settings: Settings, registry: ModelRegistry,

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import signal
 import threading
 import time
-import urllib.request
 from collections import Counter
-from typing import Any
 
 import orjson
 import pytest
 
 from chaos.faults import wait_for_a_fresh_batch
-from chaos.worker_metrics import scrape, summed
+from chaos.worker_metrics import post_chaos_hook, scrape, summed
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
@@ -42,13 +39,6 @@ RATE = 150.0
 #: Longer than the workers' 6 s session: the group moves worker 0's partitions.
 FROZEN_S = 12.0
 MODEL_DELAY_S = 2.0
-
-
-def post(port: int, path: str, body: dict[str, Any]) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=5):
-        pass
 
 
 def metric(port: int, name: str) -> float:
@@ -128,15 +118,16 @@ def test_a_frozen_worker_that_resumes_cannot_decide_twice(settings: Settings,
 
     with running_pool(s, 2) as pool:
         zombie, heir = pool.workers
+        zombie_url = f"http://127.0.0.1:{zombie.port}"
         wait_until(lambda: bool(partitions_of(zombie.port) and partitions_of(heir.port)), 60,
                    "the two workers did not share the partitions")
-        post(zombie.port, "/chaos/model", {"delay_s": MODEL_DELAY_S})
+        post_chaos_hook(zombie_url, "/chaos/model", {"delay_s": MODEL_DELAY_S})
         traffic = threading.Thread(target=produce, daemon=True)
         traffic.start()
         wait_until(lambda: metric(zombie.port, "fraudstream_transactions_scored_total") > 0, 60,
                    "worker 0 scored nothing")
         # Frozen in the middle of a batch, so that on waking it tries to write.
-        assert wait_for_a_fresh_batch(f"http://127.0.0.1:{zombie.port}", 30), \
+        assert wait_for_a_fresh_batch(zombie_url, 30), \
             "worker 0 started no batch"
         zombie.signal(signal.SIGSTOP)
         try:
@@ -147,7 +138,7 @@ def test_a_frozen_worker_that_resumes_cannot_decide_twice(settings: Settings,
             zombie.signal(signal.SIGCONT)
         # The zombie finishes its batch and rejoins; the traffic runs on for a while.
         time.sleep(8)
-        post(zombie.port, "/chaos/model", {"delay_s": 0})
+        post_chaos_hook(zombie_url, "/chaos/model", {"delay_s": 0})
         stop.set()
         traffic.join(60)
         assert sent, "the producer failed"
