@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import orjson
@@ -139,16 +139,17 @@ class RawLoop:
         self.merchants.update(wires)
 
 
-def shared_partitions(settings: Settings, share: tuple[int, int]) -> list[TopicPartition]:
-    """The transactions and labels partitions process ``share[0]`` of ``share[1]`` reads."""
+def shared_partitions(partitions: Mapping[str, Iterable[int]],
+                      share: tuple[int, int]) -> list[TopicPartition]:
+    """The partitions (of each topic, as the cluster reports them) that process ``share[0]``
+    of ``share[1]`` reads."""
     from aiokafka import TopicPartition
 
     index, count = share
     if not 0 <= index < count:
         raise ValueError(f"process {index} of {count}")
-    return [TopicPartition(topic, p)
-            for topic in (settings.topic_transactions, settings.topic_labels)
-            for p in range(settings.partitions) if p % count == index]
+    return [TopicPartition(topic, p) for topic, ids in partitions.items()
+            for p in sorted(ids) if p % count == index]
 
 
 async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
@@ -163,7 +164,10 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
     producer = kafka_clients.aio_producer(settings, linger_ms=5, max_batch_size=262_144,
                                           acks="all")
     await consumer.start()
-    consumer.assign(shared_partitions(settings, share))
+    await consumer.topics()  # fetches the cluster's metadata: the topics' real partitions
+    topics = (settings.topic_transactions, settings.topic_labels)
+    consumer.assign(shared_partitions(
+        {topic: consumer.partitions_for_topic(topic) or () for topic in topics}, share))
     await producer.start()
     loop = RawLoop(settings, scorer, KafkaBatchSink(producer))
     done = {settings.topic_transactions: 0, settings.topic_labels: 0}
