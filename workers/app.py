@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from features import FEATURE_NAMES
 from features.windows import DAY_S
 from fraudstream import kafka_clients
+from fraudstream.kept_bytes import dumps_kept
 from fraudstream.settings import Settings
 from monitoring.consumer_lag import ConsumerLag
 from monitoring.drift_window import DriftMonitor
@@ -100,7 +101,7 @@ class JsonTableView(MutableMapping[bytes, Any]):
         return default if raw is None else orjson.loads(raw)
 
     def __setitem__(self, key: bytes, value: Any) -> None:
-        self.table[key] = orjson.dumps(value)
+        self.table[key] = dumps_kept(value)
 
     def __delitem__(self, key: bytes) -> None:
         del self.table[key]

@@ -65,6 +65,7 @@ from typing import Any
 import orjson
 
 from features import MerchantState
+from fraudstream.kept_bytes import dumps_kept
 from workers.fenced_outputs import Committed, FencedOutputs, OutputRecord, commit_each
 from workers.merchant_states import DecodedTable, as_is
 from workers.output import key_partition
@@ -393,7 +394,8 @@ class MerchantLabelApplier:
                     record.add(r.partition, r.offset, pairs)
                     tally[0] += len(pairs)
             topic = self.changelog_topic
-            encoded = {p: {key: orjson.dumps(rec.to_wire()) for key, rec in touched.items()}
+            # Kept: the decoded-state caches hold each one until the merchant's next write.
+            encoded = {p: {key: dumps_kept(rec.to_wire()) for key, rec in touched.items()}
                        for p, touched in states.items()}
             outputs = {p: [(topic, key, value, 0) for key, value in values.items()]
                        for p, values in encoded.items()}

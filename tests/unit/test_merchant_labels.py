@@ -419,3 +419,45 @@ def test_the_scoring_step_reads_a_committed_state_before_the_copy_holds_it() -> 
     table.catch_up()
     step.reset()  # a new assignment: own writes forgotten, the copy is read again
     assert counts(scoring.get(b"M1").to_wire()) == (10, 4) and scoring.decoded == 1
+
+
+
+def test_each_state_the_label_path_keeps_occupies_about_its_own_size() -> None:
+    """The states the applier wrote stay cached (its own and the scoring step's decoded-state
+    caches) until the merchant's next write. orjson 3.12+ returns each encoding in a buffer of
+    4 KiB or more: kept as it is, a 140-byte state occupied about 10 KiB, and in a soak a
+    worker's memory grew with every merchant whose state changed (2026-12-02)."""
+    import gc
+    import tracemalloc
+
+    outputs = FakeOutputs({1})
+    raw: dict[bytes, bytes] = {}
+    scoring = DecodedTable(raw, MerchantState.from_wire, orjson.loads)
+    step = MerchantLabelApplier(
+        outputs=outputs, changelog_topic=CHANGELOG, table=raw,  # type: ignore[arg-type]
+        applied_offset=lambda: -1, changelog_target=lambda: asyncio.sleep(0, -1),
+        changelog_records=lambda start, stop: asyncio.sleep(0, []), decode=orjson.loads,
+        on_written=lambda key, stored, state: scoring.prime(key, stored, state))
+    merchants, per_merchant = 200, 12
+    batch = [RawRecord("merchant-labels", 1, m * per_merchant + i, f"M{m:04d}".encode(),
+                       orjson.dumps([1_700_000_000 + 61 * i, int(i % 5 == 0)]), 0)
+             for m in range(merchants) for i in range(per_merchant)]
+    tracemalloc.start()
+    try:
+        asyncio.run(step.apply(batch))
+        outputs.log.clear()  # what Kafka took
+        gc.collect()
+        stored = [s for s, _state in scoring._cache.values()]
+        where = tracemalloc.get_object_traceback(stored[0])
+        assert where is not None
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, where[0].filename, where[0].lineno)])
+    finally:
+        tracemalloc.stop()
+    assert len(stored) == merchants
+    # Every block still allocated where the cached encodings were made is one of them (the
+    # batch's other allocations there are gone), and each is about its own length.
+    sizes = [trace.size for trace in snapshot.traces]
+    assert len(sizes) == merchants
+    assert max(sizes) <= max(map(len, stored)) + 64, \
+        f"the kept encodings occupy up to {max(sizes)} B for {max(map(len, stored))} B of JSON"
