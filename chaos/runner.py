@@ -39,6 +39,7 @@ from chaos.report import (
 from chaos.scenarios import Scenario
 from chaos.worker_metrics import sample_value, scrape, summed, worker_url
 from deploy.local import LocalStack
+from features.windows import MERCHANT_KEEP_DAYS
 from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger, Position
@@ -161,6 +162,27 @@ def workers_restoring(supervisor: Supervisor) -> int:
 #: are reported beside it.
 SOAK_MAX_P99_SLOPE_MS = 10.0
 SOAK_MAX_MEMORY_SLOPE_MB = 1.0
+
+
+#: Transactions per simulated customer and day (the simulator's defaults).
+TX_PER_CUSTOMER_DAY = 1.97
+#: The event time a soak's transactions cover, in multiples of the merchants' bounded label
+#: history (``MERCHANT_KEEP_DAYS``): with three, that state reaches its bound in the run's
+#: first third, so the second half, where memory must be flat, is steady state. Covering 50.8
+#: days (the other scenarios' shape), the merchant states filled until 79 % of the run: in a
+#: 30-minute soak memory grew 9.3 MB/min in minutes 20-25 and 1.1 in the last five.
+SOAK_SPAN_KEEPS = 3
+
+
+def dataset_shape(count: int, customers: int, soak: bool) -> tuple[int, int]:
+    """(customers, simulated days) of a run of ``count`` transactions: enough customers for
+    the load over 60 days (never fewer than ``customers``), or for a soak as few as make the
+    load span ``SOAK_SPAN_KEEPS`` merchant histories of event time."""
+    if not soak:
+        return max(customers, int(count / 100) + 1), 60
+    span = SOAK_SPAN_KEEPS * MERCHANT_KEEP_DAYS
+    # Days to spare: few customers find fewer terminals near them and pay less often.
+    return int(count / (TX_PER_CUSTOMER_DAY * span)) + 1, span + span // 2
 
 
 def soak_problems(report: ChaosReport, duration_s: float) -> list[str]:
@@ -516,11 +538,9 @@ class ChaosRunner:
         plan = self.plan
         phases = load_phases(plan, scenario)
         count = sum(n for n, _rate in phases)
-        # About 1.97 transactions per customer and simulated day: a long run (a soak) gets
-        # enough customers for its load over the 60 days, never fewer than the plan's.
-        customers = max(plan.customers, int(count / 100) + 1)
+        customers, days = dataset_shape(count, plan.customers, soak=scenario.soak)
         ds = simulate(SimulationConfig(n_customers=customers, n_terminals=2 * customers,
-                                       nb_days=60, seed=plan.seed,
+                                       nb_days=days, seed=plan.seed,
                                        id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
         records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)),
                                                with_labels=scenario.with_labels)

@@ -173,3 +173,23 @@ def test_a_soak_judges_flatness_and_needs_enough_points() -> None:
     assert "memory outside RocksDB grew 4.50 MB/min" in " ".join(soak_problems(report, 1800))
     report.p99_slope_ms_per_min = None
     assert "too few points" in " ".join(soak_problems(report, 60))
+
+
+def test_a_soaks_transactions_span_three_merchant_histories_of_event_time() -> None:
+    """A soak judges memory over its second half: the label path's merchant states, bounded
+    by ``MERCHANT_KEEP_DAYS`` of event time, must be full before it (they filled until 79 %
+    of a 30-minute run when the soak spanned 50.8 days)."""
+    from chaos.runner import SOAK_SPAN_KEEPS, dataset_shape
+    from features.windows import MERCHANT_KEEP_DAYS
+    from simulator import SimulationConfig, simulate
+
+    count = 30_000
+    customers, days = dataset_shape(count, 2000, soak=True)
+    ds = simulate(SimulationConfig(n_customers=customers, n_terminals=2 * customers,
+                                   nb_days=days, seed=7))
+    assert len(ds) >= count
+    covered_days = (ds.timestamp_s[count - 1] - ds.timestamp_s[0]) / 86_400
+    assert covered_days >= 0.95 * SOAK_SPAN_KEEPS * MERCHANT_KEEP_DAYS, covered_days
+    # The other scenarios keep their shape: 60 days, never fewer customers than the plan's.
+    assert dataset_shape(count, 2000, soak=False) == (2000, 60)
+    assert dataset_shape(540_000, 2000, soak=False) == (5401, 60)
