@@ -164,11 +164,12 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
     producer = kafka_clients.aio_producer(settings, linger_ms=5, max_batch_size=262_144,
                                           acks="all")
     await consumer.start()
-    await consumer.topics()  # fetches the cluster's metadata: the topics' real partitions
+    await producer.start()
+    # The producer waits for the topics' metadata (the consumer's ``topics()`` does not
+    # update what ``partitions_for_topic`` reads).
     topics = (settings.topic_transactions, settings.topic_labels)
     consumer.assign(shared_partitions(
-        {topic: consumer.partitions_for_topic(topic) or () for topic in topics}, share))
-    await producer.start()
+        {topic: await producer.partitions_for(topic) for topic in topics}, share))
     loop = RawLoop(settings, scorer, KafkaBatchSink(producer))
     done = {settings.topic_transactions: 0, settings.topic_labels: 0}
     try:
