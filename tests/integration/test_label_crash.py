@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from typing import Any
 
 import pytest
 
@@ -112,3 +113,64 @@ def test_labels_are_counted_once_when_their_merchant_owner_is_killed(
     else:
         assert counted != expected, \
             "without transactions, labels in flight at the kill should have been miscounted"
+
+
+def test_the_drain_check_sees_what_a_routing_committed_while_it_ran(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge's own race, without workers. One label waits in the labels topic; while the
+    check looks for the tails of the topics, the label is routed the way hop 1 does it: its
+    merchant-labels record written, then its offset committed. The check must find that record
+    not yet applied. (Reading both topics' ends before the routing, it found every label
+    routed and the merchant-labels topic, empty when its end was read, fully applied.) Once
+    the record's offset is committed too, the path is drained."""
+    from aiokafka import TopicPartition
+
+    import workers.changelog_tail as tail
+    from chaos.label_crash import label_path_drained
+    from fraudstream import kafka_clients
+    from fraudstream.streaming import new_producer
+    from workers.topics import TopicSpec, ensure_topics
+
+    merchant_labels = f"{settings.app_id}-merchant-labels"
+    ensure_topics(settings, [TopicSpec(merchant_labels, settings.partitions, 1, {})])
+    label_tp, merchant_tp = (TopicPartition(settings.topic_labels, 0),
+                             TopicPartition(merchant_labels, 0))
+    find_tails = tail.last_record_offsets
+
+    async def commit(tp: TopicPartition, offset: int) -> None:
+        consumer = kafka_clients.aio_consumer(settings, group_id=settings.app_id,
+                                              enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.commit({tp: offset})
+        finally:
+            await consumer.stop()
+
+    async def run() -> tuple[bool, bool, int]:
+        producer = new_producer(settings)
+        await producer.start()
+        routed: list[int] = []
+        try:
+            await producer.send_and_wait(label_tp.topic, b"{}", partition=0)
+
+            async def route_then_find_tails(s: Settings, ends: Any) -> dict[Any, int]:
+                if not routed:
+                    sent = await producer.send_and_wait(merchant_tp.topic, b"[]", partition=0)
+                    await commit(label_tp, 1)
+                    routed.append(sent.offset)
+                return await find_tails(s, ends)
+
+            monkeypatch.setattr(tail, "last_record_offsets", route_then_find_tails)
+            while_routing = await label_path_drained(settings)
+            await commit(merchant_tp, routed[0] + 1)
+            after_applying = await label_path_drained(settings)
+        finally:
+            await producer.stop()
+        return while_routing, after_applying, len(routed)
+
+    while_routing, after_applying, routings = asyncio.run(run())
+    assert routings == 1
+    assert not while_routing, \
+        "the check called the label path drained with a routed record not yet applied"
+    assert after_applying
