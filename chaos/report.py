@@ -23,6 +23,10 @@ class ChaosReport:
     produced: int = 0
     #: Sends the broker never acknowledged (not produced, so not owed an outcome).
     produce_failed: int = 0
+    #: The simulated population (customers; twice as many terminals) and the event time, in
+    #: days, that the load's transactions cover.
+    customers: int | None = None
+    event_days: float | None = None
     scored: int = 0
     dead_lettered: int = 0
     lost: int = 0
@@ -126,7 +130,9 @@ class ChaosReport:
                  + ("as in production" if self.alert_time_scale == 1.0 else
                     f"divided by {self.alert_time_scale:g}"), "",
                  f"Drift PSI at the end (largest over the workers): {self.drift_psi}; labels "
-                 f"applied to merchant state: {_fmt(self.labels_applied)}", "",
+                 f"applied to merchant state: {_fmt(self.labels_applied)}; simulated "
+                 f"population: {_fmt(self.customers)} customers, the load covering "
+                 f"{_fmt(self.event_days)} days of event time", "",
                  f"Model versions: {self.model_versions}; degraded scores: "
                  f"{self.degraded_scores}", "",
                  f"Offset continuity: {_fmt(self.gap_records_read)} skipped records read "

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import shutil
 import time
 import urllib.request
@@ -40,6 +41,7 @@ from chaos.scenarios import Scenario
 from chaos.worker_metrics import sample_value, scrape, summed, worker_url
 from deploy.local import LocalStack
 from features.windows import MERCHANT_KEEP_DAYS
+from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger, Position
@@ -103,10 +105,13 @@ class RunPlan:
     #: stack's Prometheus loads a shortened copy and gets the production rules back afterwards
     #: (``chaos.alert_windows``), so an alert that would fire after minutes shows ``fired``.
     alert_time_scale: float = 1.0
-    #: Simulated customers (twice as many terminals). About 1.97 transactions per customer and
-    #: simulated day: 2,000 customers give ~3,930 a day, so a load of N transactions spans
-    #: N / 3,930 days of event time (what warms the workers' feature state up).
-    customers: int = 2000
+    #: Simulated customers (twice as many terminals): the population of the model the run
+    #: serves (``fraudstream train`` simulates ``DEMO_CUSTOMERS`` by default; another density
+    #: of customers and terminals shifts the merchant features, and drift alerts fire for
+    #: real). About 1.97 transactions per customer and simulated day: 1,000 customers give
+    #: ~1,970 a day, so a load of N transactions spans N / 1,970 days of event time (what
+    #: warms the workers' feature state up).
+    customers: int = DEMO_CUSTOMERS
 
 
 #: Upper bound of the stack's scrape plus evaluation interval (deploy/local: 2 s each).
@@ -166,28 +171,41 @@ SOAK_MAX_MEMORY_SLOPE_MB = 1.0
 
 #: Transactions per simulated customer and day (the simulator's defaults).
 TX_PER_CUSTOMER_DAY = 1.97
-#: The event time a soak's transactions cover, in multiples of the merchants' bounded label
-#: history (``MERCHANT_KEEP_DAYS``): with three, that state reaches its bound in the run's
+#: The event time a soak's transactions must cover, in multiples of the merchants' bounded
+#: label history (``MERCHANT_KEEP_DAYS``): with three, that state reaches its bound in the run's
 #: first third, so the second half, where memory must be flat, is steady state. Covering 50.8
-#: days (the other scenarios' shape), the merchant states filled until 79 % of the run: in a
-#: 30-minute soak memory grew 9.3 MB/min in minutes 20-25 and 1.1 in the last five.
+#: days, the merchant states filled until 79 % of the run: in a 30-minute soak memory grew
+#: 9.3 MB/min in minutes 20-25 and 1.1 in the last five.
 SOAK_SPAN_KEEPS = 3
+#: Days simulated at least: a run streams the first transactions of the simulation.
+MIN_SIMULATED_DAYS = 60
 
 
-def dataset_shape(count: int, customers: int, soak: bool) -> tuple[int, int]:
-    """(customers, simulated days) of a run of ``count`` transactions: enough customers for
-    the load over 60 days (never fewer than ``customers``), or for a soak as few as make the
-    load span ``SOAK_SPAN_KEEPS`` merchant histories of event time."""
-    if not soak:
-        return max(customers, int(count / 100) + 1), 60
-    span = SOAK_SPAN_KEEPS * MERCHANT_KEEP_DAYS
-    # Days to spare: few customers find fewer terminals near them and pay less often.
-    return int(count / (TX_PER_CUSTOMER_DAY * span)) + 1, span + span // 2
+def simulated_days(count: int, customers: int) -> int:
+    """Days to simulate for a run of ``count`` transactions of ``customers`` customers: what
+    the load covers with a quarter to spare (few customers find few terminals near them and
+    pay less often), at least ``MIN_SIMULATED_DAYS``. The population stays the plan's: more
+    load covers more event time, never a denser world."""
+    return max(MIN_SIMULATED_DAYS,
+               math.ceil(1.25 * count / (TX_PER_CUSTOMER_DAY * max(customers, 1))))
+
+
+def soak_span_problem(event_days: float | None) -> str | None:
+    """Why a soak's load covered too little event time to judge memory (None: enough)."""
+    need = SOAK_SPAN_KEEPS * MERCHANT_KEEP_DAYS
+    if event_days is None or event_days >= 0.95 * need:
+        return None
+    return (f"the load covered {event_days:.0f} simulated days, and the merchant states fill "
+            f"for {MERCHANT_KEEP_DAYS}: a soak needs about {need} (more transactions, or "
+            "fewer customers in a model trained on as few)")
 
 
 def soak_problems(report: ChaosReport, duration_s: float) -> list[str]:
     """Why a soak run's latency or memory did not stay flat (empty when they did)."""
     problems = []
+    span = soak_span_problem(report.event_days)
+    if span is not None:
+        problems.append(span)
     p99, memory = report.p99_slope_ms_per_min, report.memory_other_slope_mb_per_min
     if p99 is None or memory is None:
         problems.append(f"a {duration_s:.0f} s soak gives too few points for slopes; run "
@@ -538,11 +556,16 @@ class ChaosRunner:
         plan = self.plan
         phases = load_phases(plan, scenario)
         count = sum(n for n, _rate in phases)
-        customers, days = dataset_shape(count, plan.customers, soak=scenario.soak)
-        ds = simulate(SimulationConfig(n_customers=customers, n_terminals=2 * customers,
-                                       nb_days=days, seed=plan.seed,
-                                       id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
-        records: Iterator[Outgoing] = outgoing(ds, 0, min(count, len(ds)),
+        ds = simulate(SimulationConfig(n_customers=plan.customers,
+                                       n_terminals=2 * plan.customers,
+                                       nb_days=simulated_days(count, plan.customers),
+                                       seed=plan.seed, id_prefix=f"chaos{uuid.uuid4().hex[:6]}"))
+        streamed = min(count, len(ds))
+        report.customers = plan.customers
+        if streamed:
+            report.event_days = round(
+                float(ds.timestamp_s[streamed - 1] - ds.timestamp_s[0]) / 86_400, 1)
+        records: Iterator[Outgoing] = outgoing(ds, 0, streamed,
                                                with_labels=scenario.with_labels)
         if scenario.drift_amount_scale:
             drifted = simulate(SimulationConfig(

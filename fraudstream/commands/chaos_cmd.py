@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
@@ -56,6 +57,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="cards preloaded into the card table before the workers start "
                             "(default: the scenario's own, 1,000,000 for big-state-kill and 0 "
                             "for the others)")
+    run_p.add_argument("--customers", type=int, default=DEMO_CUSTOMERS,
+                       help="simulated customers streamed (twice as many terminals): the "
+                            "population the production model was trained on (`fraudstream "
+                            "train --customers`); another one shifts the merchant features and "
+                            f"drift alerts fire for real (default {DEMO_CUSTOMERS}, train's)")
     run_p.add_argument("--keep-topics", action="store_true",
                        help="leave each run's topics in place and print their names, so the "
                             "outputs can be audited afterwards with an independent reader")
@@ -83,6 +89,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--fault-seconds must be more than 0")
     if args.cards is not None and args.cards < 0:
         raise UserError("--cards must be 0 or more")
+    if args.customers < 1:
+        raise UserError("--customers must be at least 1")
     if args.duration is None:
         defaults = {s.default_duration_s for s in scenarios if s.default_duration_s}
         args.duration = max(defaults) if len(scenarios) == 1 and defaults else 30.0
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     plan = RunPlan(rate=args.rate, duration_s=args.duration, fault_at_s=args.fault_at,
                    workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics,
                    preload_cards=args.cards, alert_time_scale=args.alert_time_scale,
-                   fault_seconds=args.fault_seconds)
+                   fault_seconds=args.fault_seconds, customers=args.customers)
     runner = ChaosRunner(settings, stack, plan)
     reports = []
     for scenario in scenarios:

@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 from fraudstream.commands.model_families import DEFAULT_MODEL_FAMILY, MODEL_HELP
-from fraudstream.commands.simulate_cmd import add_simulation_args, config_from_args, run_simulation
+from fraudstream.commands.simulate_cmd import (
+    DEMO_CUSTOMERS,
+    add_simulation_args,
+    config_from_args,
+    run_simulation,
+)
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
@@ -50,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only write the file; do not register it in the model registry")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing if a verified model already exists at --out")
-    add_simulation_args(p, customers=1000, terminals=2000, days=60)
+    add_simulation_args(p, customers=DEMO_CUSTOMERS, terminals=2 * DEMO_CUSTOMERS, days=60)
     p.set_defaults(run=run)
 
 
