@@ -41,7 +41,6 @@ from chaos.scenarios import Scenario
 from chaos.worker_metrics import sample_value, scrape, summed, worker_url
 from deploy.local import LocalStack
 from features.windows import MERCHANT_KEEP_DAYS
-from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger, Position
@@ -105,13 +104,16 @@ class RunPlan:
     #: stack's Prometheus loads a shortened copy and gets the production rules back afterwards
     #: (``chaos.alert_windows``), so an alert that would fire after minutes shows ``fired``.
     alert_time_scale: float = 1.0
-    #: Simulated customers (twice as many terminals): the population of the model the run
-    #: serves (``fraudstream train`` simulates ``DEMO_CUSTOMERS`` by default; another density
-    #: of customers and terminals shifts the merchant features, and drift alerts fire for
-    #: real). About 1.97 transactions per customer and simulated day: 1,000 customers give
-    #: ~1,970 a day, so a load of N transactions spans N / 1,970 days of event time (what
-    #: warms the workers' feature state up).
-    customers: int = DEMO_CUSTOMERS
+    #: Simulated customers (twice as many terminals). A run whose history features warm up
+    #: must stream the population of the model it serves (another density of customers and
+    #: terminals shifts the merchant features, and drift alerts fire for real):
+    #: ``fraudstream chaos run --customers`` defaults to the one ``fraudstream train``
+    #: simulates, ``DEMO_CUSTOMERS``. This default keeps a short run cold instead: about 1.97
+    #: transactions per customer and simulated day, so 2,000 customers make a load of N
+    #: transactions cover N / 3,940 days (1,000 made `make test`'s overload run, 74,400
+    #: transactions, warm enough for card_avg_amount_30d to drift against the tests' model of
+    #: 300 customers).
+    customers: int = 2000
 
 
 #: Upper bound of the stack's scrape plus evaluation interval (deploy/local: 2 s each).

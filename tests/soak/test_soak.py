@@ -30,9 +30,9 @@ def test_thirty_minutes_keep_latency_and_memory_flat(base_settings: Settings,
                                                      stack: LocalStack,
                                                      tmp_path: Path) -> None:
     """No fault and nothing drifts: the load is the world the model learnt (the demo's
-    population, which ``RunPlan`` streams by default), so every alert that fires is a
-    defect. (A model of another population drifts for real: streaming 2,285 customers to a
-    model trained on 1,000 fired merchant drift alerts in a 30-minute soak.)"""
+    population), so every alert that fires is a defect. (A model of another population
+    drifts for real: streaming 2,285 customers to a model trained on 1,000 fired merchant
+    drift alerts in a 30-minute soak.)"""
     assert SCENARIOS["soak"].default_duration_s == 1800
     model_path = tmp_path / "demo-world.skops"
     trained = train(simulate(SimulationConfig(n_customers=DEMO_CUSTOMERS,
@@ -40,8 +40,8 @@ def test_thirty_minutes_keep_latency_and_memory_flat(base_settings: Settings,
                                               seed=5)), "logreg",
                     plan=TrainingPlan(val_days=14, search=False))
     save_signed(model_path, trained.model_bytes, trained.manifest, SIGNING_KEY.encode())
-    plan = RunPlan(rate=300, duration_s=1800, fault_at_s=10, workers=2, standbys=1)
-    assert plan.customers == DEMO_CUSTOMERS
+    plan = RunPlan(rate=300, duration_s=1800, fault_at_s=10, workers=2, standbys=1,
+                   customers=DEMO_CUSTOMERS)
     report = run_scenario(dataclasses.replace(base_settings, model_path=model_path), stack,
                           "soak", plan)
     assert report.p99_slope_ms_per_min is not None and report.memory_slope_mb_per_min is not None
