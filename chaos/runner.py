@@ -571,8 +571,8 @@ class ChaosRunner:
                                                with_labels=scenario.with_labels)
         if scenario.drift_amount_scale:
             drifted = simulate(SimulationConfig(
-                n_customers=plan.customers, n_terminals=2 * plan.customers, nb_days=60,
-                seed=plan.seed,
+                n_customers=plan.customers, n_terminals=2 * plan.customers,
+                nb_days=simulated_days(count, plan.customers), seed=plan.seed,
                 amount_scale=scenario.drift_amount_scale,
                 id_prefix=f"chaosdrift{uuid.uuid4().hex[:6]}"))
             switch = int(plan.rate * plan.fault_at_s)
