@@ -16,11 +16,7 @@ from chaos import SCENARIOS, RunPlan
 from deploy.local import LocalStack
 from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.settings import Settings
-from model_registry.artifact import save_signed
-from model_registry.training import TrainingPlan, train
-from simulator import SimulationConfig, simulate
-from tests.soak.runs import run_scenario
-from tests.stack_fixtures import SIGNING_KEY
+from tests.soak.runs import model_of_world, run_scenario
 
 pytestmark = pytest.mark.chaos
 
@@ -35,11 +31,7 @@ def test_thirty_minutes_keep_latency_and_memory_flat(base_settings: Settings,
     drift alerts in a 30-minute soak.)"""
     assert SCENARIOS["soak"].default_duration_s == 1800
     model_path = tmp_path / "demo-world.skops"
-    trained = train(simulate(SimulationConfig(n_customers=DEMO_CUSTOMERS,
-                                              n_terminals=2 * DEMO_CUSTOMERS, nb_days=60,
-                                              seed=5)), "logreg",
-                    plan=TrainingPlan(val_days=14, search=False))
-    save_signed(model_path, trained.model_bytes, trained.manifest, SIGNING_KEY.encode())
+    model_of_world(model_path, DEMO_CUSTOMERS, seed=5)
     plan = RunPlan(rate=300, duration_s=1800, fault_at_s=10, workers=2, standbys=1,
                    customers=DEMO_CUSTOMERS)
     report = run_scenario(dataclasses.replace(base_settings, model_path=model_path), stack,

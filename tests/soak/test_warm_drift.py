@@ -19,11 +19,8 @@ from chaos import ChaosRunner, RunPlan
 from chaos.scenarios import Scenario
 from deploy.local import LocalStack
 from fraudstream.settings import Settings
-from model_registry.artifact import save_signed
-from model_registry.training import TrainingPlan, train
-from simulator import SimulationConfig, simulate
 from tests.chaos.test_scenarios import ALERT_TIME_SCALE
-from tests.stack_fixtures import SIGNING_KEY
+from tests.soak.runs import model_of_world
 
 pytestmark = pytest.mark.chaos
 
@@ -42,15 +39,8 @@ def test_no_drift_alert_once_the_feature_state_is_warm(base_settings: Settings,
     more than ~10 s behind (a machine busy with other work) were more than the 7-day label
     delay late, and merchant_nb_tx_* drifted for real (PSI 0.28 and 0.39 once, 0.24 once).
     """
-    # A model of the same world validated on two weeks (~4,000 rows): enough for per-feature
-    # thresholds (slices of the chaos drift window, 2,000 rows; the session's model validates
-    # on one week, 2,142 rows, and falls back to 0.25 everywhere).
     model_path = tmp_path / "steady.skops"
-    trained = train(simulate(SimulationConfig(n_customers=300, n_terminals=600, nb_days=60,
-                                              seed=5)), "logreg",
-                    plan=TrainingPlan(val_days=14, search=False))
-    assert "drift_thresholds" in trained.manifest.reference
-    save_signed(model_path, trained.model_bytes, trained.manifest, SIGNING_KEY.encode())
+    assert "drift_thresholds" in model_of_world(model_path, 300, seed=5).reference
     steady = Scenario("steady", "no fault: a steady load with labels", None, with_labels=True)
     # 250 tx/s: ~0.42 simulated days a second, so labels may lag 16 s before they are later
     # than the label delay (at 400 tx/s, 10 s: merchant counts drifted in 2 of 3 runs on a
