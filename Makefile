@@ -27,14 +27,14 @@ $(INSTALLED): pyproject.toml | apt
 	touch $@
 
 deploy/kafka/libs/.complete: deploy/kafka/pom.xml | apt $(INSTALLED)
-	$(PY) -c "from deploy.local.kafka import ensure_jars; ensure_jars()"
+	$(PY) -c "from fraudstream.deploy.local.kafka import ensure_jars; ensure_jars()"
 
 demo: setup
 	$(VENV)/bin/fraudstream demo
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy fraudstream tests
 
 test: setup lint
 	$(PY) -m pytest tests --ignore=tests/soak -m "not control" --durations=25

@@ -28,10 +28,10 @@ import orjson
 
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import Dataset
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
-from simulator import Dataset
-from workers.pool import WorkerPool, settings_env
-from workers.topics import ensure_topics, merchants_changelog_spec
+from fraudstream.workers.pool import WorkerPool, settings_env
+from fraudstream.workers.topics import ensure_topics, merchants_changelog_spec
 
 #: Seconds the workers run idle before a latency run starts.
 WARM_UP_S = 5.0
@@ -242,12 +242,13 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
     batch = list(outgoing(data, 0, records, with_labels=True))
     everyone = {
         "raw": Contender("raw aiokafka loop",
-                         start_module("bench.raw_loop", [str(len(batch))])),
+                         start_module("fraudstream.bench.raw_loop", [str(len(batch))])),
         # The ceiling for two workers on two cores: the loop in two processes, each reading
         # half of the partitions (bench.raw_loop).
         "raw2": Contender("raw aiokafka loop in 2 processes",
-                          start_module("bench.raw_loop", ["-", "0", "2"], ["-", "1", "2"])),
-        "naive": Contender("naive faust agent", start_module("bench.naive_agent", [])),
+                          start_module("fraudstream.bench.raw_loop",
+                                       ["-", "0", "2"], ["-", "1", "2"])),
+        "naive": Contender("naive faust agent", start_module("fraudstream.bench.naive_agent", [])),
         "1": Contender("fraudstream 1 worker", start_pool(1)),
         "2": Contender("fraudstream 2 workers", start_pool(2)),
         # The cost of exactly once: the same workers without transactions.

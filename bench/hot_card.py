@@ -1,7 +1,7 @@
 """Cost of one busy card: per-transaction time and state record size at n transactions in 24 h.
 
-Run from the repository root: ``PYTHONPATH=$PWD .venv/bin/python -m bench.hot_card``. It feeds
-one card n transactions spread evenly over 24 hours of event time, then times the second batch of
+Run from the repository root: ``.venv/bin/python -m fraudstream.bench.hot_card``. It feeds one
+card n transactions spread evenly over 24 hours of event time, then times the second batch of
 500 through the scoring step's card path (decode the record, dedup lookup, features, remember,
 settle, encode, as the worker does once per batch) and prints the time per transaction and the
 size of the card's changelog record after it. ``PYTHONPATH=/path/to/old/checkout`` measures
@@ -15,8 +15,8 @@ import time
 
 import orjson
 
-from features import CardState
-from workers.card_record import CardRecord, Decision
+from fraudstream.features import CardState
+from fraudstream.workers.card_record import CardRecord, Decision
 
 T0 = 1_700_000_000
 BATCH = 500

@@ -4,7 +4,7 @@ Per transaction it validates, reads and writes the card's table entry, reads its
 state, calls ``predict_proba`` on one row and awaits one ``send``; per label it updates the
 merchant's state and awaits one ``send`` of it to a merchants changelog: the same work as a
 fraudstream worker, without batching (merchants in a dict, since one process owns them all).
-Run as ``python -m bench.naive_agent`` with the FRAUDSTREAM_* environment of the bench.
+Run as ``python -m fraudstream.bench.naive_agent`` with the FRAUDSTREAM_* environment of the bench.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import faust
 import numpy as np
 import orjson
 
-from features import MerchantState, compute_features
 from fraudstream import kafka_clients
+from fraudstream.features import MerchantState, compute_features
+from fraudstream.model_registry.artifact import load_verified
 from fraudstream.settings import Settings
-from model_registry.artifact import load_verified
-from workers.card_record import CardRecord
-from workers.merchant_labels import MerchantRecord, merchant_label
-from workers.messages import dead_letter_record, iso_now, score_record
-from workers.scoring import Scorer, limit_model_threads
-from workers.topics import ensure_topics, merchants_changelog_spec
-from workers.validation import Rejection, validate
+from fraudstream.workers.card_record import CardRecord
+from fraudstream.workers.merchant_labels import MerchantRecord, merchant_label
+from fraudstream.workers.messages import dead_letter_record, iso_now, score_record
+from fraudstream.workers.scoring import Scorer, limit_model_threads
+from fraudstream.workers.topics import ensure_topics, merchants_changelog_spec
+from fraudstream.workers.validation import Rejection, validate
 
 
 def build(settings: Settings) -> faust.App:

@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fraudstream import kafka_clients
+from fraudstream.monitoring.drift_window import DriftMonitor
+from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
-from monitoring.drift_window import DriftMonitor
-from monitoring.metrics import WorkerMetrics
-from workers.card_store import PartitionedStore
-from workers.merchant_labels import MerchantRecord, merchant_label
-from workers.merchant_states import MerchantStates
-from workers.output import KafkaBatchSink, Sink
-from workers.processor import RawRecord, ScoringProcessor, Topics
-from workers.runtime_tuning import tune_runtime
-from workers.scoring import Scorer, limit_model_threads
-from workers.state_tables import ChangelogTable
-from workers.topics import (
+from fraudstream.workers.card_store import PartitionedStore
+from fraudstream.workers.merchant_labels import MerchantRecord, merchant_label
+from fraudstream.workers.merchant_states import MerchantStates
+from fraudstream.workers.output import KafkaBatchSink, Sink
+from fraudstream.workers.processor import RawRecord, ScoringProcessor, Topics
+from fraudstream.workers.runtime_tuning import tune_runtime
+from fraudstream.workers.scoring import Scorer, limit_model_threads
+from fraudstream.workers.state_tables import ChangelogTable
+from fraudstream.workers.topics import (
     card_changelog,
     card_changelog_spec,
     ensure_topics,
@@ -185,12 +185,13 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
 
 
 def main() -> None:
-    """Entry point for running the loop as its own process: ``python -m bench.raw_loop N``
-    reads N transactions and N labels from every partition; ``python -m bench.raw_loop - I
-    COUNT`` is process I of COUNT (its share of the partitions, until stopped)."""
+    """Entry point for running the loop as its own process:
+    ``python -m fraudstream.bench.raw_loop N`` reads N transactions and N labels from every
+    partition; ``python -m fraudstream.bench.raw_loop - I COUNT`` is process I of COUNT
+    (its share of the partitions, until stopped)."""
     import sys
 
-    from model_registry.artifact import load_verified
+    from fraudstream.model_registry.artifact import load_verified
 
     limit_model_threads()
     settings = Settings.from_env()

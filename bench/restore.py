@@ -21,11 +21,11 @@ import signal
 import time
 from dataclasses import dataclass
 
-from bench.harness import fresh
-from chaos.big_state import fill_card_changelog
+from fraudstream.bench.harness import fresh
+from fraudstream.chaos.big_state import fill_card_changelog
 from fraudstream.settings import Settings
-from workers.pool import WorkerProcess, worker_datadir
-from workers.topics import card_changelog_spec, ensure_topics
+from fraudstream.workers.pool import WorkerProcess, worker_datadir
+from fraudstream.workers.topics import card_changelog_spec, ensure_topics
 
 #: Longest wait for one worker start (1M cards restore from nothing on a busy 2-core machine).
 START_TIMEOUT_S = 900.0

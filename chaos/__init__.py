@@ -1,7 +1,7 @@
 """Fault injection: named scenarios, a produce → fault → heal → validate runner, reports."""
 
-from chaos.report import ChaosReport
-from chaos.runner import ChaosRunner, RunPlan
-from chaos.scenarios import SCENARIOS, Scenario
+from fraudstream.chaos.report import ChaosReport
+from fraudstream.chaos.runner import ChaosRunner, RunPlan
+from fraudstream.chaos.scenarios import SCENARIOS, Scenario
 
 __all__ = ["SCENARIOS", "ChaosReport", "ChaosRunner", "RunPlan", "Scenario"]

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from deploy.local import LocalStack
+from fraudstream.deploy.local import LocalStack
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import orjson
 
 from fraudstream.settings import Settings
 from fraudstream.streaming import new_producer
-from workers.card_record import CardRecord, Decision
-from workers.output import key_partition
-from workers.topics import card_changelog
+from fraudstream.workers.card_record import CardRecord, Decision
+from fraudstream.workers.output import key_partition
+from fraudstream.workers.topics import card_changelog
 
 #: Batches in flight before the filler waits for acknowledgements.
 IN_FLIGHT = 64

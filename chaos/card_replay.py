@@ -19,9 +19,9 @@ import orjson
 from fraudstream.ledger import Position
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader
-from workers.card_record import CardRecord, Decision
-from workers.topics import card_changelog
-from workers.validation import Transaction, validate
+from fraudstream.workers.card_record import CardRecord, Decision
+from fraudstream.workers.topics import card_changelog
+from fraudstream.workers.validation import Transaction, validate
 
 #: Cards named in a mismatch report (the count is always complete).
 EXAMPLES = 5

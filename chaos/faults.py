@@ -7,10 +7,10 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos.worker_metrics import post_chaos_hook, scrape, summed, worker_url
-from deploy.local import LocalStack
+from fraudstream.chaos.worker_metrics import post_chaos_hook, scrape, summed, worker_url
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
-from workers.supervisor import Supervisor
+from fraudstream.workers.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def recreate_input_topic(ctx: FaultContext) -> None:
     import time
 
     from fraudstream import kafka_clients
-    from workers.topics import ensure_topics
+    from fraudstream.workers.topics import ensure_topics
 
     topic = ctx.settings.topic_transactions
     admin = kafka_clients.admin(ctx.settings, client_id="fraudstream-chaos",
@@ -154,8 +154,8 @@ def promote_tampered_model(ctx: FaultContext) -> None:
     import dataclasses
 
     from fraudstream.commands.registry_cmd import announce, open_registry
-    from model_registry.artifact import read_manifest
-    from model_registry.registry import model_key
+    from fraudstream.model_registry.artifact import read_manifest
+    from fraudstream.model_registry.registry import model_key
 
     settings = ctx.settings
     registry = open_registry(settings)

@@ -22,10 +22,10 @@ import orjson
 
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
-from workers.output import key_partition
+from fraudstream.workers.output import key_partition
 
 if TYPE_CHECKING:
-    from chaos.faults import FaultContext
+    from fraudstream.chaos.faults import FaultContext
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ async def send_labels(settings: Settings, merchant: str, seconds: float,
 async def merchant_counts(settings: Settings, merchant: str) -> LabelCounts | None:
     """The merchant's labels and frauds in the merchants changelog, read committed, last
     value per key (None: not there)."""
-    from features import MerchantState
+    from fraudstream.features import MerchantState
 
     last: bytes | None = None
     async with TopicReader(settings, [f"{settings.app_id}-merchants-changelog"]) as reader:
@@ -121,7 +121,7 @@ async def label_path_drained(settings: Settings) -> bool:
     from aiokafka import TopicPartition
 
     from fraudstream import kafka_clients
-    from workers.changelog_tail import last_record_offsets
+    from fraudstream.workers.changelog_tail import last_record_offsets
 
     consumer = kafka_clients.aio_consumer(settings, group_id=settings.app_id,
                                           enable_auto_commit=False)
@@ -160,7 +160,7 @@ async def settled_counts(settings: Settings, merchant: str, timeout_s: float = 9
 
 def kill_merchant_owner(ctx: FaultContext) -> None:
     """SIGKILL the active worker that owns the run's merchant's partition."""
-    from chaos.faults import FaultUnavailable
+    from fraudstream.chaos.faults import FaultUnavailable
 
     partition = key_partition(merchant_of(ctx.settings).encode(), ctx.settings.partitions)
     for slot in ctx.supervisor.slots:

@@ -24,11 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chaos import label_crash
-from chaos.big_state import fill_card_changelog
-from chaos.card_replay import check_cards
-from chaos.faults import FaultContext, FaultUnavailable
-from chaos.report import (
+from fraudstream.chaos import label_crash
+from fraudstream.chaos.big_state import fill_card_changelog
+from fraudstream.chaos.card_replay import check_cards
+from fraudstream.chaos.faults import FaultContext, FaultUnavailable
+from fraudstream.chaos.report import (
     ChaosReport,
     drain_seconds,
     p99_by_phase,
@@ -37,19 +37,19 @@ from chaos.report import (
     second_half_slope,
     timeline,
 )
-from chaos.scenarios import Scenario
-from chaos.worker_metrics import sample_value, scrape, summed, worker_url
-from deploy.local import LocalStack
-from features.windows import MERCHANT_KEEP_DAYS
+from fraudstream.chaos.scenarios import Scenario
+from fraudstream.chaos.worker_metrics import sample_value, scrape, summed, worker_url
 from fraudstream.commands.train_cmd import ensure_production
+from fraudstream.deploy.local import LocalStack
+from fraudstream.features.windows import MERCHANT_KEEP_DAYS
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger, Position
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced
-from simulator import SimulationConfig, simulate
-from workers.pool import app_datadir
-from workers.supervisor import HealthPolicy, Supervisor
-from workers.topics import card_changelog_spec, ensure_topics
+from fraudstream.workers.pool import app_datadir
+from fraudstream.workers.supervisor import HealthPolicy, Supervisor
+from fraudstream.workers.topics import card_changelog_spec, ensure_topics
 
 logger = logging.getLogger(__name__)
 
@@ -418,7 +418,7 @@ class ChaosRunner:
         if self.plan.alert_time_scale == 1.0 or self.stack is None:
             yield False
             return
-        from chaos.alert_windows import shortened_for_windows
+        from fraudstream.chaos.alert_windows import shortened_for_windows
 
         with shortened_for_windows(self.stack, self.plan.alert_time_scale,
                                    self.base.state_dir / "chaos-rules") as took:
@@ -525,7 +525,7 @@ class ChaosRunner:
     def on_three_nodes(self) -> Iterator[ChaosRunner]:
         """A runner like this one on a three-node Kafka of its own (replication 3), started
         under the state dir and stopped when the block ends; several runs may share it."""
-        from chaos.three_nodes import three_node_kafka
+        from fraudstream.chaos.three_nodes import three_node_kafka
 
         with three_node_kafka(self.base.state_dir / "chaos-kafka-3", self.base.bind_host,
                               self.base.kafka_port) as kafka3:
@@ -710,7 +710,7 @@ class ChaosRunner:
         scale = self.plan.alert_time_scale
         if scale == 1.0 or self.stack is None:
             return
-        from chaos.alert_windows import longest_for_seconds
+        from fraudstream.chaos.alert_windows import longest_for_seconds
 
         deadline = time.monotonic() + longest_for_seconds(self.stack.prometheus.rules_dir) / scale \
             + 3 * PROMETHEUS_EVALUATIONS_S

@@ -6,8 +6,8 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos import label_crash
-from chaos.faults import (
+from fraudstream.chaos import label_crash
+from fraudstream.chaos.faults import (
     FaultContext,
     continue_worker,
     freeze_unwatched,

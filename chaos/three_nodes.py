@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy.local import LocalStack, StackConfig, StackError
+from fraudstream.deploy.local import LocalStack, StackConfig, StackError
 
 #: The three nodes listen on the main Kafka port + this offset (+0, +1, +2).
 PORT_OFFSET = 700

@@ -25,7 +25,7 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-from features.windows import CARD_WINDOWS_DAYS, DAY_S, NO_PREVIOUS_S
+from fraudstream.features.windows import CARD_WINDOWS_DAYS, DAY_S, NO_PREVIOUS_S
 
 #: Transactions of the last 24 hours kept one by one; older ones of a busier card are bucketed.
 EXACT_CAP = 128

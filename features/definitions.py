@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from features.card import CardState
-from features.merchant import MerchantState
-from features.windows import (
+from fraudstream.features.card import CardState
+from fraudstream.features.merchant import MerchantState
+from fraudstream.features.windows import (
     CARD_WINDOWS_DAYS,
     DAY_S,
     MERCHANT_KEEP_DAYS,

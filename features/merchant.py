@@ -40,7 +40,7 @@ import itertools
 import operator
 from typing import Any
 
-from features.windows import DAY_S, MERCHANT_KEEP_DAYS, MERCHANT_WINDOWS_DAYS
+from fraudstream.features.windows import DAY_S, MERCHANT_KEEP_DAYS, MERCHANT_WINDOWS_DAYS
 
 #: Widths of the levels a merchant's labels are kept in: exact seconds, minutes, hours.
 LEVEL_WIDTHS_S = (1, 60, 3600)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from features.definitions import (
+from fraudstream.features.definitions import (
     FEATURE_NAMES,
     CardState,
     MerchantState,

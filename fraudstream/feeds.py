@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import orjson
 
+from fraudstream.simulator import Dataset
+from fraudstream.simulator.records import format_timestamps
 from fraudstream.streaming import Outgoing
-from simulator import Dataset
-from simulator.records import format_timestamps
 
 
 def outgoing(ds: Dataset, start: int = 0, stop: int | None = None,

@@ -1,6 +1,6 @@
 """Model training, backtests, the registry and verified, replicated artifacts."""
 
-from model_registry.artifact import (
+from fraudstream.model_registry.artifact import (
     ArtifactError,
     LoadedModel,
     ModelManifest,

@@ -17,7 +17,7 @@ from typing import Any
 
 import skops.io as sio
 
-from model_registry.documents import (
+from fraudstream.model_registry.documents import (
     MalformedDocument,
     checked_fields,
     dict_of,

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features import build_feature_matrix
-from features.definitions import DAY_S, lookback_days
-from model_registry.families import Params, UnknownFamilyError, family
-from simulator import Dataset
+from fraudstream.features import build_feature_matrix
+from fraudstream.features.definitions import DAY_S, lookback_days
+from fraudstream.model_registry.families import Params, UnknownFamilyError, family
+from fraudstream.simulator import Dataset
 
 
 class BacktestError(ValueError):

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from model_registry.artifact import ModelManifest
-from model_registry.errors import InvalidRequest
-from model_registry.reference import build_reference
-from model_registry.registry import ModelRegistry, model_key
+from fraudstream.model_registry.artifact import ModelManifest
+from fraudstream.model_registry.errors import InvalidRequest
+from fraudstream.model_registry.reference import build_reference
+from fraudstream.model_registry.registry import ModelRegistry, model_key
 
 
 def rebased_manifest(manifest: ModelManifest, X: np.ndarray, scores: np.ndarray, *,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.drift import PSI_MAJOR, population_stability_index
+from fraudstream.monitoring.drift import PSI_MAJOR, population_stability_index
 
 DEFAULT_BINS = 10
 #: Rows per slice when measuring the reference data's own variability (the size of the live

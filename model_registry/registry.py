@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from model_registry.artifact import (
+from fraudstream.model_registry.artifact import (
     TRUSTED_TYPES,
     ArtifactError,
     LoadedModel,
@@ -33,7 +33,7 @@ from model_registry.artifact import (
     manifest_from_json,
     sign_manifest,
 )
-from model_registry.documents import (
+from fraudstream.model_registry.documents import (
     MalformedDocument,
     checked_fields,
     dict_of,
@@ -43,14 +43,14 @@ from model_registry.documents import (
     list_of,
     load_json,
 )
-from model_registry.errors import (
+from fraudstream.model_registry.errors import (
     InvalidRequest,
     ModelRefused,
     NotFound,
     RegistryError,
     StoreUnavailable,
 )
-from model_registry.stores import ArtifactStore
+from fraudstream.model_registry.stores import ArtifactStore
 
 logger = logging.getLogger(__name__)
 

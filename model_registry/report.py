@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
-from features import FEATURE_NAMES
+from fraudstream.features import FEATURE_NAMES
 
 if TYPE_CHECKING:
-    from model_registry.training import TrainedModel
+    from fraudstream.model_registry.training import TrainedModel
 
 
 def _pyplot() -> Any:

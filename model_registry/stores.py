@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from fraudstream.model_registry.errors import InvalidRequest, StoreUnavailable
 from fraudstream.redaction import redact_text, redact_url
-from model_registry.errors import InvalidRequest, StoreUnavailable
 
 DEFAULT_REDIS_PREFIX = "fraudstream:registry"
 #: Short timeouts: a store that does not answer is skipped for another, not waited for.

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from features import FEATURE_NAMES, build_feature_matrix
-from features.definitions import DAY_S
-from model_registry.artifact import ModelManifest, serialise
-from model_registry.backtest import Windows, card_precision_at_k, split
-from model_registry.families import DEFAULT_FAMILY, UnknownFamilyError, family
-from model_registry.reference import build_reference
-from simulator import Dataset
+from fraudstream.features import FEATURE_NAMES, build_feature_matrix
+from fraudstream.features.definitions import DAY_S
+from fraudstream.model_registry.artifact import ModelManifest, serialise
+from fraudstream.model_registry.backtest import Windows, card_precision_at_k, split
+from fraudstream.model_registry.families import DEFAULT_FAMILY, UnknownFamilyError, family
+from fraudstream.model_registry.reference import build_reference
+from fraudstream.simulator import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,6 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
 def write_report(trained: TrainedModel, out_dir: Path,
                  progress: Callable[[str], None] | None = None) -> Path:
     """The Markdown report with PNG plots for a trained model (see ``model_registry.report``)."""
-    from model_registry.report import write_report as write
+    from fraudstream.model_registry.report import write_report as write
 
     return write(trained, out_dir, progress)

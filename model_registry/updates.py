@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from model_registry.errors import StoreUnavailable
+from fraudstream.model_registry.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from fraudstream.settings import Settings

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from features.windows import DAY_S, MERCHANT_KEEP_DAYS, NO_PREVIOUS_S
+from fraudstream.features.windows import DAY_S, MERCHANT_KEEP_DAYS, NO_PREVIOUS_S
 
 #: Features left out of drift, with the reason (the module docstring says why; workers export
 #: them as ``fraudstream_feature_drift_excluded{feature,reason}``).

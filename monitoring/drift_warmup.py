@@ -30,8 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from features.windows import DAY_S
-from monitoring.drift_scope import CARD_LONGEST_S, MERCHANT_LOOKBACK_S, lookback_seconds
+from fraudstream.features.windows import DAY_S
+from fraudstream.monitoring.drift_scope import CARD_LONGEST_S, MERCHANT_LOOKBACK_S, lookback_seconds
 
 #: Rows the restored-state credit is estimated from.
 PROBE_ROWS = 200

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from monitoring.drift import METHODS, PSI_MAJOR
-from monitoring.drift_scope import EXCLUDED_FEATURES, measured_features
-from monitoring.drift_warmup import HistoryClock
-from monitoring.metrics import WorkerMetrics
+from fraudstream.monitoring.drift import METHODS, PSI_MAJOR
+from fraudstream.monitoring.drift_scope import EXCLUDED_FEATURES, measured_features
+from fraudstream.monitoring.drift_warmup import HistoryClock
+from fraudstream.monitoring.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from fraudstream.settings import Settings
@@ -124,7 +124,7 @@ class DriftMonitor:
     @classmethod
     def from_settings(cls, metrics: WorkerMetrics, settings: Settings) -> DriftMonitor:
         """The monitor a worker runs: every feature, windows and interval from ``settings``."""
-        from features import FEATURE_NAMES
+        from fraudstream.features import FEATURE_NAMES
 
         return cls(metrics, FEATURE_NAMES, window_rows=settings.drift_window_rows,
                    min_rows=max(settings.drift_window_rows // 5, 1),

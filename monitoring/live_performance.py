@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 from sklearn.metrics import average_precision_score
 
-from monitoring.metrics import WorkerMetrics
+from fraudstream.monitoring.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
 

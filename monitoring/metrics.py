@@ -190,7 +190,7 @@ class WorkerMetrics:
         )
         # Counters alerts take increase() of exist at 0 from the start: a series first seen
         # at 1 shows no increase, and its first event would never alert.
-        from model_registry.errors import ModelRefused
+        from fraudstream.model_registry.errors import ModelRefused
 
         for reason in ModelRefused.REASONS:
             metrics.model_refused.labels(reason)

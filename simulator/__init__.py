@@ -1,6 +1,6 @@
 """Transaction simulator of the Fraud Detection Handbook (Le Borgne et al., Chapter 3)."""
 
-from simulator.records import (
+from fraudstream.simulator.records import (
     COLUMNS,
     CsvFormatError,
     Dataset,
@@ -10,7 +10,7 @@ from simulator.records import (
     to_records,
     write_csv,
 )
-from simulator.transactions import SimulationConfig, simulate
+from fraudstream.simulator.transactions import SimulationConfig, simulate
 
 __all__ = [
     "COLUMNS",

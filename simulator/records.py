@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.csv_cells import escape_row, unescape_cell
+from fraudstream.simulator.csv_cells import escape_row, unescape_cell
 
 COLUMNS = (
     "transaction_id",

@@ -8,15 +8,15 @@ from datetime import date
 
 import numpy as np
 
-from simulator.profiles import (
+from fraudstream.simulator.profiles import (
     AvailableTerminals,
     CustomerProfiles,
     available_terminals,
     generate_customers,
     generate_terminals,
 )
-from simulator.records import Dataset, parse_timestamp
-from simulator.scenarios import inject_frauds
+from fraudstream.simulator.records import Dataset, parse_timestamp
+from fraudstream.simulator.scenarios import inject_frauds
 
 SECONDS_PER_DAY = 86400
 TIME_OF_DAY_MEAN = SECONDS_PER_DAY / 2

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import LocalStack, StackConfig
+from fraudstream.deploy.local import LocalStack, StackConfig
+from fraudstream.model_registry.artifact import save_signed
+from fraudstream.model_registry.training import train
 from fraudstream.settings import Settings
-from model_registry.artifact import save_signed
-from model_registry.training import train
-from simulator import SimulationConfig, simulate
-from workers.pool import WorkerPool
+from fraudstream.simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool
 
 # Below the ephemeral range (32768+ on Linux): a client socket must never take a server port.
 BASE_PORT = int(os.environ.get("FRAUDSTREAM_TEST_BASE_PORT", "21000"))
@@ -77,7 +77,7 @@ def settings(base_settings: Settings) -> Settings:
 @contextlib.contextmanager
 def running_pool(settings: Settings, count: int, log_lines: int = 40) -> Iterator[WorkerPool]:
     """``count`` ready workers on fresh topics; their log tails are printed when they stop."""
-    from workers.topics import ensure_topics
+    from fraudstream.workers.topics import ensure_topics
 
     ensure_topics(settings)
     pool = WorkerPool(settings, count)

@@ -17,22 +17,22 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from features import FEATURE_NAMES
-from features.windows import DAY_S
 from fraudstream import kafka_clients
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.features.windows import DAY_S
 from fraudstream.kept_bytes import dumps_kept
+from fraudstream.monitoring.consumer_lag import ConsumerLag
+from fraudstream.monitoring.drift_window import DriftMonitor
+from fraudstream.monitoring.live_performance import LivePerformance
+from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
-from monitoring.consumer_lag import ConsumerLag
-from monitoring.drift_window import DriftMonitor
-from monitoring.live_performance import LivePerformance
-from monitoring.metrics import WorkerMetrics
-from workers.batch_reader import BatchReader
-from workers.card_expiry import CardExpiry
-from workers.card_record import CardRecord
-from workers.card_store import CardRocksStore, table_store
-from workers.changelog_tail import last_record_offsets, read_committed_range
-from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
-from workers.faust_bridge import (
+from fraudstream.workers.batch_reader import BatchReader
+from fraudstream.workers.card_expiry import CardExpiry
+from fraudstream.workers.card_record import CardRecord
+from fraudstream.workers.card_store import CardRocksStore, table_store
+from fraudstream.workers.changelog_tail import last_record_offsets, read_committed_range
+from fraudstream.workers.continuity import DeliveryChaos, OffsetContinuity, once_each
+from fraudstream.workers.faust_bridge import (
     aiokafka_producer,
     check_internals,
     commit_outside_faust,
@@ -46,22 +46,22 @@ from workers.faust_bridge import (
     tune_worker_consumer,
     use_idempotent_producer,
 )
-from workers.fenced_outputs import FencedBatchSink, FencedOutputs
-from workers.merchant_labels import MerchantLabelApplier, labels_in, route, route_fenced
-from workers.merchant_states import MerchantStates
-from workers.model_guard import ChaosState, ModelGuard
-from workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
-from workers.pool import worker_datadir
-from workers.processor import RawRecord, ScoringProcessor, Topics
-from workers.restore_status import RestoreWatch
-from workers.scoring import Scorer
-from workers.stable_offsets import StableOffsets
-from workers.state_tables import ChangelogTable
-from workers.takeover import TakeoverScan
-from workers.topics import COMPACT_CHANGELOG
+from fraudstream.workers.fenced_outputs import FencedBatchSink, FencedOutputs
+from fraudstream.workers.merchant_labels import MerchantLabelApplier, labels_in, route, route_fenced
+from fraudstream.workers.merchant_states import MerchantStates
+from fraudstream.workers.model_guard import ChaosState, ModelGuard
+from fraudstream.workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
+from fraudstream.workers.pool import worker_datadir
+from fraudstream.workers.processor import RawRecord, ScoringProcessor, Topics
+from fraudstream.workers.restore_status import RestoreWatch
+from fraudstream.workers.scoring import Scorer
+from fraudstream.workers.stable_offsets import StableOffsets
+from fraudstream.workers.state_tables import ChangelogTable
+from fraudstream.workers.takeover import TakeoverScan
+from fraudstream.workers.topics import COMPACT_CHANGELOG
 
 if TYPE_CHECKING:
-    from model_registry.registry import ModelRegistry
+    from fraudstream.model_registry.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class WorkerApp:
         self._settling: asyncio.Future[None] | None = None
         self.swapper = None
         if registry is not None:
-            from workers.hot_swap import ModelSwapper
+            from fraudstream.workers.hot_swap import ModelSwapper
 
             self.swapper = ModelSwapper(
                 bootstrap=settings, topic=settings.topic_model_updates,
@@ -584,7 +584,7 @@ class WorkerApp:
 
         @app.agent(self.merchant_labels, name="apply-labels")
         async def apply_labels(stream: Any) -> None:
-            from features import MerchantState
+            from fraudstream.features import MerchantState
 
             # The producer refreshes metadata only for topics it has sent to: without asking
             # for the changelog's partitions first, Faust's key_partition may find none and
@@ -829,7 +829,7 @@ class WorkerApp:
         """A loopback-only POST ``path`` whose JSON body ``apply`` turns into the new state."""
         from faust.web import View
 
-        from monitoring.api.deps import is_loopback
+        from fraudstream.monitoring.api.deps import is_loopback
 
         class ChaosHook(View):
             async def post(self, request: Any) -> Any:

@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.processor import RawRecord
+from fraudstream.workers.processor import RawRecord
 
 
 @dataclass

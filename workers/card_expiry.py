@@ -18,9 +18,9 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
-from features.windows import DAY_S
-from workers.card_record import CardRecord
-from workers.state_tables import ExpiringTable
+from fraudstream.features.windows import DAY_S
+from fraudstream.workers.card_record import CardRecord
+from fraudstream.workers.state_tables import ExpiringTable
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import orjson
 
-from features import CardState
+from fraudstream.features import CardState
 
 _JSON = json.JSONDecoder()
 

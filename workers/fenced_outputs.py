@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import TopicPartition
 
-from workers.output import KafkaBatchSink
+from fraudstream.workers.output import KafkaBatchSink
 
 logger = logging.getLogger(__name__)
 

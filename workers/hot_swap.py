@@ -18,14 +18,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from fraudstream.model_registry.errors import (
+    ModelRefused,
+    NotFound,
+    RegistryError,
+    StoreUnavailable,
+)
+from fraudstream.model_registry.registry import ALIASES, ModelRegistry
+from fraudstream.model_registry.stores import open_stores, store_labels
+from fraudstream.model_registry.updates import ModelUpdate
+from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
-from model_registry.errors import ModelRefused, NotFound, RegistryError, StoreUnavailable
-from model_registry.registry import ALIASES, ModelRegistry
-from model_registry.stores import open_stores, store_labels
-from model_registry.updates import ModelUpdate
-from monitoring.metrics import WorkerMetrics
-from workers.processor import ScoringProcessor
-from workers.scoring import Scorer
+from fraudstream.workers.processor import ScoringProcessor
+from fraudstream.workers.scoring import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -296,8 +301,8 @@ def initial_scorer(settings: Settings, registry: ModelRegistry,
 
     Raises ArtifactError when neither can be loaded.
     """
-    from features import FEATURE_NAMES
-    from model_registry.artifact import load_verified
+    from fraudstream.features import FEATURE_NAMES
+    from fraudstream.model_registry.artifact import load_verified
 
     try:
         generation = registry.state().generation

@@ -64,12 +64,12 @@ from typing import Any
 
 import orjson
 
-from features import MerchantState
+from fraudstream.features import MerchantState
 from fraudstream.kept_bytes import dumps_kept
-from workers.fenced_outputs import Committed, FencedOutputs, OutputRecord, commit_each
-from workers.merchant_states import DecodedTable, as_is
-from workers.output import key_partition
-from workers.processor import RawRecord
+from fraudstream.workers.fenced_outputs import Committed, FencedOutputs, OutputRecord, commit_each
+from fraudstream.workers.merchant_states import DecodedTable, as_is
+from fraudstream.workers.output import key_partition
+from fraudstream.workers.processor import RawRecord
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def parse_label(raw: bytes | None, now_s: float,
     The same identifier and clock rules as transactions: an unprintable id would reach logs,
     and a date beyond the clock skew would prune the merchant's history.
     """
-    from workers.validation import clock_problem, identifier_problem, parse_rfc3339
+    from fraudstream.workers.validation import clock_problem, identifier_problem, parse_rfc3339
 
     try:
         body = orjson.loads(raw or b"")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from features import MerchantState
+from fraudstream.features import MerchantState
 
 #: Decoded states kept at most; beyond, the least recently decoded are dropped first.
 MAX_CACHED = 100_000

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from workers.validation import without_sensitive
+from fraudstream.workers.validation import without_sensitive
 
 #: Largest Kafka key an output carries; a longer one is replaced by its SHA-256 (outputs are
 #: sent to an explicit partition, so the key only names the record, it does not route it).

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from features import FEATURE_NAMES
-from monitoring.metrics import WorkerMetrics
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.monitoring.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class ModelGuard:
             raise ModelFailure(f"still busy with a batch that overran {self.timeout_s}s",
                                "timeout")
         if self._executor is None:
-            from workers.scoring import limit_model_threads
+            from fraudstream.workers.scoring import limit_model_threads
 
             # OpenMP's thread count is per calling thread: each model thread gets one too,
             # or its threads spin against the other workers' (measured: 1 s per batch).

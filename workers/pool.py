@@ -44,7 +44,7 @@ def write_targets(settings: Settings, name: str, targets: list[str], component: 
 
     One file per app, so a chaos run and the demo never overwrite each other's targets.
     """
-    from deploy.local.services import write_targets as write_file_sd
+    from fraudstream.deploy.local.services import write_targets as write_file_sd
 
     write_file_sd(_targets_dir(settings), f"{name}-{settings.app_id}", targets,
                   {"component": component, "app": settings.app_id})

@@ -16,17 +16,23 @@ from typing import Any, cast
 import numpy as np
 from aiokafka.errors import KafkaError
 
-from features import FEATURE_NAMES, compute_features
-from monitoring.drift_window import DriftMonitor
-from monitoring.metrics import WorkerMetrics
-from workers.card_record import CardRecord, Decision
-from workers.merchant_states import MerchantStates
-from workers.messages import dead_letter_record, iso_now, output_key, score_record
-from workers.model_guard import ModelGuard
-from workers.output import Sink, is_record_error, key_partition
-from workers.scoring import Scorer
-from workers.state_tables import StateTable
-from workers.validation import DEFAULT_CLOCK_SKEW_S, Rejection, Transaction, excerpt, validate
+from fraudstream.features import FEATURE_NAMES, compute_features
+from fraudstream.monitoring.drift_window import DriftMonitor
+from fraudstream.monitoring.metrics import WorkerMetrics
+from fraudstream.workers.card_record import CardRecord, Decision
+from fraudstream.workers.merchant_states import MerchantStates
+from fraudstream.workers.messages import dead_letter_record, iso_now, output_key, score_record
+from fraudstream.workers.model_guard import ModelGuard
+from fraudstream.workers.output import Sink, is_record_error, key_partition
+from fraudstream.workers.scoring import Scorer
+from fraudstream.workers.state_tables import StateTable
+from fraudstream.workers.validation import (
+    DEFAULT_CLOCK_SKEW_S,
+    Rejection,
+    Transaction,
+    excerpt,
+    validate,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from features import FEATURE_NAMES
-from model_registry.artifact import ArtifactError, LoadedModel
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.model_registry.artifact import ArtifactError, LoadedModel
 
 DECISIONS = ("approve", "review", "decline")
 MAX_REASONS = 3

@@ -14,8 +14,8 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from workers.card_store import PartitionedStore
-from workers.output import Sink
+from fraudstream.workers.card_store import PartitionedStore
+from fraudstream.workers.output import Sink
 
 #: Values a batch wrote, per partition, waiting for their changelog records to be committed.
 Staged = dict[int, list[tuple[bytes, Any]]]

@@ -26,18 +26,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from fraudstream.monitoring.supervisor_metrics import SupervisorMetrics
 from fraudstream.settings import Settings
-from monitoring.supervisor_metrics import SupervisorMetrics
-from workers import orphans
-from workers.health import (
+from fraudstream.workers import orphans
+from fraudstream.workers.health import (
     EXIT_CONFIG_ERROR,
     FailoverStorm,
     HealthPolicy,
     Probe,
     WorkerWatch,
 )
-from workers.pool import WorkerProcess, WorkerStartError
-from workers.progress import GroupProgress
+from fraudstream.workers.pool import WorkerProcess, WorkerStartError
+from fraudstream.workers.progress import GroupProgress
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class Supervisor:
                     orphans.unlisted(self.settings, w.proc.pid)
         self._progress.stop()
         self._probes.shutdown(wait=False)
-        from workers.pool import remove_targets
+        from fraudstream.workers.pool import remove_targets
 
         for name in ("workers", "supervisor"):
             remove_targets(self.settings, name)
@@ -544,7 +544,7 @@ class Supervisor:
         """
         from prometheus_client import start_http_server
 
-        from workers.pool import write_targets
+        from fraudstream.workers.pool import write_targets
 
         s = self.settings
         try:
@@ -563,7 +563,7 @@ class Supervisor:
 
     def write_scrape_targets(self) -> None:
         """Tell the local Prometheus (file_sd) where the workers' /metrics are."""
-        from workers.pool import write_targets
+        from fraudstream.workers.pool import write_targets
 
         write_targets(self.settings, "workers",
                       [f"{self.settings.bind_host}:{self.settings.worker_web_port + s.index}"

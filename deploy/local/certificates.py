@@ -11,8 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.errors import StackError
-from deploy.local.kafka import require_tool
+from fraudstream.deploy.local.errors import StackError
+from fraudstream.deploy.local.kafka import require_tool
 
 OPENSSL_HINT = "Install openssl (Debian: apt-get install openssl)."
 #: Short-lived on purpose: these certificates exist for one test run or one local stack.

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploy.local.errors import StackError
-from deploy.local.process import ManagedProcess, port_in_use
+from fraudstream.deploy.local.errors import StackError
+from fraudstream.deploy.local.process import ManagedProcess, port_in_use
 
 if TYPE_CHECKING:
-    from deploy.local.kafka_security import SecureListener
+    from fraudstream.deploy.local.kafka_security import SecureListener
     from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from deploy.local.certificates import LocalPki
-from deploy.local.errors import StackError
+from fraudstream.deploy.local.certificates import LocalPki
+from fraudstream.deploy.local.errors import StackError
 
 if TYPE_CHECKING:
     from fraudstream.settings import Settings

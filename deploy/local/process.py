@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.errors import ServiceNotReady, StackError
+from fraudstream.deploy.local.errors import ServiceNotReady, StackError
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.kafka import require_tool
-from deploy.local.process import ManagedProcess
+from fraudstream.deploy.local.kafka import require_tool
+from fraudstream.deploy.local.process import ManagedProcess
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "rules"
 #: Where the generated Redis password is kept, under the stack's root (the state dir);

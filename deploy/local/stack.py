@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from deploy.local.errors import StackError
-from deploy.local.kafka import KafkaCluster
-from deploy.local.kafka_security import SecureListener
-from deploy.local.process import ManagedProcess, port_in_use, wait_until
-from deploy.local.services import (
+from fraudstream.deploy.local.errors import StackError
+from fraudstream.deploy.local.kafka import KafkaCluster
+from fraudstream.deploy.local.kafka_security import SecureListener
+from fraudstream.deploy.local.process import ManagedProcess, port_in_use, wait_until
+from fraudstream.deploy.local.services import (
     RULES_DIR,
     AlertmanagerServer,
     PrometheusServer,

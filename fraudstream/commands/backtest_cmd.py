@@ -38,14 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from model_registry.backtest import BacktestError, Windows, run_backtest
-    from simulator import CsvFormatError, read_csv
+    from fraudstream.model_registry.backtest import BacktestError, Windows, run_backtest
+    from fraudstream.simulator import CsvFormatError, read_csv
 
     started = time.perf_counter()
     try:
         windows = Windows.starting(args.train_start, args.train_days, args.delay_days,
                                    args.test_days)
-        from model_registry.families import family
+        from fraudstream.model_registry.families import family
 
         family(args.model)  # an unknown name fails before the CSV is read
     except (BacktestError, ValueError) as exc:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.predictions:
         args.predictions.parent.mkdir(parents=True, exist_ok=True)
         with args.predictions.open("w", newline="") as fh:
-            from simulator.csv_cells import escape_cell
+            from fraudstream.simulator.csv_cells import escape_cell
 
             writer = csv.writer(fh)
             writer.writerow(["transaction_id", "score"])

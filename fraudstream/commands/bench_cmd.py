@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.local import StackError
+    from fraudstream.deploy.local import StackError
 
     settings = with_signing_key(settings)
     try:
@@ -72,12 +72,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -> int:
-    from bench.harness import CONTENDERS, run_benchmark
+    from fraudstream.bench.harness import CONTENDERS, run_benchmark
     from fraudstream.commands.train_cmd import ensure_model
 
     version = ensure_model(settings)
     days = 60
-    from simulator import SimulationConfig
+    from fraudstream.simulator import SimulationConfig
 
     data = run_simulation(SimulationConfig(n_customers=3000, n_terminals=6000, nb_days=days,
                                            id_prefix="bench"))
@@ -89,7 +89,7 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
     unknown = set(only) - set(CONTENDERS)
     if unknown:
         raise UserError(f"unknown contender(s) {sorted(unknown)}; choose from {CONTENDERS}")
-    from bench.harness import BenchError
+    from fraudstream.bench.harness import BenchError
 
     try:
         report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
@@ -108,8 +108,8 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
 
 
 def _measure_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from bench.harness import machine_load
-    from bench.restore import measure
+    from fraudstream.bench.harness import machine_load
+    from fraudstream.bench.restore import measure
     from fraudstream.commands.train_cmd import ensure_model
 
     try:

@@ -20,7 +20,7 @@ class ScenarioListParser(argparse.ArgumentParser):
     """
 
     def format_help(self) -> str:
-        from chaos.scenarios import SCENARIOS
+        from fraudstream.chaos.scenarios import SCENARIOS
 
         self.description = ("Scenarios:\n" + "\n".join(f"  {s.name:<15} {s.description}"
                                                        for s in SCENARIOS.values())
@@ -74,9 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from chaos import ChaosRunner, RunPlan
-    from chaos.runner import ChaosBusy
-    from chaos.scenarios import resolve
+    from fraudstream.chaos import ChaosRunner, RunPlan
+    from fraudstream.chaos.runner import ChaosBusy
+    from fraudstream.chaos.scenarios import resolve
     from fraudstream.commands.demo_cmd import with_signing_key
     from fraudstream.commands.stack_cmd import stack_from_settings
     from fraudstream.commands.train_cmd import ensure_model

@@ -25,8 +25,8 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
-    from simulator import Dataset
-    from workers.supervisor import Overview
+    from fraudstream.simulator import Dataset
+    from fraudstream.workers.supervisor import Overview
 
 
 #: Once the input has stopped, the demo waits for the rest to come out as long as outputs keep
@@ -89,16 +89,16 @@ def with_signing_key(settings: Settings) -> Settings:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.commands.train_cmd import ensure_model
-    from workers.orphans import SupervisorBusy
-    from workers.pool import WorkerStartError
-    from workers.supervisor import Supervisor
+    from fraudstream.workers.orphans import SupervisorBusy
+    from fraudstream.workers.pool import WorkerStartError
+    from fraudstream.workers.supervisor import Supervisor
 
     label_event_delay_s(args, settings)  # refuse a bad --label-delay-days before starting
     settings = with_signing_key(settings)
     stack = stack_from_settings(settings)
     started_stack = not all(s.running for s in stack.status())
     print("starting the local stack...", file=sys.stderr)
-    from deploy.local import StackError
+    from fraudstream.deploy.local import StackError
 
     pool: Supervisor | None = None
     try:

@@ -120,7 +120,7 @@ def _envelope(spec: dict[str, Any], line: int, copy: int, now_s: float) -> Envel
 
 def csv_records(path: Path, with_labels: bool) -> Iterator[Outgoing]:
     from fraudstream.feeds import outgoing
-    from simulator import CsvFormatError, read_csv
+    from fraudstream.simulator import CsvFormatError, read_csv
 
     try:
         ds = read_csv(path)
@@ -199,7 +199,7 @@ async def _produce_envelopes(records: Iterator[Envelope], args: argparse.Namespa
                              settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.streaming import new_producer
-    from workers.output import key_partition
+    from fraudstream.workers.output import key_partition
 
     require_topics(settings)
     topic = args.topic or settings.topic_transactions

@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from model_registry.errors import RegistryError
+    from fraudstream.model_registry.errors import RegistryError
 
     try:
         return _run(args, settings)
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def open_registry(settings: Settings) -> Any:
     """The registry of these settings (UserError without a signing key)."""
-    from model_registry.registry import ModelRegistry
-    from model_registry.stores import open_stores
+    from fraudstream.model_registry.registry import ModelRegistry
+    from fraudstream.model_registry.stores import open_stores
 
     if not settings.signing_key:
         raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; the registry signs and verifies "
@@ -94,14 +94,14 @@ def open_registry(settings: Settings) -> Any:
 
 def announce(settings: Settings, alias: str, version: str, generation: int) -> None:
     """Publish the alias' new version on the model-updates topic."""
-    from model_registry.updates import ModelUpdate, publish_update
+    from fraudstream.model_registry.updates import ModelUpdate, publish_update
 
     publish_update(settings, settings.topic_model_updates,
                    ModelUpdate(alias, version, generation))
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from features import FEATURE_NAMES
+    from fraudstream.features import FEATURE_NAMES
 
     registry = open_registry(settings)
     if args.action == "list":
@@ -167,9 +167,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebase(args: argparse.Namespace, settings: Settings, registry: Any) -> int:
     """Build a reference from recent traffic and register it as a new version."""
-    from features import build_feature_matrix
-    from model_registry.rebase import rebase_reference
-    from simulator import read_csv
+    from fraudstream.features import build_feature_matrix
+    from fraudstream.model_registry.rebase import rebase_reference
+    from fraudstream.simulator import read_csv
 
     if args.rows < 1:
         raise UserError("--rows must be at least 1")
@@ -183,7 +183,7 @@ def _rebase(args: argparse.Namespace, settings: Settings, registry: Any) -> int:
     print(f"registered {manifest.version} (reference from the last {len(X):,} rows of "
           f"{args.source})")
     if args.promote:
-        from features import FEATURE_NAMES
+        from fraudstream.features import FEATURE_NAMES
 
         done = registry.promote(manifest.version, "production", FEATURE_NAMES)
         announce(settings, done.alias, done.version, done.generation)
@@ -193,7 +193,7 @@ def _rebase(args: argparse.Namespace, settings: Settings, registry: Any) -> int:
 
 def import_artifact(registry: Any, path: Path, settings: Settings) -> str:
     """Register the verified model file at ``path`` (a no-op if its version is known)."""
-    from model_registry.artifact import ArtifactError, load_verified, read_manifest
+    from fraudstream.model_registry.artifact import ArtifactError, load_verified, read_manifest
 
     try:
         load_verified(path, settings.signing_key.encode())

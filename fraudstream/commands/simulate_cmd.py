@@ -14,7 +14,7 @@ from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
     # numpy comes with the simulator: imported where a command simulates, not to show --help.
-    from simulator import Dataset, SimulationConfig
+    from fraudstream.simulator import Dataset, SimulationConfig
 
 #: The population ``fraudstream train`` simulates by default (with twice as many terminals),
 #: and the one chaos runs stream unless told otherwise. The density of customers and terminals
@@ -41,7 +41,7 @@ def add_simulation_args(p: argparse.ArgumentParser, *, customers: int = 5000,
 
 
 def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> SimulationConfig:
-    from simulator import SimulationConfig
+    from fraudstream.simulator import SimulationConfig
 
     for name in ("customers", "terminals", "days"):
         if getattr(args, name) < 1:
@@ -53,7 +53,7 @@ def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> Simulat
 
 def run_simulation(config: SimulationConfig, quiet: bool = False) -> Dataset:
     """Simulate with a progress bar on stderr."""
-    from simulator import simulate
+    from fraudstream.simulator import simulate
 
     interactive = sys.stderr.isatty()
 
@@ -101,7 +101,7 @@ def label_event_delay_s(args: argparse.Namespace, settings: Settings) -> float:
     days = settings.label_delay_days if args.label_delay_days is None else args.label_delay_days
     if days < 0:
         raise UserError(f"--label-delay-days must be 0 or more, not {days:g}")
-    from features.windows import DAY_S
+    from fraudstream.features.windows import DAY_S
 
     return days * DAY_S
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"simulated {len(ds):,} transactions, {frauds:,} frauds "
           f"({100 * frauds / max(len(ds), 1):.2f}%)", file=sys.stderr)
     if args.out:
-        from simulator import write_csv
+        from fraudstream.simulator import write_csv
 
         write_csv(ds, args.out)
         print(f"wrote {args.out}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from deploy.local import LocalStack, StackConfig, StackError
-from deploy.local.stack import ALL_SERVICES
+from fraudstream.deploy.local import LocalStack, StackConfig, StackError
+from fraudstream.deploy.local.stack import ALL_SERVICES
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 

@@ -65,8 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.errors import UserError
-    from workers.orphans import SupervisorBusy
-    from workers.supervisor import HealthPolicy, Supervisor, WorkerConfigError
+    from fraudstream.workers.orphans import SupervisorBusy
+    from fraudstream.workers.supervisor import HealthPolicy, Supervisor, WorkerConfigError
 
     if args.workers < 1 or args.standby < 0:
         raise UserError("--workers must be at least 1 and --standby at least 0")

@@ -28,7 +28,7 @@ def require_topics(settings: Settings) -> list[str]:
     from kafka.errors import KafkaError
 
     from fraudstream import kafka_clients
-    from workers.topics import ensure_topics
+    from fraudstream.workers.topics import ensure_topics
 
     try:
         return ensure_topics(settings)
@@ -41,7 +41,7 @@ def require_topics(settings: Settings) -> list[str]:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
-        from workers.topics import list_topics, topic_specs
+        from fraudstream.workers.topics import list_topics, topic_specs
 
         existing = list_topics(settings)
         for name in existing:

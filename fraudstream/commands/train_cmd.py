@@ -60,15 +60,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from model_registry.artifact import ArtifactError, load_verified, manifest_path, save_signed
-    from model_registry.training import TrainingError, TrainingPlan, train, write_report
-    from simulator import CsvFormatError, read_csv
+    from fraudstream.model_registry.artifact import (
+        ArtifactError,
+        load_verified,
+        manifest_path,
+        save_signed,
+    )
+    from fraudstream.model_registry.training import TrainingError, TrainingPlan, train, write_report
+    from fraudstream.simulator import CsvFormatError, read_csv
 
     key = settings.signing_key.encode()
     if not key:
         raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; models are signed with it "
                         "(generate one: python -c 'import secrets; print(secrets.token_hex(32))')")
-    from model_registry.families import UnknownFamilyError, family
+    from fraudstream.model_registry.families import UnknownFamilyError, family
 
     try:
         family(args.model)  # an unknown name fails before any data is read or simulated
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         f"{manifest_path(out).name}, which would overwrite the model itself; "
                         "name the model file something else (e.g. model.skops)")
     if args.if_missing and out.exists():
-        from features import FEATURE_NAMES
+        from fraudstream.features import FEATURE_NAMES
 
         try:
             model = load_verified(out, key)
@@ -125,9 +130,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def register_trained(settings: Settings, path: Path, promote: bool) -> None:
     """Register the model file at ``path``; promote (and announce) it if asked."""
-    from features import FEATURE_NAMES
     from fraudstream.commands.registry_cmd import announce, import_artifact, open_registry
-    from model_registry.errors import RegistryError
+    from fraudstream.features import FEATURE_NAMES
+    from fraudstream.model_registry.errors import RegistryError
 
     try:
         registry = open_registry(settings)
@@ -161,10 +166,10 @@ def ensure_production(settings: Settings) -> str:
 
     With the registry unreachable the file's version is returned (workers then serve it).
     """
-    from features import FEATURE_NAMES
     from fraudstream.commands.registry_cmd import import_artifact, open_registry
-    from model_registry.artifact import load_verified
-    from model_registry.errors import ModelRefused, NotFound, RegistryError
+    from fraudstream.features import FEATURE_NAMES
+    from fraudstream.model_registry.artifact import load_verified
+    from fraudstream.model_registry.errors import ModelRefused, NotFound, RegistryError
 
     try:
         registry = open_registry(settings)

@@ -15,7 +15,7 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings, SettingsError
 
 # The exit status of a configuration error lives beside the supervisor rules that read it.
-from workers.health import EXIT_CONFIG_ERROR
+from fraudstream.workers.health import EXIT_CONFIG_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +49,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
-    from model_registry.artifact import ArtifactError
-    from model_registry.errors import RegistryError
-    from monitoring.metrics import WorkerMetrics
-    from workers.app import WorkerApp
-    from workers.hot_swap import current_for_activation, initial_scorer, registry_from_settings
-    from workers.pool import stopping_file, worker_datadir
-    from workers.runtime_tuning import tune_runtime
-    from workers.scoring import limit_model_threads
-    from workers.topics import check_partitions
+    from fraudstream.model_registry.artifact import ArtifactError
+    from fraudstream.model_registry.errors import RegistryError
+    from fraudstream.monitoring.metrics import WorkerMetrics
+    from fraudstream.workers.app import WorkerApp
+    from fraudstream.workers.hot_swap import (
+        current_for_activation,
+        initial_scorer,
+        registry_from_settings,
+    )
+    from fraudstream.workers.pool import stopping_file, worker_datadir
+    from fraudstream.workers.runtime_tuning import tune_runtime
+    from fraudstream.workers.scoring import limit_model_threads
+    from fraudstream.workers.topics import check_partitions
 
     limit_model_threads()
     metrics = WorkerMetrics.create()

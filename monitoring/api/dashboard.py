@@ -16,14 +16,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from fraudstream.monitoring.api.deps import SettingsDep
+from fraudstream.monitoring.dashboard import snapshot
+from fraudstream.monitoring.dashboard.panels import PANELS, panel
+from fraudstream.monitoring.dashboard.prometheus import PrometheusClient, PrometheusUnavailable
 from fraudstream.redaction import redact_text, redact_url
-from monitoring.api.deps import SettingsDep
-from monitoring.dashboard import snapshot
-from monitoring.dashboard.panels import PANELS, panel
-from monitoring.dashboard.prometheus import PrometheusClient, PrometheusUnavailable
 
 router = APIRouter(tags=["dashboard"])
-STATIC = resources.files("monitoring.dashboard") / "static"
+STATIC = resources.files("fraudstream.monitoring.dashboard") / "static"
 #: The page's files and their media types (nothing else under static/ is served).
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 UNAVAILABLE = "metrics unavailable: "

@@ -12,8 +12,8 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from monitoring.api.deps import StateDep, TokenDep, read_capped
-from workers.validation import REQUIRED, Rejection, Transaction, validate
+from fraudstream.monitoring.api.deps import StateDep, TokenDep, read_capped
+from fraudstream.workers.validation import REQUIRED, Rejection, Transaction, validate
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["decisions"])

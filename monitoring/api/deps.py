@@ -14,10 +14,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
-    from monitoring.api.alerts import AlertStore
-    from monitoring.api.app import Background
-    from monitoring.api.decision_cache import DecisionCache
-    from monitoring.api.health import ApiMetrics
+    from fraudstream.monitoring.api.alerts import AlertStore
+    from fraudstream.monitoring.api.app import Background
+    from fraudstream.monitoring.api.decision_cache import DecisionCache
+    from fraudstream.monitoring.api.health import ApiMetrics
 
 TOKEN_UNSET = ("mutations are disabled because no API token is configured; set "
                "FRAUDSTREAM_API_TOKEN and restart `fraudstream api`")

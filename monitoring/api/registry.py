@@ -14,13 +14,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from fraudstream.model_registry.errors import RegistryError, http_status
+from fraudstream.model_registry.registry import ALIASES, ModelRegistry
+from fraudstream.model_registry.stores import store_labels
+from fraudstream.model_registry.updates import ModelUpdate, publish_update
+from fraudstream.monitoring.api.deps import SettingsDep, TokenDep, read_capped
 from fraudstream.redaction import redact_text
 from fraudstream.settings import Settings
-from model_registry.errors import RegistryError, http_status
-from model_registry.registry import ALIASES, ModelRegistry
-from model_registry.stores import store_labels
-from model_registry.updates import ModelUpdate, publish_update
-from monitoring.api.deps import SettingsDep, TokenDep, read_capped
 
 router = APIRouter(prefix="/api/registry", tags=["registry"])
 
@@ -61,7 +61,7 @@ def get_registry(request: Request) -> ModelRegistry:
     """The app's registry (built from its settings on first use; tests may set their own)."""
     state = request.app.state
     if getattr(state, "registry", None) is None:
-        from model_registry.stores import open_stores
+        from fraudstream.model_registry.stores import open_stores
 
         settings: Settings = state.api.settings
         state.registry = ModelRegistry(open_stores(settings.model_store_uris),
@@ -153,7 +153,7 @@ async def promote(alias: str, request: Request, registry: RegistryDep,
     The body (``{"version": ...}``) is read only after the token checked out, and only up to
     a few KB: declared as a body parameter, FastAPI would read and parse it first.
     """
-    from features import FEATURE_NAMES
+    from fraudstream.features import FEATURE_NAMES
 
     raw = await read_capped(request, MAX_PROMOTE_BYTES)
     if raw is None:
@@ -174,7 +174,7 @@ async def promote(alias: str, request: Request, registry: RegistryDep,
 async def rollback(alias: str, registry: RegistryDep, settings: SettingsDep,
                    publisher: PublisherDep, _auth: TokenDep) -> PromotionPublic:
     """Point ``alias`` back at its previous version; announce it to the workers."""
-    from features import FEATURE_NAMES
+    from fraudstream.features import FEATURE_NAMES
 
     done = await run_in_threadpool(registry.rollback, alias, FEATURE_NAMES)
     await run_in_threadpool(publisher, settings,

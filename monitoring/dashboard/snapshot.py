@@ -7,8 +7,8 @@ import re
 import time
 from typing import Any, Protocol, cast
 
-from monitoring.dashboard.panels import PANELS, Panel, Query
-from monitoring.dashboard.prometheus import PrometheusQueryError, Sample, Series
+from fraudstream.monitoring.dashboard.panels import PANELS, Panel, Query
+from fraudstream.monitoring.dashboard.prometheus import PrometheusQueryError, Sample, Series
 
 #: Points per chart: 5 minutes at Prometheus's 2 s scrape interval.
 CHART_POINTS = 150

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chaos import SCENARIOS, ChaosRunner, RunPlan
-from deploy.local import LocalStack
+from fraudstream.chaos import SCENARIOS, ChaosRunner, RunPlan
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 
 pytestmark = pytest.mark.chaos

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaos import SCENARIOS, ChaosRunner, RunPlan
-from deploy.local import LocalStack
+from fraudstream.chaos import SCENARIOS, ChaosRunner, RunPlan
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from tests.conftest import wait_until
 

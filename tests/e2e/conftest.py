@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from fraudstream.settings import Settings
+from fraudstream.workers.pool import settings_env
 from tests.conftest import wait_until
-from workers.pool import settings_env
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -18,13 +18,13 @@ import pytest
 
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import new_producer, produce_paced
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool
+from fraudstream.workers.topics import ensure_topics
 from tests.conftest import wait_until
 from tests.e2e.conftest import ApiServer, prometheus_alerts, prometheus_vector
 from tests.stack_fixtures import BASE_PORT
-from workers.pool import WorkerPool
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from monitoring.api.dashboard import ASSETS, STATIC
-from monitoring.dashboard import snapshot
-from monitoring.dashboard.panels import PANELS
-from monitoring.dashboard.prometheus import Sample
+from fraudstream.monitoring.api.dashboard import ASSETS, STATIC
+from fraudstream.monitoring.dashboard import snapshot
+from fraudstream.monitoring.dashboard.panels import PANELS
+from fraudstream.monitoring.dashboard.prometheus import Sample
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.e2e

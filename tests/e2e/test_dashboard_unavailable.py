@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from deploy.local import LocalStack
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import ApiServer

@@ -38,17 +38,17 @@ from typing import Any
 
 import pytest
 
-from chaos.alert_windows import compress_rules
-from chaos.worker_metrics import post_chaos_hook
-from deploy.local import LocalStack, StackConfig
-from deploy.local.services import RULES_DIR
+from fraudstream.chaos.alert_windows import compress_rules
+from fraudstream.chaos.worker_metrics import post_chaos_hook
+from fraudstream.deploy.local import LocalStack, StackConfig
+from fraudstream.deploy.local.services import RULES_DIR
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, new_producer, produce_paced
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool, settings_env
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
-from workers.pool import WorkerPool, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +199,7 @@ def _scrape_health(env: AlertEnv, seconds: float) -> str:
 @pytest.fixture(scope="module")
 def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[AlertEnv]:
-    from workers.topics import ensure_topics
+    from fraudstream.workers.topics import ensure_topics
 
     root = tmp_path_factory.mktemp("alerting")
     tag = uuid.uuid4().hex[:8]

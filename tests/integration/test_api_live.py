@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from fraudstream.settings import Settings
+from fraudstream.workers.pool import WorkerPool, settings_env
+from fraudstream.workers.topics import ensure_topics
 from tests.conftest import wait_until
-from workers.pool import WorkerPool, settings_env
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 TOKEN = "live-api-token-0123456789"

@@ -87,7 +87,7 @@ def test_a_worker_restarted_in_its_slot_keeps_its_card_state(settings: Settings,
 def test_an_idle_card_is_tombstoned_in_the_changelog(settings: Settings) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
-    from workers.output import key_partition
+    from fraudstream.workers.output import key_partition
 
     s = dataclasses.replace(settings, card_idle_days=31.0)
     # Two cards on one partition: the fresh one's time is that partition's event-time clock.
@@ -125,7 +125,7 @@ def test_local_state_of_a_deleted_changelog_is_not_trusted(settings: Settings) -
     """The changelog topic deleted and created again (empty) while the worker was down: its
     database claims offsets the new topic lacks, so it is wiped and the card starts afresh."""
     from fraudstream import kafka_clients
-    from workers.topics import card_changelog_spec, ensure_topics
+    from fraudstream.workers.topics import card_changelog_spec, ensure_topics
 
     s = dataclasses.replace(settings, table_store="rocksdb", emit_features=True)
     now = time.time()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from fraudstream.settings import Settings
-from workers.pool import WorkerPool, settings_env
+from fraudstream.workers.pool import WorkerPool, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def test_produce_jsonl_then_tail_scores_and_dlq(settings: Settings, one_worker: 
 
 
 def test_topics_create_then_list(settings: Settings) -> None:
-    from workers.topics import topic_specs
+    from fraudstream.workers.topics import topic_specs
 
     created = cli(settings, "topics", "create", timeout=60)
     assert created.returncode == 0, created.stderr

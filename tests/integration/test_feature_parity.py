@@ -13,13 +13,13 @@ import numpy as np
 import orjson
 import pytest
 
-from features import FEATURE_NAMES, build_feature_matrix
-from features.definitions import DAY_S
+from fraudstream.features import FEATURE_NAMES, build_feature_matrix
+from fraudstream.features.definitions import DAY_S
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import Dataset, SimulationConfig, simulate
 from fraudstream.streaming import DueLabel, TopicReader, interleave_labels, new_producer
-from simulator import Dataset, SimulationConfig, simulate
-from workers.pool import WorkerPool
+from fraudstream.workers.pool import WorkerPool
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ DELAY_DAYS = 3  # not the default 7, so a worker ignoring the setting would fail
 
 @pytest.fixture
 def feature_worker(settings: Settings) -> Iterator[tuple[Settings, WorkerPool]]:
-    from workers.topics import ensure_topics
+    from fraudstream.workers.topics import ensure_topics
 
     s = dataclasses.replace(settings, emit_features=True, label_delay_days=DELAY_DAYS)
     ensure_topics(s)

@@ -10,8 +10,8 @@ from aiokafka.errors import KafkaError
 
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader
-from workers.fenced_outputs import FencedError, FencedOutputs, transactional_id
-from workers.topics import ensure_topics
+from fraudstream.workers.fenced_outputs import FencedError, FencedOutputs, transactional_id
+from fraudstream.workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

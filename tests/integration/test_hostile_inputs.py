@@ -22,10 +22,10 @@ from fraudstream.commands.produce_cmd import envelope_records
 from fraudstream.ledger import Ledger
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader
+from fraudstream.workers.pool import settings_env
+from fraudstream.workers.supervisor import Supervisor
+from fraudstream.workers.topics import ensure_topics
 from tests.unit.test_hostile_inputs import HOSTILE, expectations
-from workers.pool import settings_env
-from workers.supervisor import Supervisor
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -18,19 +18,19 @@ from typing import Any
 import orjson
 import pytest
 
-from chaos.worker_metrics import post_chaos_hook, sample_value, scrape
+from fraudstream.chaos.worker_metrics import post_chaos_hook, sample_value, scrape
 from fraudstream.feeds import outgoing
+from fraudstream.model_registry.artifact import read_manifest
+from fraudstream.model_registry.registry import ModelRegistry, model_key
+from fraudstream.model_registry.stores import open_stores
+from fraudstream.model_registry.updates import ModelUpdate, publish_update
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
-from model_registry.artifact import read_manifest
-from model_registry.registry import ModelRegistry, model_key
-from model_registry.stores import open_stores
-from model_registry.updates import ModelUpdate, publish_update
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool
+from fraudstream.workers.topics import ensure_topics
 from tests.conftest import wait_until
 from tests.stack_fixtures import SIGNING_KEY, running_pool
-from workers.pool import WorkerPool
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -21,16 +21,16 @@ from typing import Any
 import orjson
 import pytest
 
-from deploy.local import LocalStack, StackConfig
-from deploy.local.certificates import LocalPki, make_local_pki
-from deploy.local.kafka_security import SecureListener
+from fraudstream.deploy.local import LocalStack, StackConfig
+from fraudstream.deploy.local.certificates import LocalPki, make_local_pki
+from fraudstream.deploy.local.kafka_security import SecureListener
+from fraudstream.model_registry.artifact import save_signed
+from fraudstream.model_registry.training import train
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import TopicReader, new_producer
-from model_registry.artifact import save_signed
-from model_registry.training import train
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.topics import ensure_topics, list_topics
 from tests.stack_fixtures import BASE_PORT, SIGNING_KEY, running_pool
-from workers.topics import ensure_topics, list_topics
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +156,7 @@ def test_a_worker_scores_a_transaction_over_sasl_ssl(secure_kafka: SecureKafka,
 
 def cli(settings: Settings, *argv: str) -> tuple[subprocess.CompletedProcess[str], float]:
     """``fraudstream <argv>`` with ``settings`` in its environment, and how long it took."""
-    from workers.pool import settings_env
+    from fraudstream.workers.pool import settings_env
 
     env = {**settings_env(settings), "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
@@ -183,7 +183,7 @@ def test_a_wrong_password_is_one_clear_line_not_a_hang(secure_kafka: SecureKafka
 
 def test_a_worker_refused_by_kafka_exits_as_misconfigured(secure_kafka: SecureKafka,
                                                           model_path: Path) -> None:
-    from workers.health import EXIT_CONFIG_ERROR
+    from fraudstream.workers.health import EXIT_CONFIG_ERROR
 
     # A supervisor stops on this status instead of restarting a worker that cannot log in.
     settings = secured(secure_kafka, "PLAIN", password="not-bobs-password",

@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from chaos.label_crash import LabelCounts, send_labels, settled_counts
+from fraudstream.chaos.label_crash import LabelCounts, send_labels, settled_counts
 from fraudstream.settings import Settings
+from fraudstream.workers.output import key_partition
 from tests.conftest import partitions_of, wait_until
 from tests.stack_fixtures import running_pool
-from workers.output import key_partition
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_a_backlog_for_one_merchant_is_counted_exactly_without_faults(
     applies them in batches back to back. A worker that built a merchant's next state on its
     table copy would lose labels whenever the copy still held the echo of its own earlier
     write (a global table reads its own changelog back)."""
-    from workers.topics import ensure_topics
+    from fraudstream.workers.topics import ensure_topics
 
     merchant = f"M-backlog-{uuid.uuid4().hex[:6]}"
     ensure_topics(settings)
@@ -125,11 +125,11 @@ def test_the_drain_check_sees_what_a_routing_committed_while_it_ran(
     the record's offset is committed too, the path is drained."""
     from aiokafka import TopicPartition
 
-    import workers.changelog_tail as tail
-    from chaos.label_crash import label_path_drained
+    import fraudstream.workers.changelog_tail as tail
     from fraudstream import kafka_clients
+    from fraudstream.chaos.label_crash import label_path_drained
     from fraudstream.streaming import new_producer
-    from workers.topics import TopicSpec, ensure_topics
+    from fraudstream.workers.topics import TopicSpec, ensure_topics
 
     merchant_labels = f"{settings.app_id}-merchant-labels"
     ensure_topics(settings, [TopicSpec(merchant_labels, settings.partitions, 1, {})])

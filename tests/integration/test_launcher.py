@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import LocalStack, StackConfig, StackError
+from fraudstream.deploy.local import LocalStack, StackConfig, StackError
 from tests.stack_fixtures import BASE_PORT
 
 pytestmark = pytest.mark.integration

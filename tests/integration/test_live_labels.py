@@ -11,11 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import new_producer, produce_paced
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool
 from tests.conftest import wait_until
 from tests.stack_fixtures import running_pool
-from workers.pool import WorkerPool
 
 pytestmark = pytest.mark.integration
 COUNT = 800

@@ -9,13 +9,13 @@ import urllib.request
 
 import pytest
 
-from deploy.local import LocalStack
+from fraudstream.deploy.local import LocalStack
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import new_producer, produce_paced
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool
 from tests.conftest import wait_until
-from workers.pool import WorkerPool
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.model_registry.artifact import read_manifest, save_signed
+from fraudstream.model_registry.updates import ModelUpdate
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader
-from model_registry.artifact import read_manifest, save_signed
-from model_registry.updates import ModelUpdate
+from fraudstream.workers.topics import ensure_topics
 from tests.integration.test_cli import cli
 from tests.stack_fixtures import SIGNING_KEY
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.services import RedisServer
+from fraudstream.deploy.local.services import RedisServer
+from fraudstream.model_registry.artifact import ModelManifest, read_manifest
+from fraudstream.model_registry.errors import ModelRefused, StoreUnavailable
+from fraudstream.model_registry.registry import ModelRegistry, model_key
+from fraudstream.model_registry.stores import FileStore, RedisStore, open_stores
 from fraudstream.settings import Settings
-from model_registry.artifact import ModelManifest, read_manifest
-from model_registry.errors import ModelRefused, StoreUnavailable
-from model_registry.registry import ModelRegistry, model_key
-from model_registry.stores import FileStore, RedisStore, open_stores
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT, SIGNING_KEY
 

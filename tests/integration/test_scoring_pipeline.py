@@ -11,9 +11,9 @@ import pytest
 
 from fraudstream.feeds import BAD_KINDS, corrupt, outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
-from simulator import SimulationConfig, simulate
-from workers.pool import WorkerPool
+from fraudstream.workers.pool import WorkerPool
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fraudstream.settings import Settings
-from workers.stable_offsets import OffsetsUnsettled, StableOffsets
-from workers.topics import ensure_topics
+from fraudstream.workers.stable_offsets import OffsetsUnsettled, StableOffsets
+from fraudstream.workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

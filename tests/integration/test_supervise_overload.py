@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from bench.harness import preload
+from fraudstream.bench.harness import preload
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
-from simulator import SimulationConfig, simulate
+from fraudstream.simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerProcess, settings_env, worker_datadir
+from fraudstream.workers.topics import ensure_topics
 from tests.stack_fixtures import running_pool
-from workers.pool import WorkerProcess, settings_env, worker_datadir
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def _lag_zero(worker: Any) -> bool:
 def test_a_worker_announces_its_stop_before_its_web_server_goes(settings: Settings) -> None:
     import signal
 
-    from workers.pool import stopping_file
+    from fraudstream.workers.pool import stopping_file
 
     with running_pool(settings, 1) as pool:
         worker = pool.workers[0]

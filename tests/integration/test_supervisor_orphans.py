@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fraudstream.settings import Settings
-from workers.orphans import SupervisorBusy, is_worker
-from workers.supervisor import Supervisor
-from workers.topics import ensure_topics
+from fraudstream.workers.orphans import SupervisorBusy, is_worker
+from fraudstream.workers.supervisor import Supervisor
+from fraudstream.workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,8 @@ def test_the_next_supervisor_stops_the_orphans_and_binds_their_ports(settings: S
 def test_a_worker_refuses_outputs_with_fewer_partitions_than_its_input(
         settings: Settings) -> None:
     from fraudstream import kafka_clients
-    from workers.health import EXIT_CONFIG_ERROR
-    from workers.pool import WorkerProcess
+    from fraudstream.workers.health import EXIT_CONFIG_ERROR
+    from fraudstream.workers.pool import WorkerProcess
 
     admin = kafka_clients.admin(settings)
     try:

@@ -21,12 +21,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import new_producer, produce_paced
-from simulator import SimulationConfig, simulate
+from fraudstream.workers.pool import WorkerPool
+from fraudstream.workers.topics import ensure_topics
 from tests.conftest import wait_until
 from tests.integration.test_zombie_worker import outputs
-from workers.pool import WorkerPool
-from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

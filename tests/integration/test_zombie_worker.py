@@ -24,12 +24,12 @@ from collections import Counter
 import orjson
 import pytest
 
-from chaos.faults import wait_for_a_fresh_batch
-from chaos.worker_metrics import post_chaos_hook, scrape, summed
+from fraudstream.chaos.faults import wait_for_a_fresh_batch
+from fraudstream.chaos.worker_metrics import post_chaos_hook, scrape, summed
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import TopicReader, new_producer, produce_paced
-from simulator import SimulationConfig, simulate
 from tests.conftest import partitions_of, wait_until
 from tests.stack_fixtures import running_pool
 

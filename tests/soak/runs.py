@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos import SCENARIOS, ChaosReport, ChaosRunner, RunPlan
-from deploy.local import LocalStack
+from fraudstream.chaos import SCENARIOS, ChaosReport, ChaosRunner, RunPlan
+from fraudstream.deploy.local import LocalStack
+from fraudstream.model_registry.artifact import ModelManifest, save_signed
+from fraudstream.model_registry.training import TrainingPlan, train
 from fraudstream.settings import Settings
-from model_registry.artifact import ModelManifest, save_signed
-from model_registry.training import TrainingPlan, train
-from simulator import SimulationConfig, simulate
+from fraudstream.simulator import SimulationConfig, simulate
 from tests.stack_fixtures import SIGNING_KEY
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaos import SCENARIOS, RunPlan
-from deploy.local import LocalStack
+from fraudstream.chaos import SCENARIOS, RunPlan
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from tests.soak.runs import run_scenario
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos import SCENARIOS, RunPlan
-from deploy.local import LocalStack
+from fraudstream.chaos import SCENARIOS, RunPlan
 from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from tests.soak.runs import model_of_world, run_scenario
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos import ChaosRunner, RunPlan
-from chaos.scenarios import Scenario
-from deploy.local import LocalStack
+from fraudstream.chaos import ChaosRunner, RunPlan
+from fraudstream.chaos.scenarios import Scenario
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from tests.chaos.test_scenarios import ALERT_TIME_SCALE
 from tests.soak.runs import model_of_world

@@ -15,11 +15,11 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from starlette.testclient import TestClient  # runs on httpx2 (a dev dependency)
 
-import monitoring.api.app as api_app
-import monitoring.api.decisions as api_decisions
+import fraudstream.monitoring.api.app as api_app
+import fraudstream.monitoring.api.decisions as api_decisions
+from fraudstream.monitoring.api.app import Background, create_app
+from fraudstream.monitoring.api.decision_cache import DecisionCache
 from fraudstream.settings import Settings
-from monitoring.api.app import Background, create_app
-from monitoring.api.decision_cache import DecisionCache
 from tests.conftest import wait_until
 
 TOKEN = "s3cret-token-0123456789"

@@ -11,13 +11,13 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-import monitoring.api.dashboard as api_dashboard
+import fraudstream.monitoring.api.dashboard as api_dashboard
+from fraudstream.model_registry.registry import ModelRegistry
+from fraudstream.model_registry.stores import FileStore, open_store
+from fraudstream.monitoring.api.app import create_app
+from fraudstream.monitoring.api.limits import RequestLimits
+from fraudstream.monitoring.api.registry import get_publisher
 from fraudstream.settings import Settings
-from model_registry.registry import ModelRegistry
-from model_registry.stores import FileStore, open_store
-from monitoring.api.app import create_app
-from monitoring.api.limits import RequestLimits
-from monitoring.api.registry import get_publisher
 from tests.unit.test_registry import KEY, make_version
 
 TOKEN = "limits-token-0123456789"

@@ -6,8 +6,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from fraudstream.monitoring.api.app import create_app
 from fraudstream.settings import Settings
-from monitoring.api.app import create_app
 from tests.conftest import wait_until
 
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from fraudstream.monitoring.api.alerts import AlertmanagerAlert, AlertStore
+from fraudstream.monitoring.api.app import create_app
 from fraudstream.settings import Settings
-from monitoring.api.alerts import AlertmanagerAlert, AlertStore
-from monitoring.api.app import create_app
 from tests.unit.test_api import alert, webhook
 
 TOKEN = "webhook-token-0123456789"

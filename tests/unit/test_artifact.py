@@ -4,15 +4,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_registry.artifact import (
+from fraudstream.model_registry.artifact import (
     ArtifactError,
     ModelManifest,
     load_verified,
     manifest_path,
     save_signed,
 )
-from model_registry.training import TrainedModel, TrainingError, choose_thresholds, train
-from simulator import SimulationConfig, simulate
+from fraudstream.model_registry.training import (
+    TrainedModel,
+    TrainingError,
+    choose_thresholds,
+    train,
+)
+from fraudstream.simulator import SimulationConfig, simulate
 
 KEY = b"unit-test-key"
 
@@ -77,7 +82,7 @@ def test_thresholds_follow_precision_targets() -> None:
 
 
 def test_folds_step_back_in_time_and_never_train_on_newer_rows() -> None:
-    from model_registry.training import TrainingPlan, fold_windows
+    from fraudstream.model_registry.training import TrainingPlan, fold_windows
 
     ds = simulate(SimulationConfig(n_customers=50, n_terminals=100, nb_days=40, seed=1))
     folds = fold_windows(ds, TrainingPlan(folds=5), delay_days=7)
@@ -103,7 +108,7 @@ def test_search_keeps_the_setting_with_the_best_mean_average_precision(
 
 
 def test_report_has_every_plot(tmp_path: Path, trained: TrainedModel) -> None:
-    from model_registry.training import write_report
+    from fraudstream.model_registry.training import write_report
 
     report = write_report(trained, tmp_path / "r")
     text = report.read_text()
@@ -118,8 +123,8 @@ def test_report_has_every_plot(tmp_path: Path, trained: TrainedModel) -> None:
 def test_every_family_loads_through_skops(tmp_path: Path, name: str) -> None:
     from dataclasses import replace
 
-    from model_registry.artifact import serialise
-    from model_registry.families import build
+    from fraudstream.model_registry.artifact import serialise
+    from fraudstream.model_registry.families import build
 
     rng = np.random.default_rng(0)
     X, y = rng.random((300, 4)), (rng.random(300) < 0.2).astype(int)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features import build_feature_matrix
-from features.definitions import DAY_S, lookback_days
 from fraudstream.cli import main
-from model_registry.backtest import (
+from fraudstream.features import build_feature_matrix
+from fraudstream.features.definitions import DAY_S, lookback_days
+from fraudstream.model_registry.backtest import (
     BacktestError,
     Windows,
     backtest_rows,
@@ -19,7 +19,7 @@ from model_registry.backtest import (
     run_backtest,
     split,
 )
-from simulator import Dataset, SimulationConfig, simulate, write_csv
+from fraudstream.simulator import Dataset, SimulationConfig, simulate, write_csv
 
 T0 = 1_522_540_800  # 2018-04-01T00:00:00Z
 DAY0 = T0 // DAY_S

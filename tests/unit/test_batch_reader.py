@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from workers.batch_reader import BatchReader, raw_record
+from fraudstream.workers.batch_reader import BatchReader, raw_record
 
 TOPIC = "tx"
 

@@ -7,12 +7,12 @@ import asyncio
 import orjson
 import pytest
 
-from bench.raw_loop import RawLoop, shared_partitions
-from features import MerchantState
+from fraudstream.bench.raw_loop import RawLoop, shared_partitions
+from fraudstream.features import MerchantState
 from fraudstream.settings import Settings
+from fraudstream.workers.output import ListSink
+from fraudstream.workers.processor import RawRecord
 from tests.unit.test_processor import scorer
-from workers.output import ListSink
-from workers.processor import RawRecord
 
 SETTINGS = Settings(app_id="bench-x", topic_transactions="tx", topic_labels="labels",
                     topic_scores="scores", topic_dlq="dlq")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.harness import machine_load
+from fraudstream.bench.harness import machine_load
 from fraudstream.commands.bench_cmd import print_report
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from features.windows import DAY_S
+from fraudstream.features.windows import DAY_S
+from fraudstream.workers.card_expiry import CardExpiry
+from fraudstream.workers.card_record import CardRecord, Decision
+from fraudstream.workers.state_tables import ChangelogTable, DictTable
 from tests.unit.test_card_store import AckingSink, cards_table
-from workers.card_expiry import CardExpiry
-from workers.card_record import CardRecord, Decision
-from workers.state_tables import ChangelogTable, DictTable
 
 NOW = 1_750_000_000
 

@@ -7,9 +7,9 @@ import time
 
 import orjson
 
-from features import FEATURE_NAMES, CardState
-from features.card import BUCKET_SPAN_S, EXACT_CAP
-from features.windows import DAY_S
+from fraudstream.features import FEATURE_NAMES, CardState
+from fraudstream.features.card import BUCKET_SPAN_S, EXACT_CAP
+from fraudstream.features.windows import DAY_S
 
 T0 = 1_522_540_800  # 2018-04-01T00:00:00Z
 N1 = FEATURE_NAMES.index("card_nb_tx_1d") - 4
@@ -114,7 +114,7 @@ def test_state_with_buckets_round_trips() -> None:
 
 
 def test_a_card_record_fits_every_output_limit_whatever_its_ids() -> None:
-    from workers.card_record import CardRecord, Decision
+    from fraudstream.workers.card_record import CardRecord, Decision
 
     record = CardRecord()
     for i in range(5_000):
@@ -129,7 +129,7 @@ def test_a_card_record_fits_every_output_limit_whatever_its_ids() -> None:
 
 
 def test_a_decision_is_read_off_the_wire_form_as_the_record_finds_it() -> None:
-    from workers.card_record import CardRecord, Decision
+    from fraudstream.workers.card_record import CardRecord, Decision
 
     record = CardRecord()
     for i in range(40):  # beyond SCAN_MAX: the record itself looks up through a dict
@@ -148,7 +148,7 @@ def test_a_decision_is_read_off_the_wire_form_as_the_record_finds_it() -> None:
 def test_a_decision_is_read_off_the_stored_json_whatever_its_id_holds() -> None:
     import json
 
-    from workers.card_record import CardRecord, Decision
+    from fraudstream.workers.card_record import CardRecord, Decision
 
     ids = ["plain", 'qu"ote', "back\\slash", "\U0001f4b3 card", "x[", ",1,2,3,0.5,", "tx-1",
            "tx-1 again"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from chaos.card_replay import compare, replay
+from fraudstream.chaos.card_replay import compare, replay
 from fraudstream.settings import Settings
 from tests.unit.test_processor import Harness, tx
 

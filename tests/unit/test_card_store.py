@@ -12,12 +12,12 @@ import pytest
 from faust.types import TP
 
 from fraudstream.settings import Settings
-from workers.card_store import CardMemoryStore, CardRocksStore, table_store
-from workers.faust_bridge import REQUIRED, FaustInternalsChanged, check_internals
-from workers.faust_bridge import missing_internals as missing
-from workers.output import KafkaBatchSink, ListSink
-from workers.state_tables import ChangelogTable
-from workers.topics import card_changelog
+from fraudstream.workers.card_store import CardMemoryStore, CardRocksStore, table_store
+from fraudstream.workers.faust_bridge import REQUIRED, FaustInternalsChanged, check_internals
+from fraudstream.workers.faust_bridge import missing_internals as missing
+from fraudstream.workers.output import KafkaBatchSink, ListSink
+from fraudstream.workers.state_tables import ChangelogTable
+from fraudstream.workers.topics import card_changelog
 
 
 def cards_table(datadir: Path, kind: str) -> Any:
@@ -187,14 +187,14 @@ def test_the_installed_libraries_have_every_internal_the_worker_uses() -> None:
 def test_a_missing_internal_stops_the_worker_with_its_name(
         monkeypatch: pytest.MonkeyPatch) -> None:
     gone = ("faust.stores.rocksdb", "Store", "_renamed_in_a_new_release", "a test")
-    monkeypatch.setattr("workers.faust_bridge.REQUIRED", (*REQUIRED, gone))
+    monkeypatch.setattr("fraudstream.workers.faust_bridge.REQUIRED", (*REQUIRED, gone))
     with pytest.raises(FaustInternalsChanged,
                        match=r"faust\.stores\.rocksdb\.Store\._renamed_in_a_new_release"):
         check_internals()
 
 
 def test_partition_counts_that_would_misroute_records_are_named() -> None:
-    from workers.topics import partition_problems
+    from fraudstream.workers.topics import partition_problems
 
     s = Settings(app_id="pc", partitions=4)
     ok = {"transactions": 4, "scores": 4, "transactions.dlq": 6, "pc-cards-changelog": 4}

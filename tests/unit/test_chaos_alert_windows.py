@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chaos.alert_windows import compress_rules, longest_for_seconds, scaled_duration
-from chaos.runner import unexpected_drift_alerts
-from chaos.scenarios import SCENARIOS
+from fraudstream.chaos.alert_windows import compress_rules, longest_for_seconds, scaled_duration
+from fraudstream.chaos.runner import unexpected_drift_alerts
+from fraudstream.chaos.scenarios import SCENARIOS
 
 RULE = """groups:
   - name: g

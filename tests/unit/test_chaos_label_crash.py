@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from chaos import SCENARIOS
-from chaos.label_crash import LabelCounts, label, problems, sent_counts
-from chaos.report import ChaosReport
-from workers.merchant_labels import merchant_label
+from fraudstream.chaos import SCENARIOS
+from fraudstream.chaos.label_crash import LabelCounts, label, problems, sent_counts
+from fraudstream.chaos.report import ChaosReport
+from fraudstream.workers.merchant_labels import merchant_label
 
 
 def test_the_judge_passes_only_exact_counts() -> None:

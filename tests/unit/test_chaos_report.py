@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from chaos.report import ChaosReport, drain_seconds, p99_by_phase, recovery_seconds, timeline
-from chaos.runner import (
+from fraudstream.chaos.report import (
+    ChaosReport,
+    drain_seconds,
+    p99_by_phase,
+    recovery_seconds,
+    timeline,
+)
+from fraudstream.chaos.runner import (
     ChaosBusy,
     RunPlan,
     exclusive_run,
@@ -17,7 +23,7 @@ from chaos.runner import (
     missing_alerts,
     run_alerts,
 )
-from chaos.scenarios import SCENARIOS
+from fraudstream.chaos.scenarios import SCENARIOS
 from fraudstream.commands.chaos_cmd import exit_status, table
 
 
@@ -141,7 +147,7 @@ def test_expected_alerts_count_as_missing_when_prometheus_never_answered() -> No
 
 
 def test_soak_slopes_are_taken_over_the_second_half_per_minute() -> None:
-    from chaos.report import p99_per_minute, second_half_slope
+    from fraudstream.chaos.report import p99_per_minute, second_half_slope
 
     # Flat at 100 for the first half, then +2 per minute: only the second half counts.
     points = [(m * 60.0, 100.0 if m < 10 else 100.0 + 2 * (m - 10)) for m in range(21)]
@@ -160,8 +166,8 @@ def test_soak_slopes_are_taken_over_the_second_half_per_minute() -> None:
 
 
 def test_a_soak_judges_flatness_and_needs_enough_points() -> None:
-    from chaos.report import ChaosReport
-    from chaos.runner import soak_problems
+    from fraudstream.chaos.report import ChaosReport
+    from fraudstream.chaos.runner import soak_problems
 
     report = ChaosReport("soak", p99_slope_ms_per_min=3.0, memory_slope_mb_per_min=0.2,
                          memory_other_slope_mb_per_min=0.2)
@@ -180,9 +186,9 @@ def test_a_run_streams_its_plans_population_over_as_many_days_as_its_load_covers
     covers more event time. A 30-minute soak at 300 tx/s of the demo's 1,000 customers must
     cover three merchant histories (``MERCHANT_KEEP_DAYS``), which fill before its second half
     (they filled until 79 % of a run that covered 50.8 days)."""
-    from chaos.runner import SOAK_SPAN_KEEPS, simulated_days
-    from features.windows import MERCHANT_KEEP_DAYS
-    from simulator import SimulationConfig, simulate
+    from fraudstream.chaos.runner import SOAK_SPAN_KEEPS, simulated_days
+    from fraudstream.features.windows import MERCHANT_KEEP_DAYS
+    from fraudstream.simulator import SimulationConfig, simulate
 
     for customers, count in [(300, 60_000), (1000, 300 * 1800)]:
         ds = simulate(SimulationConfig(n_customers=customers, n_terminals=2 * customers,
@@ -194,7 +200,7 @@ def test_a_run_streams_its_plans_population_over_as_many_days_as_its_load_covers
 
 
 def test_a_soak_that_covered_too_little_event_time_fails_saying_why() -> None:
-    from chaos.runner import soak_problems
+    from fraudstream.chaos.runner import soak_problems
 
     report = ChaosReport(scenario="soak", p99_slope_ms_per_min=1.0,
                          memory_slope_mb_per_min=2.0, memory_other_slope_mb_per_min=0.5,

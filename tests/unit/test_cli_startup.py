@@ -66,7 +66,7 @@ def test_every_help_answers_without_heavy_libraries() -> None:
 
 
 def test_the_static_family_list_is_the_registrys() -> None:
-    from model_registry.families import DEFAULT_FAMILY, FAMILIES
+    from fraudstream.model_registry.families import DEFAULT_FAMILY, FAMILIES
 
     assert tuple(sorted(FAMILIES)) == MODEL_FAMILIES
     assert DEFAULT_FAMILY == DEFAULT_MODEL_FAMILY
@@ -81,7 +81,7 @@ def test_model_help_lists_every_family(command: str, capsys: pytest.CaptureFixtu
 
 
 def test_chaos_run_help_lists_the_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
-    from chaos.scenarios import SCENARIOS
+    from fraudstream.chaos.scenarios import SCENARIOS
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["chaos", "run", "--help"])

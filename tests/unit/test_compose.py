@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from monitoring.dashboard import grafana
-from monitoring.dashboard.panels import PANELS
+from fraudstream.monitoring.dashboard import grafana
+from fraudstream.monitoring.dashboard.panels import PANELS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -275,10 +275,11 @@ def test_grafana_dashboard_has_the_live_pages_panels_and_queries() -> None:
     shown = [(p["title"], [(t["expr"], t["legendFormat"]) for t in p["targets"]])
              for p in _panels(dashboard["panels"])]
     defined = [(p.title, [(q.expr, q.legend) for q in p.queries]) for p in PANELS]
-    assert shown == defined, "run `python -m monitoring.dashboard.grafana` to regenerate"
+    assert shown == defined, ("run `python -m fraudstream.monitoring.dashboard.grafana` to "
+                              "regenerate")
     assert DASHBOARD.read_text() == grafana.render(), (
         "deploy/grafana/dashboards/fraudstream.json is out of date: run "
-        "`python -m monitoring.dashboard.grafana`")
+        "`python -m fraudstream.monitoring.dashboard.grafana`")
 
 
 def test_grafana_panels_fit_the_grid_without_overlapping() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.continuity import DeliveryChaos, OffsetContinuity, once_each
+from fraudstream.workers.continuity import DeliveryChaos, OffsetContinuity, once_each
 
 
 def test_first_batch_continues_from_the_committed_offset() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.supervisor import CrashLoopGuard
+from fraudstream.workers.supervisor import CrashLoopGuard
 
 
 def test_quick_deaths_back_off_exponentially_and_a_long_life_resets() -> None:

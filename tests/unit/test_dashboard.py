@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from fraudstream.monitoring.api.app import create_app
+from fraudstream.monitoring.dashboard import grafana
+from fraudstream.monitoring.dashboard.panels import PANELS, panel
+from fraudstream.monitoring.dashboard.snapshot import series_name
 from fraudstream.settings import Settings
-from monitoring.api.app import create_app
-from monitoring.dashboard import grafana
-from monitoring.dashboard.panels import PANELS, panel
-from monitoring.dashboard.snapshot import series_name
 
 SCORED = "sum(fraudstream_transactions_scored_total)"
 MODEL = "count by (version, family) (fraudstream_model_info)"

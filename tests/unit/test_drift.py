@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from monitoring.drift import jensen_shannon_divergence, population_stability_index
+from fraudstream.monitoring.drift import jensen_shannon_divergence, population_stability_index
 
 
 def test_identical_distributions_have_no_drift() -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features import FEATURE_NAMES
-from features.windows import DAY_S
-from monitoring.drift_scope import (
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.features.windows import DAY_S
+from fraudstream.monitoring.drift_scope import (
     EXCLUDED_FEATURES,
     lookback_seconds,
     measured_features,
     score_lookback_seconds,
 )
-from monitoring.drift_warmup import HistoryClock, history_days
+from fraudstream.monitoring.drift_warmup import HistoryClock, history_days
 
 NAMES = ["amount", "card_nb_tx_1d", "card_nb_tx_7d", "card_nb_tx_30d", "merchant_nb_tx_1d",
          "merchant_nb_tx_30d"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from model_registry.reference import build_reference
-from monitoring.drift import population_stability_index
-from monitoring.drift_window import DriftMonitor, DriftWindow
-from monitoring.metrics import WorkerMetrics
+from fraudstream.model_registry.reference import build_reference
+from fraudstream.monitoring.drift import population_stability_index
+from fraudstream.monitoring.drift_window import DriftMonitor, DriftWindow
+from fraudstream.monitoring.metrics import WorkerMetrics
 
 NAMES = ["a", "b"]
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import faust
 
-from workers.faust_bridge import FETCH_MAX_WAIT_MS, tune_worker_consumer
+from fraudstream.workers.faust_bridge import FETCH_MAX_WAIT_MS, tune_worker_consumer
 
 
 def test_the_worker_consumer_reads_committed_and_waits_briefly_at_the_broker() -> None:

@@ -10,7 +10,7 @@ import pytest
 from faust.transport.consumer import Consumer
 from mode import Service
 
-from workers.faust_bridge import deliver_without_tasks
+from fraudstream.workers.faust_bridge import deliver_without_tasks
 
 
 def _wait_first() -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from workers.faust_bridge import commit_outside_faust, table_applied_offset
+from fraudstream.workers.faust_bridge import commit_outside_faust, table_applied_offset
 
 
 def test_faust_commits_none_of_the_topics_the_transactions_commit() -> None:

@@ -4,10 +4,16 @@ import numpy as np
 import orjson
 import pytest
 
-from features import FEATURE_NAMES, CardState, MerchantState, build_feature_matrix, compute_features
-from features.definitions import DAY_S, context_features
-from features.merchant import LEVEL_CAP, LEVEL_WIDTHS_S, MerchantStateFormatError
-from features.windows import MERCHANT_WINDOWS_DAYS
+from fraudstream.features import (
+    FEATURE_NAMES,
+    CardState,
+    MerchantState,
+    build_feature_matrix,
+    compute_features,
+)
+from fraudstream.features.definitions import DAY_S, context_features
+from fraudstream.features.merchant import LEVEL_CAP, LEVEL_WIDTHS_S, MerchantStateFormatError
+from fraudstream.features.windows import MERCHANT_WINDOWS_DAYS
 
 T0 = 1_522_540_800  # 2018-04-01T00:00:00Z, a Sunday
 

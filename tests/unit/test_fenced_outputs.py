@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError, ProducerFenced
 
-from workers.fenced_outputs import FencedError, FencedOutputs, transactional_id
+from fraudstream.workers.fenced_outputs import FencedError, FencedOutputs, transactional_id
 
 
 class FakeBatch:
@@ -130,7 +130,7 @@ class FakeOutputs:
 
 
 def sink_with(outcome: dict[int, BaseException]) -> tuple[Any, FakeOutputs]:
-    from workers.fenced_outputs import FencedBatchSink
+    from fraudstream.workers.fenced_outputs import FencedBatchSink
 
     fake = FakeOutputs(outcome)
     return FencedBatchSink(fake), fake  # type: ignore[arg-type]

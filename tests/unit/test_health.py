@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from workers.health import (
+from fraudstream.workers.health import (
     EXIT_CONFIG_ERROR,
     FailoverStorm,
     HealthPolicy,

@@ -15,9 +15,9 @@ from pathlib import Path
 import orjson
 
 from fraudstream.commands.produce_cmd import Envelope, envelope_records
+from fraudstream.workers.output import key_partition
+from fraudstream.workers.processor import RawRecord
 from tests.unit.test_processor import Harness
-from workers.output import key_partition
-from workers.processor import RawRecord
 
 HOSTILE = Path(__file__).parents[1] / "data" / "hostile_records.jsonl"
 PARTITIONS = 4

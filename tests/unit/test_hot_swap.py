@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from features import FEATURE_NAMES
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.model_registry.artifact import save_signed
+from fraudstream.model_registry.registry import ModelRegistry, model_key
+from fraudstream.model_registry.updates import ModelUpdate
 from fraudstream.settings import Settings
-from model_registry.artifact import save_signed
-from model_registry.registry import ModelRegistry, model_key
-from model_registry.updates import ModelUpdate
+from fraudstream.workers.hot_swap import ModelSwapper, initial_scorer
 from tests.unit.test_processor import Harness, tx
 from tests.unit.test_registry import KEY, DownStore, make_version
-from workers.hot_swap import ModelSwapper, initial_scorer
 
 
 def swapper(registry: ModelRegistry, h: Harness) -> ModelSwapper:
@@ -195,14 +195,14 @@ def test_a_well_formed_update_record_round_trips() -> None:
 
 
 def _initial(version: str, generation: int) -> Any:
-    from workers.hot_swap import InitialModel
+    from fraudstream.workers.hot_swap import InitialModel
 
     scorer: Any = type("FakeScorer", (), {"version": version})()
     return InitialModel(scorer, "test", generation)
 
 
 def test_an_activated_standby_reloads_when_the_registry_moved_since_it_started() -> None:
-    from workers.hot_swap import current_for_activation
+    from fraudstream.workers.hot_swap import current_for_activation
 
     loaded = _initial("v1", 3)
     assert current_for_activation(loaded, lambda: 3, lambda: _initial("v2", 3)) is loaded
@@ -211,7 +211,7 @@ def test_an_activated_standby_reloads_when_the_registry_moved_since_it_started()
 
 
 def test_an_activated_standby_keeps_its_model_when_the_registry_cannot_say() -> None:
-    from workers.hot_swap import current_for_activation
+    from fraudstream.workers.hot_swap import current_for_activation
 
     def down() -> int:
         raise ConnectionError("redis and the file store unreachable")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.certificates import LocalPki
-from deploy.local.errors import StackError
-from deploy.local.kafka import KafkaCluster, KafkaNode
-from deploy.local.kafka_security import SecureListener
+from fraudstream.deploy.local.certificates import LocalPki
+from fraudstream.deploy.local.errors import StackError
+from fraudstream.deploy.local.kafka import KafkaCluster, KafkaNode
+from fraudstream.deploy.local.kafka_security import SecureListener
 
 VOTERS = "1@127.0.0.1:10092"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from deploy.local.certificates import LocalPki, make_local_pki
 from fraudstream import kafka_clients
+from fraudstream.deploy.local.certificates import LocalPki, make_local_pki
 from fraudstream.settings import Settings, SettingsError
 
 SECURITY_KEYS = {"security_protocol", "sasl_mechanism", "sasl_plain_username",
@@ -74,7 +74,7 @@ def test_the_kafka_password_is_hidden_but_may_be_short() -> None:
 
 def test_security_settings_come_from_the_environment_and_reach_worker_processes(
         pki: LocalPki) -> None:
-    from workers.pool import settings_env
+    from fraudstream.workers.pool import settings_env
 
     settings = Settings.from_env({
         "FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",

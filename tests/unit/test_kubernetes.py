@@ -20,9 +20,9 @@ import jsonschema
 import pytest
 import yaml
 
-from deploy.kubernetes import generate
+from fraudstream.deploy.kubernetes import generate
 from fraudstream.settings import Settings
-from workers.health import HealthPolicy
+from fraudstream.workers.health import HealthPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "kubernetes"

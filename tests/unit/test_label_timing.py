@@ -73,10 +73,10 @@ def test_labels_on_time_give_a_worker_the_offline_features_even_for_a_busy_merch
     import numpy as np
     import orjson
 
-    from features import FEATURE_NAMES, CardState, MerchantState, build_feature_matrix
-    from features.definitions import DAY_S, compute_features
+    from fraudstream.features import FEATURE_NAMES, CardState, MerchantState, build_feature_matrix
+    from fraudstream.features.definitions import DAY_S, compute_features
     from fraudstream.feeds import outgoing
-    from simulator import Dataset
+    from fraudstream.simulator import Dataset
 
     rng = np.random.default_rng(11)
     n, t0, delay_days = 12_000, 1_522_540_800, 1

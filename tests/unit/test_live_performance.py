@@ -8,9 +8,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitoring.consumer_lag import ConsumerLag
-from monitoring.live_performance import LivePerformance
-from monitoring.metrics import WorkerMetrics
+from fraudstream.monitoring.consumer_lag import ConsumerLag
+from fraudstream.monitoring.live_performance import LivePerformance
+from fraudstream.monitoring.metrics import WorkerMetrics
 
 
 def label(tx: str, fraud: int) -> bytes:

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.local.process import ManagedProcess, process_start_ticks
+from fraudstream.deploy.local.process import ManagedProcess, process_start_ticks
 
 
 def test_stop_returns_only_once_a_stubborn_process_is_gone(tmp_path: Path) -> None:

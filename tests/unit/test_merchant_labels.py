@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from features import MerchantState
-from workers import merchant_labels
-from workers.fenced_outputs import FencedError, OutputRecord
-from workers.merchant_labels import (
+from fraudstream.features import MerchantState
+from fraudstream.workers import merchant_labels
+from fraudstream.workers.fenced_outputs import FencedError, OutputRecord
+from fraudstream.workers.merchant_labels import (
     MerchantLabelApplier,
     MerchantRecord,
     labels_in,
@@ -21,9 +21,9 @@ from workers.merchant_labels import (
     route,
     route_fenced,
 )
-from workers.merchant_states import DecodedTable
-from workers.output import key_partition
-from workers.processor import RawRecord
+from fraudstream.workers.merchant_states import DecodedTable
+from fraudstream.workers.output import key_partition
+from fraudstream.workers.processor import RawRecord
 
 CHANGELOG = "merchants-changelog"
 NOW = 1_800_000_000.0
@@ -404,7 +404,7 @@ def test_a_committed_state_is_decoded_by_nobody_once_the_copy_holds_it() -> None
 
 
 def test_the_scoring_step_reads_a_committed_state_before_the_copy_holds_it() -> None:
-    from workers.merchant_states import MerchantStates
+    from fraudstream.workers.merchant_states import MerchantStates
 
     outputs = FakeOutputs({1})
     table = TableCopy(outputs)

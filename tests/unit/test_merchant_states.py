@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from features import MerchantState
-from workers.merchant_states import MerchantStates
+from fraudstream.features import MerchantState
+from fraudstream.workers.merchant_states import MerchantStates
 
 DAY = 86_400
 

@@ -9,12 +9,12 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry
 
-from features import FEATURE_NAMES
-from model_registry.artifact import LoadedModel, ModelManifest
-from monitoring.metrics import WorkerMetrics
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.model_registry.artifact import LoadedModel, ModelManifest
+from fraudstream.monitoring.metrics import WorkerMetrics
+from fraudstream.workers.model_guard import RULES_VERSION, ChaosState, ModelGuard, RulesScorer
+from fraudstream.workers.scoring import Scorer
 from tests.unit.test_processor import AmountModel, Harness, tx
-from workers.model_guard import RULES_VERSION, ChaosState, ModelGuard, RulesScorer
-from workers.scoring import Scorer
 
 
 class Broken:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fraudstream.settings import Settings
-from workers import orphans
+from fraudstream.workers import orphans
 
 
 def fake_worker(*argv: str, app_id: str = "orphan-test") -> subprocess.Popen[bytes]:

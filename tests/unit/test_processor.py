@@ -12,14 +12,14 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from features import FEATURE_NAMES
-from model_registry.artifact import LoadedModel, ModelManifest
-from monitoring.metrics import WorkerMetrics
-from workers.merchant_states import MerchantStates
-from workers.output import ListSink
-from workers.processor import RawRecord, ScoringProcessor, Topics
-from workers.scoring import Scorer
-from workers.state_tables import DictTable
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.model_registry.artifact import LoadedModel, ModelManifest
+from fraudstream.monitoring.metrics import WorkerMetrics
+from fraudstream.workers.merchant_states import MerchantStates
+from fraudstream.workers.output import ListSink
+from fraudstream.workers.processor import RawRecord, ScoringProcessor, Topics
+from fraudstream.workers.scoring import Scorer
+from fraudstream.workers.state_tables import DictTable
 
 
 class AmountModel:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator import parse_timestamp
+from fraudstream.simulator import parse_timestamp
 from tests.unit.test_processor import Harness, tx
 
 

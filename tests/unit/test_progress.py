@@ -7,7 +7,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from workers.progress import GroupProgress
+from fraudstream.workers.progress import GroupProgress
 
 
 class FakeKafka:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.services import PrometheusServer
+from fraudstream.deploy.local.services import PrometheusServer
 
 
 def test_relative_paths_are_written_absolute(tmp_path: Path,

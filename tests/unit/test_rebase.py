@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features import FEATURE_NAMES, build_feature_matrix
 from fraudstream.cli import main
-from model_registry.artifact import save_signed
-from model_registry.rebase import rebase_reference, rebased_manifest
-from model_registry.registry import ModelRegistry
-from model_registry.stores import MemoryStore
-from model_registry.training import TrainingPlan, train
-from simulator import SimulationConfig, simulate, write_csv
+from fraudstream.features import FEATURE_NAMES, build_feature_matrix
+from fraudstream.model_registry.artifact import save_signed
+from fraudstream.model_registry.rebase import rebase_reference, rebased_manifest
+from fraudstream.model_registry.registry import ModelRegistry
+from fraudstream.model_registry.stores import MemoryStore
+from fraudstream.model_registry.training import TrainingPlan, train
+from fraudstream.simulator import SimulationConfig, simulate, write_csv
 from tests.unit.test_registry import KEY
 from tests.unit.test_registry_surfaces import cli_env  # noqa: F401  (a fixture)
 

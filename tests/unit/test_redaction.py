@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fraudstream.model_registry.stores import open_store
 from fraudstream.redaction import public_path, redact_text, redact_url
-from model_registry.stores import open_store
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_registry.reference import (
+from fraudstream.model_registry.reference import (
     bin_counts,
     build_reference,
     histogram_reference,
     slice_threshold,
 )
-from monitoring.drift import PSI_MAJOR, population_stability_index
+from fraudstream.monitoring.drift import PSI_MAJOR, population_stability_index
 
 
 def test_histogram_reference_splits_into_quantile_bins() -> None:

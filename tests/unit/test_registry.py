@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from features import FEATURE_NAMES
-from model_registry.artifact import ModelManifest, serialise
-from model_registry.errors import (
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.model_registry.artifact import ModelManifest, serialise
+from fraudstream.model_registry.errors import (
     InvalidRequest,
     ModelRefused,
     NotFound,
     StoreUnavailable,
     http_status,
 )
-from model_registry.registry import STATE_KEY, ModelRegistry, model_key
-from model_registry.stores import (
+from fraudstream.model_registry.registry import STATE_KEY, ModelRegistry, model_key
+from fraudstream.model_registry.stores import (
     FileStore,
     MemoryStore,
     RedisStore,

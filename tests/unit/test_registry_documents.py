@@ -10,13 +10,18 @@ from starlette.testclient import TestClient
 
 import fraudstream.commands.registry_cmd as registry_cmd
 from fraudstream.cli import main
+from fraudstream.model_registry.artifact import save_signed
+from fraudstream.model_registry.registry import (
+    STATE_KEY,
+    ModelRegistry,
+    RegistryState,
+    manifest_key,
+)
+from fraudstream.monitoring.api.app import create_app
 from fraudstream.settings import Settings
-from model_registry.artifact import save_signed
-from model_registry.registry import STATE_KEY, ModelRegistry, RegistryState, manifest_key
-from monitoring.api.app import create_app
+from fraudstream.workers.hot_swap import initial_scorer
 from tests.unit.test_hot_swap import Harness
 from tests.unit.test_registry import KEY, DownStore, make_version
-from workers.hot_swap import initial_scorer
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 

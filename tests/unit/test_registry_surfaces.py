@@ -9,13 +9,13 @@ from starlette.testclient import TestClient
 
 import fraudstream.commands.registry_cmd as registry_cmd
 from fraudstream.cli import main
+from fraudstream.model_registry.artifact import save_signed
+from fraudstream.model_registry.registry import ModelRegistry, model_key
+from fraudstream.model_registry.stores import MemoryStore
+from fraudstream.model_registry.updates import ModelUpdate
+from fraudstream.monitoring.api.app import create_app
+from fraudstream.monitoring.api.registry import get_publisher
 from fraudstream.settings import Settings
-from model_registry.artifact import save_signed
-from model_registry.registry import ModelRegistry, model_key
-from model_registry.stores import MemoryStore
-from model_registry.updates import ModelUpdate
-from monitoring.api.app import create_app
-from monitoring.api.registry import get_publisher
 from tests.unit.test_registry import KEY, make_version
 
 TOKEN = "registry-token-0123456789"

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from fraudstream.settings import Settings
-from workers.pool import WorkerProcess
-from workers.restore_status import RestoreWatch
-from workers.supervisor import Overview
+from fraudstream.workers.pool import WorkerProcess
+from fraudstream.workers.restore_status import RestoreWatch
+from fraudstream.workers.supervisor import Overview
 
 
 class FakeRecovery:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitoring.metrics import WorkerMetrics
-from workers.runtime_tuning import GEN0_THRESHOLD, SWITCH_INTERVAL_S, tune_runtime
+from fraudstream.monitoring.metrics import WorkerMetrics
+from fraudstream.workers.runtime_tuning import GEN0_THRESHOLD, SWITCH_INTERVAL_S, tune_runtime
 
 
 @pytest.fixture

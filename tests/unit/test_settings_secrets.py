@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from deploy.local import services
 from fraudstream.cli import SERVERS, main
+from fraudstream.deploy.local import services
 from fraudstream.settings import REDIS_PASSWORD_FILE, Settings, SettingsError, with_local_secrets
 from tests.stack_fixtures import SIGNING_KEY
 

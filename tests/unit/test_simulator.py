@@ -10,14 +10,14 @@ import pytest
 
 # Imported from the submodules so these tests also run under a stale editable install;
 # test_public_api_exports checks the package-level exports separately.
-from simulator.profiles import (
+from fraudstream.simulator.profiles import (
     CustomerProfiles,
     TerminalProfiles,
     available_terminals,
     generate_customers,
     generate_terminals,
 )
-from simulator.records import (
+from fraudstream.simulator.records import (
     COLUMNS,
     CsvFormatError,
     Dataset,
@@ -27,8 +27,8 @@ from simulator.records import (
     to_records,
     write_csv,
 )
-from simulator.scenarios import inject_frauds, scenario_2, scenario_3
-from simulator.transactions import SimulationConfig, simulate
+from fraudstream.simulator.scenarios import inject_frauds, scenario_2, scenario_3
+from fraudstream.simulator.transactions import SimulationConfig, simulate
 
 SMALL = SimulationConfig(n_customers=200, n_terminals=400, nb_days=30)
 MID = SimulationConfig(n_customers=1000, n_terminals=2000, nb_days=60)
@@ -46,7 +46,7 @@ def mid() -> Dataset:
 
 
 def test_public_api_exports() -> None:
-    import simulator
+    from fraudstream import simulator
 
     assert simulator.__file__ is not None, (
         "'simulator' imported as a namespace package: the editable install predates "

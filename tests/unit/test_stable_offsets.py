@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int32, TaggedFields
 
-from workers.stable_offsets import UNSTABLE_OFFSET_COMMIT, StableOffsetFetch, answers
+from fraudstream.workers.stable_offsets import UNSTABLE_OFFSET_COMMIT, StableOffsetFetch, answers
 
 
 def test_the_request_is_version_7_and_asks_for_stable_offsets() -> None:

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from fraudstream.monitoring.supervisor_metrics import SupervisorMetrics
 from fraudstream.settings import Settings
-from monitoring.supervisor_metrics import SupervisorMetrics
+from fraudstream.workers.health import EXIT_CONFIG_ERROR, HealthPolicy
+from fraudstream.workers.pool import WorkerStartError
+from fraudstream.workers.supervisor import FailoverEvent, Supervisor, WorkerConfigError
 from tests.unit.test_progress import FakeKafka
-from workers.health import EXIT_CONFIG_ERROR, HealthPolicy
-from workers.pool import WorkerStartError
-from workers.supervisor import FailoverEvent, Supervisor, WorkerConfigError
 
 
 class Clock:
@@ -130,7 +130,7 @@ class TestSupervisor(Supervisor):
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr("workers.supervisor.time", clock)
+    monkeypatch.setattr("fraudstream.workers.supervisor.time", clock)
     return clock
 
 
@@ -423,7 +423,7 @@ def test_an_abandoned_supervisor_leaves_its_workers_and_its_lock(tmp_path: Path,
                                                                  kafka: FakeKafka) -> None:
     """What a SIGKILLed supervisor leaves (the supervisor-kill chaos scenario): workers still
     running and unjudged, and a lock the next supervisor can take."""
-    from workers import orphans
+    from fraudstream.workers import orphans
 
     sup = supervisor(tmp_path, kafka)
     worker = active(sup)

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from fraudstream.settings import Settings
-from workers.supervisor import Supervisor
+from fraudstream.workers.supervisor import Supervisor
 
 
 def free_port() -> int:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workers import takeover
-from workers.takeover import ShortRead, TakeoverScan
+from fraudstream.workers import takeover
+from fraudstream.workers.takeover import ShortRead, TakeoverScan
 
 
 @dataclass

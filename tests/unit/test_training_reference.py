@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_registry.reference import histogram_reference
-from model_registry.training import TrainingPlan, train
-from simulator import SimulationConfig, simulate
+from fraudstream.model_registry.reference import histogram_reference
+from fraudstream.model_registry.training import TrainingPlan, train
+from fraudstream.simulator import SimulationConfig, simulate
 
 
 def test_reference_covers_the_whole_test_window_not_only_the_evaluated_rows() -> None:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from workers.validation import (
+from fraudstream.workers.validation import (
     MAX_ID_LENGTH,
     Rejection,
     Transaction,

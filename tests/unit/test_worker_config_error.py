@@ -9,7 +9,7 @@ import pytest
 
 from fraudstream.commands import worker_cmd
 from fraudstream.settings import Settings
-from workers.health import EXIT_CONFIG_ERROR, exit_reason
+from fraudstream.workers.health import EXIT_CONFIG_ERROR, exit_reason
 
 
 def args() -> argparse.Namespace:

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
-from workers import app as worker_app
-from workers.app import WorkerApp
-from workers.continuity import OffsetContinuity
-from workers.merchant_labels import merchant_label
-from workers.processor import RawRecord
+from fraudstream.workers import app as worker_app
+from fraudstream.workers.app import WorkerApp
+from fraudstream.workers.continuity import OffsetContinuity
+from fraudstream.workers.merchant_labels import merchant_label
+from fraudstream.workers.processor import RawRecord
 
 NOW = 1_800_000_000.0
 
@@ -123,7 +123,7 @@ def test_after_a_bug_only_records_without_an_output_are_redone(no_exit: list[int
 def test_record_errors_are_told_from_kafka_being_down_also_when_wrapped() -> None:
     from faust.exceptions import ProducerSendError
 
-    from workers.output import is_record_error
+    from fraudstream.workers.output import is_record_error
 
     def wrapped(inner: Exception) -> Exception:
         try:
