@@ -35,6 +35,7 @@ demo: setup
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy fraudstream tests
+	$(VENV)/bin/lint-imports
 
 test: setup lint
 	$(PY) -m pytest tests --ignore=tests/soak -m "not control" --durations=25

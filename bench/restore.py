@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from fraudstream.bench.harness import fresh
-from fraudstream.chaos.big_state import fill_card_changelog
+from fraudstream.operations.big_state import fill_card_changelog
 from fraudstream.settings import Settings
 from fraudstream.workers.pool import WorkerProcess, worker_datadir
 from fraudstream.workers.topics import card_changelog_spec, ensure_topics

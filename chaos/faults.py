@@ -153,9 +153,9 @@ def promote_tampered_model(ctx: FaultContext) -> None:
     """
     import dataclasses
 
-    from fraudstream.commands.registry_cmd import announce, open_registry
     from fraudstream.model_registry.artifact import read_manifest
     from fraudstream.model_registry.registry import model_key
+    from fraudstream.operations.models import announce, open_registry
 
     settings = ctx.settings
     registry = open_registry(settings)

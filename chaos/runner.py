@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.chaos import label_crash
-from fraudstream.chaos.big_state import fill_card_changelog
 from fraudstream.chaos.card_replay import check_cards
 from fraudstream.chaos.faults import FaultContext, FaultUnavailable
 from fraudstream.chaos.report import (
@@ -39,11 +38,12 @@ from fraudstream.chaos.report import (
 )
 from fraudstream.chaos.scenarios import Scenario
 from fraudstream.chaos.worker_metrics import sample_value, scrape, summed, worker_url
-from fraudstream.commands.train_cmd import ensure_production
 from fraudstream.deploy.local import LocalStack
 from fraudstream.features.windows import MERCHANT_KEEP_DAYS
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.ledger import Ledger, Position
+from fraudstream.operations.big_state import fill_card_changelog
+from fraudstream.operations.models import ensure_production
 from fraudstream.settings import Settings
 from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced

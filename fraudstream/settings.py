@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from fraudstream.loopback import names_loopback
 from fraudstream.redaction import redact_url
 
 ENV_PREFIX = "FRAUDSTREAM_"
@@ -208,7 +208,7 @@ class Settings:
     @property
     def beyond_loopback(self) -> bool:
         """True when the servers bind to an address other machines can reach."""
-        return not _is_loopback(self.bind_host)
+        return not names_loopback(self.bind_host)
 
     def exposure_warning(self, service: str) -> str | None:
         """What to log before ``service`` listens on bind_host, when that is not loopback."""
@@ -292,13 +292,6 @@ def _env_names(names: list[str]) -> str:
     return " and ".join(ENV_PREFIX + name.upper() for name in names)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _boolean(raw: str) -> bool:

@@ -5,6 +5,7 @@ Base units, ``_total`` counters, and only bounded label values (never a card or 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -67,9 +68,13 @@ class WorkerMetrics:
     live_average_precision: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None,
-               prefix: str = "fraudstream") -> WorkerMetrics:
-        """Build (and register) every worker metric in ``registry``."""
+    def create(cls, registry: CollectorRegistry | None = None, prefix: str = "fraudstream",
+               refusal_reasons: Sequence[str] = ()) -> WorkerMetrics:
+        """Build (and register) every worker metric in ``registry``.
+
+        ``refusal_reasons``: the values of ``model_refused``'s ``reason`` label, created at 0
+        (``ModelRefused.REASONS``; the registry's errors sit above this module).
+        """
         reg = registry if registry is not None else CollectorRegistry()
         ProcessCollector(registry=reg)
         p = prefix
@@ -190,9 +195,7 @@ class WorkerMetrics:
         )
         # Counters alerts take increase() of exist at 0 from the start: a series first seen
         # at 1 shows no increase, and its first event would never alert.
-        from fraudstream.model_registry.errors import ModelRefused
-
-        for reason in ModelRefused.REASONS:
+        for reason in refusal_reasons:
             metrics.model_refused.labels(reason)
         for reason in ("error", "timeout"):
             metrics.model_fallback.labels(reason)

@@ -829,7 +829,7 @@ class WorkerApp:
         """A loopback-only POST ``path`` whose JSON body ``apply`` turns into the new state."""
         from faust.web import View
 
-        from fraudstream.monitoring.api.deps import is_loopback
+        from fraudstream.loopback import is_loopback
 
         class ChaosHook(View):
             async def post(self, request: Any) -> Any:

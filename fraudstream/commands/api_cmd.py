@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from fraudstream.monitoring.api.app import create_app
+    from fraudstream.api.app import create_app
 
     port = args.port if args.port is not None else settings.api_port
     if not settings.api_token:

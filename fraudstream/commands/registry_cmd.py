@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.errors import UserError
+from fraudstream.operations.models import announce, import_artifact, open_registry
 from fraudstream.settings import Settings
 
 DESCRIPTION = """\
@@ -79,25 +80,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _run(args, settings)
     except RegistryError as exc:
         raise UserError(str(exc)) from exc
-
-
-def open_registry(settings: Settings) -> Any:
-    """The registry of these settings (UserError without a signing key)."""
-    from fraudstream.model_registry.registry import ModelRegistry
-    from fraudstream.model_registry.stores import open_stores
-
-    if not settings.signing_key:
-        raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; the registry signs and verifies "
-                        "models with it")
-    return ModelRegistry(open_stores(settings.model_store_uris), settings.signing_key.encode())
-
-
-def announce(settings: Settings, alias: str, version: str, generation: int) -> None:
-    """Publish the alias' new version on the model-updates topic."""
-    from fraudstream.model_registry.updates import ModelUpdate, publish_update
-
-    publish_update(settings, settings.topic_model_updates,
-                   ModelUpdate(alias, version, generation))
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -189,18 +171,3 @@ def _rebase(args: argparse.Namespace, settings: Settings, registry: Any) -> int:
         announce(settings, done.alias, done.version, done.generation)
         print(f"production: {done.previous or '(none)'} -> {done.version}")
     return 0
-
-
-def import_artifact(registry: Any, path: Path, settings: Settings) -> str:
-    """Register the verified model file at ``path`` (a no-op if its version is known)."""
-    from fraudstream.model_registry.artifact import ArtifactError, load_verified, read_manifest
-
-    try:
-        load_verified(path, settings.signing_key.encode())
-        manifest = read_manifest(path)
-        data = path.read_bytes()
-    except ArtifactError as exc:
-        raise UserError(str(exc)) from exc
-    if manifest.version not in registry.state().versions:
-        registry.register(data, manifest)
-    return str(manifest.version)

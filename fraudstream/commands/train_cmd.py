@@ -15,6 +15,7 @@ from fraudstream.commands.simulate_cmd import (
     run_simulation,
 )
 from fraudstream.errors import UserError
+from fraudstream.operations.models import ensure_production
 from fraudstream.settings import Settings
 
 
@@ -130,9 +131,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def register_trained(settings: Settings, path: Path, promote: bool) -> None:
     """Register the model file at ``path``; promote (and announce) it if asked."""
-    from fraudstream.commands.registry_cmd import announce, import_artifact, open_registry
     from fraudstream.features import FEATURE_NAMES
     from fraudstream.model_registry.errors import RegistryError
+    from fraudstream.operations.models import announce, import_artifact, open_registry
 
     try:
         registry = open_registry(settings)
@@ -159,32 +160,6 @@ def ensure_model(settings: Settings, family: str = "hgb") -> str:
     with contextlib.redirect_stdout(sys.stderr):
         run(args, settings)
         return ensure_production(settings)
-
-
-def ensure_production(settings: Settings) -> str:
-    """The registry's production version, importing and promoting the model file if none.
-
-    With the registry unreachable the file's version is returned (workers then serve it).
-    """
-    from fraudstream.commands.registry_cmd import import_artifact, open_registry
-    from fraudstream.features import FEATURE_NAMES
-    from fraudstream.model_registry.artifact import load_verified
-    from fraudstream.model_registry.errors import ModelRefused, NotFound, RegistryError
-
-    try:
-        registry = open_registry(settings)
-        try:
-            current = str(registry.resolve("production"))
-            # A production version this code cannot serve (other features) is replaced.
-            registry.load(current, FEATURE_NAMES)
-            return current
-        except (NotFound, ModelRefused):
-            version = import_artifact(registry, settings.model_path, settings)
-            return str(registry.promote(version, "production", FEATURE_NAMES).version)
-    except RegistryError as exc:
-        print(f"model registry unavailable ({exc}); workers serve {settings.model_path}",
-              file=sys.stderr)
-    return load_verified(settings.model_path, settings.signing_key.encode()).version
 
 
 def build_defaults() -> argparse.Namespace:

@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.model_registry.artifact import ArtifactError
-    from fraudstream.model_registry.errors import RegistryError
+    from fraudstream.model_registry.errors import ModelRefused, RegistryError
     from fraudstream.monitoring.metrics import WorkerMetrics
     from fraudstream.workers.app import WorkerApp
     from fraudstream.workers.hot_swap import (
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.workers.topics import check_partitions
 
     limit_model_threads()
-    metrics = WorkerMetrics.create()
+    metrics = WorkerMetrics.create(refusal_reasons=ModelRefused.REASONS)
     try:
         if not settings.signing_key:
             raise UserError("refusing to start: FRAUDSTREAM_SIGNING_KEY is not set, so no "

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fraudstream.monitoring.api.dashboard import ASSETS, STATIC
+from fraudstream.api.dashboard import ASSETS, STATIC
 from fraudstream.monitoring.dashboard import snapshot
 from fraudstream.monitoring.dashboard.panels import PANELS
 from fraudstream.monitoring.dashboard.prometheus import Sample

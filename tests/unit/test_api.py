@@ -15,10 +15,10 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from starlette.testclient import TestClient  # runs on httpx2 (a dev dependency)
 
-import fraudstream.monitoring.api.app as api_app
-import fraudstream.monitoring.api.decisions as api_decisions
-from fraudstream.monitoring.api.app import Background, create_app
-from fraudstream.monitoring.api.decision_cache import DecisionCache
+import fraudstream.api.app as api_app
+import fraudstream.api.decisions as api_decisions
+from fraudstream.api.app import Background, create_app
+from fraudstream.api.decision_cache import DecisionCache
 from fraudstream.settings import Settings
 from tests.conftest import wait_until
 

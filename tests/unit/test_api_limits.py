@@ -11,12 +11,12 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-import fraudstream.monitoring.api.dashboard as api_dashboard
+import fraudstream.api.dashboard as api_dashboard
+from fraudstream.api.app import create_app
+from fraudstream.api.limits import RequestLimits
+from fraudstream.api.registry import get_publisher
 from fraudstream.model_registry.registry import ModelRegistry
 from fraudstream.model_registry.stores import FileStore, open_store
-from fraudstream.monitoring.api.app import create_app
-from fraudstream.monitoring.api.limits import RequestLimits
-from fraudstream.monitoring.api.registry import get_publisher
 from fraudstream.settings import Settings
 from tests.unit.test_registry import KEY, make_version
 

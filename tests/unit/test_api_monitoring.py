@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from fraudstream.monitoring.api.app import create_app
+from fraudstream.api.app import create_app
 from fraudstream.settings import Settings
 from tests.conftest import wait_until
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from fraudstream.monitoring.api.alerts import AlertmanagerAlert, AlertStore
-from fraudstream.monitoring.api.app import create_app
+from fraudstream.api.alerts import AlertmanagerAlert, AlertStore
+from fraudstream.api.app import create_app
 from fraudstream.settings import Settings
 from tests.unit.test_api import alert, webhook
 

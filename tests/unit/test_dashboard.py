@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from fraudstream.monitoring.api.app import create_app
+from fraudstream.api.app import create_app
 from fraudstream.monitoring.dashboard import grafana
 from fraudstream.monitoring.dashboard.panels import PANELS, panel
 from fraudstream.monitoring.dashboard.snapshot import series_name

@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import fraudstream.commands.registry_cmd as registry_cmd
+from fraudstream.api.app import create_app
 from fraudstream.cli import main
 from fraudstream.model_registry.artifact import save_signed
 from fraudstream.model_registry.registry import (
@@ -17,7 +18,6 @@ from fraudstream.model_registry.registry import (
     RegistryState,
     manifest_key,
 )
-from fraudstream.monitoring.api.app import create_app
 from fraudstream.settings import Settings
 from fraudstream.workers.hot_swap import initial_scorer
 from tests.unit.test_hot_swap import Harness

@@ -8,13 +8,13 @@ import pytest
 from starlette.testclient import TestClient
 
 import fraudstream.commands.registry_cmd as registry_cmd
+from fraudstream.api.app import create_app
+from fraudstream.api.registry import get_publisher
 from fraudstream.cli import main
 from fraudstream.model_registry.artifact import save_signed
 from fraudstream.model_registry.registry import ModelRegistry, model_key
 from fraudstream.model_registry.stores import MemoryStore
 from fraudstream.model_registry.updates import ModelUpdate
-from fraudstream.monitoring.api.app import create_app
-from fraudstream.monitoring.api.registry import get_publisher
 from fraudstream.settings import Settings
 from tests.unit.test_registry import KEY, make_version
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fraudstream.monitoring.api.deps import StateDep, TokenOrLoopbackDep, read_capped
+from fraudstream.api.deps import StateDep, TokenOrLoopbackDep, read_capped
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 MAX_RECENT = 500

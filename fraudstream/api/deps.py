@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -11,13 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from fraudstream.loopback import is_loopback
 from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
-    from fraudstream.monitoring.api.alerts import AlertStore
-    from fraudstream.monitoring.api.app import Background
-    from fraudstream.monitoring.api.decision_cache import DecisionCache
-    from fraudstream.monitoring.api.health import ApiMetrics
+    from fraudstream.api.alerts import AlertStore
+    from fraudstream.api.app import Background
+    from fraudstream.api.decision_cache import DecisionCache
+    from fraudstream.api.health import ApiMetrics
 
 TOKEN_UNSET = ("mutations are disabled because no API token is configured; set "
                "FRAUDSTREAM_API_TOKEN and restart `fraudstream api`")
@@ -118,15 +118,6 @@ def same_origin(origin: str | None, host_header: str) -> bool:
     return origin.lower() in (f"http://{host_header}".lower(), f"https://{host_header}".lower())
 
 
-def is_loopback(host: str | None) -> bool:
-    """True if ``host`` is a loopback IP address (IPv4-mapped IPv6 included)."""
-    try:
-        addr = ipaddress.ip_address(host or "")
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.is_loopback
-    return addr.is_loopback
 
 
 async def read_capped(request: Request, limit: int) -> bytes | None:

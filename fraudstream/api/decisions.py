@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from fraudstream.monitoring.api.deps import StateDep, TokenDep, read_capped
+from fraudstream.api.deps import StateDep, TokenDep, read_capped
 from fraudstream.workers.validation import REQUIRED, Rejection, Transaction, validate
 
 logger = logging.getLogger(__name__)

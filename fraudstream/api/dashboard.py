@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from fraudstream.monitoring.api.deps import SettingsDep
+from fraudstream.api.deps import SettingsDep
 from fraudstream.monitoring.dashboard import snapshot
 from fraudstream.monitoring.dashboard.panels import PANELS, panel
 from fraudstream.monitoring.dashboard.prometheus import PrometheusClient, PrometheusUnavailable

@@ -12,16 +12,16 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from fraudstream.monitoring.api.alerts import AlertStore
-from fraudstream.monitoring.api.alerts import router as alerts_router
-from fraudstream.monitoring.api.dashboard import router as dashboard_router
-from fraudstream.monitoring.api.decision_cache import DecisionCache
-from fraudstream.monitoring.api.decisions import router as decisions_router
-from fraudstream.monitoring.api.deps import ApiState, Producer
-from fraudstream.monitoring.api.health import ApiMetrics, RequestMetrics
-from fraudstream.monitoring.api.health import router as health_router
-from fraudstream.monitoring.api.limits import RequestLimits
-from fraudstream.monitoring.api.registry import install as install_registry
+from fraudstream.api.alerts import AlertStore
+from fraudstream.api.alerts import router as alerts_router
+from fraudstream.api.dashboard import router as dashboard_router
+from fraudstream.api.decision_cache import DecisionCache
+from fraudstream.api.decisions import router as decisions_router
+from fraudstream.api.deps import ApiState, Producer
+from fraudstream.api.health import ApiMetrics, RequestMetrics
+from fraudstream.api.health import router as health_router
+from fraudstream.api.limits import RequestLimits
+from fraudstream.api.registry import install as install_registry
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
 

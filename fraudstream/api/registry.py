@@ -14,11 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from fraudstream.api.deps import SettingsDep, TokenDep, read_capped
 from fraudstream.model_registry.errors import RegistryError, http_status
 from fraudstream.model_registry.registry import ALIASES, ModelRegistry
 from fraudstream.model_registry.stores import store_labels
 from fraudstream.model_registry.updates import ModelUpdate, publish_update
-from fraudstream.monitoring.api.deps import SettingsDep, TokenDep, read_capped
 from fraudstream.redaction import redact_text
 from fraudstream.settings import Settings
 

@@ -17,7 +17,7 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fraudstream.monitoring.api.deps import StateDep
+from fraudstream.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 
