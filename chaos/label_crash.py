@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from fraudstream.contracts import Label
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader, new_producer
 from fraudstream.workers.output import key_partition
@@ -54,8 +55,9 @@ def label(merchant: str, i: int, now_s: float) -> tuple[bytes, bytes]:
     """The i-th label (key, value): its own card of ``CARDS``, its own second a day ago."""
     card = f"card-{i % CARDS}"
     at = dt.datetime.fromtimestamp(now_s - 86_400 + i, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {"transaction_id": f"{merchant}-{i}", "card_id": card, "merchant_id": merchant,
-            "is_fraud": int(i % FRAUD_EVERY == 0), "timestamp": at, "reported_at": at}
+    body: Label = {"transaction_id": f"{merchant}-{i}", "card_id": card,
+                   "merchant_id": merchant, "is_fraud": 1 if i % FRAUD_EVERY == 0 else 0,
+                   "timestamp": at, "reported_at": at}
     return card.encode(), orjson.dumps(body)
 
 

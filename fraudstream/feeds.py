@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import orjson
 
+from fraudstream.contracts import Label, Transaction
 from fraudstream.simulator import Dataset
 from fraudstream.simulator.records import format_timestamps
 from fraudstream.streaming import Outgoing
@@ -28,15 +29,17 @@ def outgoing(ds: Dataset, start: int = 0, stop: int | None = None,
         times = ds.timestamp_s[lo:hi].tolist()
         for i in range(hi - lo):
             key = cards[i].encode()
-            value = orjson.dumps({"transaction_id": ids[i], "timestamp": stamps[i],
-                                  "card_id": cards[i], "merchant_id": merchants[i],
-                                  "amount": amounts[i]})
+            tx: Transaction = {"transaction_id": ids[i], "timestamp": stamps[i],
+                               "card_id": cards[i], "merchant_id": merchants[i],
+                               "amount": amounts[i]}
+            value = orjson.dumps(tx)
             label = None
             if with_labels:
-                label = orjson.dumps({
+                confirmation: Label = {
                     "transaction_id": ids[i], "card_id": cards[i], "merchant_id": merchants[i],
-                    "is_fraud": int(frauds[i]), "timestamp": stamps[i],
-                    "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                    "is_fraud": 1 if frauds[i] else 0, "timestamp": stamps[i],
+                    "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                label = orjson.dumps(confirmation)
             yield Outgoing(key, value, label, int(times[i]))
 
 

@@ -9,10 +9,11 @@ verify its bytes from the registry's stores themselves.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from fraudstream import contracts
 from fraudstream.model_registry.errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -36,9 +37,10 @@ class ModelUpdate:
         return self.alias.encode()
 
     def to_bytes(self) -> bytes:
-        body = asdict(self)
-        body["published_at"] = self.published_at or datetime.now(UTC).isoformat(
-            timespec="milliseconds")
+        body: contracts.ModelUpdate = {
+            "alias": self.alias, "version": self.version, "generation": self.generation,
+            "published_at": self.published_at or datetime.now(UTC).isoformat(
+                timespec="milliseconds")}
         return json.dumps(body, sort_keys=True).encode()
 
     @classmethod

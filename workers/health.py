@@ -13,7 +13,13 @@ from __future__ import annotations
 import signal
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from fraudstream.contracts import FailoverReason
+
+#: What a check concludes: replace the worker for a reason (the failover event's), or stop the
+#: supervisor because the worker cannot start with this configuration.
+Verdict = FailoverReason | Literal["config_error"]
 
 #: Exit status of a worker that refuses to start for a configuration error (sysexits.h
 #: EX_CONFIG). The supervisor stops at once on it instead of restarting the worker forever.
@@ -81,7 +87,7 @@ class Probe:
                                        and self.health.get("status") == "stopping")
 
 
-def exit_reason(exit_code: int | None, draining: bool) -> str:
+def exit_reason(exit_code: int | None, draining: bool) -> Verdict:
     """Why a worker process that has exited should be replaced: its exit status decides."""
     if exit_code == EXIT_CONFIG_ERROR:
         return "config_error"
@@ -115,7 +121,7 @@ class WorkerWatch:
         self.waiting_since = self.waiting_since or self.activated_at
         self.live_at = self.live_at or self.activated_at
 
-    def observe(self, probe: Probe, now: float, policy: HealthPolicy) -> str | None:
+    def observe(self, probe: Probe, now: float, policy: HealthPolicy) -> Verdict | None:
         """Take in one probe; the reason to replace the worker, or None to keep it."""
         if not probe.alive:
             return exit_reason(probe.exit_code, self.draining_since is not None)
@@ -164,7 +170,7 @@ class WorkerWatch:
         self.restore_remaining = int(remaining) if restoring and remaining is not None else None
         self.restore_done = int(done) if restoring and done is not None else None
 
-    def _not_ready(self, now: float, policy: HealthPolicy) -> str | None:
+    def _not_ready(self, now: float, policy: HealthPolicy) -> Verdict | None:
         if self.ready:
             return None
         if self.restoring:

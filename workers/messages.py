@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import cast
 
 import orjson
 
+from fraudstream.contracts import DeadLetter, Decision, Score
 from fraudstream.workers.validation import without_sensitive
 
 #: Largest Kafka key an output carries; a longer one is replaced by its SHA-256 (outputs are
@@ -49,9 +50,9 @@ def score_record(*, transaction_id: str, card_id: str, score: float, decision: s
 
     Bounded by construction: ids are validated to at most 128 printable characters.
     """
-    body = {
+    body: Score = {
         "transaction_id": transaction_id, "card_id": card_id, "score": round(score, 6),
-        "decision": decision, "model_version": model_version, "degraded": degraded,
+        "decision": cast(Decision, decision), "model_version": model_version, "degraded": degraded,
         "worker": worker, "scored_at": scored_at, "ingested_at_ms": ingested_at_ms,
         "reasons": reasons, "partition": partition, "offset": offset,
     }
@@ -72,7 +73,7 @@ def dead_letter_record(*, topic: str, partition: int, offset: int, payload: byte
     Kafka key.
     """
     notes = []
-    body: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset,
+    body: DeadLetter = {"topic": topic, "partition": partition, "offset": offset,
                             "payload_b64": "", "error": error, "reason": "",
                             "dead_lettered_at": dead_lettered_at}
     original = payload or b""
@@ -83,9 +84,9 @@ def dead_letter_record(*, topic: str, partition: int, offset: int, payload: byte
     content = original if redacted is None else redacted
     if key is not None and len(key) > MAX_KEY_BYTES:
         notes.append(f"the {len(key)}-byte key is kept as an excerpt and its SHA-256")
-        body.update(key_truncated=True, key_bytes=len(key),
-                    key_sha256=hashlib.sha256(key).hexdigest(),
-                    key_b64=base64.b64encode(key[:MAX_KEY_BYTES]).decode())
+        body.update({"key_truncated": True, "key_bytes": len(key),
+                     "key_sha256": hashlib.sha256(key).hexdigest(),
+                     "key_b64": base64.b64encode(key[:MAX_KEY_BYTES]).decode()})
     budget = max_bytes - RECORD_OVERHEAD_BYTES - len(output_key(key) or b"")
     # Room for the payload once everything else (with the longest notes) is written.
     longest = "the payload is kept as an excerpt of the first 00000000 bytes and its SHA-256"
@@ -106,8 +107,8 @@ def dead_letter_record(*, topic: str, partition: int, offset: int, payload: byte
                      "SHA-256")
         # Size and hash of what is kept (after redaction): a hash of a card number is no
         # safer than the number.
-        body.update(payload_truncated=True, payload_bytes=len(content),
-                    payload_sha256=hashlib.sha256(content).hexdigest())
+        body.update({"payload_truncated": True, "payload_bytes": len(content),
+                     "payload_sha256": hashlib.sha256(content).hexdigest()})
         content = content[:room]
     body["reason"] = _sentence(reason, notes, reason_limit)
     body["payload_b64"] = base64.b64encode(content).decode()

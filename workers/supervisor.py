@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from fraudstream import contracts
 from fraudstream.monitoring.supervisor_metrics import SupervisorMetrics
 from fraudstream.settings import Settings
 from fraudstream.workers import orphans
@@ -34,6 +35,7 @@ from fraudstream.workers.health import (
     FailoverStorm,
     HealthPolicy,
     Probe,
+    Verdict,
     WorkerWatch,
 )
 from fraudstream.workers.pool import WorkerProcess, WorkerStartError
@@ -107,14 +109,18 @@ class Slot:
 @dataclass(frozen=True)
 class FailoverEvent:
     slot: int
-    reason: str
+    reason: contracts.FailoverReason
     old_pid: int | None
     new_pid: int | None
     from_standby: bool
     at: str
 
     def to_json(self) -> bytes:
-        return json.dumps({"event": "failover", **self.__dict__}).encode()
+        body: contracts.FailoverEvent = {
+            "event": "failover", "slot": self.slot, "reason": self.reason,
+            "old_pid": self.old_pid, "new_pid": self.new_pid, "from_standby": self.from_standby,
+            "at": self.at}
+        return json.dumps(body).encode()
 
 
 @dataclass(frozen=True)
@@ -383,7 +389,7 @@ class Supervisor:
         return Probe(alive=True, pid=pid, health=health, ready=ready,
                      announced_stop=worker.stopping())
 
-    def _replace(self, slot: Slot, reason: str, now: float) -> None:
+    def _replace(self, slot: Slot, reason: Verdict, now: float) -> None:
         """Act on a verdict: stop on a config error, hold during a storm, else fail over."""
         if reason == "config_error":
             raise WorkerConfigError(f"worker {slot.worker.name} refused to start: "
@@ -460,7 +466,7 @@ class Supervisor:
             failovers=len(self.events))
 
     # -- failover ----------------------------------------------------------------------------
-    def failover(self, slot: Slot, reason: str) -> FailoverEvent:
+    def failover(self, slot: Slot, reason: contracts.FailoverReason) -> FailoverEvent:
         """Kill the slot's worker and give the slot to a warm standby (or a fresh worker)."""
         old = slot.worker
         old_pid = old.proc.pid if old.proc is not None else None

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from fraudstream.contracts import Transaction as ContractTransaction
+
 #: Timestamps outside this range are absurd for card payments (and break day arithmetic).
 MIN_TIMESTAMP_S = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp())
 #: How far ahead of the worker's clock an event time may be (FRAUDSTREAM_MAX_CLOCK_SKEW_S):
@@ -24,9 +26,12 @@ DEFAULT_CLOCK_SKEW_S = 300.0
 #: Largest single amount accepted (in the transaction currency).
 MAX_AMOUNT = 1_000_000.0
 MAX_ID_LENGTH = 128
-REQUIRED = ("transaction_id", "timestamp", "card_id", "merchant_id", "amount")
+#: The contract's fields (``fraudstream.contracts.Transaction``), in its order.
+REQUIRED = tuple(k for k in ContractTransaction.__annotations__
+                 if k in ContractTransaction.__required_keys__)
 #: The contract's optional fields: kept when they are short printable strings, all else dropped.
-OPTIONAL = ("currency", "merchant_category", "country", "channel")
+OPTIONAL = tuple(k for k in ContractTransaction.__annotations__
+                 if k in ContractTransaction.__optional_keys__)
 MAX_OPTIONAL_LENGTH = 64
 #: Field names (case and separators ignored) that hold card numbers or card security codes:
 #: never written anywhere, in scores, dead letters or logs.

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from fraudstream.api.deps import StateDep, TokenDep, read_capped
+from fraudstream.contracts.generate import schema
 from fraudstream.workers.validation import REQUIRED, Rejection, Transaction, validate
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,9 @@ router = APIRouter(prefix="/api", tags=["decisions"])
 SEND_TIMEOUT_S = 10.0
 
 
-@router.post("/transactions", status_code=202)
+@router.post("/transactions", status_code=202, openapi_extra={
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": schema("transaction", standalone=False)}}}})
 async def submit_transaction(request: Request, state: StateDep, _auth: TokenDep) -> JSONResponse:
     """Validate one transaction (the JSON body) and produce it keyed by card_id: its exact
     bytes, or, when it has fields the contract does not name, the contract's fields only."""
