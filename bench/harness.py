@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+from fraudstream.contracts import Score
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.simulator import Dataset
@@ -196,8 +197,8 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
             deadline = None
             while len(latencies) < len(records):
                 for _t, _k, value, ts in await reader.poll(0.3):
-                    body = orjson.loads(value or b"{}")
-                    latencies.append(ts - body["ingested_at_ms"])
+                    score: Score = orjson.loads(value or b"{}")
+                    latencies.append(ts - score["ingested_at_ms"])
                 if task.done():
                     task.result()
                     deadline = deadline or time.monotonic() + 60

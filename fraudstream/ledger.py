@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+from fraudstream.contracts import DeadLetter, Score
+
 Position = tuple[int, int]
 
 #: Offsets of incarnation k of the input topic are kept as offset + k * INCARNATION_SPAN.
@@ -80,25 +82,27 @@ class Ledger:
             return
         self._unanswered.discard(position)
         if topic_kind == "scores":
+            score: Score = body
             self.score_positions[position] += 1
-            tid = body["transaction_id"]
+            tid = score["transaction_id"]
             self.score_counts[tid] += 1
-            previous = self.decisions.setdefault(tid, body["decision"])
-            if previous != body["decision"]:
+            previous = self.decisions.setdefault(tid, score["decision"])
+            if previous != score["decision"]:
                 self.conflicting.add(tid)
             if self.score_counts[tid] == 1:
-                self.decision_counts[body["decision"]] += 1
-                self.model_versions[str(body.get("model_version"))] += 1
-                self.degraded += bool(body.get("degraded"))
-                ingested = body.get("ingested_at_ms")
+                self.decision_counts[score["decision"]] += 1
+                self.model_versions[str(score.get("model_version"))] += 1
+                self.degraded += bool(score.get("degraded"))
+                ingested = score.get("ingested_at_ms")
                 if ingested:
                     latency = max(timestamp_ms - ingested, 0)
                     self.latencies_ms.append(latency)
                     self.scored_at_ms.append((timestamp_ms, latency))
         else:
+            letter: DeadLetter = body
             self.dead_letter_positions[position] += 1
             if self.dead_letter_positions[position] == 1:
-                self.dead_letter_errors[body.get("error", "unknown")] += 1
+                self.dead_letter_errors[letter.get("error", "unknown")] += 1
 
     @property
     def scored(self) -> int:
