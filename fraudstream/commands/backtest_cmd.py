@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
 
+from fraudstream.commands.json_output import add_json_option, emit
 from fraudstream.commands.model_families import DEFAULT_MODEL_FAMILY, MODEL_HELP
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="days between training and test: the label delay (default 7)")
     p.add_argument("--test-days", type=int, default=7, help="test days (default 7)")
     p.add_argument("--model", default=DEFAULT_MODEL_FAMILY, help=MODEL_HELP)
-    p.add_argument("--json", type=Path, help="also write the metrics as JSON here")
+    add_json_option(p, "the metrics")
     p.add_argument("--predictions", type=Path,
                    help="write transaction_id,score for every transaction of the test window "
                    "(including the known-compromised cards left out of the metrics)")
@@ -62,13 +62,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result.timings_s["total"] = time.perf_counter() - started
     summary = result.summary()
     m = result.metrics
-    print(f"{result.family}: auc_roc {m['auc_roc']:.3f}  average_precision "
-          f"{m['average_precision']:.3f}  card_precision_at_100 "
-          f"{m['card_precision_at_100']:.3f}  ({int(m['test_rows']):,} test transactions, "
-          f"{int(m['test_frauds']):,} frauds; {summary['timings_s']['total']:.0f} s)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    emit(args, summary, lambda: print(
+        f"{result.family}: auc_roc {m['auc_roc']:.3f}  average_precision "
+        f"{m['average_precision']:.3f}  card_precision_at_100 "
+        f"{m['card_precision_at_100']:.3f}  ({int(m['test_rows']):,} test transactions, "
+        f"{int(m['test_frauds']):,} frauds; {summary['timings_s']['total']:.0f} s)"))
     if args.predictions:
         args.predictions.parent.mkdir(parents=True, exist_ok=True)
         with args.predictions.open("w", newline="") as fh:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
 from fraudstream.commands.demo_cmd import with_signing_key
+from fraudstream.commands.json_output import add_json_option, emit, to_stdout
 from fraudstream.commands.simulate_cmd import run_simulation
 from fraudstream.commands.stack_cmd import stack_from_settings
 from fraudstream.errors import UserError
@@ -44,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restore-tail", type=int, default=10_000,
                    help="changelog records written while the killed worker is down (default "
                         "10000)")
-    p.add_argument("--json", dest="json_out", type=Path, default=None, help="write the report")
+    add_json_option(p, "the report")
     p.set_defaults(run=run)
 
 
@@ -100,10 +99,7 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
                         f"{os.getloadavg()[0]:.1f}): rerun with fewer --records or lower "
                         "--rates") from exc
     report["model_version"] = version
-    print_report(report)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(args, report, lambda: print_report(report))
     return 0
 
 
@@ -119,8 +115,10 @@ def _measure_restore(args: argparse.Namespace, settings: Settings) -> int:
                         f"{args.restore!r}") from exc
     ensure_model(settings)
     runs = []
+    # The table is printed as it is measured: on stderr when stdout is for the JSON.
+    table = sys.stderr if to_stdout(args) else sys.stdout
     print(f"{'store':<8} {'cards':>9} {'baseline':>9} {'cold':>8} {'restoring':>9} "
-          f"{'warm':>8} {'restoring':>9}   load", flush=True)
+          f"{'warm':>8} {'restoring':>9}   load", file=table, flush=True)
     for cards in sizes:
         for store in ("memory", "rocksdb"):
             print(f"measuring store={store} cards={cards:,} ...", file=sys.stderr, flush=True)
@@ -129,12 +127,10 @@ def _measure_restore(args: argparse.Namespace, settings: Settings) -> int:
             runs.append({**run.to_json(), "load_avg_1m": load})
             print(f"{store:<8} {cards:>9,} {run.baseline_s:>8.1f}s {run.cold_s:>7.1f}s "
                   f"{run.cold_restoring_s:>8.1f}s {run.warm_s:>7.1f}s "
-                  f"{run.warm_restoring_s:>8.1f}s   {load:.2f}", flush=True)
+                  f"{run.warm_restoring_s:>8.1f}s   {load:.2f}", file=table, flush=True)
     print(f"(seconds to ready; cold = nothing on local disk, warm = restarted in its slot "
-          f"after SIGKILL with {args.restore_tail:,} new changelog records)")
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps({"restore": runs}, indent=2) + "\n")
+          f"after SIGKILL with {args.restore_tail:,} new changelog records)", file=table)
+    emit(args, {"restore": runs}, lambda: None)
     return 0
 
 

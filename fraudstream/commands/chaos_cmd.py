@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from fraudstream.commands.json_output import add_json_option, json_file, to_stdout
 from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
@@ -39,9 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_p = chaos_sub.add_parser("run", help="run one scenario or all of them",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     run_p.add_argument("scenario", help="a scenario name, or all")
-    run_p.add_argument("--json", type=Path, default=None,
-                       help="write the JSON report here (a .md summary and a .png timeline go "
-                            "next to it; with all, one file per scenario: NAME.json)")
+    add_json_option(run_p, "the report (to a FILE: with a .md summary and a .png timeline "
+                    "next to it; with all, one file per scenario: NAME.json; to stdout: "
+                    "{scenario: report})")
     run_p.add_argument("--rate", type=float, default=500.0,
                        help="transactions per second (default 500)")
     run_p.add_argument("--duration", type=float, default=None,
@@ -110,8 +112,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                    fault_seconds=args.fault_seconds, customers=args.customers)
     runner = ChaosRunner(settings, stack, plan)
     reports = []
+    # Progress goes to stderr when stdout is for the JSON.
+    out = sys.stderr if to_stdout(args) else sys.stdout
     for scenario in scenarios:
-        print(f"chaos: {scenario.name}: {scenario.description}", flush=True)
+        print(f"chaos: {scenario.name}: {scenario.description}", file=out, flush=True)
         try:
             report = runner.run(scenario)
         except ChaosBusy as exc:
@@ -119,15 +123,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         reports.append(report)
         if args.keep_topics and report.topics:
             print("  kept topics: " + ", ".join(f"{role}={name}"
-                                                 for role, name in report.topics.items()))
-        if args.json is not None:
-            path = args.json if len(scenarios) == 1 else args.json.parent / f"{scenario.name}.json"
+                                                 for role, name in report.topics.items()),
+                  file=out)
+        if (path := json_file(args)) is not None:
+            if len(scenarios) > 1:
+                path = path.parent / f"{scenario.name}.json"
             for written in report.write(path):
-                print(f"  wrote {written}")
+                print(f"  wrote {written}", file=out)
         if not report.passed and not report.skipped:
             for name, tail in runner.logs.items():
-                print(f"--- {name} log tail\n{tail}")
-    print(table(reports))
+                print(f"--- {name} log tail\n{tail}", file=out)
+    if to_stdout(args):
+        print(json.dumps({r.scenario: dataclasses.asdict(r) for r in reports}, indent=2))
+    else:
+        print(table(reports))
     skipped = [r.scenario for r in reports if r.skipped]
     if skipped:
         print(f"chaos: skipped, so not proven: {', '.join(skipped)}", file=sys.stderr)

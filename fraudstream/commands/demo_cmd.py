@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fraudstream.commands.json_output import add_json_option, emit
 from fraudstream.commands.simulate_cmd import (
     add_simulation_args,
     config_from_args,
@@ -66,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: FRAUDSTREAM_LABEL_DELAY_DAYS, the delay the workers' merchant "
                    "features respect)")
     p.add_argument("--keep-stack", action="store_true", help="leave the local stack running")
-    p.add_argument("--json", dest="json_out", default=None, help="also write the summary here")
+    add_json_option(p, "the summary (printed as JSON either way)")
     add_simulation_args(p, customers=2000, terminals=4000, days=120)
     p.set_defaults(run=run)
 
@@ -135,11 +136,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             pool.stop()
         if started_stack and not args.keep_stack:
             stack.down()
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json_out:
-        with open(args.json_out, "w") as fh:
-            fh.write(text + "\n")
+    emit(args, summary, lambda: print(json.dumps(summary, indent=2)))
     return 0 if summary["lost"] == 0 else 1
 
 

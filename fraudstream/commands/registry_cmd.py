@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fraudstream.commands.json_output import add_json_option, emit
 from fraudstream.errors import UserError
 from fraudstream.operations.models import announce, import_artifact, open_registry
 from fraudstream.settings import Settings
@@ -39,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = actions.add_parser("list", help="every version with its aliases")
-    ls.add_argument("--json", action="store_true", help="JSON output")
+    add_json_option(ls, "the versions")
     show = actions.add_parser("show", help="a version's manifest and replicas")
     show.add_argument("ref", help="version or alias")
     show.add_argument("--full", action="store_true",
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--alias", default="production", help="production (default) or shadow")
     verify = actions.add_parser("verify", help="check (and repair) every replica")
     verify.add_argument("--repair", action="store_true", help="fix what can be fixed")
-    verify.add_argument("--json", action="store_true", help="JSON output")
+    add_json_option(verify, "the report")
     imp = actions.add_parser("import", help="register a signed model file")
     imp.add_argument("path", type=Path, help="the .skops file (its manifest next to it)")
     imp.add_argument("--promote", action="store_true", help="also promote it to production")
@@ -88,15 +89,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     registry = open_registry(settings)
     if args.action == "list":
         rows = registry.list_versions()
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        elif not rows:
-            print("no versions registered (train one: `fraudstream train`)")
-        for r in [] if args.json else rows:
-            auc = r.get("metrics", {}).get("val_auc_roc")
-            print(f"{r['version']:<40} {r.get('family', ''):<8} "
-                  f"{'' if auc is None else f'auc {auc:.3f}':<10} "
-                  f"{r.get('registered_at', ''):<26} {','.join(r['aliases'])}")
+        emit(args, rows, lambda: _print_versions(rows))
         return 0
     if args.action == "show":
         body = registry.show(args.ref)
@@ -121,18 +114,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "verify":
         report = registry.verify(repair=args.repair)
-        if args.json:
-            print(json.dumps({"ok": report.ok, "generation": report.generation,
-                              "versions": report.versions, "stores": report.stores,
-                              "problems": [vars(p) for p in report.problems]}, indent=2))
-        else:
-            for uri, health in report.stores.items():
-                print(f"store {uri}: {health}")
-            for p in report.problems:
-                state = "repaired" if p.repaired else "PROBLEM"
-                print(f"{state}: {p.store} {p.version or 'registry state'}: {p.problem}")
-            print(f"{report.versions} versions, generation {report.generation}: "
-                  + ("ok" if report.ok else "problems remain"))
+        emit(args, {"ok": report.ok, "generation": report.generation,
+                    "versions": report.versions, "stores": report.stores,
+                    "problems": [vars(p) for p in report.problems]},
+             lambda: _print_verify(report))
         return 0 if report.ok else 1
     if args.action == "import":
         version = import_artifact(registry, args.path, settings)
@@ -145,6 +130,26 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "rebase-reference":
         return _rebase(args, settings, registry)
     raise UserError(f"unknown action {args.action}")
+
+
+def _print_versions(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no versions registered (train one: `fraudstream train`)")
+    for r in rows:
+        auc = r.get("metrics", {}).get("val_auc_roc")
+        print(f"{r['version']:<40} {r.get('family', ''):<8} "
+              f"{'' if auc is None else f'auc {auc:.3f}':<10} "
+              f"{r.get('registered_at', ''):<26} {','.join(r['aliases'])}")
+
+
+def _print_verify(report: Any) -> None:
+    for uri, health in report.stores.items():
+        print(f"store {uri}: {health}")
+    for p in report.problems:
+        state = "repaired" if p.repaired else "PROBLEM"
+        print(f"{state}: {p.store} {p.version or 'registry state'}: {p.problem}")
+    print(f"{report.versions} versions, generation {report.generation}: "
+          + ("ok" if report.ok else "problems remain"))
 
 
 def _rebase(args: argparse.Namespace, settings: Settings, registry: Any) -> int:
