@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 import orjson
 from aiokafka.errors import KafkaError
-from faust.exceptions import ProducerSendError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraudstream import kafka_clients
@@ -26,13 +25,15 @@ from fraudstream.monitoring.drift_window import DriftMonitor
 from fraudstream.monitoring.live_performance import LivePerformance
 from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
+from fraudstream.workers.batch_protocol import InputContinuity, OwnershipStarts, ScoringBatches
 from fraudstream.workers.batch_reader import BatchReader
 from fraudstream.workers.card_expiry import CardExpiry
 from fraudstream.workers.card_record import CardRecord
 from fraudstream.workers.card_store import CardRocksStore, table_store
 from fraudstream.workers.changelog_tail import last_record_offsets, read_committed_range
-from fraudstream.workers.continuity import DeliveryChaos, OffsetContinuity, once_each
+from fraudstream.workers.continuity import DeliveryChaos
 from fraudstream.workers.faust_bridge import (
+    ConsumerOffsets,
     aiokafka_producer,
     check_internals,
     commit_outside_faust,
@@ -50,7 +51,7 @@ from fraudstream.workers.fenced_outputs import FencedBatchSink, FencedOutputs
 from fraudstream.workers.merchant_labels import MerchantLabelApplier, labels_in, route, route_fenced
 from fraudstream.workers.merchant_states import MerchantStates
 from fraudstream.workers.model_guard import ChaosState, ModelGuard
-from fraudstream.workers.output import KafkaBatchSink, Sink, is_record_error, key_partition
+from fraudstream.workers.output import KafkaBatchSink, Sink, key_partition
 from fraudstream.workers.pool import worker_datadir
 from fraudstream.workers.processor import RawRecord, ScoringProcessor, Topics
 from fraudstream.workers.restore_status import RestoreWatch
@@ -213,7 +214,6 @@ class WorkerApp:
             app_id=settings.app_id, input_topic=settings.topic_labels,
             group_id=settings.app_id, producer_factory=transactional_producer)
         self.label_lock = asyncio.Lock()
-        self._label_continuity = OffsetContinuity()
         # One reader per agent: a reader reads one partition at a time.
         self._label_reader = TakeoverScan(settings, [])
         self._changelog_reader = TakeoverScan(settings, [])
@@ -259,19 +259,22 @@ class WorkerApp:
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
                                lambda tp: committed_offset(app.consumer, tp))
         metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
-        # Partitions (newly) assigned whose predecessor's outputs have not been read yet, and
-        # per partition the input offsets that already have an output (skipped, not redone).
+        # The batch protocol (workers.batch_protocol): where each ownership starts (under
+        # exactly once read after its fence, workers.stable_offsets), continuity per input
+        # topic, and the takeover read of a predecessor's outputs (at least once).
         self._takeover = TakeoverScan(settings,
                                       [settings.topic_scores, settings.topic_dlq])
-        self._unverified: set[int] = set()
-        self._already_done: dict[int, set[int]] = {}
-        self._continuity = OffsetContinuity()
-        self._log_starts: dict[tuple[str, int], int] = {}
-        # Exactly once: where each ownership of an input partition starts, read after its
-        # fence with pending transactions waited out (workers.stable_offsets). None: the
-        # group has no offset for it.
         self._stable_offsets = StableOffsets(settings, settings.app_id)
-        self._starts: dict[tuple[str, int], int | None] = {}
+        consumer_offsets = ConsumerOffsets(app)
+        self.starts = OwnershipStarts(consumer_offsets)
+        self.scoring = ScoringBatches(
+            continuity=InputContinuity(settings.topic_transactions, self._takeover,
+                                       self.starts, metrics),
+            outputs_read=self._takeover, processor=self.processor, consumer=consumer_offsets,
+            open_partitions=lambda: self.outputs.partitions, metrics=metrics,
+            exactly_once=self.exactly_once)
+        self.label_continuity = InputContinuity(settings.topic_labels, self._label_reader,
+                                                self.starts, metrics)
         self._settling: asyncio.Future[None] | None = None
         self.swapper = None
         if registry is not None:
@@ -285,112 +288,6 @@ class WorkerApp:
         if settings.chaos_hooks:
             self._register_chaos()
 
-    async def _skip_already_done(self, batch: list[RawRecord]) -> list[RawRecord]:
-        """Drop records whose output a previous owner of their partition already wrote."""
-        for partition in {r.partition for r in batch} & self._unverified:
-            first = min(r.offset for r in batch if r.partition == partition)
-            done = await self._takeover.emitted(partition, first)
-            self._unverified.discard(partition)
-            if done:
-                logger.info("takeover partition=%d from_offset=%d already_done=%d",
-                            partition, first, len(done))
-                self._already_done[partition] = done
-        if not self._already_done:
-            return batch
-        kept = []
-        for r in batch:
-            seen = self._already_done.get(r.partition)
-            if seen is not None and r.offset in seen:
-                seen.discard(r.offset)
-                self.metrics.takeover_skipped.inc()
-                if not seen:
-                    del self._already_done[r.partition]
-                continue
-            kept.append(r)
-        return kept
-
-    async def _continuous(self, batch: list[RawRecord], topic: str | None = None,
-                          continuity: OffsetContinuity | None = None,
-                          reader: TakeoverScan | None = None) -> list[RawRecord]:
-        """The batch with never-delivered records read in, and records seen before dropped.
-
-        ``topic`` (the transactions topic unless given) is what the batch was consumed from,
-        ``continuity`` its offset tracker and ``reader`` the client that reads gaps (one per
-        agent: a reader reads one partition at a time).
-        """
-        topic = topic or self.settings.topic_transactions
-        continuity = continuity or self._continuity
-        reader = reader or self._takeover
-        batch, repeated = once_each(batch)
-        if repeated:
-            logger.warning("delivered twice in one batch, dropped count=%d", repeated)
-            self.metrics.offsets_redelivered.inc(repeated)
-        offsets: dict[int, list[int]] = {}
-        for r in batch:
-            offsets.setdefault(r.partition, []).append(r.offset)
-        kept, read_in = batch, []
-        for partition, seen in offsets.items():
-            plan = continuity.plan(partition, seen,
-                                   await self._expected_start(topic, partition, reader))
-            if plan.redelivered:
-                logger.warning("delivered again, dropped topic=%s partition=%d offsets=%d..%d "
-                               "count=%d", topic, partition, min(plan.redelivered),
-                               max(plan.redelivered), len(plan.redelivered))
-                self.metrics.offsets_redelivered.inc(len(plan.redelivered))
-                kept = [r for r in kept
-                        if r.partition != partition or r.offset not in plan.redelivered]
-            for start, stop in plan.missing:
-                # Raises ShortRead when the read cannot reach ``stop``: the batch then fails
-                # unacknowledged instead of moving the cursor past records never read.
-                found = await reader.records(topic, partition, start, stop)
-                logger.warning("offset gap read from Kafka topic=%s partition=%d "
-                               "offsets=%d..%d read=%d", topic, partition, start, stop - 1,
-                               len(found))
-                if len(found) < stop - start:
-                    await self._log_absent(topic, partition, start, stop, len(found), reader)
-                self.metrics.offsets_gap_filled.inc(len(found))
-                read_in += [RawRecord(topic, partition, rec.offset, rec.key, rec.value,
-                                      rec.timestamp) for rec in found]
-        if read_in:
-            kept = sorted(kept + read_in, key=lambda r: (r.partition, r.offset))
-        return kept
-
-    async def _log_absent(self, topic: str, partition: int, start: int, stop: int,
-                          found: int, reader: TakeoverScan) -> None:
-        """Say why offsets of a gap that was read to its end hold no record: deleted by
-        retention before anyone processed them (an error: they are lost), or offsets that never
-        held a record to read committed (an upstream producer's transaction markers and aborted
-        records)."""
-        log_start = await reader.log_start(topic, partition)
-        if log_start > start:
-            logger.error("offset gap topic=%s partition=%d offsets=%d..%d: records before %d "
-                         "were deleted by retention before they were processed", topic,
-                         partition, start, stop - 1, log_start)
-        else:
-            logger.info("offset gap topic=%s partition=%d offsets=%d..%d: %d offsets hold no "
-                        "committed record (transaction markers, aborted records)", topic,
-                        partition, start, stop - 1, stop - start - found)
-
-    async def _expected_start(self, topic: str, partition: int, reader: TakeoverScan) -> int:
-        """Where this ownership of ``partition`` must start: the group's committed offset
-        (under exactly once as read after the fence, ``_read_starts``), or, when the group
-        never committed one, the partition's first offset. (Faust seeks
-        back only to committed offsets: a partition without one whose prefetched records
-        were dropped in a rebalance would otherwise silently start where the fetch was.)"""
-        from faust.types import TP
-
-        if (topic, partition) in self._starts:
-            committed = self._starts[(topic, partition)]
-        else:
-            committed = committed_offset(self.app.consumer, TP(topic, partition))
-        if committed is not None:
-            return committed
-        start = self._log_starts.get((topic, partition))
-        if start is None:
-            start = self._log_starts[(topic, partition)] = await reader.log_start(topic,
-                                                                                 partition)
-        return start
-
     async def _process_or_exit(self, batch: list[RawRecord]) -> None:
         """Process a batch completely, or exit before any of it is acknowledged.
 
@@ -400,36 +297,14 @@ class WorkerApp:
         """
         try:
             async with self.state_lock:
-                await self._process_locked(batch)
+                # Inside the shielded task: a stop during a gap read must not ack unread records.
+                await self.scoring.run(batch)
         except BaseException as exc:
             # Output could not be written (or a gap in the input could not be read): exit
             # before these offsets are acknowledged, so the group hands the partitions (and
             # the batch) to a healthy worker.
             logger.critical("cannot finish a batch, exiting error=%r", exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
-
-    async def _process_locked(self, batch: list[RawRecord]) -> None:
-        # Inside the shielded task: a stop during the read must not ack unread records.
-        batch = await self._continuous(batch)
-        todo = await self._skip_already_done(batch)
-        await self._process_todo(todo)
-        if self.exactly_once:
-            self._note_committed(todo)
-        for r in batch:
-            self._continuity.processed(r.partition, r.offset)
-
-    def _note_committed(self, todo: list[RawRecord]) -> None:
-        """Tell Faust's consumer the offsets the batch's transactions committed: every
-        partition still open here (a fenced one is closed until the next assignment)."""
-        from faust.types import TP
-
-        topic, still_mine = self.settings.topic_transactions, self.outputs.partitions
-        ends: dict[int, int] = {}
-        for r in todo:
-            if r.partition in still_mine:
-                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-        for partition, end in ends.items():
-            note_committed(self.app.consumer, TP(topic, partition), end)
 
     async def _route_labels_or_exit(self, batch: list[RawRecord]) -> None:
         """Hop 1 of the label path under exactly-once (workers.merchant_labels): each labels
@@ -440,17 +315,15 @@ class WorkerApp:
         try:
             async with self.label_lock:
                 topic = self.settings.topic_labels
-                batch = await self._continuous(batch, topic, self._label_continuity,
-                                               self._label_reader)
+                batch = await self.label_continuity.complete(batch)
                 routed = route(batch, self.merchant_labels.get_topic_name(),
                                await self._merchant_labels_partitions(), time.time(),
                                self.settings.max_clock_skew_s)
                 done = await route_fenced(self.label_outputs, routed)
                 if done.failure is not None:
                     raise done.failure
-                for r in batch:
-                    if r.partition in done.partitions:
-                        self._label_continuity.processed(r.partition, r.offset)
+                self.label_continuity.processed(
+                    [r for r in batch if r.partition in done.partitions])
                 for partition in done.partitions:
                     note_committed(self.app.consumer, TP(topic, partition),
                                    routed.next_offsets[partition])
@@ -501,26 +374,6 @@ class WorkerApp:
         tp = TopicPartition(self.merchants.table.changelog_topic.get_topic_name(), 0)
         end = await self._changelog_reader.log_end(tp.topic, tp.partition)
         return (await last_record_offsets(self.settings, {tp: end}))[tp]
-
-    async def _process_todo(self, todo: list[RawRecord]) -> None:
-        if todo:
-            try:
-                await self.processor.process(todo)
-            except (KafkaError, ProducerSendError) as exc:
-                if not is_record_error(exc):
-                    raise
-                # Part of the batch's output may be written: only the rest is redone.
-                await self.processor.process_isolated(await self._not_yet_out(todo), exc)
-            except Exception as exc:  # never lose a batch to a bug
-                await self.processor.process_isolated(await self._not_yet_out(todo), exc)
-
-    async def _not_yet_out(self, batch: list[RawRecord]) -> list[RawRecord]:
-        """The records of ``batch`` that no score or dead letter names yet."""
-        done: set[tuple[int, int]] = set()
-        for partition in {r.partition for r in batch}:
-            first = min(r.offset for r in batch if r.partition == partition)
-            done |= {(partition, o) for o in await self._takeover.emitted(partition, first)}
-        return [r for r in batch if (r.partition, r.offset) not in done]
 
     async def _partition_count(self) -> int | None:
         """Partitions of the transactions topic, from the producer's metadata (None: unknown)."""
@@ -693,7 +546,7 @@ class WorkerApp:
             self.metrics.assigned_partitions.set(len(mine))
             # Exactly once needs no takeover scan: a predecessor's outputs committed with its
             # offsets.
-            self._unverified = set() if self.exactly_once else set(owned)
+            self.scoring.verify_takeover(owned)
             if self.exactly_once:
                 if self._settling is None:
                     self._settling = asyncio.ensure_future(settle_recovery())
@@ -703,10 +556,10 @@ class WorkerApp:
                 # before (and aborts its open transaction) before anything is read.
                 await asyncio.gather(self._reopen_scoring(mine),
                                      self._reopen_labels(assigned))
-            self._already_done.clear()
+            self.scoring.forget_done()
             if not self.exactly_once:  # under exactly once, reset with the fence
-                self._continuity.reset()
-            self._log_starts.clear()
+                self.scoring.continuity.reset()
+            self.starts.forget_log_starts()
             gone = set(self.processor.newest_event_s) - owned
             for partition in gone:
                 del self.processor.newest_event_s[partition]
@@ -755,7 +608,7 @@ class WorkerApp:
         async with self.state_lock:
             await self.outputs.close()
             await self.outputs.open(tp.partition for tp in mine)
-            self._continuity.reset()
+            self.scoring.continuity.reset()
             await self._read_starts(self.settings.topic_transactions,
                                     [tp.partition for tp in mine])
 
@@ -765,20 +618,13 @@ class WorkerApp:
         reads them at the rebalance, before the fence: a transaction of the predecessor still
         being completed then is missing from that read, and its records would be done twice.)
         """
-        from faust.types import TP
-
-        for key in [key for key in self._starts if key[0] == topic]:
-            del self._starts[key]
         try:
             starts = await self._stable_offsets.read({topic: partitions})
         except KafkaError as exc:
             logger.critical("cannot read where the assigned partitions start, exiting "
                             "topic=%s error=%r", topic, exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
-        self._starts.update(starts)
-        for (name, partition), offset in starts.items():
-            if offset is not None:  # the lag reads it too
-                note_committed(self.app.consumer, TP(name, partition), offset)
+        self.starts.settle(topic, starts)
 
     async def _reopen_labels(self, assigned: Any) -> None:
         """Fence the label path's partitions now assigned here; hop 2 then catches up with
@@ -791,7 +637,7 @@ class WorkerApp:
             async with self.label_lock:
                 await self.label_outputs.close()
                 await self.label_outputs.open(labels)
-                self._label_continuity.reset()
+                self.label_continuity.reset()
                 await self._read_starts(self.settings.topic_labels, labels)
 
         async def hop2() -> None:

@@ -306,6 +306,24 @@ def commit_outside_faust(consumer: Any, *topics: str) -> None:
         del gaps[tp]
 
 
+class ConsumerOffsets:
+    """The committed offsets Faust's consumer of ``app`` holds, by topic and partition (what
+    ``workers.batch_protocol`` reads and advances)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        from faust.types import TP
+
+        return committed_offset(self.app.consumer, TP(topic, partition))
+
+    def note_committed(self, topic: str, partition: int, offset: int) -> None:
+        from faust.types import TP
+
+        note_committed(self.app.consumer, TP(topic, partition), offset)
+
+
 def note_committed(consumer: Any, tp: Any, offset: int) -> None:
     """Record that a transaction committed ``tp``'s offset (next to read): Faust's consumer
     then neither keeps the batch's acknowledgements nor commits them again, and the offset

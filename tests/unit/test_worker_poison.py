@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from prometheus_client import CollectorRegistry
 
+from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.workers import app as worker_app
 from fraudstream.workers.app import WorkerApp
-from fraudstream.workers.continuity import OffsetContinuity
+from fraudstream.workers.batch_protocol import InputContinuity, OwnershipStarts, ScoringBatches
 from fraudstream.workers.merchant_labels import merchant_label
 from fraudstream.workers.processor import RawRecord
+from tests.unit.test_batch_protocol import Kafka, Offsets
 
 NOW = 1_800_000_000.0
 
@@ -27,10 +31,10 @@ class FakeProcessor:
         self.error = error
         self.isolated: list[list[RawRecord]] = []
 
-    async def process(self, batch: list[RawRecord]) -> None:
+    async def process(self, batch: Sequence[RawRecord]) -> None:
         raise self.error
 
-    async def process_isolated(self, batch: list[RawRecord], error: Exception) -> None:
+    async def process_isolated(self, batch: Sequence[RawRecord], error: Exception) -> None:
         self.isolated.append(list(batch))
 
 
@@ -49,16 +53,13 @@ def worker(error: Exception, done: frozenset[int] = frozenset()) -> tuple[Worker
     processor = FakeProcessor(error)
     w_any: Any = w
     w_any.processor = processor
-    w_any._takeover = FakeTakeover(set(done))
-    w_any._continuity = OffsetContinuity()
     w_any.state_lock = asyncio.Lock()
-    w_any.exactly_once = False
-
-    async def same(batch: list[RawRecord]) -> list[RawRecord]:
-        return batch
-
-    w_any._continuous = same
-    w_any._skip_already_done = same
+    metrics = WorkerMetrics.create(CollectorRegistry())
+    offsets = Offsets({("transactions", 0): 5})
+    w_any.scoring = ScoringBatches(
+        continuity=InputContinuity("transactions", Kafka(), OwnershipStarts(offsets), metrics),
+        outputs_read=FakeTakeover(set(done)), processor=processor, consumer=offsets,
+        open_partitions=frozenset, metrics=metrics, exactly_once=False)
     return w, processor
 
 
