@@ -236,6 +236,12 @@ class TopicReader:
             await self._consumer.stop()
             self._consumer = None
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The started consumer: its assignment, and questions to Kafka (the API's probe)."""
+        assert self._consumer is not None, "call start() first"
+        return self._consumer
+
     async def __aenter__(self) -> TopicReader:
         await self.start()
         return self

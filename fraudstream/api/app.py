@@ -124,7 +124,9 @@ class Background:
         probe: asyncio.Task[None] | None = None
         try:
             await reader.start()
-            consumer = _consumer_of(reader)
+            # Its assignment: a missing topic leaves it empty, reading nothing, forever,
+            # while looking healthy.
+            consumer = reader.consumer
             partitions = list(consumer.assignment())
             if not partitions:
                 raise RuntimeError(f"topic {topic!r} does not exist; run "
@@ -167,14 +169,6 @@ async def _bounded_stop(stopping: Awaitable[None], what: str) -> None:
     except TimeoutError:
         logger.warning("the %s did not stop within %.0fs (Kafka unreachable?); abandoning it, "
                        "unconfirmed submissions may be lost", what, STOP_TIMEOUT_S)
-
-
-def _consumer_of(reader: TopicReader) -> Any:
-    # TopicReader exposes neither its assignment (a missing topic leaves it empty: reading
-    # nothing, forever, while looking healthy) nor a way to ask Kafka anything, so use its
-    # consumer directly.
-    assert reader._consumer is not None, "start() the reader first"
-    return reader._consumer
 
 
 def create_app(settings: Settings, *, producer: Producer | None = None,

@@ -25,7 +25,7 @@ from fraudstream.streaming import TopicReader
 from fraudstream.workers.pool import settings_env
 from fraudstream.workers.supervisor import Supervisor
 from fraudstream.workers.topics import ensure_topics
-from tests.unit.test_hostile_inputs import HOSTILE, expectations
+from tests.unit.workers.test_hostile_inputs import HOSTILE, expectations
 
 pytestmark = pytest.mark.integration
 

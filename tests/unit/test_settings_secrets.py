@@ -44,7 +44,7 @@ def test_secrets_shorter_than_16_bytes_are_refused(name: str) -> None:
 
 
 def test_the_test_and_demo_defaults_are_long_enough() -> None:
-    from tests.unit.test_registry import KEY
+    from tests.unit.model_registry.test_registry import KEY
 
     assert len(SIGNING_KEY.encode()) >= 16 and len(KEY) >= 16
     Settings(signing_key=SIGNING_KEY)

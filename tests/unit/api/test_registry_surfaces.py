@@ -16,7 +16,7 @@ from fraudstream.model_registry.registry import ModelRegistry, model_key
 from fraudstream.model_registry.stores import MemoryStore
 from fraudstream.model_registry.updates import ModelUpdate
 from fraudstream.settings import Settings
-from tests.unit.test_registry import KEY, make_version
+from tests.unit.model_registry.test_registry import KEY, make_version
 
 TOKEN = "registry-token-0123456789"
 

@@ -12,7 +12,7 @@ from fraudstream.features import MerchantState
 from fraudstream.settings import Settings
 from fraudstream.workers.output import ListSink
 from fraudstream.workers.processor import RawRecord
-from tests.unit.test_processor import scorer
+from tests.unit.workers.test_processor import scorer
 
 SETTINGS = Settings(app_id="bench-x", topic_transactions="tx", topic_labels="labels",
                     topic_scores="scores", topic_dlq="dlq")

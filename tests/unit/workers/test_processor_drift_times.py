@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.simulator import parse_timestamp
-from tests.unit.test_processor import Harness, tx
+from tests.unit.workers.test_processor import Harness, tx
 
 
 class RecordingDrift:

@@ -17,7 +17,7 @@ from fraudstream.workers.app import WorkerApp
 from fraudstream.workers.batch_protocol import InputContinuity, OwnershipStarts, ScoringBatches
 from fraudstream.workers.merchant_labels import merchant_label
 from fraudstream.workers.processor import RawRecord
-from tests.unit.test_batch_protocol import Kafka, Offsets
+from tests.unit.workers.test_batch_protocol import Kafka, Offsets
 
 NOW = 1_800_000_000.0
 

@@ -15,8 +15,8 @@ from fraudstream.model_registry.registry import ModelRegistry, model_key
 from fraudstream.model_registry.updates import ModelUpdate
 from fraudstream.settings import Settings
 from fraudstream.workers.hot_swap import ModelSwapper, initial_scorer
-from tests.unit.test_processor import Harness, tx
-from tests.unit.test_registry import KEY, DownStore, make_version
+from tests.unit.model_registry.test_registry import KEY, DownStore, make_version
+from tests.unit.workers.test_processor import Harness, tx
 
 
 def swapper(registry: ModelRegistry, h: Harness) -> ModelSwapper:

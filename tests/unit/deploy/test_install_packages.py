@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "install-packages.sh"
+SCRIPT = Path(__file__).resolve().parents[3] / "deploy" / "local" / "install-packages.sh"
 
 
 def fake_machine(tmp_path: Path, commands: list[str], installed: list[str]) -> dict[str, str]:

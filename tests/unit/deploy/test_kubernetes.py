@@ -24,7 +24,7 @@ from fraudstream.deploy.kubernetes import generate
 from fraudstream.settings import Settings
 from fraudstream.workers.health import HealthPolicy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 K8S_DIR = ROOT / "deploy" / "kubernetes"
 SCHEMA_DIR = K8S_DIR / "schemas"
 RULES_DIR = ROOT / "monitoring" / "rules"

@@ -21,7 +21,7 @@ import pytest
 from fraudstream.monitoring.dashboard import grafana
 from fraudstream.monitoring.dashboard.panels import PANELS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "fraudstream.json"
 DATASOURCE = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"

@@ -18,7 +18,7 @@ from fraudstream.settings import Settings
 from fraudstream.workers.health import EXIT_CONFIG_ERROR, HealthPolicy
 from fraudstream.workers.pool import WorkerStartError
 from fraudstream.workers.supervisor import FailoverEvent, Supervisor, WorkerConfigError
-from tests.unit.test_progress import FakeKafka
+from tests.unit.workers.test_progress import FakeKafka
 
 
 class Clock:

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from fraudstream.api.alerts import AlertmanagerAlert, AlertStore
 from fraudstream.api.app import create_app
 from fraudstream.settings import Settings
-from tests.unit.test_api import alert, webhook
+from tests.unit.api.test_api import alert, webhook
 
 TOKEN = "webhook-token-0123456789"
 LOOPBACK = ("127.0.0.1", 40000)

@@ -355,6 +355,6 @@ def test_under_transactions_a_batch_is_one_flush_with_its_offsets() -> None:
     assert sink.consumed == {0: batch[0].offset + 1, 1: 41}
     assert {t for t, _k, _v, _p in sink.records} == {"scores"}
     # Partition 1 was fenced: its record is counted as such, not as scored (which state
-    # reaches the store is ChangelogTable.apply's, tests/unit/test_card_store.py).
+    # reaches the store is ChangelogTable.apply's, tests/unit/workers/test_card_store.py).
     assert h.registry.get_sample_value("fraudstream_fenced_records_total") == 1
     assert h.registry.get_sample_value("fraudstream_transactions_scored_total") == 1

@@ -17,8 +17,8 @@ from fraudstream.model_registry.registry import ModelRegistry
 from fraudstream.model_registry.stores import MemoryStore
 from fraudstream.model_registry.training import TrainingPlan, train
 from fraudstream.simulator import SimulationConfig, simulate, write_csv
-from tests.unit.test_registry import KEY
-from tests.unit.test_registry_surfaces import cli_env  # noqa: F401  (a fixture)
+from tests.unit.api.test_registry_surfaces import cli_env  # noqa: F401  (a fixture)
+from tests.unit.model_registry.test_registry import KEY
 
 NOW = datetime(2026, 11, 30, 8, 0, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from fraudstream.api.registry import get_publisher
 from fraudstream.model_registry.registry import ModelRegistry
 from fraudstream.model_registry.stores import FileStore, open_store
 from fraudstream.settings import Settings
-from tests.unit.test_registry import KEY, make_version
+from tests.unit.model_registry.test_registry import KEY, make_version
 
 TOKEN = "limits-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

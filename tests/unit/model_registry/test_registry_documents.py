@@ -20,8 +20,8 @@ from fraudstream.model_registry.registry import (
 )
 from fraudstream.settings import Settings
 from fraudstream.workers.hot_swap import initial_scorer
-from tests.unit.test_hot_swap import Harness
-from tests.unit.test_registry import KEY, DownStore, make_version
+from tests.unit.model_registry.test_registry import KEY, DownStore, make_version
+from tests.unit.workers.test_hot_swap import Harness
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 

@@ -12,7 +12,7 @@ from fraudstream.features.windows import DAY_S
 from fraudstream.workers.card_expiry import CardExpiry
 from fraudstream.workers.card_record import CardRecord, Decision
 from fraudstream.workers.state_tables import ChangelogTable, DictTable
-from tests.unit.test_card_store import AckingSink, cards_table
+from tests.unit.workers.test_card_store import AckingSink, cards_table
 
 NOW = 1_750_000_000
 

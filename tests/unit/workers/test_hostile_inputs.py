@@ -17,9 +17,9 @@ import orjson
 from fraudstream.commands.produce_cmd import Envelope, envelope_records
 from fraudstream.workers.output import key_partition
 from fraudstream.workers.processor import RawRecord
-from tests.unit.test_processor import Harness
+from tests.unit.workers.test_processor import Harness
 
-HOSTILE = Path(__file__).parents[1] / "data" / "hostile_records.jsonl"
+HOSTILE = Path(__file__).parents[2] / "data" / "hostile_records.jsonl"
 PARTITIONS = 4
 LIMIT = 65536
 SECRETS = (b"4111111111111111", b"5500005555555559")

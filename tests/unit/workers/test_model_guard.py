@@ -14,7 +14,7 @@ from fraudstream.model_registry.artifact import LoadedModel, ModelManifest
 from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.workers.model_guard import RULES_VERSION, ChaosState, ModelGuard, RulesScorer
 from fraudstream.workers.scoring import Scorer
-from tests.unit.test_processor import AmountModel, Harness, tx
+from tests.unit.workers.test_processor import AmountModel, Harness, tx
 
 
 class Broken:

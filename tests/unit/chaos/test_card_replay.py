@@ -8,7 +8,7 @@ import orjson
 
 from fraudstream.chaos.card_replay import compare, replay
 from fraudstream.settings import Settings
-from tests.unit.test_processor import Harness, tx
+from tests.unit.workers.test_processor import Harness, tx
 
 
 def scored_run() -> tuple[Harness, dict[tuple[int, int], bytes], dict[tuple[int, int], int],
