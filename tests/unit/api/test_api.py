@@ -324,8 +324,8 @@ class FakeReader:
 
     def __init__(self, bootstrap: str, topics: list[str], *, from_beginning: bool) -> None:
         assert topics == ["scores"] and from_beginning is False
-        self._consumer = SimpleNamespace(assignment=lambda: {("scores", 0)},
-                                         end_offsets=self.end_offsets)
+        self.consumer = SimpleNamespace(assignment=lambda: {("scores", 0)},
+                                        end_offsets=self.end_offsets)
         self.stopped = False
 
     async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
