@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fraudstream.commands.model_families import DEFAULT_MODEL_FAMILY, MODEL_HELP
 from fraudstream.commands.simulate_cmd import (
@@ -17,6 +19,12 @@ from fraudstream.commands.simulate_cmd import (
 from fraudstream.errors import UserError
 from fraudstream.operations.models import ensure_production
 from fraudstream.settings import Settings
+
+if TYPE_CHECKING:
+    from fraudstream.simulator import SimulationConfig
+
+#: Days ``fraudstream train`` simulates by default (and ``ensure_model`` trains on).
+TRAIN_DAYS = 60
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,11 +64,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only write the file; do not register it in the model registry")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing if a verified model already exists at --out")
-    add_simulation_args(p, customers=DEMO_CUSTOMERS, terminals=2 * DEMO_CUSTOMERS, days=60)
+    add_simulation_args(p, customers=DEMO_CUSTOMERS, terminals=2 * DEMO_CUSTOMERS,
+                        days=TRAIN_DAYS)
     p.set_defaults(run=run)
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """What to train and where to write it (``run`` builds it from the command line)."""
+
+    out: Path
+    family: str = DEFAULT_MODEL_FAMILY
+    #: A labelled CSV, or None to simulate ``simulation``.
+    data: Path | None = None
+    simulation: SimulationConfig | None = None
+    train_days: int = 7
+    val_days: int = 7
+    folds: int = 3
+    search: bool = True
+    review_precision: float = 0.2
+    decline_precision: float = 0.8
+    #: Keep a verified model already at ``out`` (trained on this version's features).
+    if_missing: bool = False
+    report: Path | None = None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    for name in ("train_days", "val_days", "folds"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("review_precision", "decline_precision"):
+        if not 0 < getattr(args, name) <= 1:
+            raise UserError(f"--{name.replace('_', '-')} must be in (0, 1]")
+    request = TrainRequest(
+        out=args.out or settings.model_path, family=args.model, data=args.data,
+        simulation=None if args.data else config_from_args(args), train_days=args.train_days,
+        val_days=args.val_days, folds=args.folds, search=not args.no_search,
+        review_precision=args.review_precision, decline_precision=args.decline_precision,
+        if_missing=args.if_missing, report=args.report)
+    if train_to_file(settings, request) and not args.no_register:
+        register_trained(settings, request.out, promote=args.promote)
+    return 0
+
+
+def train_to_file(settings: Settings, request: TrainRequest) -> bool:
+    """Train as ``request`` says and write the signed model; False when one was kept."""
     from fraudstream.model_registry.artifact import (
         ArtifactError,
         load_verified,
@@ -77,56 +125,50 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.model_registry.families import UnknownFamilyError, family
 
     try:
-        family(args.model)  # an unknown name fails before any data is read or simulated
+        family(request.family)  # an unknown name fails before any data is read or simulated
     except UnknownFamilyError as exc:
         raise UserError(str(exc)) from exc
-    out: Path = args.out or settings.model_path
+    out = request.out
     if manifest_path(out) == out:
         raise UserError(f"--out {out}: the signed manifest is written next to the model as "
                         f"{manifest_path(out).name}, which would overwrite the model itself; "
                         "name the model file something else (e.g. model.skops)")
-    if args.if_missing and out.exists():
+    if request.if_missing and out.exists():
         from fraudstream.features import FEATURE_NAMES
 
         try:
             model = load_verified(out, key)
             if list(model.manifest.feature_names) == list(FEATURE_NAMES):
                 print(f"model {model.version} already at {out}; nothing to do")
-                return 0
+                return False
             print(f"existing model {model.version} was trained on other features than this "
                   "version computes; training a new one", file=sys.stderr)
         except ArtifactError as exc:
             print(f"existing model unusable ({exc}); training a new one", file=sys.stderr)
-    if args.data:
+    if request.data is not None:
         try:
-            ds = read_csv(args.data)
+            ds = read_csv(request.data)
         except CsvFormatError as exc:
             raise UserError(str(exc)) from exc
     else:
-        ds = run_simulation(config_from_args(args))
-    for name in ("train_days", "val_days", "folds"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("review_precision", "decline_precision"):
-        if not 0 < getattr(args, name) <= 1:
-            raise UserError(f"--{name.replace('_', '-')} must be in (0, 1]")
-    plan = TrainingPlan(train_days=args.train_days, val_days=args.val_days, folds=args.folds,
-                        search=not args.no_search, review_precision=args.review_precision,
-                        decline_precision=args.decline_precision)
+        assert request.simulation is not None, "a request without data names a simulation"
+        ds = run_simulation(request.simulation)
+    plan = TrainingPlan(train_days=request.train_days, val_days=request.val_days,
+                        folds=request.folds, search=request.search,
+                        review_precision=request.review_precision,
+                        decline_precision=request.decline_precision)
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
-        trained = train(ds, args.model, settings.label_delay_days, plan, progress=say)
+        trained = train(ds, request.family, settings.label_delay_days, plan, progress=say)
     except TrainingError as exc:
         raise UserError(str(exc)) from exc
-    if args.report:
-        say(f"report -> {write_report(trained, args.report, say)}")
+    if request.report:
+        say(f"report -> {write_report(trained, request.report, say)}")
     save_signed(out, trained.model_bytes, trained.manifest, key)
     m = trained.manifest
     print(f"model {m.version} -> {out} (review >= {m.review_threshold:.3f}, "
           f"decline >= {m.decline_threshold:.3f})")
-    if not args.no_register:
-        register_trained(settings, out, promote=args.promote)
-    return 0
+    return True
 
 
 def register_trained(settings: Settings, path: Path, promote: bool) -> None:
@@ -150,20 +192,19 @@ def register_trained(settings: Settings, path: Path, promote: bool) -> None:
 
 
 def ensure_model(settings: Settings, family: str = "hgb") -> str:
-    """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed."""
-    args = build_defaults()
-    args.out, args.if_missing, args.model, args.data = settings.model_path, True, family, None
-    args.no_register = True  # ensure_production registers it, tolerating a registry outage
-    # The demo and the benchmark need a working model quickly, not the best one.
-    args.no_search, args.folds = True, 1
+    """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed.
+
+    The demo and the benchmark need a working model quickly, not the best one: one fold, no
+    search, on ``fraudstream train``'s default simulation. It is registered by
+    ``ensure_production``, which tolerates a registry outage.
+    """
+    from fraudstream.simulator import SimulationConfig
+
+    request = TrainRequest(
+        out=settings.model_path, family=family, folds=1, search=False, if_missing=True,
+        simulation=SimulationConfig(n_customers=DEMO_CUSTOMERS, n_terminals=2 * DEMO_CUSTOMERS,
+                                    nb_days=TRAIN_DAYS))
     # Callers (demo, bench) keep stdout for their own JSON.
     with contextlib.redirect_stdout(sys.stderr):
-        run(args, settings)
+        train_to_file(settings, request)
         return ensure_production(settings)
-
-
-def build_defaults() -> argparse.Namespace:
-    """This command's arguments with their defaults (for callers that train programmatically)."""
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    return parser.parse_args(["train"])
