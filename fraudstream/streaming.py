@@ -215,6 +215,7 @@ class TopicReader:
             for topic in self.topics:
                 ids = consumer.partitions_for_topic(topic)
                 if not ids:
+                    # aiokafka's private client (checked at worker start: workers.faust_bridge).
                     await consumer._client.force_metadata_update()
                     ids = consumer.partitions_for_topic(topic) or set()
                 partitions += [TopicPartition(topic, i) for i in sorted(ids)]

@@ -70,6 +70,10 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "where a new owner starts (OffsetFetch v7, workers.stable_offsets)"),
     ("aiokafka.client", "AIOKafkaClient", "coordinator_lookup",
      "where a new owner starts (OffsetFetch v7, workers.stable_offsets)"),
+    # The one private use outside this module: a reader below the workers' layer refreshes
+    # its client's metadata for a topic created after it connected (fraudstream.streaming).
+    ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "_client",
+     "readers that see a topic created after they connected (fraudstream.streaming)"),
     ("faust.channels", "Channel", "queue", "batches read from a topic's queue"),
     ("faust.transport.consumer", "Consumer", "unacked",
      "batches read from a topic's queue, tracked until acknowledged (rebalances wait)"),

@@ -21,6 +21,7 @@ from fraudstream.operations.models import ensure_production
 from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
+    from fraudstream.model_registry.training import TrainingPlan
     from fraudstream.simulator import SimulationConfig
 
 #: Days ``fraudstream train`` simulates by default (and ``ensure_model`` trains on).
@@ -78,12 +79,8 @@ class TrainRequest:
     #: A labelled CSV, or None to simulate ``simulation``.
     data: Path | None = None
     simulation: SimulationConfig | None = None
-    train_days: int = 7
-    val_days: int = 7
-    folds: int = 3
-    search: bool = True
-    review_precision: float = 0.2
-    decline_precision: float = 0.8
+    #: Folds, search and precision targets (None: ``TrainingPlan``'s defaults).
+    plan: TrainingPlan | None = None
     #: Keep a verified model already at ``out`` (trained on this version's features).
     if_missing: bool = False
     report: Path | None = None
@@ -96,11 +93,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for name in ("review_precision", "decline_precision"):
         if not 0 < getattr(args, name) <= 1:
             raise UserError(f"--{name.replace('_', '-')} must be in (0, 1]")
+    from fraudstream.model_registry.training import TrainingPlan
+
+    plan = TrainingPlan(train_days=args.train_days, val_days=args.val_days, folds=args.folds,
+                        search=not args.no_search, review_precision=args.review_precision,
+                        decline_precision=args.decline_precision)
     request = TrainRequest(
         out=args.out or settings.model_path, family=args.model, data=args.data,
-        simulation=None if args.data else config_from_args(args), train_days=args.train_days,
-        val_days=args.val_days, folds=args.folds, search=not args.no_search,
-        review_precision=args.review_precision, decline_precision=args.decline_precision,
+        simulation=None if args.data else config_from_args(args), plan=plan,
         if_missing=args.if_missing, report=args.report)
     if train_to_file(settings, request) and not args.no_register:
         register_trained(settings, request.out, promote=args.promote)
@@ -153,10 +153,7 @@ def train_to_file(settings: Settings, request: TrainRequest) -> bool:
     else:
         assert request.simulation is not None, "a request without data names a simulation"
         ds = run_simulation(request.simulation)
-    plan = TrainingPlan(train_days=request.train_days, val_days=request.val_days,
-                        folds=request.folds, search=request.search,
-                        review_precision=request.review_precision,
-                        decline_precision=request.decline_precision)
+    plan = request.plan or TrainingPlan()
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
         trained = train(ds, request.family, settings.label_delay_days, plan, progress=say)
@@ -198,10 +195,12 @@ def ensure_model(settings: Settings, family: str = "hgb") -> str:
     search, on ``fraudstream train``'s default simulation. It is registered by
     ``ensure_production``, which tolerates a registry outage.
     """
+    from fraudstream.model_registry.training import TrainingPlan
     from fraudstream.simulator import SimulationConfig
 
     request = TrainRequest(
-        out=settings.model_path, family=family, folds=1, search=False, if_missing=True,
+        out=settings.model_path, family=family, plan=TrainingPlan(folds=1, search=False),
+        if_missing=True,
         simulation=SimulationConfig(n_customers=DEMO_CUSTOMERS, n_terminals=2 * DEMO_CUSTOMERS,
                                     nb_days=TRAIN_DAYS))
     # Callers (demo, bench) keep stdout for their own JSON.
