@@ -3,6 +3,9 @@
 Card features use the card's own history up to and including the transaction: the 1-day window
 is the exact last 24 hours; 7- and 30-day windows are calendar days (UTC) ending on the
 transaction's day, which keeps the state small enough to replicate through a changelog.
+``card_amount_to_avg_30d`` is the amount over the average of the card's earlier transactions in
+the 30-day window (1 when it has none); ``card_log_seconds_since_last`` is log(1 + seconds since
+the card's newest earlier transaction), at most 30 days' worth.
 
 The 1-day window is exact while a card has at most ``EXACT_CAP`` transactions in it, which
 covers ordinary cards by far. Beyond that (a card-testing attack, a placeholder card id
