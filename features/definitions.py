@@ -21,24 +21,33 @@ from fraudstream.features.windows import (
     lookback_days,
 )
 
-__all__ = ["CARD_WINDOWS_DAYS", "DAY_S", "FEATURE_NAMES", "MERCHANT_KEEP_DAYS",
+__all__ = ["CARD_FEATURES", "CARD_FEATURE_COUNT", "CARD_WINDOWS_DAYS", "CONTEXT_FEATURES",
+           "CONTEXT_FEATURE_COUNT", "DAY_S", "FEATURE_NAMES", "MERCHANT_FEATURES",
+           "MERCHANT_FEATURE_COUNT", "MERCHANT_KEEP_DAYS",
            "MERCHANT_WINDOWS_DAYS", "NO_PREVIOUS_S", "CardState", "MerchantState",
            "compute_features", "context_features", "label_delay_s", "lookback_days"]
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "amount",
-    "log_amount",
-    "is_weekend",
-    "is_night",
+#: Features of the transaction alone (``context_features``).
+CONTEXT_FEATURES: tuple[str, ...] = ("amount", "log_amount", "is_weekend", "is_night")
+#: Features of the card's own history (``CardState.observe``).
+CARD_FEATURES: tuple[str, ...] = (
     "card_nb_tx_1d",
     "card_avg_amount_1d",
     *(f"card_{kind}_{w}d" for w in CARD_WINDOWS_DAYS for kind in ("nb_tx", "avg_amount")),
     "card_amount_to_avg_30d",
     "card_log_seconds_since_last",
+)
+#: Features of the merchant's labels at least the delay old (``MerchantState.features``).
+MERCHANT_FEATURES: tuple[str, ...] = (
     *(f"merchant_{kind}_{w}d" for w in MERCHANT_WINDOWS_DAYS for kind in ("nb_tx", "risk")),
     "merchant_fraud_days_30d",
     "merchant_days_since_fraud",
 )
+#: The model's input, in order: context, card, merchant (``compute_features``).
+FEATURE_NAMES: tuple[str, ...] = (*CONTEXT_FEATURES, *CARD_FEATURES, *MERCHANT_FEATURES)
+CONTEXT_FEATURE_COUNT = len(CONTEXT_FEATURES)
+CARD_FEATURE_COUNT = len(CARD_FEATURES)
+MERCHANT_FEATURE_COUNT = len(MERCHANT_FEATURES)
 
 
 def context_features(ts: int, amount: float) -> list[float]:
