@@ -12,7 +12,7 @@ of them that are compromised, averaged over the test days.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -133,10 +133,14 @@ class BacktestResult:
     transaction_ids: np.ndarray
     scores: np.ndarray
     timings_s: dict[str, float] = field(default_factory=dict)
+    windows: Windows | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-able metrics, counts and timings."""
-        return {"model": self.family, "params": self.params, **self.metrics,
+        where = {} if self.windows is None else {
+            "train_start": _iso(self.windows.train_start_day),
+            "test_start": _iso(self.windows.test_start_day)}
+        return {"model": self.family, "params": self.params, **where, **self.metrics,
                 "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()}}
 
 
@@ -146,9 +150,14 @@ def backtest_rows(ds: Dataset, windows: Windows, label_delay_days: int) -> Datas
     Their features equal those a computation over the whole file gives them: the rows left
     out are too old to change any feature (``features.definitions.lookback_days``).
     """
+    return _rows_for(ds, windows.train_start_day, windows.end_day, label_delay_days)
+
+
+def _rows_for(ds: Dataset, first_day: int, end_day: int, label_delay_days: int) -> Dataset:
+    """The rows whose features days ``first_day`` to ``end_day`` (excluded) need."""
     ts = np.asarray(ds.timestamp_s, dtype=np.int64)
-    lo = (windows.train_start_day - lookback_days(label_delay_days)) * DAY_S
-    first, last = np.searchsorted(ts, [lo, windows.end_day * DAY_S])
+    lo = (first_day - lookback_days(label_delay_days)) * DAY_S
+    first, last = np.searchsorted(ts, [lo, end_day * DAY_S])
     return ds.take(slice(int(first), int(last)))
 
 
@@ -181,33 +190,67 @@ def check_windows(ds: Dataset, windows: Windows, parts: Split) -> None:
 
 def run_backtest(ds: Dataset, windows: Windows, model: str = "hgb",
                  params: Params | None = None, label_delay_days: int | None = None, k: int = 100,
-                 progress: Callable[[str], None] | None = None) -> BacktestResult:
+                 progress: Callable[[str], None] | None = None,
+                 jobs: int | None = None) -> BacktestResult:
     """Fit ``model`` on the training window and measure it on the test window.
 
     ``label_delay_days`` (default: the protocol's delay) shifts the merchant-risk features.
     """
+    return run_backtests(ds, [windows], [model], params, label_delay_days, k, progress,
+                         jobs)[0]
+
+
+def run_backtests(ds: Dataset, windows: Sequence[Windows], models: Sequence[str],
+                  params: Params | None = None, label_delay_days: int | None = None,
+                  k: int = 100, progress: Callable[[str], None] | None = None,
+                  jobs: int | None = None) -> list[BacktestResult]:
+    """Every model on every split (in that order), with the features computed once.
+
+    All windows must share one label delay (it shapes the features). The features of the rows
+    from the look-back before the earliest training window to the end of the latest test window
+    equal those of the whole file (``backtest_rows``), so each split sees what it would alone.
+    """
     say = progress or (lambda _msg: None)
     try:
-        fam = family(model)
+        families = [family(m) for m in models]
     except UnknownFamilyError as exc:
         raise BacktestError(str(exc)) from None
-    chosen = dict(fam.default_params if params is None else params)
-    delay = windows.delay_days if label_delay_days is None else label_delay_days
-    timings: dict[str, float] = {}
-    part = backtest_rows(ds, windows, delay)
-    parts = split(part, windows)
-    check_windows(ds, windows, parts)
+    if not windows or not families:
+        raise BacktestError("a backtest needs at least one split and one model")
+    if len({w.delay_days for w in windows}) > 1:
+        raise BacktestError("every split of one backtest needs the same --delay-days")
+    delay = windows[0].delay_days if label_delay_days is None else label_delay_days
+    part = _rows_for(ds, min(w.train_start_day for w in windows),
+                     max(w.end_day for w in windows), delay)
+    splits = [split(part, w) for w in windows]
+    for w, parts in zip(windows, splits, strict=True):
+        check_windows(ds, w, parts)
+    say(f"computing features for {len(part):,} transactions")
     started = time.perf_counter()
     X = build_feature_matrix(part.timestamp_s, part.card_id, part.merchant_id, part.amount,
-                             part.is_fraud, delay)
-    timings["features"] = time.perf_counter() - started
+                             part.is_fraud, delay, jobs=jobs)
+    feature_s = time.perf_counter() - started
     y = np.asarray(part.is_fraud, dtype=np.int64)
-    say(f"{fam.name}: training on {len(parts.train):,} rows "
-        f"({int(y[parts.train].sum()):,} frauds), testing on {len(parts.evaluated):,}")
+    results = []
+    for fam in families:
+        for w, parts in zip(windows, splits, strict=True):
+            chosen = dict(fam.default_params if params is None else params)
+            say(f"{fam.name}, training from {_iso(w.train_start_day)}: "
+                f"{len(parts.train):,} rows ({int(y[parts.train].sum()):,} frauds), testing on "
+                f"{len(parts.evaluated):,}")
+            result = _fit_and_measure(fam.build(chosen), X, y, part, parts, k)
+            result.family, result.params = fam.name, chosen
+            result.windows = w
+            result.timings_s = {"features": feature_s, **result.timings_s}
+            results.append(result)
+    return results
+
+
+def _fit_and_measure(estimator: Any, X: np.ndarray, y: np.ndarray, part: Dataset, parts: Split,
+                     k: int) -> BacktestResult:
     started = time.perf_counter()
-    estimator = fam.build(chosen)
     estimator.fit(X[parts.train], y[parts.train])
-    timings["fit"] = time.perf_counter() - started
+    timings = {"fit": time.perf_counter() - started}
     started = time.perf_counter()
     window_scores = np.asarray(estimator.predict_proba(X[parts.test_window])[:, 1])
     timings["predict"] = time.perf_counter() - started
@@ -224,9 +267,18 @@ def run_backtest(ds: Dataset, windows: Windows, model: str = "hgb",
         "test_rows": float(len(ev)), "test_frauds": float(y[ev].sum()),
         "test_window_rows": float(len(parts.test_window)),
     }
-    return BacktestResult(fam.name, chosen, metrics,
-                          np.asarray(part.transaction_id)[parts.test_window], window_scores,
-                          timings)
+    return BacktestResult("", {}, metrics, np.asarray(part.transaction_id)[parts.test_window],
+                          window_scores, timings)
+
+
+#: The metrics a mean over splits reports.
+QUALITY_METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
+
+
+def mean_over_splits(results: Sequence[BacktestResult]) -> dict[str, float]:
+    """The unweighted mean of each quality metric over the splits of one model."""
+    return {m: float(np.mean([r.metrics[m] for r in results])) for m in QUALITY_METRICS
+            if all(m in r.metrics for r in results)}
 
 
 def _iso(day: int) -> str:

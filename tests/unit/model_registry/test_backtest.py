@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudstream.cli import main
 from fraudstream.features import build_feature_matrix
@@ -20,6 +21,7 @@ from fraudstream.model_registry.backtest import (
     split,
 )
 from fraudstream.simulator import Dataset, SimulationConfig, simulate, write_csv
+from tests.unit.model_registry.test_handbook_port import card_precision_top_k, handbook_frame
 
 T0 = 1_522_540_800  # 2018-04-01T00:00:00Z
 DAY0 = T0 // DAY_S
@@ -104,11 +106,26 @@ def test_backtest_scores_every_test_window_transaction(small: Dataset) -> None:
     w = Windows.starting("2018-05-10", 7, 7, 7)
     result = run_backtest(small, w, "logreg")
     m = result.metrics
-    assert 0.5 < m["auc_roc"] <= 1.0 and 0.0 < m["average_precision"] <= 1.0
-    assert 0.0 <= m["card_precision_at_100"] <= 1.0
     days = small.timestamp_s // DAY_S
     in_window = (days >= w.test_start_day) & (days < w.end_day)
     assert sorted(result.transaction_ids.tolist()) == sorted(small.transaction_id[in_window])
+    # The metrics, recomputed as the Handbook's performance_assessment does on the test rows of
+    # cards not known to be compromised: sklearn's AUC ROC and AP, and the port's CP@100.
+    parts = split(small, w)
+    ev = parts.evaluated
+    score_of = dict(zip(result.transaction_ids.tolist(), result.scores.tolist(), strict=True))
+    scores = [score_of[t] for t in small.transaction_id[ev].tolist()]
+    y = small.is_fraud[ev]
+    assert m["auc_roc"] == roc_auc_score(y, scores)
+    assert m["average_precision"] == average_precision_score(y, scores)
+    predictions_df = handbook_frame(small.timestamp_s[ev].tolist(), small.card_id[ev].tolist(),
+                                    y.tolist(), scores)
+    _nb_compromised, per_day, cp_at_100 = card_precision_top_k(predictions_df, 100)
+    assert len(per_day) == 7
+    assert m["card_precision_at_100"] == pytest.approx(cp_at_100, rel=1e-12, abs=0)
+    assert (m["train_rows"], m["train_frauds"]) == (len(parts.train),
+                                                    small.is_fraud[parts.train].sum())
+    assert (m["test_rows"], m["test_frauds"]) == (len(ev), y.sum())
     assert m["test_rows"] < m["test_window_rows"] == in_window.sum()
 
 
@@ -190,3 +207,46 @@ def test_labels_younger_than_the_delay_change_no_prediction(small: Dataset, cut_
     # The flipped labels do reach later transactions: the test can see a change.
     if not upto.all():
         assert (before.scores[~upto] != after.scores[~upto]).any()
+
+
+def test_cli_runs_every_model_on_every_split_with_means(
+        small: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data.csv"
+    write_csv(small, data)
+    starts = ["2018-05-03", "2018-05-10"]
+    args = ["backtest", "--data", str(data), "--train-start", ",".join(starts), "--model",
+            "logreg,hgb", "--jobs", "2", "--json", str(tmp_path / "m.json")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "logreg mean of 2 splits" in out and "hgb mean of 2 splits" in out
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [(r["model"], r["train_start"]) for r in doc["runs"]] == [
+        ("logreg", starts[0]), ("logreg", starts[1]), ("hgb", starts[0]), ("hgb", starts[1])]
+    for model in ("logreg", "hgb"):
+        # Each split alone gives what the joint run reports, and the mean is of those.
+        alone = [run_backtest(small, Windows.starting(s), model).metrics for s in starts]
+        runs = [r for r in doc["runs"] if r["model"] == model]
+        for r, a in zip(runs, alone, strict=True):
+            assert r["auc_roc"] == a["auc_roc"]
+            assert r["card_precision_at_100"] == a["card_precision_at_100"]
+        mean = next(m for m in doc["means"] if m["model"] == model)
+        assert mean["splits"] == 2
+        assert mean["average_precision"] == pytest.approx(
+            (alone[0]["average_precision"] + alone[1]["average_precision"]) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--train-start", "2018-05-03,2018-05-10", "--predictions", "p.csv"],
+     "--predictions takes one --train-start and one --model"),
+    (["--train-start", "2018-05-03,,2018-05-10"], "has an empty item"),
+    (["--model", "hgb,hgb"], "names a value twice"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+])
+def test_cli_refuses_bad_lists_before_reading_the_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+        message: str) -> None:
+    argv = ["backtest", "--data", str(tmp_path / "absent.csv"), "--train-start", "2018-05-03",
+            *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
