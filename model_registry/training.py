@@ -25,8 +25,13 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from fraudstream.features import FEATURE_NAMES, build_feature_matrix
 from fraudstream.features.definitions import DAY_S
 from fraudstream.model_registry.artifact import ModelManifest, serialise
-from fraudstream.model_registry.backtest import Windows, card_precision_at_k, split
-from fraudstream.model_registry.families import DEFAULT_FAMILY, UnknownFamilyError, family
+from fraudstream.model_registry.backtest import Split, Windows, card_precision_at_k, split
+from fraudstream.model_registry.families import (
+    DEFAULT_FAMILY,
+    Params,
+    UnknownFamilyError,
+    family,
+)
 from fraudstream.model_registry.reference import build_reference
 from fraudstream.simulator import Dataset
 
@@ -130,57 +135,61 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
         bar.update(len(ds) - bar.n)
     y = np.asarray(ds.is_fraud, dtype=np.int64)
     days = np.asarray(ds.timestamp_s, dtype=np.int64) // DAY_S
-    parts = [(w, split(ds, w)) for w in folds]
-    parts = [(w, p) for w, p in parts if y[p.train].sum() > 0
-             and len(np.unique(y[p.evaluated])) == 2]
+    parts = [p for p in (split(ds, w) for w in folds)
+             if y[p.train].sum() > 0 and len(np.unique(y[p.evaluated])) == 2]
     if not parts:
         raise TrainingError("no validation fold holds fraud in both its training and its "
                             "validation window; use more days")
     grid = fam.grid if plan.search else (fam.default_params,)
-    say(f"{fam.name}: {len(grid)} setting(s) x {len(parts)} time-ordered fold(s)")
+    if len(grid) > 1 and len(parts) < 2:
+        # Choosing on the one fold and reporting it would overstate the model: no search.
+        say("one validation fold: the default setting is used (a search needs a second, "
+            "older fold to choose on, so that the newest one can judge the choice)")
+        grid = (fam.default_params,)
+    held_out = parts[0]
+    choosing = parts[1:] if len(grid) > 1 else parts
+    say(f"{fam.name}: {len(grid)} setting(s) x {len(choosing)} time-ordered fold(s)"
+        + (", then the chosen one on the newest fold" if len(grid) > 1 else ""))
     search: list[dict[str, Any]] = []
-    best: tuple[float, Any, np.ndarray, Any] | None = None
+    best: tuple[float, Params] | None = None
     from threadpoolctl import threadpool_limits
 
     # One OpenMP thread: on shared cores, threads spinning against each other cost more than
     # they give (measured for the workers, see workers/scoring.py).
-    with _progress_bar(len(grid) * len(parts), f"training {fam.name}") as bar, \
-            threadpool_limits(limits=1):
+    with _progress_bar(len(grid) * len(choosing) + (len(grid) > 1), f"training {fam.name}") \
+            as bar, threadpool_limits(limits=1):
         for params in grid:
             fold_metrics = []
-            newest: tuple[Any, np.ndarray] | None = None
-            for _w, p in parts:
-                estimator = fam.build(params)
-                estimator.fit(X[p.train], y[p.train])
-                scores = np.asarray(estimator.predict_proba(X[p.evaluated])[:, 1])
-                ev = p.evaluated
-                fold_metrics.append({
-                    "auc_roc": float(roc_auc_score(y[ev], scores)),
-                    "average_precision": float(average_precision_score(y[ev], scores)),
-                    "card_precision_at_100": card_precision_at_k(
-                        days[ev], np.asarray(ds.card_id)[ev], y[ev], scores)})
-                if newest is None:
-                    newest = (estimator, scores)
+            for p in choosing:
+                fold_metrics.append(_fit_on_fold(fam.build(params), X, y, days, ds, p)[0])
                 bar.update()
             mean = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0]}
             search.append({"params": dict(params), **mean, "folds": len(fold_metrics)})
-            assert newest is not None
             if best is None or mean["average_precision"] > best[0]:
-                best = (mean["average_precision"], params, newest[1], newest[0])
-    assert best is not None
-    _ap, params, val_scores, estimator = best
+                best = (mean["average_precision"], params)
+        assert best is not None
+        params = best[1]
+        # The newest fold judges the chosen setting: it took no part in choosing it.
+        held_metrics, estimator, val_scores = _fit_on_fold(fam.build(params), X, y, days, ds,
+                                                           held_out)
+        bar.update(len(grid) > 1)
     chosen = next(s for s in search if s["params"] == dict(params))
-    _w0, p0 = parts[0]
+    p0 = held_out
     val_y = y[p0.evaluated]
     review, decline = choose_thresholds(val_y, val_scores, plan.decline_precision,
                                         plan.review_precision)
-    metrics = {"val_auc_roc": chosen["auc_roc"], "val_average_precision":
-               chosen["average_precision"], "val_card_precision_at_100":
-               chosen["card_precision_at_100"], "val_folds": float(len(parts)),
+    metrics = {**{f"val_{k}": v for k, v in held_metrics.items()},
+               **{f"selection_{k}": chosen[k] for k in held_metrics},
+               "selection_folds": float(len(choosing)), "search_settings": float(len(grid)),
+               "val_folds": 1.0,
                "train_rows": float(len(p0.train)), "val_rows": float(len(p0.evaluated))}
     say(f"chosen {dict(params)}: validation AUC {metrics['val_auc_roc']:.3f}, "
         f"AP {metrics['val_average_precision']:.3f}, "
-        f"CP@100 {metrics['val_card_precision_at_100']:.3f} (mean of {len(parts)} folds)")
+        f"CP@100 {metrics['val_card_precision_at_100']:.3f} on the newest fold ("
+        + (f"held out: the search chose on {len(choosing)} older fold(s), mean AP "
+           f"{chosen['average_precision']:.3f}" if len(grid) > 1 else
+           f"no search; mean of all {len(choosing)} fold(s): AP "
+           f"{chosen['average_precision']:.3f}") + ")")
     model_bytes = serialise(estimator)
     sha = hashlib.sha256(model_bytes).hexdigest()
     now = datetime.now(UTC)
@@ -197,6 +206,19 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
     )
     validation = {"X": X[p0.evaluated], "y": val_y, "scores": val_scores}
     return TrainedModel(model_bytes, manifest, search, validation, estimator)
+
+
+def _fit_on_fold(estimator: Any, X: np.ndarray, y: np.ndarray, days: np.ndarray,
+                 ds: Dataset, p: Split) -> tuple[dict[str, float], Any, np.ndarray]:
+    """Fit on the fold's training rows; its validation metrics, the fit and its scores."""
+    estimator.fit(X[p.train], y[p.train])
+    ev = p.evaluated
+    scores = np.asarray(estimator.predict_proba(X[ev])[:, 1])
+    metrics = {"auc_roc": float(roc_auc_score(y[ev], scores)),
+               "average_precision": float(average_precision_score(y[ev], scores)),
+               "card_precision_at_100": card_precision_at_k(
+                   days[ev], np.asarray(ds.card_id)[ev], y[ev], scores)}
+    return metrics, estimator, scores
 
 
 def write_report(trained: TrainedModel, out_dir: Path,

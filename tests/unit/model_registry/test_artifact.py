@@ -11,21 +11,28 @@ from fraudstream.model_registry.artifact import (
     manifest_path,
     save_signed,
 )
+from fraudstream.model_registry.backtest import run_backtest
 from fraudstream.model_registry.training import (
     TrainedModel,
     TrainingError,
+    TrainingPlan,
     choose_thresholds,
+    fold_windows,
     train,
 )
-from fraudstream.simulator import SimulationConfig, simulate
+from fraudstream.simulator import Dataset, SimulationConfig, simulate
 
 KEY = b"unit-test-key"
 
 
 @pytest.fixture(scope="module")
-def trained() -> TrainedModel:
-    ds = simulate(SimulationConfig(n_customers=300, n_terminals=600, nb_days=40, seed=2))
-    return train(ds, "logreg", delay_days=7)
+def world() -> Dataset:
+    return simulate(SimulationConfig(n_customers=300, n_terminals=600, nb_days=40, seed=2))
+
+
+@pytest.fixture(scope="module")
+def trained(world: Dataset) -> TrainedModel:
+    return train(world, "logreg", delay_days=7)
 
 
 def test_signed_model_loads_and_scores(tmp_path: Path, trained: TrainedModel) -> None:
@@ -96,15 +103,33 @@ def test_folds_step_back_in_time_and_never_train_on_newer_rows() -> None:
         train(ds.take(ds.timestamp_s < ds.timestamp_s[0] + 20 * 86_400), "logreg")
 
 
-def test_search_keeps_the_setting_with_the_best_mean_average_precision(
-        trained: TrainedModel) -> None:
+def test_search_chooses_on_older_folds_and_the_newest_fold_judges_the_choice(
+        world: Dataset, trained: TrainedModel) -> None:
     assert [s["params"] for s in trained.search] == [
         {"C": 1.0}, {"C": 1.0, "class_weight": "balanced"}, {"C": 0.1}]
+    # Two folds: the older one chooses, the newest one is held out.
+    assert all(s["folds"] == 1 for s in trained.search)
     best = max(trained.search, key=lambda s: s["average_precision"])
     m = trained.manifest.metrics
-    assert m["val_average_precision"] == best["average_precision"]
-    assert m["val_folds"] == best["folds"] == 2
+    assert m["selection_average_precision"] == best["average_precision"]
+    assert (m["selection_folds"], m["search_settings"], m["val_folds"]) == (1, 3, 1)
+    # The estimate is the chosen setting's backtest on the newest fold, which chose nothing.
+    newest = fold_windows(world, TrainingPlan(), delay_days=7)[0]
+    alone = run_backtest(world, newest, "logreg", params=best["params"]).metrics
+    for k in ("auc_roc", "average_precision", "card_precision_at_100"):
+        assert m[f"val_{k}"] == alone[k]
+    assert m["val_average_precision"] != m["selection_average_precision"]
     assert trained.manifest.reference["score"]["proportions"]
+
+
+def test_one_fold_is_not_searched(world: Dataset) -> None:
+    # 33 days: one fold of 7 training + 7 delay + 7 validation days after the 7-day warm-up.
+    short = world.take(world.timestamp_s < world.timestamp_s[0] + 33 * 86_400)
+    one = train(short, "logreg", delay_days=7)
+    assert [s["params"] for s in one.search] == [{"C": 1.0}]
+    m = one.manifest.metrics
+    assert (m["selection_folds"], m["search_settings"]) == (1, 1)
+    assert m["val_average_precision"] == m["selection_average_precision"]
 
 
 def test_report_has_every_plot(tmp_path: Path, trained: TrainedModel) -> None:
