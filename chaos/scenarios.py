@@ -93,7 +93,7 @@ class Scenario:
 AMOUNT_FAMILY = (
     *(f"FraudstreamFeatureDrift[{f}]" for f in (
         "amount", "log_amount", "card_avg_amount_1d", "card_avg_amount_7d",
-        "card_avg_amount_30d", "card_amount_to_avg_30d")),
+        "card_avg_amount_30d", "card_amount_to_avg_30d", "card_amount_to_avg_7_30d")),
     "FraudstreamScoreDrift",
 )
 

@@ -4,7 +4,10 @@ Card features use the card's own history up to and including the transaction: th
 is the exact last 24 hours; 7- and 30-day windows are calendar days (UTC) ending on the
 transaction's day, which keeps the state small enough to replicate through a changelog.
 ``card_amount_to_avg_30d`` is the amount over the average of the card's earlier transactions in
-the 30-day window (1 when it has none); ``card_log_seconds_since_last`` is log(1 + seconds since
+the 30-day window (1 when it has none); ``card_amount_to_avg_7_30d`` the same over the days 7 to
+29 before the transaction's day (the 30-day window without its last 7 days: the card's habit
+before a fraud run of a few days, which inflates the 30-day average; measured in the README's
+backtests); ``card_log_seconds_since_last`` is log(1 + seconds since
 the card's newest earlier transaction), at most 30 days' worth.
 
 The 1-day window is exact while a card has at most ``EXACT_CAP`` transactions in it, which
@@ -34,6 +37,8 @@ from fraudstream.features.windows import CARD_WINDOWS_DAYS, DAY_S, NO_PREVIOUS_S
 EXACT_CAP = 128
 #: Longest event-time span of one bucket: at most ~49 buckets cover a day.
 BUCKET_SPAN_S = 1800
+#: ``card_amount_to_avg_7_30d`` leaves out the transaction's day and the 6 days before it.
+BASELINE_SKIP_DAYS = 7
 
 
 @dataclass
@@ -66,6 +71,10 @@ class CardState:
         newest = self.last_ts
         gap = NO_PREVIOUS_S if newest is None else min(max(ts - newest, 0), NO_PREVIOUS_S)
         ratio = amount / (prev_sum / prev_count) if prev_count and prev_sum > 0 else 1.0
+        # The card's habit before the last week: a fraud run of a few days inflates the 30-day
+        # average it is compared with, not this one.
+        old_count, old_sum = self._window(day, 30, skip=BASELINE_SKIP_DAYS)
+        baseline_ratio = amount / (old_sum / old_count) if old_count and old_sum > 0 else 1.0
         # Then the windows including it, as the Handbook computes them.
         if newest is None or ts >= newest:
             n1, s1 = self._add_newest(ts, amount)
@@ -80,7 +89,7 @@ class CardState:
         for w in CARD_WINDOWS_DAYS:
             n, s = self._window(day, w)
             out += [float(n), s / n if n else 0.0]
-        out += [ratio, math.log1p(gap)]
+        out += [ratio, baseline_ratio, math.log1p(gap)]
         self.last_ts = ts if newest is None else max(newest, ts)
         self._forget_days(self.last_ts // DAY_S)
         return out
@@ -167,10 +176,11 @@ class CardState:
         self._count = sum(b[2] for b in self.buckets) + len(self.recent)
         self._sum = total
 
-    def _window(self, day: int, width: int) -> tuple[int, float]:
+    def _window(self, day: int, width: int, skip: int = 0) -> tuple[int, float]:
+        """Count and sum of the days ``day - width < d <= day - skip``."""
         count, total = 0, 0.0
         for d, (n, s) in self.days.items():
-            if day - width < d <= day:
+            if day - width < d <= day - skip:
                 count += n
                 total += s
         return count, total

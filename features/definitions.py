@@ -35,6 +35,7 @@ CARD_FEATURES: tuple[str, ...] = (
     "card_avg_amount_1d",
     *(f"card_{kind}_{w}d" for w in CARD_WINDOWS_DAYS for kind in ("nb_tx", "avg_amount")),
     "card_amount_to_avg_30d",
+    "card_amount_to_avg_7_30d",
     "card_log_seconds_since_last",
 )
 #: Features of the merchant's labels at least the delay old (``MerchantState.features``).

@@ -29,12 +29,22 @@ def test_card_windows_include_the_transaction_and_drop_old_history() -> None:
     card = CardState()
     card.observe(T0, 10.0)
     card.observe(T0 + 3600, 30.0)
-    f = dict(zip(FEATURE_NAMES[4:12], card.observe(T0 + 2 * DAY_S, 50.0), strict=True))
+    f = dict(zip(FEATURE_NAMES[4:13], card.observe(T0 + 2 * DAY_S, 50.0), strict=True))
     assert f["card_nb_tx_1d"] == 1.0 and f["card_avg_amount_1d"] == 50.0
     assert f["card_nb_tx_7d"] == 3.0 and f["card_avg_amount_7d"] == 30.0
     assert math.isclose(f["card_amount_to_avg_30d"], 50.0 / 20.0)
     assert math.isclose(f["card_log_seconds_since_last"], math.log1p(2 * DAY_S - 3600))
-    later = dict(zip(FEATURE_NAMES[4:12], card.observe(T0 + 40 * DAY_S, 5.0), strict=True))
+    assert f["card_amount_to_avg_7_30d"] == 1.0  # no history 7 days or more back
+    week = dict(zip(FEATURE_NAMES[4:13], card.observe(T0 + 9 * DAY_S, 40.0), strict=True))
+    # Day 9: days 0-2 hold 10, 30 and 50 (average 30); the 30-day average also holds nothing
+    # else, so both ratios are 40 / 30.
+    assert week["card_amount_to_avg_7_30d"] == week["card_amount_to_avg_30d"] == 40.0 / 30.0
+    late = dict(zip(FEATURE_NAMES[4:13], card.observe(T0 + 10 * DAY_S, 120.0), strict=True))
+    # Day 10: days 0-3 hold 10, 30 and 50 (day 9's 40 is inside the last week); the 30 days
+    # hold all four.
+    assert late["card_amount_to_avg_7_30d"] == 120.0 / 30.0
+    assert late["card_amount_to_avg_30d"] == 120.0 / 32.5
+    later = dict(zip(FEATURE_NAMES[4:13], card.observe(T0 + 40 * DAY_S, 5.0), strict=True))
     assert later["card_nb_tx_30d"] == 1.0
 
 
@@ -53,13 +63,14 @@ def test_state_round_trips_through_the_wire_form() -> None:
 def test_feature_rows_of_a_hand_made_sequence() -> None:
     """Eight transactions whose feature rows are worked out by hand from the definitions'
     docstrings (card: 1 day = the exact last 24 h, 7 and 30 days = calendar days ending on the
-    transaction's day, all including it; merchant: labels of transactions at least the delay
+    transaction's day, all including it; the habit before the last week = days 7 to 29 before
+    the transaction's day; merchant: labels of transactions at least the delay
     old, exact seconds), not by running the code."""
     assert FEATURE_NAMES == (
         "amount", "log_amount", "is_weekend", "is_night",
         "card_nb_tx_1d", "card_avg_amount_1d", "card_nb_tx_7d", "card_avg_amount_7d",
         "card_nb_tx_30d", "card_avg_amount_30d", "card_amount_to_avg_30d",
-        "card_log_seconds_since_last",
+        "card_amount_to_avg_7_30d", "card_log_seconds_since_last",
         "merchant_nb_tx_1d", "merchant_risk_1d", "merchant_nb_tx_7d", "merchant_risk_7d",
         "merchant_nb_tx_30d", "merchant_risk_30d", "merchant_fraud_days_30d",
         "merchant_days_since_fraud")
@@ -79,48 +90,52 @@ def test_feature_rows_of_a_hand_made_sequence() -> None:
     no_labels = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 31.0]  # no label known: 31 days since fraud
     expected = [
         # r0: C1's first transaction, every card window holds it alone; ratio 1 without history.
-        [20.0, math.log1p(20.0), 1.0, 0.0, 1.0, 20.0, 1.0, 20.0, 1.0, 20.0, 1.0,
+        [20.0, math.log1p(20.0), 1.0, 0.0, 1.0, 20.0, 1.0, 20.0, 1.0, 20.0, 1.0, 1.0,
          math.log1p(no_previous), *no_labels],
         # r1: C2's first transaction. M1's label of r0 is 12 h old, not 7 days.
-        [50.0, math.log1p(50.0), 1.0, 0.0, 1.0, 50.0, 1.0, 50.0, 1.0, 50.0, 1.0,
+        [50.0, math.log1p(50.0), 1.0, 0.0, 1.0, 50.0, 1.0, 50.0, 1.0, 50.0, 1.0, 1.0,
          math.log1p(no_previous), *no_labels],
         # r2: C1, r0 16 h earlier is inside the last 24 h (and on day 0, inside the calendar
         # windows): 2 transactions, average (20 + 40) / 2 = 30 in each window. History before
-        # it: r0 alone, 40 / 20 = 2. Since r0: 24 h + 2 h - 10 h = 16 h = 57,600 s.
-        [40.0, math.log1p(40.0), 0.0, 1.0, 2.0, 30.0, 2.0, 30.0, 2.0, 30.0, 2.0,
+        # it: r0 alone, 40 / 20 = 2. Nothing 7 days or more before day 1: 1. Since r0:
+        # 24 h + 2 h - 10 h = 16 h = 57,600 s.
+        [40.0, math.log1p(40.0), 0.0, 1.0, 2.0, 30.0, 2.0, 30.0, 2.0, 30.0, 2.0, 1.0,
          math.log1p(57_600), *no_labels],
         # r3: C2, r1 (day 0, 22:00) is 38 h earlier: out of the last 24 h, inside the 7 and
         # 30 calendar days: 2 transactions, (50 + 30) / 2 = 40. Ratio 30 / 50 = 0.6.
         # Since r1: 38 h = 136,800 s.
-        [30.0, math.log1p(30.0), 0.0, 0.0, 1.0, 30.0, 2.0, 40.0, 2.0, 40.0, 0.6,
+        [30.0, math.log1p(30.0), 0.0, 0.0, 1.0, 30.0, 2.0, 40.0, 2.0, 40.0, 0.6, 1.0,
          math.log1p(136_800), *no_labels],
         # r4: C1 on day 5: alone in the last 24 h; days 0-5 hold r0, r2, r4: 3 transactions,
         # (20 + 40 + 10) / 3 = 70 / 3. Ratio 10 / ((20 + 40) / 2) = 1 / 3. Since r2 (day 1,
         # 02:00): 4 days 13 h = 392,400 s. M1's labels (r0, r1) are under 6 days old.
-        [10.0, math.log1p(10.0), 0.0, 0.0, 1.0, 10.0, 3.0, 70 / 3, 3.0, 70 / 3, 1 / 3,
+        [10.0, math.log1p(10.0), 0.0, 0.0, 1.0, 10.0, 3.0, 70 / 3, 3.0, 70 / 3, 1 / 3, 1.0,
          math.log1p(392_400), *no_labels],
         # r5: C1 on day 7: alone in the last 24 h; the 7 calendar days are days 1-7: r2, r4, r5,
         # (40 + 10 + 60) / 3 = 110 / 3; the 30 days hold all four: 130 / 4 = 32.5. Ratio
-        # 60 / (70 / 3) = 18 / 7. Since r4: 2 days 8 h = 201,600 s.
+        # 60 / (70 / 3) = 18 / 7. Days 7 to 29 before day 7 are day 0 and earlier: r0 alone,
+        # 60 / 20 = 3. Since r4: 2 days 8 h = 201,600 s.
         # M1: t - delay = day 0, 23:00. r0 (10:00, genuine) and r1 (22:00, fraud) are known,
         # r4 (day 5) is not: 2 labels in every window, risk 1 / 2; r1 lies 1 h before
         # t - delay: one fraud day (slot 0), 1 / 24 day since the fraud.
-        [60.0, math.log1p(60.0), 1.0, 0.0, 1.0, 60.0, 3.0, 110 / 3, 4.0, 32.5, 18 / 7,
+        [60.0, math.log1p(60.0), 1.0, 0.0, 1.0, 60.0, 3.0, 110 / 3, 4.0, 32.5, 18 / 7, 3.0,
          math.log1p(201_600), 2.0, 0.5, 2.0, 0.5, 2.0, 0.5, 1.0, 1 / 24],
         # r6: C2 on day 9: alone in the last 24 h and in days 3-9 (r3 on day 2 is just out);
         # 30 days: r1, r3, r6, (50 + 30 + 25) / 3 = 35. Ratio 25 / ((50 + 30) / 2) = 0.625.
+        # Days 0-2 (7 or more before day 9): r1 and r3, 25 / 40 = 0.625 again.
         # Since r3: 7 days - 1 h = 601,200 s.
         # M2: t - delay = day 2, 11:00. r2 (day 1, 02:00, genuine) is known, 33 h before it:
         # out of the 1-day window, in the 7- and 30-day ones. The fraud r3 (day 2, 12:00) is
         # 1 h short of the delay: unknown, so no fraud day and 31.
-        [25.0, math.log1p(25.0), 0.0, 0.0, 1.0, 25.0, 1.0, 25.0, 3.0, 35.0, 0.625,
+        [25.0, math.log1p(25.0), 0.0, 0.0, 1.0, 25.0, 1.0, 25.0, 3.0, 35.0, 0.625, 0.625,
          math.log1p(601_200), 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 31.0],
         # r7: C1 on day 9: alone in the last 24 h (r5 is 38 h earlier); days 3-9: r4, r5, r7,
         # (10 + 60 + 80) / 3 = 50; 30 days: all five, 210 / 5 = 42. Ratio
-        # 80 / (130 / 4) = 32 / 13. Since r5: 2 days - 10 h = 136,800 s.
+        # 80 / (130 / 4) = 32 / 13. Days 0-2: r0 and r2, 80 / 30 = 8 / 3 (r4 on day 5 is
+        # inside the last week). Since r5: 2 days - 10 h = 136,800 s.
         # M2: t - delay = day 2, 13:00: now r3 is known, 1 h old: 1-day window r3 alone
         # (risk 1); 7 and 30 days r2 and r3 (risk 1 / 2); one fraud day, 1 / 24 day since.
-        [80.0, math.log1p(80.0), 0.0, 0.0, 1.0, 80.0, 3.0, 50.0, 5.0, 42.0, 32 / 13,
+        [80.0, math.log1p(80.0), 0.0, 0.0, 1.0, 80.0, 3.0, 50.0, 5.0, 42.0, 32 / 13, 8 / 3,
          math.log1p(136_800), 1.0, 1.0, 2.0, 0.5, 2.0, 0.5, 1.0, 1 / 24],
     ]
     matrix = build_feature_matrix([t for t, *_ in rows], [c for _t, c, *_ in rows],
