@@ -36,8 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "(FRAUDSTREAM_LABEL_DELAY_DAYS) and validating on the next --val-days days "
                        "with known-compromised cards removed (no shuffling across time). The "
                        "family's hyperparameter grid, class weights included, is searched by mean "
-                       "average precision; the newest fold's model is shipped with review/decline "
-                       "thresholds for the precision targets, as a skops model plus its signed "
+                       "average precision over the older folds; the newest fold, which took no "
+                       "part in the choice, gives the validation estimate, and its model is "
+                       "shipped with review/decline thresholds for the precision targets (one "
+                       "fold: no search), as a skops model plus its signed "
                        "manifest at --out (default FRAUDSTREAM_MODEL_PATH), registered as a "
                        "version in the model registry (FRAUDSTREAM_MODEL_STORES; --promote also "
                        "makes it production). Needs FRAUDSTREAM_SIGNING_KEY.")
