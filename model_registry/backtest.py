@@ -259,16 +259,21 @@ def _fit_and_measure(estimator: Any, X: np.ndarray, y: np.ndarray, part: Dataset
     ev = parts.evaluated
     days = np.asarray(part.timestamp_s, dtype=np.int64)[ev] // DAY_S
     metrics = {
-        "auc_roc": float(roc_auc_score(y[ev], scores)),
-        "average_precision": float(average_precision_score(y[ev], scores)),
-        f"card_precision_at_{k}": card_precision_at_k(days, np.asarray(part.card_id)[ev], y[ev],
-                                                      scores, k),
+        **quality_metrics(y[ev], scores, days, np.asarray(part.card_id)[ev], k),
         "train_rows": float(len(parts.train)), "train_frauds": float(y[parts.train].sum()),
         "test_rows": float(len(ev)), "test_frauds": float(y[ev].sum()),
         "test_window_rows": float(len(parts.test_window)),
     }
     return BacktestResult("", {}, metrics, np.asarray(part.transaction_id)[parts.test_window],
                           window_scores, timings)
+
+
+def quality_metrics(y: np.ndarray, scores: np.ndarray, days: np.ndarray, cards: np.ndarray,
+                    k: int = 100) -> dict[str, float]:
+    """AUC ROC, average precision and card precision@k of scores on evaluated rows."""
+    return {"auc_roc": float(roc_auc_score(y, scores)),
+            "average_precision": float(average_precision_score(y, scores)),
+            f"card_precision_at_{k}": card_precision_at_k(days, cards, y, scores, k)}
 
 
 #: The metrics a mean over splits reports.

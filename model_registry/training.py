@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import precision_recall_curve
 
 from fraudstream.features import FEATURE_NAMES, build_feature_matrix
 from fraudstream.features.definitions import DAY_S
 from fraudstream.model_registry.artifact import ModelManifest, serialise
-from fraudstream.model_registry.backtest import Split, Windows, card_precision_at_k, split
+from fraudstream.model_registry.backtest import Split, Windows, quality_metrics, split
 from fraudstream.model_registry.families import (
     DEFAULT_FAMILY,
     Params,
@@ -76,6 +76,16 @@ def choose_thresholds(y: np.ndarray, scores: np.ndarray, decline_precision: floa
     decline = lowest(decline_precision, 0.9)
     review = min(lowest(review_precision, decline / 2), decline)
     return review, decline
+
+
+def flagged_figures(y: np.ndarray, scores: np.ndarray, review: float) -> dict[str, float]:
+    """Precision and recall of the flagged decisions (score >= the review threshold, as the
+    workers decide), which the live-performance alerts hold the model to."""
+    flagged = scores >= review
+    fraud = np.asarray(y) == 1
+    tp = int((flagged & fraud).sum())
+    return {"val_flagged_precision": tp / int(flagged.sum()) if flagged.any() else 0.0,
+            "val_flagged_recall": tp / int(fraud.sum()) if fraud.any() else 0.0}
 
 
 def dataset_sha256(ds: Dataset) -> str:
@@ -158,10 +168,14 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
     # they give (measured for the workers, see workers/scoring.py).
     with _progress_bar(len(grid) * len(choosing) + (len(grid) > 1), f"training {fam.name}") \
             as bar, threadpool_limits(limits=1):
+        held: tuple[dict[str, float], Any, np.ndarray] | None = None
         for params in grid:
             fold_metrics = []
             for p in choosing:
-                fold_metrics.append(_fit_on_fold(fam.build(params), X, y, days, ds, p)[0])
+                fit = _fit_on_fold(fam.build(params), X, y, days, ds, p)
+                fold_metrics.append(fit[0])
+                if p is held_out:  # no search: the newest fold's fit is the one shipped
+                    held = fit
                 bar.update()
             mean = {k: float(np.mean([m[k] for m in fold_metrics])) for k in fold_metrics[0]}
             search.append({"params": dict(params), **mean, "folds": len(fold_metrics)})
@@ -169,16 +183,18 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
                 best = (mean["average_precision"], params)
         assert best is not None
         params = best[1]
-        # The newest fold judges the chosen setting: it took no part in choosing it.
-        held_metrics, estimator, val_scores = _fit_on_fold(fam.build(params), X, y, days, ds,
-                                                           held_out)
-        bar.update(len(grid) > 1)
+        if held is None:
+            # The newest fold judges the chosen setting: it took no part in choosing it.
+            held = _fit_on_fold(fam.build(params), X, y, days, ds, held_out)
+            bar.update()
+        held_metrics, estimator, val_scores = held
     chosen = next(s for s in search if s["params"] == dict(params))
     p0 = held_out
     val_y = y[p0.evaluated]
     review, decline = choose_thresholds(val_y, val_scores, plan.decline_precision,
                                         plan.review_precision)
     metrics = {**{f"val_{k}": v for k, v in held_metrics.items()},
+               **flagged_figures(val_y, val_scores, review),
                **{f"selection_{k}": chosen[k] for k in held_metrics},
                "selection_folds": float(len(choosing)), "search_settings": float(len(grid)),
                "val_folds": 1.0,
@@ -214,11 +230,8 @@ def _fit_on_fold(estimator: Any, X: np.ndarray, y: np.ndarray, days: np.ndarray,
     estimator.fit(X[p.train], y[p.train])
     ev = p.evaluated
     scores = np.asarray(estimator.predict_proba(X[ev])[:, 1])
-    metrics = {"auc_roc": float(roc_auc_score(y[ev], scores)),
-               "average_precision": float(average_precision_score(y[ev], scores)),
-               "card_precision_at_100": card_precision_at_k(
-                   days[ev], np.asarray(ds.card_id)[ev], y[ev], scores)}
-    return metrics, estimator, scores
+    return (quality_metrics(y[ev], scores, days[ev], np.asarray(ds.card_id)[ev]), estimator,
+            scores)
 
 
 def write_report(trained: TrainedModel, out_dir: Path,

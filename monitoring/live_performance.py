@@ -13,14 +13,19 @@ Each worker exports the outcome counters (summed across workers by recording rul
 precision and recall alerts use) and, per model version, gauges over its own last
 ``window`` labelled decisions (average precision needs the scores, so it exists only here).
 A decision is *flagged* when it is ``review`` or ``decline``.
+
+What a model should do is exported beside it (``publish_validation``): the precision and recall
+of its flagged decisions on the validation fold that chose nothing (``model_registry.training``),
+so that the alerts hold each model to its own figures instead of one fixed floor.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 FLAGGED = frozenset({"review", "decline"})
 OUTCOMES = ("tp", "fp", "fn", "tn")
+
+#: Measure exported by ``publish_validation`` -> the manifest metric it comes from.
+VALIDATION_MEASURES = {"flagged_precision": "val_flagged_precision",
+                       "flagged_recall": "val_flagged_recall"}
 
 #: (score, decision, model_version) of a remembered decision, or None.
 DecisionLookup = Callable[[bytes, str], "tuple[float, str, str] | None"]
@@ -109,3 +118,17 @@ class LivePerformance:
     def _count(self, outcome: str) -> str:
         self.metrics.labels_matched.labels(outcome).inc()
         return outcome
+
+
+def publish_validation(metrics: WorkerMetrics, version: str,
+                       manifest_metrics: Mapping[str, Any]) -> None:
+    """Export what validation measured for ``version`` (models trained before these figures
+    existed export nothing, and the alerts hold them to a fixed floor).
+
+    Kept for every version the worker has served: labels confirm decisions up to the label
+    delay after them, so an earlier version's figures are still compared with after a swap.
+    """
+    for measure, key in VALIDATION_MEASURES.items():
+        value = manifest_metrics.get(key)
+        if isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0:
+            metrics.model_validation.labels(version, measure).set(float(value))

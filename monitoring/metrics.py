@@ -33,6 +33,7 @@ class WorkerMetrics:
     commit_latency: Histogram
     batch_size: Histogram
     model_info: Gauge
+    model_validation: Gauge
     degraded: Counter
     worker_up: Gauge
     assigned_partitions: Gauge
@@ -103,6 +104,11 @@ class WorkerMetrics:
                                  buckets=BATCH_BUCKETS, registry=reg),
             model_info=Gauge(f"{p}_model_info", "The model version in use (value 1)",
                              ["version", "family"], registry=reg),
+            model_validation=Gauge(f"{p}_model_validation_ratio", "What validation measured "
+                                   "for a model version on its held-out fold, by measure "
+                                   "(flagged_precision, flagged_recall; flagged = review or "
+                                   "decline): the live-performance alerts compare with it",
+                                   ["model_version", "measure"], registry=reg),
             degraded=Counter(f"{p}_degraded_scores", "Scores given by a fallback model",
                              registry=reg),
             worker_up=Gauge(f"{p}_worker_ready", "1 when the worker is ready to score",

@@ -27,6 +27,7 @@ from fraudstream.model_registry.errors import (
 from fraudstream.model_registry.registry import ALIASES, ModelRegistry
 from fraudstream.model_registry.stores import open_stores, store_labels
 from fraudstream.model_registry.updates import ModelUpdate
+from fraudstream.monitoring.live_performance import publish_validation
 from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
 from fraudstream.workers.processor import ScoringProcessor
@@ -239,6 +240,7 @@ class ModelSwapper:
         with contextlib.suppress(KeyError):
             self.metrics.model_info.remove(old.version, old.model.manifest.family)
         self.metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
+        publish_validation(self.metrics, scorer.version, scorer.model.manifest.metrics)
         logger.info("model swapped version=%s previous=%s store=%s load_s=%.3f",
                     scorer.version, old.version, loaded.store_uri, seconds)
         return False

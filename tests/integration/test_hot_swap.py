@@ -253,3 +253,12 @@ def test_forged_model_updates_neither_swap_nor_block_real_promotions(
                       f'{{family="{family}",version="{v2}"}}') == 1
         assert metric(pool, "fraudstream_model_info",
                       f'{{family="{family}",version="{old}"}}') == 0
+        # What validation measured, for every version served (labels outlive a swap), from
+        # the manifest: the live-performance alerts compare with it.
+        figures = read_manifest(base_settings.model_path).metrics
+        for version in (v1, v2):
+            for measure in ("precision", "recall"):
+                assert metric(pool, "fraudstream_model_validation_ratio",
+                              f'{{measure="flagged_{measure}",model_version="{version}"}}') \
+                    == pytest.approx(figures[f"val_flagged_{measure}"])
+        assert 0 < figures["val_flagged_recall"] <= 1

@@ -119,6 +119,14 @@ def test_search_chooses_on_older_folds_and_the_newest_fold_judges_the_choice(
     for k in ("auc_roc", "average_precision", "card_precision_at_100"):
         assert m[f"val_{k}"] == alone[k]
     assert m["val_average_precision"] != m["selection_average_precision"]
+    # The flagged decisions' figures the live alerts compare with: score >= review threshold
+    # on the held-out fold, counted here by hand.
+    y, scores = trained.validation["y"], trained.validation["scores"]
+    flagged = scores >= trained.manifest.review_threshold
+    tp = int(((y == 1) & flagged).sum())
+    assert 0 < tp < int(flagged.sum())
+    assert m["val_flagged_precision"] == tp / int(flagged.sum())
+    assert m["val_flagged_recall"] == tp / int((y == 1).sum())
     assert trained.manifest.reference["score"]["proportions"]
 
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fraudstream.monitoring.consumer_lag import ConsumerLag
-from fraudstream.monitoring.live_performance import LivePerformance
+from fraudstream.monitoring.live_performance import LivePerformance, publish_validation
 from fraudstream.monitoring.metrics import WorkerMetrics
 
 
@@ -85,3 +85,19 @@ def test_a_failing_lookup_counts_the_label_unmatched() -> None:
 
     live = LivePerformance(m, broken)
     assert live.observe_label(b"C1", label("t1", 1)) == "unmatched"
+
+
+def test_validation_figures_are_exported_per_version_and_bad_ones_skipped() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    publish_validation(m, "v1", {"val_flagged_precision": 0.25, "val_flagged_recall": 0.75,
+                                 "val_auc_roc": 0.9})
+    publish_validation(m, "v2", {"val_flagged_precision": float("nan"),
+                                 "val_flagged_recall": 1.5})
+    publish_validation(m, "v0", {})  # trained before the figures existed
+    get = m.registry.get_sample_value
+    name = "fraudstream_model_validation_ratio"
+    assert get(name, {"model_version": "v1", "measure": "flagged_precision"}) == 0.25
+    assert get(name, {"model_version": "v1", "measure": "flagged_recall"}) == 0.75
+    for version in ("v2", "v0"):
+        for measure in ("flagged_precision", "flagged_recall"):
+            assert get(name, {"model_version": version, "measure": measure}) is None
