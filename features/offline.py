@@ -6,7 +6,9 @@ is computed in column blocks over shards: the card block by shards of cards, the
 by shards of merchants, each shard in time order through the same ``CardState.observe`` and
 ``MerchantState`` calls, in the same order, that the workers make for those cards and merchants
 (``features.definitions.compute_features``); the context block is per row. Shards run in
-separate processes (``jobs``): the result is the same for any number of them.
+separate processes (``jobs``): the result is the same for any number of them. The processes are
+spawned, so a script that calls ``build_feature_matrix`` on ``PARALLEL_MIN_ROWS`` rows or more
+needs the usual ``if __name__ == "__main__":`` guard (the ``fraudstream`` command has it).
 """
 
 from __future__ import annotations
