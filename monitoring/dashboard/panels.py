@@ -113,11 +113,18 @@ PANELS: tuple[Panel, ...] = (
                  "{{feature}} ({{method}})"),
            Query("max by (method) (fraudstream_score_drift)", "score ({{method}})"))),
     Panel("live_quality", "Live precision / recall", "timeseries", "percentunit",
-          "Precision and recall of the served model, measured on the delayed fraud labels.",
+          "Precision and recall of the served model, measured on the delayed fraud labels, "
+          "beside what its validation measured (the alerts fire under half of that).",
           (Query("max by (model_version) (fraudstream_live_precision)",
                  "precision {{model_version}}"),
            Query("max by (model_version) (fraudstream_live_recall)",
-                 "recall {{model_version}}"))),
+                 "recall {{model_version}}"),
+           Query('max by (model_version) '
+                 '(fraudstream_model_validation_ratio{measure="flagged_precision"})',
+                 "validation precision {{model_version}}"),
+           Query('max by (model_version) '
+                 '(fraudstream_model_validation_ratio{measure="flagged_recall"})',
+                 "validation recall {{model_version}}"))),
     Panel("model", "Model in production", "table", "none",
           "The model version and family the workers serve (fraudstream_model_info), and how "
           "many workers serve each.",
