@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,25 @@ HEIGHTS = {"stat": 4, "timeseries": 8, "table": 6, "alerts": 6}
 GRAFANA_TYPES = {"stat": "stat", "timeseries": "timeseries", "table": "table", "alerts": "table"}
 
 
+#: ``rate(selector[window])`` and ``irate(...)``: the window Grafana should choose instead.
+_RATE_WINDOW = re.compile(r"\b(i?rate)\(([^()\[\]]*)\[\d+[smh]\]\)")
+
+
+def grafana_expr(expr: str) -> str:
+    """``expr`` with every rate window as ``$__rate_interval``.
+
+    The live page's fixed windows (``[30s]``, ``[1m]``) suit the local stack's 1 s scrapes; at
+    a 30 s or 1 m scrape interval they hold fewer than two samples and a panel shows "no data".
+    Grafana's ``$__rate_interval`` is at least four scrape intervals. Windows that mean a
+    period (``increase(...[1h])``: failovers in the last hour) are kept.
+    """
+    return _RATE_WINDOW.sub(r"\1(\2[$__rate_interval])", expr)
+
+
 def _target(panel: Panel, index: int) -> dict[str, Any]:
     query = panel.queries[index]
     instant = panel.kind != "timeseries"
-    target: dict[str, Any] = {"datasource": DATASOURCE, "expr": query.expr,
+    target: dict[str, Any] = {"datasource": DATASOURCE, "expr": grafana_expr(query.expr),
                               "legendFormat": query.legend, "refId": chr(ord("A") + index),
                               "instant": instant, "range": not instant,
                               "format": "table" if panel.kind in ("table", "alerts")

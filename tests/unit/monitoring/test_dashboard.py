@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import urllib.parse
@@ -209,3 +210,18 @@ def test_grafana_generator_writes_and_checks(tmp_path: Path,
     assert grafana.main(["--check", "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert [p["title"] for p in written["panels"]] == [p.title for p in PANELS]
+
+
+def test_grafana_rates_use_its_rate_interval_and_periods_stay() -> None:
+    assert grafana.grafana_expr(
+        'sum(rate(fraudstream_decisions_total{decision="decline"}[1m])) '
+        "/ sum(rate(fraudstream_decisions_total[1m]))") == (
+        'sum(rate(fraudstream_decisions_total{decision="decline"}[$__rate_interval])) '
+        "/ sum(rate(fraudstream_decisions_total[$__rate_interval]))")
+    assert grafana.grafana_expr("sum(increase(fraudstream_failovers_total[1h]))") == \
+        "sum(increase(fraudstream_failovers_total[1h]))"
+    exprs = [t["expr"] for p in grafana.dashboard()["panels"] for t in p["targets"]]
+    rates = [e for e in exprs if "rate(" in e]
+    assert rates and all("[$__rate_interval]" in e for e in rates)
+    assert not any(re.search(r"rate\([^)]*\[\d+[smh]\]", e) for e in exprs)
+    assert sum("[1h]" in e for e in exprs) == 2  # failovers and refusals in the last hour
