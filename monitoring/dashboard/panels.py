@@ -72,14 +72,18 @@ PANELS: tuple[Panel, ...] = (
                  "/ sum(rate(fraudstream_decisions_total[1m]))", "declined"),), width=4),
     Panel("degraded", "Degraded scoring", "stat", "none",
           "1 while a fallback model answers; fallback scores per second; model loads refused "
-          "(bad checksum or signature) in the last hour.",
+          "(bad checksum or signature) in the last hour (whole events: increase() "
+          "extrapolates to fractions).",
           (Query("max(fraudstream_scoring_degraded)", "degraded"),
            Query("sum(rate(fraudstream_degraded_scores_total[1m]))", "fallback scores/s"),
-           Query("sum(increase(fraudstream_model_refused_total[1h]))", "refused (1h)")),
+           Query("round(sum(increase(fraudstream_model_refused_total[1h])))",
+                 "refused (1h)")),
           width=4),
     Panel("failovers", "Failovers (1h)", "stat", "none",
-          "Worker failovers the supervisor performed in the last hour, by reason.",
-          (Query("sum by (reason) (increase(fraudstream_failovers_total[1h]))", "{{reason}}"),),
+          "Worker failovers the supervisor performed in the last hour, by reason (whole "
+          "events).",
+          (Query("round(sum by (reason) (increase(fraudstream_failovers_total[1h])))",
+                 "{{reason}}"),),
           width=4),
     Panel("throughput", "Throughput", "timeseries", "ops",
           "Transactions per second: scored, consumed, and dead-lettered, all workers.",
@@ -107,11 +111,12 @@ PANELS: tuple[Panel, ...] = (
           "Records behind the head of the transactions topic, per partition.",
           (Query("sum by (partition) (fraudstream_consumer_lag)", "partition {{partition}}"),)),
     Panel("feature_drift", "Feature drift", "timeseries", "short",
-          "Drift of each feature against the model's training data (PSI > 0.1 drifting, "
-          "> 0.25 significant), and of the score.",
-          (Query("max by (feature, method) (fraudstream_feature_drift)",
-                 "{{feature}} ({{method}})"),
-           Query("max by (method) (fraudstream_score_drift)", "score ({{method}})"))),
+          "The five features that drifted most from the model's reference (PSI; > 0.1 "
+          "drifting, > 0.25 significant; each feature also has its own alert threshold), and "
+          "the score.",
+          (Query('topk(5, max by (feature) (fraudstream_feature_drift{method="psi"}))',
+                 "{{feature}}"),
+           Query('max(fraudstream_score_drift{method="psi"})', "score"))),
     Panel("live_quality", "Live precision / recall", "timeseries", "percentunit",
           "Precision and recall of the served model, measured on the delayed fraud labels, "
           "beside what its validation measured (the alerts fire under half of that).",
