@@ -64,7 +64,7 @@ def _options(panel: Panel) -> dict[str, Any]:
 
 
 def _panel(panel: Panel, number: int, x: int, y: int) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": panel.unit}
+    defaults: dict[str, Any] = {"unit": panel.unit, "noValue": panel.empty}
     if panel.kind == "timeseries":
         defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10,
                               "showPoints": "never", "spanNulls": False}

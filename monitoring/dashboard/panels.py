@@ -17,6 +17,9 @@ from typing import Literal
 #: plus the latest values; ``table``: one row per label set, one column per query;
 #: ``alerts``: the alerts Prometheus fires (its ``/api/v1/alerts``; Grafana uses ``ALERTS``).
 PanelKind = Literal["stat", "timeseries", "table", "alerts"]
+#: What an empty panel says when nothing explains it better.
+NO_DATA = "no data"
+
 #: Grafana's unit names, which the page formats the same way.
 Unit = Literal["ops", "s", "percentunit", "short", "none"]
 
@@ -41,6 +44,8 @@ class Panel:
     queries: tuple[Query, ...]
     #: Width on Grafana's 24-column grid (the page uses the same proportions).
     width: int = 12
+    #: What the panel shows when its queries return nothing: why, and what to do.
+    empty: str = NO_DATA
 
 
 def _e2e_quantile(q: str) -> Query:
@@ -65,7 +70,8 @@ PANELS: tuple[Panel, ...] = (
           (Query("max(fraudstream_workers_desired)", "desired"),
            Query("max(fraudstream_workers_healthy)", "healthy"),
            Query("max(fraudstream_standbys_ready)", "standbys ready"),
-           Query("max(fraudstream_standbys_desired)", "standbys desired")), width=4),
+           Query("max(fraudstream_standbys_desired)", "standbys desired")), width=4,
+          empty="no supervisor running: fraudstream supervise (or the demo) exports these"),
     Panel("fraud_rate", "Fraud rate", "stat", "percentunit",
           "Share of decisions that decline the transaction, over the last minute.",
           (Query('sum(rate(fraudstream_decisions_total{decision="decline"}[1m])) '
@@ -84,6 +90,7 @@ PANELS: tuple[Panel, ...] = (
           "events).",
           (Query("round(sum by (reason) (increase(fraudstream_failovers_total[1h])))",
                  "{{reason}}"),),
+          empty="no supervisor running: failovers are counted by fraudstream supervise",
           width=4),
     Panel("throughput", "Throughput", "timeseries", "ops",
           "Transactions per second: scored, consumed, and dead-lettered, all workers.",
@@ -116,7 +123,10 @@ PANELS: tuple[Panel, ...] = (
           "the score.",
           (Query('topk(5, max by (feature) (fraudstream_feature_drift{method="psi"}))',
                  "{{feature}}"),
-           Query('max(fraudstream_score_drift{method="psi"})', "score"))),
+           Query('max(fraudstream_score_drift{method="psi"})', "score")),
+          empty="not measured yet: a window of scored transactions "
+                "(FRAUDSTREAM_DRIFT_WINDOW_ROWS) must fill, and history features wait until "
+                "the state covers their look-back"),
     Panel("live_quality", "Live precision / recall", "timeseries", "percentunit",
           "Precision and recall of the served model, measured on the delayed fraud labels, "
           "beside what its validation measured (the alerts fire under half of that).",

@@ -35,7 +35,7 @@ def series_name(legend: str, labels: dict[str, str]) -> str:
 def describe(p: Panel) -> dict[str, Any]:
     """A panel's definition as the page needs it."""
     return {"id": p.id, "title": p.title, "kind": p.kind, "unit": p.unit, "width": p.width,
-            "description": p.description,
+            "description": p.description, "empty": p.empty,
             "queries": [{"expr": q.expr, "legend": q.legend} for q in p.queries]}
 
 

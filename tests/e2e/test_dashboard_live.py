@@ -159,6 +159,11 @@ def test_page_updates_live_under_load(live: Live) -> None:
     wait_until(lambda: (live.stat("fraud_rate", "declined") is not None), 30,
                "the fraud rate never showed")
     assert not live.load.done.is_set(), "load ended before the screenshot"
+    # No supervisor runs here: its panels say so instead of a bare "no data".
+    whys = [page.locator(f"#panel-{panel} .empty-why") for panel in ("supervisor", "failovers")]
+    wait_until(lambda: all(why.count() == 1 for why in whys), 30,
+               "the supervisor's panels did not say why they are empty")
+    assert all("no supervisor running" in why.inner_text() for why in whys)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     print(f"screenshot under load: {SCREENSHOT}")

@@ -115,7 +115,14 @@ function renderStat(p, data, section) {
     }
     if (answer.error) box.append(el("span", { class: "error" }, answer.error));
   });
-  section.querySelector(".body").replaceChildren(box);
+  const body = section.querySelector(".body");
+  // Nothing at all: say why (the panel's own explanation), not only "no data".
+  const empty = data.queries.every((a) => !a.series.length && !a.error);
+  if (empty && p.empty && p.empty !== "no data") {
+    body.replaceChildren(box, el("p", { class: "nodata empty-why" }, p.empty));
+  } else {
+    body.replaceChildren(box);
+  }
 }
 
 // Rows keyed by label set, one column per query (Grafana's "merge" of instant queries).
@@ -133,7 +140,7 @@ function renderTable(p, data, section) {
   });
   const body = section.querySelector(".body");
   if (!rows.size) {
-    body.replaceChildren(el("span", { class: "nodata" }, "no data"));
+    body.replaceChildren(el("span", { class: "nodata empty-why" }, p.empty || "no data"));
     return;
   }
   const head = el("tr", {}, ...labelNames.map((n) => el("th", {}, n)),
@@ -191,7 +198,7 @@ function renderLegend(p, data, section) {
                        format(s.value, p.unit))));
     }
   });
-  if (!items.length) items.push(el("span", { class: "nodata" }, "no data"));
+  if (!items.length) items.push(el("span", { class: "nodata empty-why" }, p.empty || "no data"));
   legend.replaceChildren(...items);
 }
 

@@ -225,3 +225,16 @@ def test_grafana_rates_use_its_rate_interval_and_periods_stay() -> None:
     assert rates and all("[$__rate_interval]" in e for e in rates)
     assert not any(re.search(r"rate\([^)]*\[\d+[smh]\]", e) for e in exprs)
     assert sum("[1h]" in e for e in exprs) == 2  # failovers and refusals in the last hour
+
+
+def test_empty_panels_say_why_on_the_page_and_in_grafana() -> None:
+    by_id = {p.id: p for p in PANELS}
+    assert "fraudstream supervise" in by_id["supervisor"].empty
+    assert "FRAUDSTREAM_DRIFT_WINDOW_ROWS" in by_id["feature_drift"].empty
+    assert by_id["throughput"].empty == "no data"
+    from fraudstream.monitoring.dashboard.snapshot import describe
+
+    assert describe(by_id["supervisor"])["empty"] == by_id["supervisor"].empty
+    shown = {p["title"]: p["fieldConfig"]["defaults"]["noValue"]
+             for p in grafana.dashboard()["panels"]}
+    assert shown == {p.title: p.empty for p in PANELS}
