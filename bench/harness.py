@@ -28,6 +28,7 @@ import orjson
 
 from fraudstream.contracts import Score
 from fraudstream.feeds import outgoing
+from fraudstream.ledger import seen_now_ms
 from fraudstream.settings import Settings
 from fraudstream.simulator import Dataset
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
@@ -196,9 +197,11 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
             latencies: list[float] = []
             deadline = None
             while len(latencies) < len(records):
-                for _t, _k, value, ts in await reader.poll(0.3):
+                polled = await reader.poll(0.3)
+                seen = seen_now_ms()
+                for _t, _k, value, _ts in polled:
                     score: Score = orjson.loads(value or b"{}")
-                    latencies.append(ts - score["ingested_at_ms"])
+                    latencies.append(seen - score["ingested_at_ms"])
                 if task.done():
                     task.result()
                     deadline = deadline or time.monotonic() + 60

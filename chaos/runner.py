@@ -41,7 +41,7 @@ from fraudstream.chaos.worker_metrics import sample_value, scrape, summed, worke
 from fraudstream.deploy.local import LocalStack
 from fraudstream.features.windows import MERCHANT_KEEP_DAYS
 from fraudstream.feeds import outgoing, with_bad_records
-from fraudstream.ledger import Ledger, Position
+from fraudstream.ledger import Ledger, Position, seen_now_ms
 from fraudstream.operations.big_state import fill_card_changelog
 from fraudstream.operations.models import ensure_production
 from fraudstream.settings import Settings
@@ -635,8 +635,10 @@ class ChaosRunner:
             next_alert_poll = 0.0
             try:
                 while True:
-                    for topic, _k, value, ts in await reader.poll(0.3):
-                        ledger.observe(kinds[topic], value, ts)
+                    polled = await reader.poll(0.3)
+                    seen = seen_now_ms()
+                    for topic, _k, value, ts in polled:
+                        ledger.observe(kinds[topic], value, ts, seen)
                     now = loop.time() - t0
                     if (not faulted and now >= plan.fault_at_s
                             and not scenario.quiesce_for_fault):
@@ -677,7 +679,8 @@ class ChaosRunner:
                 # Anything extra (a duplicate or a second decision) would arrive now: read
                 # until every output partition is at its end and stays there.
                 if not await reader.read_until_settled(
-                        lambda topic, _key, value, ts: ledger.observe(kinds[topic], value, ts),
+                        lambda topic, _key, value, ts: ledger.observe(kinds[topic], value, ts,
+                                                                      seen_now_ms()),
                         settle_s=plan.settle_s):
                     logger.warning("outputs did not settle; the ledger may be incomplete")
                 prometheus_answered |= await asyncio.to_thread(

@@ -152,7 +152,7 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
     import numpy as np
 
     from fraudstream.feeds import outgoing, with_bad_records
-    from fraudstream.ledger import Ledger
+    from fraudstream.ledger import Ledger, seen_now_ms
     from fraudstream.streaming import ProduceStats, TopicReader, new_producer, produce_paced
 
     # SIGTERM stops the demo like Ctrl-C does: stop producing, drain, summarise.
@@ -203,8 +203,9 @@ async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Nam
                 print("\nstopping: waiting for what was sent to come out (Ctrl-C again to skip)",
                       file=sys.stderr, flush=True)
                 continue
+            seen = seen_now_ms()
             for topic, _key, value, ts in batch:
-                ledger.observe(kinds[topic], value, ts)
+                ledger.observe(kinds[topic], value, ts, seen)
             if batch:
                 first_output = first_output or time.monotonic()
                 last_output = time.monotonic()

@@ -73,7 +73,7 @@ def test_hostile_records_each_end_once_where_expected_and_no_worker_restarts(
             ledger.produced(values[(s["line"], s["copy"])] or b"", s["partition"], s["offset"])
         outcome: dict[tuple[int, int], list[str]] = {}
         for kind, value, ts in outputs:
-            ledger.observe(kind, value, ts)
+            ledger.observe(kind, value, ts, ts)
             body: dict[str, Any] = orjson.loads(value)
             assert len(value) <= settings.max_message_bytes
             outcome.setdefault((body["partition"], body["offset"]), []).append(

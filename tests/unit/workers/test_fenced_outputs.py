@@ -114,6 +114,65 @@ def test_any_other_failure_aborts_and_starts_a_fresh_producer_for_the_partition(
                                          "send", "offsets", "commit"]
 
 
+class SlowAckProducer(FakeProducer):
+    """Acknowledges each batch a loop turn after it was sent, or fails it then (``nack``): how
+    aiokafka reports a produce error, through the batch's future, not from ``send_batch``."""
+
+    nack: BaseException | None = None
+
+    async def send_batch(self, batch: FakeBatch, topic: str, partition: int) -> Any:
+        self.log.append(("send", (topic, partition, batch.records)))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def acknowledge() -> None:
+            self.log.append(("ack" if self.nack is None else "nack", topic))
+            if self.nack is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(self.nack)
+
+        asyncio.get_running_loop().call_soon(acknowledge)
+        return fut
+
+
+def slow_acks(log: list[tuple[str, Any]], nack: BaseException | None) -> FencedOutputs:
+    def factory(tid: str) -> SlowAckProducer:
+        producer = SlowAckProducer(tid, log, None)
+        producer.nack = nack
+        return producer
+
+    return FencedOutputs(app_id="app", input_topic="tx", group_id="group",
+                         producer_factory=factory)
+
+
+def test_the_commit_waits_for_the_records_acknowledgement() -> None:
+    log: list[tuple[str, Any]] = []
+    out = slow_acks(log, None)
+
+    async def run() -> None:
+        await out.open([2])
+        await out.commit(2, [("scores", b"k", b"s", 2)], next_offset=8)
+
+    asyncio.run(run())
+    assert [step for step, _ in log] == ["start", "begin", "send", "ack", "offsets", "commit"]
+
+
+def test_a_produce_that_fails_after_it_was_sent_aborts_the_transaction() -> None:
+    log: list[tuple[str, Any]] = []
+    out = slow_acks(log, MessageSizeTooLargeError())
+
+    async def run() -> None:
+        await out.open([2])
+        with pytest.raises(MessageSizeTooLargeError):
+            await out.commit(2, [("scores", b"k", b"s", 2)], next_offset=8)
+
+    asyncio.run(run())
+    # aiokafka itself would commit a transaction one of whose produce requests failed (it
+    # does not make the transaction abortable): the offset must not go, the commit must not.
+    assert [step for step, _ in log] == ["start", "begin", "send", "nack", "abort", "stop",
+                                         "start"]
+
+
 class FakeOutputs:
     """FencedOutputs as the batch sink sees it: per partition, commit or fail."""
 
