@@ -197,7 +197,14 @@ def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, An
 
 #: How long the zombie's model takes per batch, so that the freeze lands in the middle of a
 #: batch (scored, its outputs not yet written), not between two: on waking it tries to write.
-ZOMBIE_MODEL_DELAY_S = 2.0
+def zombie_model_delay(settings: Settings) -> float:
+    """How much the zombie's model is slowed per batch: long enough that a freeze lands inside
+    a batch, short enough that the model still answers within its timeout. A call that overran
+    (the 2 s used until 2026-12-02 against the 1 s default) makes the next batches skip the
+    model while its thread runs on: those batches took milliseconds, a freeze could land
+    between two of them with nothing in flight, and a clean-clone run fenced nothing."""
+    timeout = settings.model_timeout_s
+    return 0.8 * timeout if timeout and timeout > 0 else 2.0
 
 
 _BATCH_COUNTERS = ("fraudstream_transactions_consumed_total",
@@ -245,8 +252,9 @@ def freeze_unwatched(ctx: FaultContext) -> None:
     slot = ctx.supervisor.slots[0]
     # Until the thaw says otherwise (however long the fault is made to last).
     ctx.supervisor.leave_alone(slot.index, 3600.0)
-    _post_to_worker(ctx, slot.index, "/chaos/model", {"delay_s": ZOMBIE_MODEL_DELAY_S})
-    if not wait_for_a_fresh_batch(_worker_url(ctx, slot.index), 4 * ZOMBIE_MODEL_DELAY_S):
+    delay = zombie_model_delay(ctx.settings)
+    _post_to_worker(ctx, slot.index, "/chaos/model", {"delay_s": delay})
+    if not wait_for_a_fresh_batch(_worker_url(ctx, slot.index), 4 * delay):
         logger.warning("chaos: no batch under way in slot %d; freezing anyway", slot.index)
     ctx.notes["zombie_slot"] = slot.index
     signal_worker(ctx, signal.SIGSTOP)
