@@ -384,6 +384,16 @@ def _epoch_ms(rfc3339: str) -> int | None:
         return None
 
 
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` unless it has ended, wait for it, and raise what it failed with."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        raise error
+
+
 class ChaosRunner:
     """Runs scenarios against a live Kafka (and, for stack faults, the local stack)."""
 
@@ -633,12 +643,22 @@ class ChaosRunner:
             faulted = healed = False
             deadline: float | None = None
             next_alert_poll = 0.0
-            try:
+
+            async def read_outputs() -> None:
+                # A task of its own: a score's latency ends when it is seen, so the loop's own
+                # waits below (alert queries, probes) must not hold the reading up.
                 while True:
                     polled = await reader.poll(0.3)
                     seen = seen_now_ms()
                     for topic, _k, value, ts in polled:
                         ledger.observe(kinds[topic], value, ts, seen)
+
+            reading = asyncio.create_task(read_outputs())
+            try:
+                while True:
+                    await asyncio.sleep(0.3)
+                    if reading.done():
+                        reading.result()
                     now = loop.time() - t0
                     if (not faulted and now >= plan.fault_at_s
                             and not scenario.quiesce_for_fault):
@@ -676,6 +696,7 @@ class ChaosRunner:
                             break
                 if labels is not None:
                     ctx.notes["labels_sent"] = await labels
+                await stop_task(reading)
                 # Anything extra (a duplicate or a second decision) would arrive now: read
                 # until every output partition is at its end and stays there.
                 if not await reader.read_until_settled(
@@ -687,6 +708,7 @@ class ChaosRunner:
                     self._observe_alerts, alerts, settings, start_ms)
                 await self._await_pending(scenario, alerts, settings, start_ms)
             finally:
+                await stop_task(reading)
                 task.cancel()
                 if labels is not None:
                     labels.cancel()
