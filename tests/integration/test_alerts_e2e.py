@@ -155,18 +155,25 @@ class AlertEnv:
         return float(result[0]["value"][1]) if result else None
 
     def prometheus_alerts(self, name: str, **labels: str) -> list[dict[str, Any]]:
-        """This app's alerts named ``name`` (pending or firing) that carry ``labels``."""
+        """This app's alerts named ``name`` (pending or firing) that carry ``labels``; an
+        ``app=""`` label selects alerts of no app (``absent()`` rules)."""
         alerts = get_json(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/alerts")["data"]["alerts"]
-        want = {"alertname": name, "app": self.app, **labels}
+        want = self._labels(name, labels)
         return [a for a in alerts if want.items() <= a["labels"].items()]
 
     def firing_in_prometheus(self, name: str, **labels: str) -> bool:
         return any(a["state"] == "firing" for a in self.prometheus_alerts(name, **labels))
 
+    def _labels(self, name: str, labels: dict[str, str]) -> dict[str, str]:
+        want = {"alertname": name, "app": self.app, **labels}
+        if not want["app"]:
+            del want["app"]
+        return want
+
     def webhook(self, name: str, **labels: str) -> tuple[bool, bool]:
         """(firing now, a resolution was received) for the alert, as the API's webhook saw it."""
         body = get_json(f"http://127.0.0.1:{API_PORT}/api/alerts")
-        want = {"alertname": name, "app": self.app, **labels}
+        want = self._labels(name, labels)
         firing = any(want.items() <= a["labels"].items() for a in body["firing"])
         resolved = any(want.items() <= a["labels"].items() and a["status"] == "resolved"
                        for a in body["recent"])
@@ -343,4 +350,37 @@ def test_latency_alert_fires_when_scoring_slows_and_resolves(alert_env: AlertEnv
           f"delay removed at {round(resumed - paused, 1)}s; resolved in Prometheus {resolved}s "
           f"after it, at the webhook {_since(resumed)}s; during the delay: {health}")
     assert worker.alive()
+    assert env.traffic.error is None
+
+
+def test_no_worker_alert_fires_once_every_worker_is_gone_and_resolves(alert_env: AlertEnv
+                                                                      ) -> None:
+    """Last in the module: the worker is stopped and deregistered, as a deploy or a deleted pod
+    leaves it, so ``FraudstreamWorkerDown`` has no series left to fire on."""
+    env = alert_env
+    name, nobody = "FraudstreamNoWorkerUp", {"app": ""}
+    wait_until(lambda: not env.prometheus_alerts(name, **nobody), TIMEOUT_S,
+               "the no-worker alert was pending or firing with a worker up")
+    gone = time.monotonic()
+    env.pool.stop()
+    wait_until(lambda: env.firing_in_prometheus(name, **nobody), TIMEOUT_S,
+               "the no-worker alert did not fire in Prometheus")
+    fired = _since(gone)
+    assert not env.prometheus_alerts("FraudstreamWorkerDown"), "a deregistered worker is no target"
+    wait_until(lambda: env.webhook(name, **nobody)[0], TIMEOUT_S,
+               "the no-worker alert did not reach the webhook")
+    delivered = _since(gone)
+    back = time.monotonic()
+    env.pool.start()
+    env.pool.wait_ready(timeout=120)
+    ready = _since(back)
+    wait_until(lambda: not env.prometheus_alerts(name, **nobody), TIMEOUT_S,
+               "the no-worker alert did not resolve in Prometheus")
+    resolved = _since(back)
+    wait_until(lambda: env.webhook(name, **nobody) == (False, True), TIMEOUT_S,
+               "the webhook did not receive the no-worker alert's resolution")
+    print(f"\nNO WORKER (scaled for: {300 / TIME_SCALE:.0f}s): firing in Prometheus {fired}s "
+          f"after the worker was stopped, at the webhook {delivered}s; worker ready again "
+          f"{ready}s after its restart, resolved in Prometheus {resolved}s, at the webhook "
+          f"{_since(back)}s")
     assert env.traffic.error is None
