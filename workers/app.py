@@ -22,7 +22,7 @@ from fraudstream.features.windows import DAY_S
 from fraudstream.kept_bytes import dumps_kept
 from fraudstream.monitoring.consumer_lag import ConsumerLag
 from fraudstream.monitoring.drift_window import DriftMonitor
-from fraudstream.monitoring.live_performance import LivePerformance, publish_validation
+from fraudstream.monitoring.live_performance import LivePerformance
 from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
 from fraudstream.workers.batch_protocol import InputContinuity, OwnershipStarts, ScoringBatches
@@ -48,6 +48,7 @@ from fraudstream.workers.faust_bridge import (
     use_idempotent_producer,
 )
 from fraudstream.workers.fenced_outputs import FencedBatchSink, FencedOutputs
+from fraudstream.workers.hot_swap import announce_model
 from fraudstream.workers.merchant_labels import MerchantLabelApplier, labels_in, route, route_fenced
 from fraudstream.workers.merchant_states import MerchantStates
 from fraudstream.workers.model_guard import ChaosState, ModelGuard
@@ -258,8 +259,7 @@ class WorkerApp:
                                     publish_interval_s=settings.monitoring_interval_s)
         self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
                                lambda tp: committed_offset(app.consumer, tp))
-        metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
-        publish_validation(metrics, scorer.version, scorer.model.manifest.metrics)
+        announce_model(metrics, scorer)
         # The batch protocol (workers.batch_protocol): where each ownership starts (under
         # exactly once read after its fence, workers.stable_offsets), continuity per input
         # topic, and the takeover read of a predecessor's outputs (at least once).

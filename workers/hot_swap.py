@@ -53,6 +53,18 @@ class SwapStatus:
     last_load_s: float = 0.0
 
 
+def announce_model(metrics: WorkerMetrics, scorer: Scorer, replaced: Scorer | None = None
+                   ) -> None:
+    """Export the model a worker serves from now on: its info gauge (the ``replaced`` one's
+    removed) and its validation figures (kept for every version served, see
+    ``publish_validation``)."""
+    if replaced is not None:
+        with contextlib.suppress(KeyError):
+            metrics.model_info.remove(replaced.version, replaced.model.manifest.family)
+    metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
+    publish_validation(metrics, scorer.version, scorer.model.manifest.metrics)
+
+
 class ModelSwapper:
     """Applies model updates to a ``ScoringProcessor``; ``run()`` until cancelled."""
 
@@ -237,10 +249,7 @@ class ModelSwapper:
         self.processor.swap_scorer(scorer)
         self.status.swaps += 1
         self.metrics.model_swaps.inc()
-        with contextlib.suppress(KeyError):
-            self.metrics.model_info.remove(old.version, old.model.manifest.family)
-        self.metrics.model_info.labels(scorer.version, scorer.model.manifest.family).set(1)
-        publish_validation(self.metrics, scorer.version, scorer.model.manifest.metrics)
+        announce_model(self.metrics, scorer, replaced=old)
         logger.info("model swapped version=%s previous=%s store=%s load_s=%.3f",
                     scorer.version, old.version, loaded.store_uri, seconds)
         return False
