@@ -21,32 +21,20 @@ Prometheus, then at the webhook) and to its resolution is printed (``pytest -s``
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import itertools
-import json
-import subprocess
-import sys
-import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from fraudstream.chaos.alert_windows import compress_rules
 from fraudstream.chaos.worker_metrics import post_chaos_hook
-from fraudstream.deploy.local import LocalStack, StackConfig
-from fraudstream.deploy.local.services import RULES_DIR
-from fraudstream.feeds import outgoing
+from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
-from fraudstream.simulator import SimulationConfig, simulate
-from fraudstream.streaming import Outgoing, new_producer, produce_paced
-from fraudstream.workers.pool import WorkerPool, settings_env
+from fraudstream.workers.pool import WorkerPool
+from tests.alerting import AlertView, ApiProcess, Traffic, alerting_stack
+from tests.alerting import since as _since
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
 
@@ -71,122 +59,19 @@ AFTER_FAULT_S = 15.0
 #: How long the healthy system is watched for an alert that must not fire.
 QUIET_S = 10.0
 TIMEOUT_S = 180.0
-LABEL_EVERY = 20
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-class Traffic:
-    """Simulated transactions and their labels at a steady rate, in a thread; ``drift`` switches
-    to the dataset with inflated amounts."""
-
-    def __init__(self, settings: Settings, rate: float) -> None:
-        self.settings = settings
-        self.rate = rate
-        tag = uuid.uuid4().hex[:6]
-        base = SimulationConfig(n_customers=400, n_terminals=800, nb_days=120, seed=7)
-        self.normal = simulate(dataclasses.replace(base, id_prefix=f"n{tag}"))
-        self.drifted = simulate(dataclasses.replace(base, amount_scale=5.0, id_prefix=f"d{tag}"))
-        self.drift = threading.Event()
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _records(self) -> Iterator[Outgoing]:
-        normal, drifted = outgoing(self.normal), outgoing(self.drifted)
-        for i in itertools.count():
-            rec = next(drifted if self.drift.is_set() else normal, None)
-            if rec is None:
-                return
-            # Labels for frauds and one transaction in LABEL_EVERY, as chargebacks come: at one
-            # label per transaction, applying them to the merchants table alone stalled
-            # scoring (p99 about 2.5 s for over a minute on this loaded 2-core machine).
-            if rec.label is not None and b'"is_fraud":1' not in rec.label \
-                    and i % LABEL_EVERY:
-                rec = Outgoing(rec.key, rec.value, None)
-            yield rec
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._produce())
-        except BaseException as exc:
-            self.error = exc
-
-    async def _produce(self) -> None:
-        producer = new_producer(self.settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            await produce_paced(producer, self._records(),
-                                topic=self.settings.topic_transactions,
-                                labels_topic=self.settings.topic_labels, rate=self.rate,
-                                label_delay_s=2.0, should_stop=self._stop.is_set)
-        finally:
-            await producer.stop()
 
 
 @dataclass
-class AlertEnv:
+class AlertEnv(AlertView):
     settings: Settings
     stack: LocalStack
     pool: WorkerPool
     traffic: Traffic
 
-    @property
-    def app(self) -> str:
-        return self.settings.app_id
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        url = (f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query?"
-               + urllib.parse.urlencode({"query": promql}))
-        return list(get_json(url)["data"]["result"])
-
-    def value(self, promql: str) -> float | None:
-        result = self.query(promql)
-        return float(result[0]["value"][1]) if result else None
-
-    def prometheus_alerts(self, name: str, **labels: str) -> list[dict[str, Any]]:
-        """This app's alerts named ``name`` (pending or firing) that carry ``labels``; an
-        ``app=""`` label selects alerts of no app (``absent()`` rules)."""
-        alerts = get_json(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/alerts")["data"]["alerts"]
-        want = self._labels(name, labels)
-        return [a for a in alerts if want.items() <= a["labels"].items()]
-
-    def firing_in_prometheus(self, name: str, **labels: str) -> bool:
-        return any(a["state"] == "firing" for a in self.prometheus_alerts(name, **labels))
-
-    def _labels(self, name: str, labels: dict[str, str]) -> dict[str, str]:
-        want = {"alertname": name, "app": self.app, **labels}
-        if not want["app"]:
-            del want["app"]
-        return want
-
-    def webhook(self, name: str, **labels: str) -> tuple[bool, bool]:
-        """(firing now, a resolution was received) for the alert, as the API's webhook saw it."""
-        body = get_json(f"http://127.0.0.1:{API_PORT}/api/alerts")
-        want = self._labels(name, labels)
-        firing = any(want.items() <= a["labels"].items() for a in body["firing"])
-        resolved = any(want.items() <= a["labels"].items() and a["status"] == "resolved"
-                       for a in body["recent"])
-        return firing, resolved
-
 
 def slow_model(port: int, delay_s: float) -> None:
     """Make the worker's model take ``delay_s`` more per batch (its loopback chaos hook)."""
     post_chaos_hook(f"http://127.0.0.1:{port}", "/chaos/model", {"delay_s": delay_s})
-
-
-def _since(start: float) -> float:
-    return round(time.monotonic() - start, 1)
 
 
 def _scrape_health(env: AlertEnv, seconds: float) -> str:
@@ -215,52 +100,28 @@ def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
         topic_model_updates=f"model-updates-{tag}", state_dir=root, api_port=API_PORT,
         drift_window_rows=1500, monitoring_interval_s=1.0, chaos_hooks=1)
-    compress_rules(RULES_DIR, root / "rules", TIME_SCALE)
-    stack = LocalStack(StackConfig(
-        root=root, prometheus_port=PROMETHEUS_PORT, alertmanager_port=ALERTMANAGER_PORT,
-        webhook_url=f"http://127.0.0.1:{API_PORT}/api/alerts/webhook", scrape_interval="1s",
-        evaluation_interval="1s", alert_group_wait="1s", alert_group_interval="1s",
-        rules_dir=root / "rules", api_port=API_PORT, app_id=settings.app_id))
+    stack = alerting_stack(root, settings.app_id, TIME_SCALE, prometheus_port=PROMETHEUS_PORT,
+                           alertmanager_port=ALERTMANAGER_PORT, api_port=API_PORT)
     ensure_topics(settings)
-    api_log = root / "logs" / "api.log"
-    api_log.parent.mkdir(parents=True, exist_ok=True)
+    api = ApiProcess(settings, root / "logs" / "api.log")
     pool = WorkerPool(settings, 1)
     traffic = Traffic(settings, RATE)
-    with open(api_log, "ab") as log:
-        api = subprocess.Popen([sys.executable, "-m", "fraudstream.cli", "api", "--port",
-                                str(API_PORT)], env=settings_env(settings),
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
     try:
         stack.up(("prometheus", "alertmanager"))
-        wait_until(lambda: _answers(f"http://127.0.0.1:{API_PORT}/api/alerts"), 60,
-                   "the API did not answer")
+        api.start()
         pool.start()
         pool.wait_ready(timeout=120)
         traffic.start()
-        yield AlertEnv(settings, stack, pool, traffic)
+        yield AlertEnv(settings.app_id, PROMETHEUS_PORT, API_PORT, settings, stack, pool,
+                       traffic)
     finally:
         traffic.stop()
         pool.stop()
-        api.terminate()
-        try:
-            api.wait(20)
-        except subprocess.TimeoutExpired:
-            api.kill()
-            api.wait(5)
+        api.stop()
         stack.down()
         for w in pool.workers:
             print(f"--- worker {w.index} log tail\n{w.log_tail(30)}")
-        print("--- api log tail\n" + "\n".join(
-            api_log.read_text(errors="replace").splitlines()[-20:]))
-
-
-def _answers(url: str) -> bool:
-    try:
-        get_json(url)
-        return True
-    except OSError:
-        return False
+        print(f"--- api log tail\n{api.tail()}")
 
 
 def test_drift_alert_fires_reaches_the_webhook_and_resolves(alert_env: AlertEnv) -> None:
