@@ -15,7 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,19 +54,18 @@ def since(start: float) -> float:
 
 
 def alerting_stack(root: Path, app_id: str, time_scale: float, *, prometheus_port: int,
-                   alertmanager_port: int, api_port: int, redis_port: int | None = None
-                   ) -> LocalStack:
+                   alertmanager_port: int, api_port: int,
+                   redis_port: int = StackConfig.redis_port) -> LocalStack:
     """A stack (not started) whose Prometheus scrapes and evaluates every second the production
     rules with every ``for:`` and range selector divided by ``time_scale`` (a spike shorter
     than the scaled ``for:`` must not fire, as in production), and whose Alertmanager posts to
-    the API on ``api_port``. With ``redis_port``, a Redis of its own too."""
+    the API on ``api_port``; its Redis (on ``redis_port``) runs when a test starts it."""
     compress_rules(RULES_DIR, root / "rules", time_scale)
-    extra = {} if redis_port is None else {"redis_port": redis_port}
     return LocalStack(StackConfig(
         root=root, prometheus_port=prometheus_port, alertmanager_port=alertmanager_port,
         webhook_url=f"http://127.0.0.1:{api_port}/api/alerts/webhook", scrape_interval="1s",
         evaluation_interval="1s", alert_group_wait="1s", alert_group_interval="1s",
-        rules_dir=root / "rules", api_port=api_port, app_id=app_id, **extra))
+        rules_dir=root / "rules", api_port=api_port, app_id=app_id, redis_port=redis_port))
 
 
 class ApiProcess:
@@ -109,16 +108,22 @@ class ApiProcess:
 class Traffic:
     """Simulated transactions and their labels at a steady rate, in a thread; ``drift`` switches
     to a dataset the simulator generated with ``amount_scale=5`` (what ``fraudstream simulate
-    --live --amount-scale 5`` streams)."""
+    --live --amount-scale 5`` streams). ``forced_label`` (0 or 1, None: the truth) makes every
+    label say the same (a label feed whose fraud flag lost its mapping).
 
-    def __init__(self, settings: Settings, rate: float) -> None:
+    Every fraud is labelled, and one transaction in ``label_every`` of the others.
+    """
+
+    def __init__(self, settings: Settings, rate: float, label_every: int = LABEL_EVERY) -> None:
         self.settings = settings
         self.rate = rate
+        self.label_every = label_every
         tag = uuid.uuid4().hex[:6]
         base = SimulationConfig(n_customers=400, n_terminals=800, nb_days=120, seed=7)
         self.normal = simulate(dataclasses.replace(base, id_prefix=f"n{tag}"))
         self.drifted = simulate(dataclasses.replace(base, amount_scale=5.0, id_prefix=f"d{tag}"))
         self.drift = threading.Event()
+        self.forced_label: int | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
@@ -137,8 +142,10 @@ class Traffic:
             if rec is None:
                 return
             if rec.label is not None and b'"is_fraud":1' not in rec.label \
-                    and i % LABEL_EVERY:
+                    and i % self.label_every:
                 rec = Outgoing(rec.key, rec.value, None)
+            elif rec.label is not None and self.forced_label is not None:
+                rec = Outgoing(rec.key, rec.value, forced(rec.label, self.forced_label))
             yield rec
 
     def _run(self) -> None:
@@ -157,6 +164,12 @@ class Traffic:
                                 label_delay_s=2.0, should_stop=self._stop.is_set)
         finally:
             await producer.stop()
+
+
+def forced(label: bytes, is_fraud: int) -> bytes:
+    """The label saying ``is_fraud`` whatever the truth."""
+    return label.replace(b'"is_fraud":1', b'"is_fraud":%d' % is_fraud).replace(
+        b'"is_fraud":0', b'"is_fraud":%d' % is_fraud)
 
 
 @dataclass
@@ -183,6 +196,10 @@ class AlertView:
         alerts = get_json(url)["data"]["alerts"]
         want = self._labels(name, labels)
         return [a for a in alerts if want.items() <= a["labels"].items()]
+
+    def inactive(self, name: str, **labels: str) -> bool:
+        """Neither pending nor firing in Prometheus."""
+        return not self.prometheus_alerts(name, **labels)
 
     def firing_in_prometheus(self, name: str, **labels: str) -> bool:
         return any(a["state"] == "firing" for a in self.prometheus_alerts(name, **labels))
@@ -212,7 +229,7 @@ class AlertView:
 
     def wait_inactive(self, name: str, timeout: float, **labels: str) -> None:
         """Until the alert is neither pending nor firing in Prometheus (resolved)."""
-        wait_until(lambda: not self.prometheus_alerts(name, **labels), timeout,
+        wait_until(lambda: self.inactive(name, **labels), timeout,
                    f"{name}{labels or ''} stayed pending or firing in Prometheus")
 
     def wait_webhook(self, name: str, timeout: float, resolved: bool = False,
@@ -222,3 +239,19 @@ class AlertView:
                    else self.reached_webhook(name, **labels), timeout,
                    f"the webhook did not receive {name}{labels or ''}"
                    + (" resolved" if resolved else ""))
+
+
+def times_until_all(conditions: dict[str, Callable[[], bool]], timeout: float,
+                    interval: float = 0.2) -> dict[str, float]:
+    """Seconds until each condition first held (polled together); fails naming those that
+    never did within ``timeout``."""
+    start, seen = time.monotonic(), dict[str, float]()
+    while time.monotonic() - start < timeout:
+        for name, holds in conditions.items():
+            if name not in seen and holds():
+                seen[name] = since(start)
+        if len(seen) == len(conditions):
+            return seen
+        time.sleep(interval)
+    missing = sorted(set(conditions) - set(seen))
+    raise AssertionError(f"not within {timeout:.0f}s: {', '.join(missing)} (met: {seen})")

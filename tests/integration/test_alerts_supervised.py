@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
@@ -40,7 +41,14 @@ from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from fraudstream.workers.health import HealthPolicy
 from fraudstream.workers.supervisor import Supervisor
-from tests.alerting import AlertView, ApiProcess, Traffic, alerting_stack, since
+from tests.alerting import (
+    AlertView,
+    ApiProcess,
+    Traffic,
+    alerting_stack,
+    since,
+    times_until_all,
+)
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
 
@@ -73,6 +81,9 @@ class SupervisedEnv(AlertView):
 
     def standby_warm(self) -> bool:
         return any(row.get("warm") for row in self.supervisor.status()[1:])
+
+    def failed_over(self, times: int) -> bool:
+        return len(self.supervisor.events) == times
 
     def new_standby(self) -> int:
         """The pid of the one standby, started and not warm yet."""
@@ -176,7 +187,7 @@ def test_supervisor_alerts_fire_through_a_failover_storm(supervised: SupervisedE
             wait_until(env.slot_ready, TIMEOUT_S, f"the slot's worker was not ready ({n})")
             frozen.append(freeze(env))
             start = time.monotonic()
-            wait_until(lambda n=n: len(env.supervisor.events) == n + 1, TIMEOUT_S,
+            wait_until(partial(env.failed_over, n + 1), TIMEOUT_S,
                        f"the frozen worker was not replaced ({n})")
             times[f"replaced {n + 1}"] = since(start)
             if n == 0:
@@ -211,11 +222,10 @@ def test_supervisor_alerts_fire_through_a_failover_storm(supervised: SupervisedE
         for name in (storm, below):  # paged while the fault lasts
             env.wait_webhook(name, TIMEOUT_S)
 
-        woken = time.monotonic()
         os.kill(kept, signal.SIGCONT)
-        for name in (storm, below):
-            env.wait_inactive(name, TIMEOUT_S)
-            times[f"{name} resolved"] = since(woken)
+        times.update(times_until_all({
+            f"{name} resolved": partial(env.inactive, name) for name in (storm, below)},
+            TIMEOUT_S))
         for name in (no_standby, storm, below):
             env.wait_webhook(name, TIMEOUT_S, resolved=True)
         assert len(env.supervisor.events) == STORM_FAILOVERS
