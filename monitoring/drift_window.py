@@ -173,10 +173,9 @@ class DriftMonitor:
         self._seen_event_times |= event_times is not None
         if self.window is None:
             return
-        missing = self.window.add(rows, scores, self.warm_flags())
-        if missing.any():
-            for i in np.flatnonzero(missing):
-                self.metrics.missing_values.labels(self.measured[i]).inc(int(missing[i]))
+        # Non-finite values are left out of the histograms; the scoring step counts them
+        # (``fraudstream_missing_values_total``) before the model sees them.
+        self.window.add(rows, scores, self.warm_flags())
         now = self.clock()
         if now - self._published_at >= self.interval and self.window.rows >= self.min_rows:
             self._published_at = now

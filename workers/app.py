@@ -653,6 +653,8 @@ class WorkerApp:
         """Fault hooks, loopback only.
 
         POST /chaos/model {"delay_s", "fail"}: slow down or break the current model.
+        POST /chaos/features {"nan": [name, ...]}: compute those features as NaN (a feature
+        bug), until a POST with an empty list.
         POST /chaos/delivery {"withhold", "repeat"}: hide the next records from the worker as
         if the consumer had skipped them, or hand the last ones over again.
         """
@@ -668,7 +670,16 @@ class WorkerApp:
             chaos.delay_s, chaos.fail = max(delay, 0.0), fail
             return {"delay_s": chaos.delay_s, "fail": chaos.fail}
 
+        def set_features(body: dict[str, Any]) -> dict[str, Any]:
+            names = list(body.get("nan", []))
+            unknown = [n for n in names if n not in FEATURE_NAMES]
+            if unknown:
+                raise ValueError(f"unknown features {unknown}")
+            chaos.nan_columns = tuple(FEATURE_NAMES.index(n) for n in names)
+            return {"nan": names}
+
         self._chaos_hook("/chaos/delivery", '{"withhold": int, "repeat": int}', set_delivery)
+        self._chaos_hook("/chaos/features", '{"nan": [feature name, ...]}', set_features)
         self._chaos_hook("/chaos/model", '{"delay_s": float, "fail": bool}', set_model)
 
     def _chaos_hook(self, path: str, usage: str,
@@ -684,8 +695,8 @@ class WorkerApp:
                     return self.json({"error": "loopback only"}, status=403)
                 try:
                     state = apply(await request.json())
-                except (ValueError, TypeError, AttributeError):
-                    return self.json({"error": f"send {usage}"}, status=400)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    return self.json({"error": f"send {usage} ({exc})"}, status=400)
                 logger.warning("chaos: %s %s", path, state)
                 return self.json(state)
 

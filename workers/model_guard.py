@@ -88,10 +88,17 @@ class ModelFailure(RuntimeError):
 
 @dataclass
 class ChaosState:
-    """Faults injected into the current model (chaos tests): a delay and/or a failure."""
+    """Faults injected into scoring (chaos tests): the current model delayed and/or failing,
+    and features computed as NaN (a feature bug)."""
 
     delay_s: float = 0.0
     fail: bool = False
+    #: Columns of the feature matrix made NaN before the model sees them.
+    nan_columns: tuple[int, ...] = ()
+
+    def corrupt_features(self, matrix: np.ndarray) -> None:
+        if self.nan_columns:
+            matrix[:, list(self.nan_columns)] = np.nan
 
 
 @dataclass(frozen=True)

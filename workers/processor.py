@@ -217,6 +217,8 @@ class ScoringProcessor:
 
         if rows:
             matrix = np.asarray(rows, dtype=np.float64)
+            self.guard.chaos.corrupt_features(matrix)
+            self._count_missing(matrix)
             started = time.perf_counter()
             answer = await self.guard.score(scorer, matrix, (previous,))
             self.metrics.model_latency.observe(time.perf_counter() - started)
@@ -297,6 +299,13 @@ class ScoringProcessor:
             self.sink.add(topic, out_key, value, partition)
         for rec in batch:
             self.sink.mark_consumed(rec.partition, rec.offset + 1)
+
+    def _count_missing(self, matrix: np.ndarray) -> None:
+        """Count non-finite feature values by feature, before any model sees them (a model
+        that refuses NaN fails over to the rules, which must not hide them)."""
+        missing = (~np.isfinite(matrix)).sum(axis=0)
+        for i in np.flatnonzero(missing):
+            self.metrics.missing_values.labels(FEATURE_NAMES[i]).inc(int(missing[i]))
 
     def _wrong_partition(self, key: bytes, partition: int) -> Rejection | None:
         """Why a record keyed ``key`` must not be read from ``partition``, or None."""

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
@@ -33,7 +34,7 @@ from fraudstream.chaos.worker_metrics import post_chaos_hook
 from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from fraudstream.workers.pool import WorkerPool
-from tests.alerting import AlertView, ApiProcess, Traffic, alerting_stack
+from tests.alerting import AlertView, ApiProcess, Traffic, alerting_stack, times_until_all
 from tests.alerting import since as _since
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
@@ -67,6 +68,11 @@ class AlertEnv(AlertView):
     stack: LocalStack
     pool: WorkerPool
     traffic: Traffic
+
+
+def nan_features(port: int, names: list[str]) -> None:
+    """Make the worker compute ``names`` as NaN (its loopback chaos hook; [] heals)."""
+    post_chaos_hook(f"http://127.0.0.1:{port}", "/chaos/features", {"nan": names})
 
 
 def slow_model(port: int, delay_s: float) -> None:
@@ -211,6 +217,43 @@ def test_latency_alert_fires_when_scoring_slows_and_resolves(alert_env: AlertEnv
           f"delay removed at {round(resumed - paused, 1)}s; resolved in Prometheus {resolved}s "
           f"after it, at the webhook {_since(resumed)}s; during the delay: {health}")
     assert worker.alive()
+    assert env.traffic.error is None
+
+
+def test_a_feature_computed_as_nan_fires_missing_values_and_degraded(alert_env: AlertEnv
+                                                                     ) -> None:
+    """A feature bug: one feature comes out NaN (the worker's chaos hook). The logistic model
+    refuses NaN input, so the rules answer (degraded) and both alerts fire; the values are
+    counted before the model sees them."""
+    env = alert_env
+    missing, degraded = "FraudstreamMissingFeatureValues", "FraudstreamScoringDegraded"
+    feature = "card_nb_tx_7d"
+    for name in (missing, degraded):
+        env.wait_inactive(name, TIMEOUT_S)
+    port = env.pool.workers[0].port
+    broken = time.monotonic()
+    nan_features(port, [feature])
+    try:
+        fired = times_until_all({
+            f"{missing} fired": partial(env.firing_in_prometheus, missing, feature=feature),
+            f"{missing} paged": partial(env.reached_webhook, missing, feature=feature),
+            f"{degraded} fired": partial(env.firing_in_prometheus, degraded),
+            f"{degraded} paged": partial(env.reached_webhook, degraded)}, TIMEOUT_S)
+    finally:
+        nan_features(port, [])
+    fixed = _since(broken)
+    resolved = times_until_all({
+        f"{missing} resolved": partial(env.inactive, missing, feature=feature),
+        f"{degraded} resolved": partial(env.inactive, degraded)}, TIMEOUT_S)
+    counted = env.value(f'sum(fraudstream_missing_values_total{{app="{env.app}",'
+                        f'feature="{feature}"}})')
+    assert counted and counted > 0
+    others = env.query(f'fraudstream_missing_values_total{{app="{env.app}",'
+                       f'feature!="{feature}"}} > 0')
+    assert not others, others
+    print(f"\nNAN FEATURE {feature} (scaled for: missing values 25 s, degraded 10 s; "
+          f"{counted:.0f} values counted): " + ", ".join(f"{k} {v}s" for k, v in fired.items())
+          + f"; fixed at {fixed}s, then " + ", ".join(f"{k} {v}s" for k, v in resolved.items()))
     assert env.traffic.error is None
 
 

@@ -358,3 +358,29 @@ def test_under_transactions_a_batch_is_one_flush_with_its_offsets() -> None:
     # reaches the store is ChangelogTable.apply's, tests/unit/workers/test_card_store.py).
     assert h.registry.get_sample_value("fraudstream_fenced_records_total") == 1
     assert h.registry.get_sample_value("fraudstream_transactions_scored_total") == 1
+
+
+class RefusesNaN(AmountModel):
+    """Like scikit-learn's linear models: NaN input raises."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if not np.isfinite(x).all():
+            raise ValueError("Input X contains NaN.")
+        return super().predict_proba(x)
+
+
+def test_missing_feature_values_are_counted_even_when_the_model_refuses_them() -> None:
+    h = Harness()
+    manifest = h.processor.scorer.model.manifest
+    h.processor.scorer = Scorer(LoadedModel(manifest, RefusesNaN()))
+    h.run([h.record(tx(1))])
+    get = h.registry.get_sample_value
+    assert get("fraudstream_missing_values_total", {"feature": "card_nb_tx_7d"}) is None
+
+    # A feature bug: the feature computed as NaN.
+    h.processor.guard.chaos.nan_columns = (FEATURE_NAMES.index("card_nb_tx_7d"),)
+    h.run([h.record(tx(2)), h.record(tx(3, card="C2"))])
+    assert get("fraudstream_missing_values_total", {"feature": "card_nb_tx_7d"}) == 2
+    assert get("fraudstream_missing_values_total", {"feature": "amount"}) is None
+    scores = h.by_topic("scores")
+    assert [s["degraded"] for s in scores] == [False, True, True]  # the rules answered
