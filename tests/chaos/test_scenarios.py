@@ -5,7 +5,8 @@ run`` uses), run by the same runner under supervised workers with a warm standby
 passes only when the ledger of every produced record shows nothing lost, nothing output
 twice, no conflicting decision, and scoring back at the prior rate; the supervisor must have
 replaced the worker where the scenario expects it, and the alerts the scenario expects must
-have fired or be pending in the stack's Prometheus. On failure, every worker's log is printed.
+have fired in the stack's Prometheus (its rules' ``for:`` windows shortened by
+ALERT_TIME_SCALE). On failure, every worker's log is printed.
 """
 
 from __future__ import annotations

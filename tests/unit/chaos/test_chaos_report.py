@@ -141,9 +141,15 @@ def test_a_run_with_a_skipped_scenario_does_not_pass() -> None:
 
 def test_expected_alerts_count_as_missing_when_prometheus_never_answered() -> None:
     seen = {"firing": {"A"}, "pending": {"B"}}
-    assert missing_alerts(("A", "B", "C"), seen, answered=True) == ["C"]
+    assert missing_alerts(("A", "B", "C"), seen, answered=True, must_fire=False) == ["C"]
     assert missing_alerts(("A", "B"), {"firing": set(), "pending": set()},
-                          answered=False) == ["A", "B"]
+                          answered=False, must_fire=False) == ["A", "B"]
+
+
+def test_with_shortened_windows_an_expected_alert_must_fire() -> None:
+    seen = {"firing": {"A"}, "pending": {"B"}}
+    assert missing_alerts(("A", "B"), seen, answered=True, must_fire=True) == ["B"]
+    assert missing_alerts(("A", "B"), seen, answered=True, must_fire=False) == []
 
 
 def test_soak_slopes_are_taken_over_the_second_half_per_minute() -> None:
