@@ -41,8 +41,10 @@ class SupervisorMetrics:
                               registry=reg),
             workers_desired=Gauge(f"{p}_workers_desired", "Active workers the supervisor "
                                   "keeps running", registry=reg),
-            workers_healthy=Gauge(f"{p}_workers_healthy", "Active workers that are alive, "
-                                  "answer health checks and are ready", registry=reg),
+            workers_healthy=Gauge(f"{p}_workers_healthy", "Active workers that are alive "
+                                  "and ready (a ready worker that misses a probe or two while "
+                                  "busy still counts until it has been silent for the hang "
+                                  "time)", registry=reg),
             standbys_ready=Gauge(f"{p}_standbys_ready", "Warm standbys ready to take over",
                                  registry=reg),
             standbys_desired=Gauge(f"{p}_standbys_desired", "Warm standbys the supervisor "

@@ -121,6 +121,17 @@ class WorkerWatch:
         self.waiting_since = self.waiting_since or self.activated_at
         self.live_at = self.live_at or self.activated_at
 
+    def serving(self, now: float, policy: HealthPolicy) -> bool:
+        """Ready, or ready until it missed a probe or two that a busy loop on a starved CPU
+        misses (no answer for less than ``policy.hang_s``): what the healthy-workers gauge
+        counts, so that overload does not read as workers missing."""
+        if self.draining_since is not None:
+            return False
+        if self.ready:
+            return True
+        return (self.healthy_once and self.failures > 0 and self.ready_since is not None
+                and now - self.live_at < policy.hang_s)
+
     def observe(self, probe: Probe, now: float, policy: HealthPolicy) -> Verdict | None:
         """Take in one probe; the reason to replace the worker, or None to keep it."""
         if not probe.alive:

@@ -351,7 +351,7 @@ class Supervisor:
                 self._progress_at = now
                 self._check_progress(now)
             self._refill_standbys()
-            healthy = sum(1 for s in self.slots if s.ready and s.failures == 0
+            healthy = sum(1 for s in self.slots if s.watch.serving(now, self.policy)
                           and s.worker.alive())
             self.metrics.workers_healthy.set(healthy)
             self.metrics.standbys_ready.set(sum(1 for w in self.standbys if w.standby_ready()))

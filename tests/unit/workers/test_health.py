@@ -106,6 +106,28 @@ def test_a_loop_busy_with_a_long_batch_is_slow_not_hung() -> None:
         assert watch.observe(probe(ready()), start + 3.0, POLICY) is None
 
 
+def test_a_worker_missing_probes_while_busy_still_counts_as_serving() -> None:
+    """The healthy-workers gauge (FraudstreamWorkersBelowDesired) must not read overload as a
+    worker missing: one that answered ready and then missed probes for less than hang_s is
+    serving; one silent for hang_s, or that said it is not ready, or is stopping, is not."""
+    watch = WorkerWatch(activated_at=0.0)
+    assert not watch.serving(0.5, POLICY)
+    watch.observe(probe(None, health=None), 1.0, POLICY)
+    assert not watch.serving(1.0, POLICY), "never ready yet"
+    watch.observe(probe(ready()), 2.0, POLICY)
+    assert watch.serving(2.0, POLICY)
+    watch.observe(probe(None, health=None), 3.0, POLICY)
+    watch.observe(probe(None, health=None), 4.0, POLICY)
+    assert not watch.ready and watch.serving(6.9, POLICY)
+    assert not watch.serving(7.0, POLICY), "silent for hang_s"
+    watch.observe(probe(ready()), 7.5, POLICY)
+    watch.observe(probe({"ready": False, "pid": PID, "partitions": []}), 8.0, POLICY)
+    assert not watch.serving(8.0, POLICY), "it said it is not ready"
+    watch.observe(probe(ready()), 9.0, POLICY)
+    watch.observe(probe(ready(), health={"status": "stopping"}), 10.0, POLICY)
+    assert not watch.serving(10.0, POLICY), "draining"
+
+
 def test_a_stopping_worker_is_drained_not_hung() -> None:
     watch = WorkerWatch(activated_at=0.0)
     watch.observe(probe(ready()), 1.0, POLICY)
