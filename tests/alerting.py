@@ -234,9 +234,9 @@ class AlertView:
 
     def wait_webhook(self, name: str, timeout: float, resolved: bool = False,
                      **labels: str) -> None:
-        """Until the webhook has received the alert (its resolution, with ``resolved``)."""
-        wait_until(lambda: self.webhook(name, **labels)[1] if resolved
-                   else self.reached_webhook(name, **labels), timeout,
+        """Until the webhook holds the alert as firing (or has received its resolution, with
+        ``resolved``)."""
+        wait_until(lambda: self.webhook(name, **labels)[1 if resolved else 0], timeout,
                    f"the webhook did not receive {name}{labels or ''}"
                    + (" resolved" if resolved else ""))
 

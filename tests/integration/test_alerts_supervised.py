@@ -15,7 +15,8 @@ file store and a Redis of this test's own. Faults:
   started in place of the promoted one is frozen before it is warm (``FraudstreamNoStandbyLeft``
   until it is woken up); the third is kept by the storm breaker
   (``FraudstreamFailoverStorm`` from ``fraudstream_failover_storm``, and with the slot's only
-  worker frozen, ``FraudstreamWorkersBelowDesired``). Woken up (SIGCONT), it commits again:
+  worker frozen, ``FraudstreamWorkersBelowDesired`` and ``FraudstreamWorkerDown``: its
+  scrapes time out). Woken up (SIGCONT), it commits again:
   the breaker closes and both resolve.
 
 The time from each fault to the alert firing in Prometheus, and to its resolution after the
@@ -176,9 +177,10 @@ def test_supervisor_alerts_fire_through_a_failover_storm(supervised: SupervisedE
     env = supervised
     failover, no_standby = "FraudstreamWorkerFailover", "FraudstreamNoStandbyLeft"
     storm, below = "FraudstreamFailoverStorm", "FraudstreamWorkersBelowDesired"
+    down = "FraudstreamWorkerDown"
     wait_until(lambda: env.slot_ready() and env.standby_warm(), TIMEOUT_S,
                "no ready worker with a warm standby")
-    for name in (failover, no_standby, storm, below):
+    for name in (failover, no_standby, storm, below, down):
         assert not env.prometheus_alerts(name), f"{name} before any fault"
     frozen: list[int] = []
     try:
@@ -212,21 +214,18 @@ def test_supervisor_alerts_fire_through_a_failover_storm(supervised: SupervisedE
         wait_until(env.slot_ready, TIMEOUT_S, "the slot's last replacement was not ready")
         kept = freeze(env)
         frozen.append(kept)
-        start = time.monotonic()
-        env.wait_firing(storm, TIMEOUT_S)
-        times[storm] = since(start)
-        env.wait_firing(below, TIMEOUT_S)
-        times[below] = since(start)
+        held = (storm, below, down)
+        times.update(times_until_all({
+            name: partial(env.firing_in_prometheus, name) for name in held}, TIMEOUT_S))
         assert env.slot()["held"] and env.slot()["pid"] == kept, env.supervisor.status()
         assert len(env.supervisor.events) == STORM_FAILOVERS, "the breaker replaced it again"
-        for name in (storm, below):  # paged while the fault lasts
+        for name in held:  # paged while the fault lasts
             env.wait_webhook(name, TIMEOUT_S)
 
         os.kill(kept, signal.SIGCONT)
         times.update(times_until_all({
-            f"{name} resolved": partial(env.inactive, name) for name in (storm, below)},
-            TIMEOUT_S))
-        for name in (no_standby, storm, below):
+            f"{name} resolved": partial(env.inactive, name) for name in held}, TIMEOUT_S))
+        for name in (no_standby, *held):
             env.wait_webhook(name, TIMEOUT_S, resolved=True)
         assert len(env.supervisor.events) == STORM_FAILOVERS
     finally:
@@ -234,7 +233,9 @@ def test_supervisor_alerts_fire_through_a_failover_storm(supervised: SupervisedE
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
     print(f"\nSUPERVISOR (scaled for: NoStandbyLeft {60 / TIME_SCALE:.0f}s, "
-          f"WorkersBelowDesired {120 / TIME_SCALE:.0f}s; hung after 2 failed probes and 5 s): "
+          f"WorkersBelowDesired {120 / TIME_SCALE:.0f}s, WorkerDown {60 / TIME_SCALE:.0f}s; "
+          "hung after 2 failed probes and 5 s; times from each freeze, resolutions from the "
+          "wake-up): "
           + ", ".join(f"{k} {v}s" for k, v in times.items()))
     assert env.traffic.error is None
 
