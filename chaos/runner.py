@@ -593,8 +593,9 @@ class ChaosRunner:
                 id_prefix=f"chaosdrift{uuid.uuid4().hex[:6]}"))
             switch = int(plan.rate * plan.fault_at_s)
             records = itertools.chain(
-                outgoing(ds, 0, switch, with_labels=False),
-                outgoing(drifted, switch, min(count, len(drifted)), with_labels=False))
+                outgoing(ds, 0, switch, with_labels=scenario.with_labels),
+                outgoing(drifted, switch, min(count, len(drifted)),
+                         with_labels=scenario.with_labels))
         if scenario.poison_every:
             records = with_bad_records(records, scenario.poison_every)
         ledger = Ledger()

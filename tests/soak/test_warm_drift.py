@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fraudstream.chaos import ChaosRunner, RunPlan
-from fraudstream.chaos.scenarios import Scenario
+from fraudstream.chaos.scenarios import SCENARIOS, Scenario
 from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from tests.chaos.test_scenarios import ALERT_TIME_SCALE
@@ -60,3 +60,35 @@ def test_no_drift_alert_once_the_feature_state_is_warm(base_settings: Settings,
              if a.startswith(("FraudstreamFeatureDrift", "FraudstreamScoreDrift"))]
     assert drift == [], (drift, report.drift_psi, f"labels applied {report.labels_applied} "
                          f"of {report.produced}")
+
+
+def test_score_drift_fires_once_the_state_is_warm(base_settings: Settings, stack: LocalStack,
+                                                  tmp_path: Path) -> None:
+    """The score is measured only once every history feature is warm (the score depends on
+    all of them), which a chaos run of seconds never reaches: here the drift (amounts five
+    times larger) starts after the ~95 s of load the test above needs to warm everything up,
+    in the world the model was trained on. Both the amount's and the score's alerts must
+    fire (``for:`` divided by ALERT_TIME_SCALE), and no drift outside the amount family and
+    the merchants' fraud figures: labels flow (merchant counts need them), and the simulator
+    labels every transaction over 220 as fraud (the Handbook's first scenario), so five times
+    larger amounts bring real frauds that merchant risk learns once they are a label delay
+    old."""
+    model_path = tmp_path / "steady.skops"
+    model_of_world(model_path, 300, seed=5)
+    merchant_fraud = tuple(f"FraudstreamFeatureDrift[{f}]" for f in (
+        "merchant_risk_1d", "merchant_risk_7d", "merchant_risk_30d", "merchant_fraud_days_30d",
+        "merchant_days_since_fraud"))
+    warm_drift = dataclasses.replace(
+        SCENARIOS["drift"], name="warm-drift", with_labels=True,
+        expect_alerts=("FraudstreamFeatureDrift[amount]", "FraudstreamScoreDrift"),
+        drift_allowed=SCENARIOS["drift"].drift_allowed + merchant_fraud)
+    plan = RunPlan(rate=250, duration_s=140, fault_at_s=100, workers=2, standbys=1,
+                   alert_time_scale=ALERT_TIME_SCALE, customers=300, seed=5)
+    runner = ChaosRunner(dataclasses.replace(base_settings, model_path=model_path), stack, plan)
+    report = runner.run(warm_drift)
+    print(report.markdown())
+    assert report.lost == 0 and report.duplicates == 0, report.problems
+    assert report.alert_time_scale == ALERT_TIME_SCALE
+    assert not report.alerts_missing, (report.alerts_fired, report.alerts_pending,
+                                       report.drift_psi)
+    assert not report.drift_alerts_unexpected, report.problems
