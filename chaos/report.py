@@ -41,7 +41,8 @@ class ChaosReport:
     #: Conditions that held (the alert was pending) but not for the rule's whole ``for:``
     #: window before the run ended.
     alerts_pending: list[str] = field(default_factory=list)
-    #: Expected alerts neither firing nor pending; all of them when Prometheus never answered.
+    #: Expected alerts that did not fire (shortened ``for:``) or were not even pending
+    #: (production rules); all of them when Prometheus never answered.
     alerts_missing: list[str] = field(default_factory=list)
     prometheus_answered: bool = False
     #: Drift alerts (firing or pending) the scenario did not inject: a failure.

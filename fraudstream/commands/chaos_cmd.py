@@ -70,8 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_p.add_argument("--alert-time-scale", type=float, default=1.0, metavar="N",
                        help="divide every alert rule's for: window by N for the run (the "
                             "stack's Prometheus loads a shortened copy of the production rules "
-                            "and gets them back afterwards), so alerts show fired, not pending: "
-                            "60 turns FeatureDrift's 10m into 10s (default 1: production)")
+                            "and gets them back afterwards), so alerts show fired, not pending, "
+                            "and the scenario's expected alerts must fire to pass: 60 turns "
+                            "FeatureDrift's 10m into 10s (default 1: production, where pending "
+                            "is enough)")
     run_p.set_defaults(run=run)
 
 
