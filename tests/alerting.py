@@ -53,6 +53,19 @@ def since(start: float) -> float:
     return round(time.monotonic() - start, 1)
 
 
+def alert_settings(base: Settings, name: str, root: Path, api_port: int,
+                   **extra: Any) -> Settings:
+    """``base`` with topics, consumer group and state dir of this test's own (the stack's
+    root, where the workers list their scrape targets), the API on ``api_port``, and the
+    workers publishing their monitoring every second."""
+    tag = uuid.uuid4().hex[:8]
+    return dataclasses.replace(
+        base, app_id=f"fs-{name}-{tag}", topic_transactions=f"tx-{tag}",
+        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
+        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
+        state_dir=root, api_port=api_port, monitoring_interval_s=1.0, **extra)
+
+
 def alerting_stack(root: Path, app_id: str, time_scale: float, *, prometheus_port: int,
                    alertmanager_port: int, api_port: int,
                    redis_port: int = StackConfig.redis_port) -> LocalStack:

@@ -21,9 +21,7 @@ Prometheus, then at the webhook) and to its resolution is printed (``pytest -s``
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -34,7 +32,14 @@ from fraudstream.chaos.worker_metrics import post_chaos_hook
 from fraudstream.deploy.local import LocalStack
 from fraudstream.settings import Settings
 from fraudstream.workers.pool import WorkerPool
-from tests.alerting import AlertView, ApiProcess, Traffic, alerting_stack, times_until_all
+from tests.alerting import (
+    AlertView,
+    ApiProcess,
+    Traffic,
+    alert_settings,
+    alerting_stack,
+    times_until_all,
+)
 from tests.alerting import since as _since
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
@@ -100,12 +105,8 @@ def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     from fraudstream.workers.topics import ensure_topics
 
     root = tmp_path_factory.mktemp("alerting")
-    tag = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        base_settings, app_id=f"fs-alerts-{tag}", topic_transactions=f"tx-{tag}",
-        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
-        topic_model_updates=f"model-updates-{tag}", state_dir=root, api_port=API_PORT,
-        drift_window_rows=1500, monitoring_interval_s=1.0, chaos_hooks=1)
+    settings = alert_settings(base_settings, "alerts", root, API_PORT, drift_window_rows=1500,
+                              chaos_hooks=1)
     stack = alerting_stack(root, settings.app_id, TIME_SCALE, prometheus_port=PROMETHEUS_PORT,
                            alertmanager_port=ALERTMANAGER_PORT, api_port=API_PORT)
     ensure_topics(settings)

@@ -25,9 +25,7 @@ Faults, from the label feed (a feed whose fraud flag lost its mapping):
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,6 +37,7 @@ from tests.alerting import (
     AlertView,
     ApiProcess,
     Traffic,
+    alert_settings,
     alerting_stack,
     since,
     times_until_all,
@@ -87,12 +86,7 @@ def live_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     from fraudstream.workers.topics import ensure_topics
 
     root = tmp_path_factory.mktemp("live-performance")
-    tag = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        base_settings, app_id=f"fs-live-{tag}", topic_transactions=f"tx-{tag}",
-        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
-        topic_model_updates=f"model-updates-{tag}", state_dir=root, api_port=API_PORT,
-        monitoring_interval_s=1.0)
+    settings = alert_settings(base_settings, "live", root, API_PORT)
     stack = alerting_stack(root, settings.app_id, TIME_SCALE, prometheus_port=PROMETHEUS_PORT,
                            alertmanager_port=ALERTMANAGER_PORT, api_port=API_PORT)
     ensure_topics(settings)

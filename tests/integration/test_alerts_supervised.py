@@ -31,7 +31,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -46,6 +45,7 @@ from tests.alerting import (
     AlertView,
     ApiProcess,
     Traffic,
+    alert_settings,
     alerting_stack,
     since,
     times_until_all,
@@ -101,19 +101,14 @@ def supervised(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     from fraudstream.workers.topics import ensure_topics
 
     root = tmp_path_factory.mktemp("supervised-alerts")
-    tag = uuid.uuid4().hex[:8]
-    app_id = f"fs-supalerts-{tag}"
-    stack = alerting_stack(root, app_id, TIME_SCALE, prometheus_port=PROMETHEUS_PORT,
-                           alertmanager_port=ALERTMANAGER_PORT, api_port=API_PORT,
-                           redis_port=REDIS_PORT)
+    stack_settings = alert_settings(base_settings, "supalerts", root, API_PORT)
+    stack = alerting_stack(root, stack_settings.app_id, TIME_SCALE,
+                           prometheus_port=PROMETHEUS_PORT, alertmanager_port=ALERTMANAGER_PORT,
+                           api_port=API_PORT, redis_port=REDIS_PORT)
     stack.up(("redis", "prometheus", "alertmanager"))
     # The model stores are the default pair: a folder under the state dir, and this Redis.
-    settings = dataclasses.replace(
-        base_settings, app_id=app_id, topic_transactions=f"tx-{tag}",
-        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
-        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
-        state_dir=root, api_port=API_PORT, redis_port=REDIS_PORT,
-        redis_password=stack.redis.secret(), model_stores="", monitoring_interval_s=1.0)
+    settings = dataclasses.replace(stack_settings, redis_port=REDIS_PORT,
+                                   redis_password=stack.redis.secret(), model_stores="")
     ensure_topics(settings)
     api = ApiProcess(settings, root / "logs" / "api.log")
     supervisor = Supervisor(settings, 1, 1, HealthPolicy(storm_failovers=STORM_FAILOVERS))
@@ -126,7 +121,7 @@ def supervised(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         supervisor.wait_ready(timeout=120)
         thread = supervisor.run_in_thread()
         traffic.start()
-        yield SupervisedEnv(app_id, PROMETHEUS_PORT, API_PORT, settings, stack, supervisor,
+        yield SupervisedEnv(settings.app_id, PROMETHEUS_PORT, API_PORT, settings, stack, supervisor,
                             api, traffic)
     finally:
         traffic.stop()
