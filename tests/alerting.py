@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -27,7 +25,6 @@ from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, new_producer, produce_paced
-from fraudstream.workers.pool import settings_env
 from tests.conftest import wait_until
 
 #: Labels for frauds and one transaction in LABEL_EVERY, as chargebacks come: at one label per
@@ -79,43 +76,6 @@ def alerting_stack(root: Path, app_id: str, time_scale: float, *, prometheus_por
         webhook_url=f"http://127.0.0.1:{api_port}/api/alerts/webhook", scrape_interval="1s",
         evaluation_interval="1s", alert_group_wait="1s", alert_group_interval="1s",
         rules_dir=root / "rules", api_port=api_port, app_id=app_id, redis_port=redis_port))
-
-
-class ApiProcess:
-    """``fraudstream api`` on ``settings.api_port``: the webhook Alertmanager posts to."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.api_port}"
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fraudstream.cli", "api", "--port",
-                 str(self.settings.api_port)], env=settings_env(self.settings),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        wait_until(lambda: answers(f"{self.url}/api/alerts"), 60, "the API did not answer")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 class Traffic:

@@ -34,13 +34,13 @@ from fraudstream.settings import Settings
 from fraudstream.workers.pool import WorkerPool
 from tests.alerting import (
     AlertView,
-    ApiProcess,
     Traffic,
     alert_settings,
     alerting_stack,
     times_until_all,
 )
 from tests.alerting import since as _since
+from tests.api_server import ApiServer
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
 
@@ -110,7 +110,7 @@ def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     stack = alerting_stack(root, settings.app_id, TIME_SCALE, prometheus_port=PROMETHEUS_PORT,
                            alertmanager_port=ALERTMANAGER_PORT, api_port=API_PORT)
     ensure_topics(settings)
-    api = ApiProcess(settings, root / "logs" / "api.log")
+    api = ApiServer(settings, root / "logs" / "api.log")
     pool = WorkerPool(settings, 1)
     traffic = Traffic(settings, RATE)
     try:
@@ -128,7 +128,7 @@ def alert_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         stack.down()
         for w in pool.workers:
             print(f"--- worker {w.index} log tail\n{w.log_tail(30)}")
-        print(f"--- api log tail\n{api.tail()}")
+        print(f"--- api log tail\n{api.log_tail()}")
 
 
 def test_drift_alert_fires_reaches_the_webhook_and_resolves(alert_env: AlertEnv) -> None:

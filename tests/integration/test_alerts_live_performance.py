@@ -35,13 +35,13 @@ from fraudstream.settings import Settings
 from fraudstream.workers.pool import WorkerPool
 from tests.alerting import (
     AlertView,
-    ApiProcess,
     Traffic,
     alert_settings,
     alerting_stack,
     since,
     times_until_all,
 )
+from tests.api_server import ApiServer
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
 
@@ -90,7 +90,7 @@ def live_env(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     stack = alerting_stack(root, settings.app_id, TIME_SCALE, prometheus_port=PROMETHEUS_PORT,
                            alertmanager_port=ALERTMANAGER_PORT, api_port=API_PORT)
     ensure_topics(settings)
-    api = ApiProcess(settings, root / "logs" / "api.log")
+    api = ApiServer(settings, root / "logs" / "api.log")
     pool = WorkerPool(settings, 1)
     traffic = Traffic(settings, RATE, label_every=1)
     try:

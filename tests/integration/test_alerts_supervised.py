@@ -43,13 +43,13 @@ from fraudstream.workers.health import HealthPolicy
 from fraudstream.workers.supervisor import Supervisor
 from tests.alerting import (
     AlertView,
-    ApiProcess,
     Traffic,
     alert_settings,
     alerting_stack,
     since,
     times_until_all,
 )
+from tests.api_server import ApiServer
 from tests.conftest import wait_until
 from tests.stack_fixtures import BASE_PORT
 
@@ -71,7 +71,7 @@ class SupervisedEnv(AlertView):
     settings: Settings
     stack: LocalStack
     supervisor: Supervisor
-    api: ApiProcess
+    api: ApiServer
     traffic: Traffic
 
     def slot(self) -> dict[str, object]:
@@ -110,7 +110,7 @@ def supervised(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     settings = dataclasses.replace(stack_settings, redis_port=REDIS_PORT,
                                    redis_password=stack.redis.secret(), model_stores="")
     ensure_topics(settings)
-    api = ApiProcess(settings, root / "logs" / "api.log")
+    api = ApiServer(settings, root / "logs" / "api.log")
     supervisor = Supervisor(settings, 1, 1, HealthPolicy(storm_failovers=STORM_FAILOVERS))
     traffic = Traffic(settings, RATE)
     thread: threading.Thread | None = None
@@ -131,7 +131,7 @@ def supervised(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         supervisor.stop()
         api.stop()
         stack.down()
-        print(f"--- api log tail\n{api.tail()}")
+        print(f"--- api log tail\n{api.log_tail()}")
 
 
 def test_api_down_and_a_store_down_fire_and_resolve(supervised: SupervisedEnv) -> None:
