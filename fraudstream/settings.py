@@ -138,7 +138,8 @@ class Settings:
     model_stores: str = ""
     #: Longest a model may take on one batch before a fallback answers it instead.
     model_timeout_s: float = 1.0
-    #: 1 lets POST /chaos/model on a worker's (loopback) web port slow or break its model.
+    #: 1 enables the chaos hooks on a worker's (loopback) web port: POST /chaos/model (slow or
+    #: break its model), /chaos/features (NaN features), /chaos/delivery (skip or repeat).
     chaos_hooks: int = 0
     #: Drift detection: scored rows in each worker's sliding window, and how often (seconds)
     #: the drift and live-performance gauges are recomputed from it.
