@@ -1,7 +1,9 @@
 """The live dashboard in headless chromium, against a real worker, Kafka and Prometheus.
 
 Load flows while the page is open; the numbers the page shows are checked against the test's
-own Prometheus queries, and a screenshot under load goes to ``build/dashboard.png``.
+own Prometheus queries and, once the load has drained, the scored count against the decisions
+committed in the scores topic (a source the page does not read); a screenshot under load goes
+to ``build/dashboard.png``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import functools
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from fraudstream.feeds import outgoing, with_bad_records
 from fraudstream.monitoring.dashboard.panels import PANELS, Panel
 from fraudstream.settings import Settings
 from fraudstream.simulator import SimulationConfig, simulate
-from fraudstream.streaming import new_producer, produce_paced
+from fraudstream.streaming import TopicReader, new_producer, produce_paced
 from fraudstream.workers.pool import WorkerPool
 from fraudstream.workers.topics import ensure_topics
 from tests.conftest import wait_until
@@ -172,6 +176,23 @@ def test_page_updates_live_under_load(live: Live) -> None:
     print(f"screenshot under load: {SCREENSHOT}")
 
 
+async def committed_outputs(settings: Settings) -> tuple[int, int]:
+    """Transactions with a committed score, and committed dead letters, in the topics (read
+    to their end)."""
+    decided: set[str] = set()
+    dead = [0]
+
+    def observe(topic: str, _key: bytes | None, value: bytes | None, _ts: int) -> None:
+        if topic == settings.topic_scores:
+            decided.add(str(orjson.loads(value or b"{}")["transaction_id"]))
+        else:
+            dead[0] += 1
+
+    async with TopicReader(settings, [settings.topic_scores, settings.topic_dlq]) as reader:
+        assert await reader.read_until_settled(observe, settle_s=2.0), "the outputs never settled"
+    return len(decided), dead[0]
+
+
 def _says_why_exactly_when_empty(live: Live, panel: Panel) -> bool:
     why = live.page.locator(f"#panel-{panel.id} .empty-why")
     empty = not any(live.prometheus(q.expr) for q in panel.queries)
@@ -224,6 +245,14 @@ def test_page_numbers_match_prometheus(live: Live) -> None:
     wait_until(lambda: live.stat("scored_total", "scored") == final, 30,
                f"the page shows {live.stat('scored_total', 'scored')} scored, Prometheus {final}")
     assert live.stat_text("scored_total", "scored") == f"{int(final):,}"
+    # And against a source the page does not read: the decisions committed in Kafka.
+    # (In a thread of its own: Playwright's sync API runs an event loop in this one.)
+    with ThreadPoolExecutor(1) as thread:
+        decided, dead_letters = thread.submit(asyncio.run,
+                                              committed_outputs(live.settings)).result()
+    assert (decided, dead_letters) == (final, total - final), (
+        f"Kafka holds {decided} scores and {dead_letters} dead letters; the page and "
+        f"Prometheus say {final} scored of {total}")
     # Dead letters by error: the page's series are Prometheus's error codes.
     codes = {labels["error"] for labels, _v in live.prometheus(
         "sum by (error) (fraudstream_transactions_dead_lettered_total)")}
