@@ -153,14 +153,17 @@ def test_api_down_and_a_store_down_fire_and_resolve(supervised: SupervisedEnv) -
     assert env.value(up) == 0.0
 
     healed = time.monotonic()
-    env.stack.up(("redis",))
+    # The API first: the store alert, still firing, reaches its webhook (Alertmanager retries
+    # what it could not deliver). The API's own alert cannot: it resolves within seconds of
+    # the API's return, and Alertmanager sends no resolution of an alert it never delivered
+    # (CI, 2026-12-02): it is checked in Prometheus alone.
     env.api.start()
+    env.wait_webhook(store[0], TIMEOUT_S, store="redis")
+    env.stack.up(("redis",))
     for name, labels in (api, store):
         env.wait_inactive(name, TIMEOUT_S, **labels)
     resolved = since(healed)
-    # Alertmanager retries what it could not deliver while the API was down.
-    for name, labels in (api, store):
-        env.wait_webhook(name, TIMEOUT_S, resolved=True, **labels)
+    env.wait_webhook(store[0], TIMEOUT_S, resolved=True, store="redis")
     print(f"\nAPI DOWN (scaled for: {120 / TIME_SCALE:.0f}s): firing in Prometheus {api_fired}s "
           f"after the stop; REDIS STORE DOWN (scaled for: {300 / TIME_SCALE:.0f}s, store "
           f"checked every 15 s): firing {store_fired}s; both resolved in Prometheus {resolved}s "
