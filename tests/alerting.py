@@ -38,14 +38,6 @@ def get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def answers(url: str) -> bool:
-    try:
-        get_json(url)
-        return True
-    except OSError:
-        return False
-
-
 def since(start: float) -> float:
     return round(time.monotonic() - start, 1)
 
