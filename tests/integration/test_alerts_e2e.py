@@ -37,6 +37,7 @@ from tests.alerting import (
     Traffic,
     alert_settings,
     alerting_stack,
+    get_json,
     times_until_all,
 )
 from tests.alerting import since as _since
@@ -62,6 +63,9 @@ MODEL_DELAY_S, FAULT_S = 0.7, 120.0
 #: scaled 5 s rate window: an alert that has not fired within a few evaluations after that
 #: never will. Waiting TIMEOUT_S instead would hide the diagnosis below.
 AFTER_FAULT_S = 15.0
+#: A stall this long lifts the p99 above the threshold for less than the scaled ``for:``
+#: (10 s): the rate window (5 s scaled) keeps it up about that much longer.
+SPIKE_S = 1.5
 #: How long the healthy system is watched for an alert that must not fire.
 QUIET_S = 10.0
 TIMEOUT_S = 180.0
@@ -219,6 +223,46 @@ def test_latency_alert_fires_when_scoring_slows_and_resolves(alert_env: AlertEnv
           f"after it, at the webhook {_since(resumed)}s; during the delay: {health}")
     assert worker.alive()
     assert env.traffic.error is None
+
+
+def test_a_latency_spike_shorter_than_for_goes_pending_and_never_fires(alert_env: AlertEnv
+                                                                      ) -> None:
+    """What ``for:`` is for: a stall of a second or two (a collector pause, a rebalance) lifts
+    the p99 above the threshold, the alert goes pending, and it must neither fire nor page.
+    Pending is required, so the test fails if the spike was not seen at all."""
+    env, app = alert_env, alert_env.app
+    name = "FraudstreamScoringLatencyHigh"
+    env.traffic.drift.clear()
+    wait_until(lambda: not env.prometheus_alerts(name), TIMEOUT_S,
+               "the latency alert kept firing or pending before the spike")
+    worker = env.pool.workers[0]
+    started, wall_start = time.monotonic(), time.time()
+    try:
+        slow_model(worker.port, MODEL_DELAY_S)
+        time.sleep(SPIKE_S)
+    finally:
+        slow_model(worker.port, 0.0)
+    wait_until(lambda: bool(env.prometheus_alerts(name)), AFTER_FAULT_S,
+               "the spike never made the latency alert pending: the test saw no spike")
+    pending = _since(started)
+    wait_until(lambda: not env.prometheus_alerts(name), TIMEOUT_S,
+               "the latency alert stayed pending after the spike")
+    quiet = _since(started)
+    # Since the spike began, not before: the alert was inactive then (checked above), and an
+    # earlier test's firing must not count.
+    window = f"{int(time.time() - wall_start)}s"
+    ever_fired = env.value(f'max_over_time(ALERTS{{alertname="{name}",alertstate="firing",'
+                           f'app="{app}"}}[{window}])')
+    longest = env.value(f'sum_over_time(ALERTS{{alertname="{name}",alertstate="pending",'
+                        f'app="{app}"}}[{window}])')
+    print(f"\nSPIKE model slowed {SPIKE_S}s: pending {pending}s after it began, inactive "
+          f"again {quiet}s after, pending in {longest} evaluations (scaled for: "
+          f"{120 / TIME_SCALE:.0f}s)")
+    assert ever_fired is None, f"a {SPIKE_S}s spike fired {name}"
+    paged = [a for a in get_json(f"http://127.0.0.1:{API_PORT}/api/alerts")["recent"]
+             if a["labels"].get("alertname") == name and a["status"] == "firing"
+             and a["received_at"] >= wall_start]
+    assert not paged, f"a {SPIKE_S}s spike reached the webhook: {paged}"
 
 
 def test_a_feature_computed_as_nan_fires_missing_values_and_degraded(alert_env: AlertEnv
