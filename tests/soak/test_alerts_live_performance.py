@@ -1,5 +1,8 @@
 """End to end: the live-performance alerts fire from labels that disagree with the model.
 
+In ``make soak``, not ``make test``: it waits for the warm state (about 100 s of the 105 s the
+module takes) and ``make test`` is at its 30-minute budget on this machine.
+
 One worker scores steady traffic in which every transaction gets its label 2 s later (frauds
 and genuine ones alike, as a review queue and chargebacks report them); Prometheus runs the
 production rules with every window divided by ``TIME_SCALE`` (the 30-minute label window
