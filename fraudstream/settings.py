@@ -82,6 +82,8 @@ class Settings:
     topic_dlq: str = "transactions.dlq"
     topic_labels: str = "labels"
     topic_model_updates: str = "model-updates"
+    #: The model store on Kafka (``kafka:`` in model_stores): compacted, one partition.
+    topic_model_store: str = "model-store"
     #: Operational events (failovers) published by the supervisor.
     topic_events: str = "fraudstream.events"
     partitions: int = 4
@@ -133,7 +135,8 @@ class Settings:
     redis_password: str = ""
     #: Label delay in days used by the merchant-risk features (the Handbook's 7 days).
     label_delay_days: int = 7
-    #: Model registry stores, comma-separated URIs (file:///path, redis://host:port/db).
+    #: Model registry stores, comma-separated URIs (file:///path, redis://host:port/db,
+    #: kafka:[topic]).
     #: Empty: a file store under the state dir plus Redis (FRAUDSTREAM_REDIS_URL or local).
     model_stores: str = ""
     #: Longest a model may take on one batch before a fallback answers it instead.

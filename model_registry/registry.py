@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudstream.model_registry.artifact import (
     TRUSTED_TYPES,
@@ -50,7 +50,10 @@ from fraudstream.model_registry.errors import (
     RegistryError,
     StoreUnavailable,
 )
-from fraudstream.model_registry.stores import ArtifactStore
+from fraudstream.model_registry.stores import ArtifactStore, open_stores
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +198,12 @@ class ModelRegistry:
         self.stores = list(stores)
         self.key = key
         self.min_replicas = min(min_replicas, len(self.stores))
+
+    @classmethod
+    def of(cls, settings: Settings) -> ModelRegistry:
+        """The registry over the stores and with the signing key of ``settings`` (no I/O)."""
+        return cls(open_stores(settings.model_store_uris, settings),
+                   settings.signing_key.encode())
 
     def _need_key(self) -> None:
         if not self.key:

@@ -8,6 +8,9 @@ its SHA-256 and HMAC before use. Constructors do no I/O; the first operation con
   atomically (temporary file, then rename).
 - ``redis://[:password@]host:port/db[?prefix=name]``: one Redis string per key, under
   ``prefix`` (default ``fraudstream:registry``).
+- ``kafka:`` or ``kafka:<topic>``: the newest record per key of a compacted topic on the
+  settings' Kafka cluster (``model_registry.kafka_store``): every host that reaches Kafka
+  reaches the models.
 - ``memory://``: a dict in this process (tests).
 """
 
@@ -16,11 +19,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fraudstream.model_registry.errors import InvalidRequest, StoreUnavailable
 from fraudstream.redaction import redact_text, redact_url
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 DEFAULT_REDIS_PREFIX = "fraudstream:registry"
 #: Short timeouts: a store that does not answer is skipped for another, not waited for.
@@ -178,10 +184,20 @@ def redact(uri: str) -> str:
     return redact_url(uri)
 
 
-def open_store(uri: str) -> ArtifactStore:
-    """The store a URI names (see the module docstring); InvalidRequest for an unknown one."""
+def open_store(uri: str, settings: Settings | None = None) -> ArtifactStore:
+    """The store a URI names (see the module docstring); InvalidRequest for an unknown one.
+
+    ``settings`` give a ``kafka:`` store its cluster and connection (required for one).
+    """
     uri = uri.strip()
     parts = urlsplit(uri)
+    if parts.scheme == "kafka":
+        if settings is None:
+            raise InvalidRequest(f"store URI {uri!r} needs the Kafka settings")
+        from fraudstream.model_registry.kafka_store import KafkaStore
+
+        topic = (parts.netloc + parts.path).strip("/") or settings.topic_model_store
+        return KafkaStore(settings, topic)
     if parts.scheme == "file":
         path = parts.netloc + parts.path
         if not path:
@@ -195,14 +211,15 @@ def open_store(uri: str) -> ArtifactStore:
         return RedisStore(url, prefix or DEFAULT_REDIS_PREFIX)
     if parts.scheme == "memory":
         return MemoryStore(parts.netloc + parts.path)
-    raise InvalidRequest(f"unknown store URI {redact(uri)!r}: use file:///path or "
-                         "redis://host:port/db")
+    raise InvalidRequest(f"unknown store URI {redact(uri)!r}: use file:///path, "
+                         "redis://host:port/db or kafka:[topic]")
 
 
-def open_stores(uris: str | list[str]) -> list[ArtifactStore]:
-    """Stores for a comma-separated list (or a list) of URIs."""
+def open_stores(uris: str | list[str], settings: Settings | None = None
+                ) -> list[ArtifactStore]:
+    """Stores for a comma-separated list (or a list) of URIs (``settings``: see open_store)."""
     items = uris.split(",") if isinstance(uris, str) else uris
-    stores = [open_store(u) for u in items if u.strip()]
+    stores = [open_store(u, settings) for u in items if u.strip()]
     if not stores:
         raise InvalidRequest("no model stores configured (FRAUDSTREAM_MODEL_STORES)")
     return stores

@@ -52,6 +52,7 @@ def alert_settings(base: Settings, name: str, root: Path, api_port: int,
         base, app_id=f"fs-{name}-{tag}", topic_transactions=f"tx-{tag}",
         topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
         topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
+        topic_model_store=f"model-store-{tag}",
         state_dir=root, api_port=api_port, monitoring_interval_s=1.0, **extra)
 
 

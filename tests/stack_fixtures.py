@@ -71,6 +71,7 @@ def settings(base_settings: Settings) -> Settings:
         base_settings, app_id=f"fs-test-{tag}", topic_transactions=f"tx-{tag}",
         topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
         topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
+        topic_model_store=f"model-store-{tag}",
         model_stores=stores)
 
 

@@ -25,7 +25,7 @@ from fraudstream.model_registry.errors import (
     StoreUnavailable,
 )
 from fraudstream.model_registry.registry import ALIASES, ModelRegistry
-from fraudstream.model_registry.stores import open_stores, store_labels
+from fraudstream.model_registry.stores import store_labels
 from fraudstream.model_registry.updates import ModelUpdate
 from fraudstream.monitoring.live_performance import publish_validation
 from fraudstream.monitoring.metrics import WorkerMetrics
@@ -37,11 +37,6 @@ logger = logging.getLogger(__name__)
 
 RETRY_S = 5.0
 STORE_CHECK_S = 15.0
-
-
-def registry_from_settings(settings: Settings) -> ModelRegistry:
-    """The registry over the configured stores (no I/O yet)."""
-    return ModelRegistry(open_stores(settings.model_store_uris), settings.signing_key.encode())
 
 
 @dataclass

@@ -61,11 +61,8 @@ def get_registry(request: Request) -> ModelRegistry:
     """The app's registry (built from its settings on first use; tests may set their own)."""
     state = request.app.state
     if getattr(state, "registry", None) is None:
-        from fraudstream.model_registry.stores import open_stores
-
         settings: Settings = state.api.settings
-        state.registry = ModelRegistry(open_stores(settings.model_store_uris),
-                                       settings.signing_key.encode())
+        state.registry = ModelRegistry.of(settings)
     registry: ModelRegistry = state.registry
     return registry
 

@@ -51,13 +51,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.model_registry.artifact import ArtifactError
     from fraudstream.model_registry.errors import ModelRefused, RegistryError
+    from fraudstream.model_registry.registry import ModelRegistry
     from fraudstream.monitoring.metrics import WorkerMetrics
     from fraudstream.workers.app import WorkerApp
-    from fraudstream.workers.hot_swap import (
-        current_for_activation,
-        initial_scorer,
-        registry_from_settings,
-    )
+    from fraudstream.workers.hot_swap import current_for_activation, initial_scorer
     from fraudstream.workers.pool import stopping_file, worker_datadir
     from fraudstream.workers.runtime_tuning import tune_runtime
     from fraudstream.workers.scoring import limit_model_threads
@@ -71,7 +68,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                             "model can be verified; set it to the key the models were signed "
                             "with")
         try:
-            registry = registry_from_settings(settings)
+            registry = ModelRegistry.of(settings)
             initial = initial_scorer(settings, registry, metrics)
         except (ArtifactError, RegistryError) as exc:
             raise UserError(f"refusing to start: {exc}") from exc

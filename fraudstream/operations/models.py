@@ -13,12 +13,11 @@ from fraudstream.settings import Settings
 def open_registry(settings: Settings) -> Any:
     """The registry of these settings (UserError without a signing key)."""
     from fraudstream.model_registry.registry import ModelRegistry
-    from fraudstream.model_registry.stores import open_stores
 
     if not settings.signing_key:
         raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; the registry signs and verifies "
                         "models with it")
-    return ModelRegistry(open_stores(settings.model_store_uris), settings.signing_key.encode())
+    return ModelRegistry.of(settings)
 
 
 def announce(settings: Settings, alias: str, version: str, generation: int) -> None:
