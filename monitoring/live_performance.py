@@ -3,11 +3,13 @@
 Where it runs: in each scoring worker, on the labels it consumes. Labels are keyed by card id,
 like transactions, and the ``labels`` topic has as many partitions as ``transactions``, so
 Faust's co-partitioned assignment gives a worker the labels of exactly the cards it scores. The
-decision a label confirms is looked up in that card's table entry, which keeps the card's
-recent decisions (its last 32 at least, and all within 2 days of event time; see
-``workers/card_record.py``). So "recent decisions" are those still remembered there; a label
-for an older decision, or one that arrives while its card's partition is elsewhere, counts as
-``unmatched`` and is left out.
+decision a label confirms is looked up, by transaction id, in that card's table entry, which
+keeps the card's decisions until their labels are due (its last 32 at least, and all within
+the label delay plus a day of event time, up to 256; see ``workers/card_record.py``). The
+table is the group's, not a worker's: it moves with its partition (changelog, restored by the
+next owner), so a label is matched whatever worker scored its transaction. A label for a
+decision older than that, or for one of a card with more decisions in that window than the
+cap, counts as ``unmatched`` and is left out.
 
 Each worker exports the outcome counters (summed across workers by recording rules, which
 precision and recall alerts use) and, per model version, gauges over its own last

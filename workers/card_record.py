@@ -17,10 +17,14 @@ from fraudstream.features import CardState
 
 _JSON = json.JSONDecoder()
 
-#: A transaction id is remembered for duplicate detection while it is among the card's last
-#: ``DEDUP_MIN_KEPT`` decisions or younger than ``DEDUP_WINDOW_S`` in the card's event time.
+#: A transaction id is remembered (for duplicate detection, and for the label that will
+#: confirm its decision) while it is among the card's last ``DEDUP_MIN_KEPT`` decisions or
+#: younger, in the card's event time, than the window ``to_wire`` is given: at least
+#: ``DEDUP_WINDOW_S``, and in the workers the label delay plus a day (``decisions_window_s``).
 DEDUP_WINDOW_S = 2 * 86_400
 DEDUP_MIN_KEPT = 32
+#: Labels reported this long after their transaction's label delay still find its decision.
+LABEL_SLACK_S = 86_400
 #: Hard caps, so a very busy card's record stays far below the size limit of every output
 #: (FRAUDSTREAM_MAX_MESSAGE_BYTES, 64 KiB): 256 decisions, and ids of at most 24 KB together
 #: (ids may be 128 characters of up to 4 bytes each).
@@ -30,6 +34,13 @@ DEDUP_MAX_ID_BYTES = 24_000
 MAX_ID_BYTES = 512
 #: Up to this many decisions are searched one by one; beyond, through a dict.
 SCAN_MAX = 32
+
+
+def decisions_window_s(label_delay_days: int) -> int:
+    """How long (event time) a card keeps its decisions: until their labels have come (the
+    label delay, plus ``LABEL_SLACK_S``), so live performance matches each label to its
+    decision however many transactions the card made meanwhile (up to ``DEDUP_MAX_KEPT``)."""
+    return max(DEDUP_WINDOW_S, label_delay_days * 86_400 + LABEL_SLACK_S)
 
 
 class Decision(NamedTuple):
@@ -84,10 +95,11 @@ class CardRecord:
             raise KeyError(transaction_id)
         d[4], d[5], d[6] = score, decision, version
 
-    def to_wire(self) -> list[object]:
-        """Compact JSON-able form; decisions older than the dedup window are dropped here."""
+    def to_wire(self, window_s: int = DEDUP_WINDOW_S) -> list[object]:
+        """Compact JSON-able form; decisions older than ``window_s`` before the card's newest
+        (and not among its last ``DEDUP_MIN_KEPT``) are dropped here, and beyond the caps."""
         decisions = self.decisions
-        horizon = max((d[1] for d in decisions), default=0) - DEDUP_WINDOW_S
+        horizon = max((d[1] for d in decisions), default=0) - window_s
         first_kept = len(decisions) - DEDUP_MIN_KEPT
         kept = [d for i, d in enumerate(decisions) if i >= first_kept or d[1] > horizon]
         kept = kept[-DEDUP_MAX_KEPT:]

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from fraudstream.features import FEATURE_NAMES, compute_features
 from fraudstream.monitoring.drift_window import DriftMonitor
 from fraudstream.monitoring.metrics import WorkerMetrics
-from fraudstream.workers.card_record import CardRecord, Decision
+from fraudstream.workers.card_record import CardRecord, Decision, decisions_window_s
 from fraudstream.workers.merchant_states import MerchantStates
 from fraudstream.workers.messages import dead_letter_record, iso_now, output_key, score_record
 from fraudstream.workers.model_guard import ModelGuard
@@ -256,7 +256,9 @@ class ScoringProcessor:
                 error=rejection.error, reason=rejection.reason, dead_lettered_at=at,
                 key=rec.key, max_bytes=self.max_bytes), rec.partition))
             self.metrics.dead_lettered.labels(rejection.error).inc()
-        states = [(key, partition, card.to_wire()) for key, (partition, card) in touched.items()]
+        window = decisions_window_s(self.delay)
+        states = [(key, partition, card.to_wire(window))
+                  for key, (partition, card) in touched.items()]
         if self.sink.atomic:
             # One transaction per input partition: state, outputs and consumed offset.
             staged = self.cards.stage(states)

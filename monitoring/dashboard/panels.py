@@ -128,18 +128,21 @@ PANELS: tuple[Panel, ...] = (
                 "(FRAUDSTREAM_DRIFT_WINDOW_ROWS) must fill, and history features wait until "
                 "the state covers their look-back"),
     Panel("live_quality", "Live precision / recall", "timeseries", "percentunit",
-          "Precision and recall of the served model, measured on the delayed fraud labels, "
-          "beside what its validation measured (the alerts fire under half of that).",
-          (Query("max by (model_version) (fraudstream_live_precision)",
+          "Precision and recall of the served model over the last 30 minutes of delayed fraud "
+          "labels, all workers together (the rules the alerts use), beside what its "
+          "validation measured (the alerts fire under half of that).",
+          (Query("max by (model_version) (fraudstream:live_precision:ratio_increase30m)",
                  "precision {{model_version}}"),
-           Query("max by (model_version) (fraudstream_live_recall)",
+           Query("max by (model_version) (fraudstream:live_recall:ratio_increase30m)",
                  "recall {{model_version}}"),
            Query('max by (model_version) '
                  '(fraudstream_model_validation_ratio{measure="flagged_precision"})',
                  "validation precision {{model_version}}"),
            Query('max by (model_version) '
                  '(fraudstream_model_validation_ratio{measure="flagged_recall"})',
-                 "validation recall {{model_version}}"))),
+                 "validation recall {{model_version}}")),
+          empty="no label matched yet: labels come the label delay after their transactions "
+                "(fraudstream_labels_matched_total counts them)"),
     Panel("model", "Model in production", "table", "none",
           "The model version and family the workers serve (fraudstream_model_info), and how "
           "many workers serve each.",

@@ -384,3 +384,28 @@ def test_missing_feature_values_are_counted_even_when_the_model_refuses_them() -
     assert get("fraudstream_missing_values_total", {"feature": "amount"}) is None
     scores = h.by_topic("scores")
     assert [s["degraded"] for s in scores] == [False, True, True]  # the rules answered
+
+
+def test_a_busy_card_keeps_each_decision_until_its_label_is_due() -> None:
+    """Labels come the label delay (7 days here) after their transaction: a card that made
+    more than 32 transactions meanwhile must still hold the first decision then, and drop
+    it once the delay and a day of slack have passed (live performance matches labels
+    against these, by transaction id)."""
+    from fraudstream.workers.card_record import CardRecord
+
+    h = Harness()
+    start = 1_799_000_000 - 9 * 86_400
+    for i in range(60):  # one every 3 hours: 60 in 7.5 days
+        at = start + i * 3 * 3_600
+        stamp = np.datetime_as_string(np.datetime64(at, "s")) + "Z"
+        h.run([h.record({**tx(i), "timestamp": stamp})])
+    stored = orjson.dumps(h.cards.data[b"C1"])
+    found = CardRecord.decision_in(stored, "t0")
+    assert found is not None and found.decision == "approve", "the label of t0 is due now"
+    for i in range(60, 80):  # 2.5 more days: t0 is past the delay and the slack
+        at = start + i * 3 * 3_600
+        stamp = np.datetime_as_string(np.datetime64(at, "s")) + "Z"
+        h.run([h.record({**tx(i), "timestamp": stamp})])
+    stored = orjson.dumps(h.cards.data[b"C1"])
+    assert CardRecord.decision_in(stored, "t0") is None
+    assert CardRecord.decision_in(stored, "t79") is not None
