@@ -26,6 +26,7 @@ from fraudstream.settings import Settings
 from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, new_producer, produce_paced
 from tests.conftest import wait_until
+from tests.stack_fixtures import isolated
 
 #: Labels for frauds and one transaction in LABEL_EVERY, as chargebacks come: at one label per
 #: transaction, applying them to the merchants table alone stalled scoring (p99 about 2.5 s for
@@ -47,13 +48,8 @@ def alert_settings(base: Settings, name: str, root: Path, api_port: int,
     """``base`` with topics, consumer group and state dir of this test's own (the stack's
     root, where the workers list their scrape targets), the API on ``api_port``, and the
     workers publishing their monitoring every second."""
-    tag = uuid.uuid4().hex[:8]
-    return dataclasses.replace(
-        base, app_id=f"fs-{name}-{tag}", topic_transactions=f"tx-{tag}",
-        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
-        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
-        topic_model_store=f"model-store-{tag}",
-        state_dir=root, api_port=api_port, monitoring_interval_s=1.0, **extra)
+    return isolated(base, name, state_dir=root, api_port=api_port, monitoring_interval_s=1.0,
+                    **extra)
 
 
 def alerting_stack(root: Path, app_id: str, time_scale: float, *, prometheus_port: int,

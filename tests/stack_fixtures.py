@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,17 @@ def base_settings(stack: LocalStack, stack_root: Path) -> Settings:
                     supervisor_port=BASE_PORT + 199)
 
 
+def isolated(base: Settings, name: str, tag: str | None = None, **extra: Any) -> Settings:
+    """``base`` with a consumer group (``fs-<name>-<tag>``) and every topic of its own, plus
+    ``extra``: what a test starts never meets what another started."""
+    tag = tag or uuid.uuid4().hex[:8]
+    return dataclasses.replace(
+        base, app_id=f"fs-{name}-{tag}", topic_transactions=f"tx-{tag}",
+        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
+        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
+        topic_model_store=f"model-store-{tag}", **extra)
+
+
 @pytest.fixture
 def settings(base_settings: Settings) -> Settings:
     """Per-test topics, consumer group and model registry: tests never see each other's."""
@@ -67,12 +79,7 @@ def settings(base_settings: Settings) -> Settings:
     # A model registry of its own too (empty: workers serve model_path until a test promotes).
     stores = (f"file://{base_settings.state_dir}/registry-{tag},"
               f"{base_settings.redis_connection_url}?prefix=fs-test-{tag}")
-    return dataclasses.replace(
-        base_settings, app_id=f"fs-test-{tag}", topic_transactions=f"tx-{tag}",
-        topic_scores=f"scores-{tag}", topic_dlq=f"dlq-{tag}", topic_labels=f"labels-{tag}",
-        topic_model_updates=f"model-updates-{tag}", topic_events=f"events-{tag}",
-        topic_model_store=f"model-store-{tag}",
-        model_stores=stores)
+    return isolated(base_settings, "test", tag, model_stores=stores)
 
 
 @contextlib.contextmanager
