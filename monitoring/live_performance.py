@@ -23,6 +23,7 @@ so that the alerts hold each model to its own figures instead of one fixed floor
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import math
@@ -32,9 +33,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+from prometheus_client.utils import floatToGoString
 from sklearn.metrics import average_precision_score
 
-from fraudstream.monitoring.metrics import WorkerMetrics
+from fraudstream.monitoring.metrics import SCORE_EDGES, WorkerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,19 @@ OUTCOMES = ("tp", "fp", "fn", "tn")
 #: Measure exported by ``publish_validation`` -> the manifest metric it comes from.
 VALIDATION_MEASURES = {"flagged_precision": "val_flagged_precision",
                        "flagged_recall": "val_flagged_recall"}
+
+#: The score edges as Prometheus writes them in ``le`` (``live_frauds``' ``above`` must match).
+EDGE_LABELS = tuple(floatToGoString(edge) for edge in SCORE_EDGES)
+
+
+def edge_below(score: float) -> str:
+    """The ``le`` of the histogram bucket just below ``score``'s (the first edge for a score at
+    or under it): the group's average precision counts each fraud at the precision of every
+    labelled decision scored above that edge (``fraudstream:live_average_precision:
+    increase30m``, ``monitoring/rules/fraudstream.yml``)."""
+    at = bisect.bisect_left(SCORE_EDGES, score)
+    return EDGE_LABELS[max(at - 1, 0)]
+
 
 #: (score, decision, model_version) of a remembered decision, or None.
 DecisionLookup = Callable[[bytes, str], "tuple[float, str, str] | None"]
@@ -89,11 +104,20 @@ class LivePerformance:
         recent = self.recent.get(version)
         if recent is None:
             recent = self.recent[version] = collections.deque(maxlen=self.window)
-            for outcome in OUTCOMES:  # every series exists, so rules can divide by them
+            # Every series exists from the start, so rules can divide by them and increase()
+            # counts the first event.
+            for outcome in OUTCOMES:
                 self.metrics.live_outcomes.labels(version, outcome)
+            for label in ("0", "1"):
+                self.metrics.live_labelled_scores.labels(version, label)
+            for edge in EDGE_LABELS:
+                self.metrics.live_frauds.labels(version, edge)
         recent.append((score, flagged, is_fraud))
         outcome = ("t" if flagged == is_fraud else "f") + ("p" if flagged else "n")
         self.metrics.live_outcomes.labels(version, outcome).inc()
+        self.metrics.live_labelled_scores.labels(version, "1" if is_fraud else "0").observe(score)
+        if is_fraud:
+            self.metrics.live_frauds.labels(version, edge_below(score)).inc()
 
     def maybe_publish(self) -> None:
         """Recompute the gauges if the last time was ``publish_interval_s`` ago or more."""

@@ -16,6 +16,10 @@ LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25
 MODEL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                  0.5, 1.0)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
+#: Score edges of the labelled-score histogram: the group's average precision ranks labelled
+#: decisions by these buckets (finer where fraud scores crowd, at both ends).
+SCORE_EDGES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95,
+               0.99, 1.0)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class WorkerMetrics:
     live_precision: Gauge
     live_recall: Gauge
     live_average_precision: Gauge
+    live_labelled_scores: Histogram
+    live_frauds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None, prefix: str = "fraudstream",
@@ -198,6 +204,15 @@ class WorkerMetrics:
             live_average_precision=Gauge(f"{p}_live_average_precision", "Average precision of "
                                          "this worker's recent labelled scores",
                                          ["model_version"], registry=reg),
+            live_labelled_scores=Histogram(f"{p}_live_labelled_score", "Scores of labelled "
+                                           "decisions, by model version and label (is_fraud "
+                                           "0 or 1); summed over workers for the group's "
+                                           "average precision", ["model_version", "is_fraud"],
+                                           buckets=SCORE_EDGES, registry=reg),
+            live_frauds=Counter(f"{p}_live_frauds", "Labelled frauds by model version and the "
+                                "score edge just below their score (``above``: a bucket edge "
+                                "of fraudstream_live_labelled_score)",
+                                ["model_version", "above"], registry=reg),
         )
         # Counters alerts take increase() of exist at 0 from the start: a series first seen
         # at 1 shows no increase, and its first event would never alert.

@@ -128,13 +128,15 @@ PANELS: tuple[Panel, ...] = (
                 "(FRAUDSTREAM_DRIFT_WINDOW_ROWS) must fill, and history features wait until "
                 "the state covers their look-back"),
     Panel("live_quality", "Live precision / recall", "timeseries", "percentunit",
-          "Precision and recall of the served model over the last 30 minutes of delayed fraud "
-          "labels, all workers together (the rules the alerts use), beside what its "
-          "validation measured (the alerts fire under half of that).",
+          "Precision, recall and average precision of the served model over the last 30 "
+          "minutes of delayed fraud labels, all workers together (the rules the alerts use), "
+          "beside what its validation measured (the alerts fire under half of that).",
           (Query("max by (model_version) (fraudstream:live_precision:ratio_increase30m)",
                  "precision {{model_version}}"),
            Query("max by (model_version) (fraudstream:live_recall:ratio_increase30m)",
                  "recall {{model_version}}"),
+           Query("max by (model_version) (fraudstream:live_average_precision:increase30m)",
+                 "average precision {{model_version}}"),
            Query('max by (model_version) '
                  '(fraudstream_model_validation_ratio{measure="flagged_precision"})',
                  "validation precision {{model_version}}"),

@@ -59,6 +59,9 @@ TIMEOUT_S = 120.0
 WARM_UP_S = 180.0
 #: How long healthy traffic is watched for an alert that must not even be pending.
 QUIET_S = 15.0
+#: The group's bucketed average precision and a worker's exact one, over different label
+#: windows (15 s scaled, last 5,000 labels): how far apart they may be.
+AP_TOLERANCE = 0.1
 PRECISION, RECALL = "FraudstreamLivePrecisionLow", "FraudstreamLiveRecallLow"
 
 
@@ -132,6 +135,14 @@ def test_live_precision_and_recall_alerts_fire_on_real_labels(live_env: LiveEnv)
                 f"{env.ratio('recall')}, validation {valid}")
         time.sleep(0.5)
     healthy = {m: env.ratio(m) for m in ("precision", "recall")}
+    # The group's average precision (the recording rule over the workers' labelled-score
+    # buckets) against the worker's own exact figure over about as many labels.
+    group_ap = env.value(f'fraudstream:live_average_precision:increase30m{{app="{env.app}"}}')
+    worker_ap = env.value(f'max(fraudstream_live_average_precision{{app="{env.app}"}})')
+    assert group_ap is not None and worker_ap is not None, (group_ap, worker_ap)
+    assert abs(group_ap - worker_ap) <= AP_TOLERANCE, (
+        f"group average precision {group_ap:.3f} (buckets) against the worker's "
+        f"{worker_ap:.3f} (exact)")
 
     genuine = time.monotonic()
     env.traffic.forced_label = 0
@@ -156,8 +167,9 @@ def test_live_precision_and_recall_alerts_fire_on_real_labels(live_env: LiveEnv)
     env.wait_webhook(RECALL, TIMEOUT_S, resolved=True)
     print(f"\nLIVE PERFORMANCE (scaled: window 15 s, for: 7 s; warm {warm}s into the stream): "
           f"validation precision {valid['precision']:.2f}, recall {valid['recall']:.2f}; "
-          f"healthy live {healthy['precision']:.2f}, {healthy['recall']:.2f}. Labels all "
-          f"genuine: precision {low_precision:.2f}, {PRECISION} firing in Prometheus "
+          f"healthy live {healthy['precision']:.2f}, {healthy['recall']:.2f}, average "
+          f"precision {group_ap:.3f} (group, buckets) / {worker_ap:.3f} (worker, exact). "
+          f"Labels all genuine: precision {low_precision:.2f}, {PRECISION} firing in Prometheus "
           f"{precision_fired}s, at the webhook {precision_paged}s. Labels all fraud: recall "
           f"{low_recall:.2f}, " + ", ".join(f"{k} {v}s" for k, v in switched.items())
           + f". Labels right again: {RECALL} resolved {recall_resolved}s")

@@ -50,6 +50,26 @@ def test_labels_give_precision_recall_and_average_precision_per_model_version() 
     assert get("fraudstream_labels_matched_total", {"outcome": "malformed"}) == 2
 
 
+def test_labelled_scores_are_exported_for_the_groups_average_precision() -> None:
+    """What the recording rule sums over workers: each labelled score in a histogram by
+    label, and each fraud under the edge just below its score (tests/monitoring/rules:
+    model_tests.yml computes the group's figure from these)."""
+    m = WorkerMetrics.create(CollectorRegistry())
+    live = LivePerformance(m, lambda card, tx: None, publish_interval_s=0)
+    for score, fraud in [(0.93, True), (0.5, True), (0.0, True), (0.3, False)]:
+        live.record("v1", score, score > 0.4, fraud)
+    get = m.registry.get_sample_value
+    frauds = {edge: get("fraudstream_live_frauds_total", {"model_version": "v1", "above": edge})
+              for edge in ("0.0", "0.4", "0.9", "0.95")}
+    assert frauds == {"0.0": 1, "0.4": 1, "0.9": 1, "0.95": 0}  # 0.5 is in (0.4, 0.5]
+    assert get("fraudstream_live_labelled_score_count",
+               {"model_version": "v1", "is_fraud": "1"}) == 3
+    assert get("fraudstream_live_labelled_score_bucket",
+               {"model_version": "v1", "is_fraud": "1", "le": "0.5"}) == 2
+    assert get("fraudstream_live_labelled_score_bucket",
+               {"model_version": "v1", "is_fraud": "0", "le": "0.3"}) == 1
+
+
 def test_window_keeps_only_the_most_recent_labelled_decisions() -> None:
     m = WorkerMetrics.create(CollectorRegistry())
     live = LivePerformance(m, lambda card, tx: None, window=2, publish_interval_s=0)
