@@ -1,11 +1,12 @@
 """Longer chaos runs that are not part of `make test` (run them with `make soak`).
 
 ``test_no_drift_alert_once_the_feature_state_is_warm`` needs about two minutes of load to warm
-every history feature, and it still fails in about half the runs on a busy 2-core machine:
-merchant counts drift for real when the label path falls more than the label delay behind in
-compressed simulated time (measured: 3 of 6 runs, merchant_nb_tx_7d/30d PSI 0.19 to 1.10).
-It stays strict, and out of CI until the label path is fixed (issue 10, labels through the
-fenced path). ``test_score_drift_fires_once_the_state_is_warm`` needs the same warm-up
+every history feature. Before the label path went through the fenced path (issue 10) it failed
+in about half the runs on a busy 2-core machine: merchant counts drifted for real when the
+label path fell more than the label delay behind in compressed simulated time (measured: 3 of
+6 runs, merchant_nb_tx_7d/30d PSI 0.19 to 1.10). On 2026-12-03 it passed 2 runs of 2 (2 min
+12 s each, no drift alert fired, the largest PSI 0.063 on card_nb_tx_30d); it stays here
+for its length. ``test_score_drift_fires_once_the_state_is_warm`` needs the same warm-up
 before its drift begins (2 min 37 s here, 2026-12-02).
 """
 
