@@ -101,8 +101,11 @@ class KafkaStore:
     # --- Kafka -----------------------------------------------------------------------------
 
     def _fail(self, what: str, exc: BaseException) -> StoreUnavailable:
-        return StoreUnavailable(f"{self.uri}: {what} failed ({type(exc).__name__}: "
-                                f"{redact_text(str(exc))})")
+        text, name = redact_text(str(exc)), type(exc).__name__
+        if not text.startswith(name):  # kafka-python's own messages start with it
+            text = f"{name}: {text}"
+        return StoreUnavailable(f"{self.uri}: {what} failed ({text}; is Kafka reachable at "
+                                f"{self.settings.kafka_bootstrap}?)")
 
     def _tp(self) -> Any:
         from kafka import TopicPartition

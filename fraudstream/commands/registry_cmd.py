@@ -15,8 +15,9 @@ from fraudstream.settings import Settings
 DESCRIPTION = """\
 The model registry keeps every version (skops bytes + signed manifest: metrics, training data
 hash, features, thresholds, reference distributions) in every store of FRAUDSTREAM_MODEL_STORES
-(default: a file store under FRAUDSTREAM_STATE_DIR plus Redis), and the aliases `production`
-(what workers serve) and `shadow` (scored alongside, never deciding) with their history.
+(default: a file store under FRAUDSTREAM_STATE_DIR plus Redis; `kafka:` adds a compacted topic
+on the Kafka cluster, which workers on any host reach), and the aliases `production` (what
+workers serve) and `shadow` (scored alongside, never deciding) with their history.
 
   list                      every version, oldest first, with its aliases
   show REF                  a version's manifest and the health of each replica (REF: a
