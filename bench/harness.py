@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import orjson
@@ -69,7 +70,7 @@ class Measurement:
     records: int
     seconds: float
     throughput: float
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, object] = field(default_factory=dict)
     #: Seconds from the first output to the last score (the drain's transactions alone).
     scores_seconds: float | None = None
     #: The machine's load when the measurement ended (``machine_load``).
@@ -184,8 +185,41 @@ def throughput_run(base: Settings, contender: Contender, records: list[Outgoing]
                        round(len(records) / seconds, 1), scores_seconds=round(scores_seconds, 2))
 
 
+#: Where a score's end-to-end latency goes, from the record's own clocks (milliseconds):
+#: ingestion -> the start of its batch (fetch, the batch before it, the batch window) ->
+#: the score appended to Kafka (features, model, state) -> seen by a read-committed reader
+#: (the transaction's commit, its markers, the reader's fetch).
+SEGMENTS = ("queued", "scoring", "committed")
+
+
+@dataclass
+class Latencies:
+    """Per score: total, and its three segments (``SEGMENTS``), in milliseconds."""
+
+    total: list[float] = field(default_factory=list)
+    segments: dict[str, list[float]] = field(
+        default_factory=lambda: {name: [] for name in SEGMENTS})
+
+    def add(self, score: Score, appended_ms: int, seen_ms: float) -> None:
+        started = datetime.fromisoformat(score["scored_at"].replace("Z", "+00:00"))
+        started_ms = started.timestamp() * 1000.0
+        self.total.append(seen_ms - score["ingested_at_ms"])
+        for name, value in zip(SEGMENTS, (started_ms - score["ingested_at_ms"],
+                                          appended_ms - started_ms, seen_ms - appended_ms),
+                               strict=True):
+            self.segments[name].append(value)
+
+    def percentiles(self) -> dict[str, object]:
+        total = np.asarray(self.total, dtype=np.float64)
+        return {"p50": float(np.percentile(total, 50)), "p99": float(np.percentile(total, 99)),
+                "max": float(total.max()),
+                "segments": {name: {"p50": float(np.percentile(values, 50)),
+                                    "p99": float(np.percentile(values, 99))}
+                             for name, values in self.segments.items()}}
+
+
 async def _paced_latency(settings: Settings, records: list[Outgoing], rate: float
-                         ) -> list[float]:
+                         ) -> Latencies:
     async with TopicReader(settings, [settings.topic_scores],
                            from_beginning=False) as reader:
         producer = new_producer(settings, linger_ms=1)
@@ -194,14 +228,13 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
             task = asyncio.create_task(produce_paced(
                 producer, records, topic=settings.topic_transactions,
                 labels_topic=settings.topic_labels, rate=rate, label_delay_s=LABEL_DELAY_S))
-            latencies: list[float] = []
+            latencies = Latencies()
             deadline = None
-            while len(latencies) < len(records):
+            while len(latencies.total) < len(records):
                 polled = await reader.poll(0.3)
                 seen = seen_now_ms()
-                for _t, _k, value, _ts in polled:
-                    score: Score = orjson.loads(value or b"{}")
-                    latencies.append(seen - score["ingested_at_ms"])
+                for _t, _k, value, appended in polled:
+                    latencies.add(orjson.loads(value or b"{}"), appended, seen)
                 if task.done():
                     task.result()
                     deadline = deadline or time.monotonic() + 60
@@ -209,9 +242,9 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
                         break
         finally:
             await producer.stop()
-    if len(latencies) < len(records):
+    if len(latencies.total) < len(records):
         # Percentiles of what arrived would hide the slowest records: the ones still missing.
-        raise BenchError(f"latency run at {rate:,.0f} tx/s: only {len(latencies):,} of "
+        raise BenchError(f"latency run at {rate:,.0f} tx/s: only {len(latencies.total):,} of "
                          f"{len(records):,} scores within 60 s of the last send")
     return latencies
 
@@ -230,10 +263,8 @@ def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: flo
         latencies = asyncio.run(_paced_latency(settings, records, rate))
     finally:
         pool.stop()
-    lat = np.asarray(latencies, dtype=np.float64)
-    return Measurement(f"{workers} worker(s) @ {rate:,.0f}/s", len(lat), len(records) / rate, rate,
-                       {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-                        "max": float(lat.max())})
+    return Measurement(f"{workers} worker(s) @ {rate:,.0f}/s", len(latencies.total),
+                       len(records) / rate, rate, latencies.percentiles())
 
 
 CONTENDERS = ("raw", "raw2", "naive", "1", "2", "2-alo")

@@ -22,7 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "the same changelogs in one and in two processes (the ceilings) and of "
                        "a naive one-event-at-a-time "
                        "Faust agent (the peer), with their ratios; then end-to-end latency "
-                       "percentiles with 1 and 2 workers at fixed input rates.")
+                       "percentiles with 1 and 2 workers at fixed input rates, and where "
+                       "the time goes: queued (until the record's batch starts), scoring "
+                       "(until its score is appended) and committed (until a read-committed "
+                       "reader sees it).")
     p.add_argument("--records", type=int, default=60_000,
                    help="transactions per throughput run (default 60000)")
     p.add_argument("--rates", default="1000",
@@ -156,3 +159,10 @@ def print_report(report: dict) -> None:
     for name, lat in report["latency_ms"].items():
         print(f"  {name:<36} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms   "
               f"load {load.get(name, float('nan')):.2f}")
+        segments = lat.get("segments", {})
+        if segments:
+            print("    " + ", ".join(f"{part} p50 {v['p50']:.0f} / p99 {v['p99']:.0f} ms"
+                                     for part, v in segments.items()))
+    if any(lat.get("segments") for lat in report["latency_ms"].values()):
+        print("  (queued: ingested -> its batch starts; scoring: -> score appended; committed: "
+              "-> seen by a read-committed reader)")

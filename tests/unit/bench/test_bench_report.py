@@ -14,7 +14,11 @@ def test_every_figure_is_printed_with_its_load_and_the_raw_loop_of_the_run(
         "records": 60_000, "cores": 2.0,
         "throughput_tx_per_s": {"raw aiokafka loop": 4103.0, "fraudstream 2 workers": 2998.0},
         "ratios": {"2_workers_vs_raw_loop": 0.731},
-        "latency_ms": {"2 worker(s) @ 1,000/s": {"p50": 40.0, "p99": 319.0, "max": 400.0}},
+        "latency_ms": {"2 worker(s) @ 1,000/s": {
+            "p50": 40.0, "p99": 319.0, "max": 400.0,
+            "segments": {"queued": {"p50": 16.0, "p99": 80.0},
+                         "scoring": {"p50": 4.0, "p99": 30.0},
+                         "committed": {"p50": 11.0, "p99": 40.0}}}},
         "load_avg_1m": {"raw aiokafka loop": 1.5, "fraudstream 2 workers": 2.25,
                         "2 worker(s) @ 1,000/s": 3.0},
     }
@@ -24,8 +28,25 @@ def test_every_figure_is_printed_with_its_load_and_the_raw_loop_of_the_run(
     assert f"{'fraudstream 2 workers':<36} {2998:>10,} tx/s   load 2.25" in out
     assert "p99   319.0 ms   load 3.00" in out
     assert "2 cores" in out
+    assert "queued p50 16 / p99 80 ms, scoring p50 4 / p99 30 ms, committed p50 11 / p99 40 ms" \
+        in out
 
 
 def test_machine_load_names_the_load_average_and_the_cores() -> None:
     load = machine_load()
     assert load["load_avg_1m"] >= 0 and load["cores"] >= 1
+
+
+def test_a_scores_latency_is_split_at_its_batch_start_and_its_append() -> None:
+    from typing import cast
+
+    from fraudstream.bench.harness import Latencies
+    from fraudstream.contracts import Score
+
+    lat = Latencies()
+    midnight = 1_796_256_000_000  # 2026-12-03T00:00:00Z, in milliseconds
+    score = cast(Score, {"scored_at": "2026-12-03T00:00:00.020Z", "ingested_at_ms": midnight})
+    lat.add(score, midnight + 25, midnight + 40.0)
+    assert lat.total == [40.0]
+    assert {k: v[0] for k, v in lat.segments.items()} == pytest.approx(
+        {"queued": 20.0, "scoring": 5.0, "committed": 15.0})
