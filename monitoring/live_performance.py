@@ -12,9 +12,10 @@ decision older than that, or for one of a card with more decisions in that windo
 cap, counts as ``unmatched`` and is left out.
 
 Each worker exports the outcome counters (summed across workers by recording rules, which
-precision and recall alerts use) and, per model version, gauges over its own last
-``window`` labelled decisions (average precision needs the scores, so it exists only here).
-A decision is *flagged* when it is ``review`` or ``decline``.
+precision and recall alerts use), its labelled scores by bucket and its frauds by the score
+edge below them (summed across workers by the rule of the group's average precision), and,
+per model version, gauges over its own last ``window`` labelled decisions (exact average
+precision, this worker's only). A decision is *flagged* when it is ``review`` or ``decline``.
 
 What a model should do is exported beside it (``publish_validation``): the precision and recall
 of its flagged decisions on the validation fold that chose nothing (``model_registry.training``),
