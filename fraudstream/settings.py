@@ -128,6 +128,10 @@ class Settings:
     #: require (unset = mutations refused).
     api_port: int = 8000
     api_token: str = ""
+    #: Accept the Alertmanager webhook from a loopback address without the token (the local
+    #: stack's Alertmanager sends none). Off where loopback is shared with processes you do
+    #: not trust, or to make a local Alertmanager prove its token (the compose deployment).
+    api_trust_loopback: bool = True
     #: Redis, for caches and replicated model artifacts.
     redis_url: str = ""
     #: The local Redis' password (its ``requirepass``); empty: the one ``fraudstream stack

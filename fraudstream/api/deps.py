@@ -85,7 +85,8 @@ async def require_token_or_loopback(request: Request, settings: SettingsDep,
     # A web page in the user's browser is a local process too: it can POST here (and, by
     # DNS rebinding, under a host name of its own). So the loopback trust also needs a
     # loopback Host and no Origin but our own; Alertmanager sends no Origin at all.
-    if (request.client is not None and is_loopback(request.client.host)
+    if (settings.api_trust_loopback
+            and request.client is not None and is_loopback(request.client.host)
             and loopback_host(request.headers.get("host", ""))
             and same_origin(request.headers.get("origin"), request.headers.get("host", ""))):
         return

@@ -16,8 +16,10 @@ TOKEN = "webhook-token-0123456789"
 LOOPBACK = ("127.0.0.1", 40000)
 
 
-def client(base_url: str = "http://127.0.0.1:8000", **kwargs: Any) -> TestClient:
-    app = create_app(Settings(api_token=TOKEN), start_background=False, **kwargs)
+def client(base_url: str = "http://127.0.0.1:8000", trust_loopback: bool = True,
+           **kwargs: Any) -> TestClient:
+    settings = Settings(api_token=TOKEN, api_trust_loopback=trust_loopback)
+    app = create_app(settings, start_background=False, **kwargs)
     return TestClient(app, client=LOOPBACK, base_url=base_url)
 
 
@@ -27,6 +29,15 @@ BODY = webhook("firing", alert("firing"))
 def test_alertmanager_itself_is_still_received_without_a_token() -> None:
     with client() as c:
         assert c.post("/api/alerts/webhook", json=BODY).status_code == 200
+        assert len(c.get("/api/alerts").json()["firing"]) == 1
+
+
+def test_without_loopback_trust_alertmanager_needs_the_token_even_from_loopback() -> None:
+    with client(trust_loopback=False) as c:
+        assert c.post("/api/alerts/webhook", json=BODY).status_code == 401
+        assert c.get("/api/alerts").json()["recent"] == []
+        assert c.post("/api/alerts/webhook", json=BODY,
+                      headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert len(c.get("/api/alerts").json()["firing"]) == 1
 
 
