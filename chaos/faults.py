@@ -23,17 +23,27 @@ class FaultUnavailable(RuntimeError):
 
 @dataclass
 class FaultContext:
-    """What a fault may act on: the supervised workers and the local stack's processes."""
+    """What a fault may act on: the supervised workers and the local stack's processes.
 
-    supervisor: Supervisor
+    ``supervisor`` is None when the workers are not this process's (a container deployment:
+    ``fraudstream.chaos.compose_target``); faults that need it say so.
+    """
+
+    supervisor: Supervisor | None
     stack: LocalStack | None
     settings: Settings
     notes: dict[str, Any] = field(default_factory=dict)
     #: The run's ledger (``fraudstream.ledger.Ledger``), once the load has started.
     ledger: Any = None
 
+    def workers(self) -> Supervisor:
+        """The supervisor of the run's workers, or FaultUnavailable when it is not ours."""
+        if self.supervisor is None:
+            raise FaultUnavailable("this fault needs workers supervised by the chaos run")
+        return self.supervisor
+
     def first_worker_pid(self) -> int:
-        worker = self.supervisor.slots[0].worker
+        worker = self.workers().slots[0].worker
         if worker.proc is None:
             raise FaultUnavailable("the first worker has no process")
         return worker.proc.pid
@@ -46,7 +56,7 @@ class FaultContext:
 
 def signal_worker(ctx: FaultContext, signum: signal.Signals) -> None:
     """Send ``signum`` to the first active worker (its whole process group)."""
-    worker = ctx.supervisor.slots[0].worker
+    worker = ctx.workers().slots[0].worker
     ctx.notes["victim_pid"] = ctx.first_worker_pid()
     logger.warning("chaos: %s to worker pid=%s", signum.name, ctx.notes["victim_pid"])
     worker.signal(signum)
@@ -68,7 +78,7 @@ def replace_supervisor(ctx: FaultContext) -> None:
     starts for the same app: it finds the workers its predecessor left running, kills them
     (they would keep the ports and keep writing), and starts its own, which join with the same
     slot membership ids and take the same partitions over."""
-    old = ctx.supervisor
+    old = ctx.workers()
     old.abandon()
     left = sorted(w.proc.pid for w in [s.worker for s in old.slots] + old.standbys
                   if w.proc is not None and w.alive())
@@ -185,9 +195,9 @@ def set_delivery_fault(ctx: FaultContext, withhold: int, repeat: int) -> None:
 
 def _post_to_workers(ctx: FaultContext, path: str, body: dict[str, Any]) -> None:
     """POST ``body`` to a chaos hook of every active worker."""
-    for slot in ctx.supervisor.slots:
+    for slot in ctx.workers().slots:
         _post_to_worker(ctx, slot.index, path, body)
-    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.supervisor.slots))
+    logger.warning("chaos: %s %s on %d workers", path, body, len(ctx.workers().slots))
 
 
 def _post_to_worker(ctx: FaultContext, index: int, path: str, body: dict[str, Any]) -> None:
@@ -249,9 +259,9 @@ def freeze_unwatched(ctx: FaultContext) -> None:
     session expires. Its model is slowed first, so a batch is under way when the SIGSTOP
     lands, and its transaction comes after the partitions have moved.
     """
-    slot = ctx.supervisor.slots[0]
+    slot = ctx.workers().slots[0]
     # Until the thaw says otherwise (however long the fault is made to last).
-    ctx.supervisor.leave_alone(slot.index, 3600.0)
+    ctx.workers().leave_alone(slot.index, 3600.0)
     delay = zombie_model_delay(ctx.settings)
     _post_to_worker(ctx, slot.index, "/chaos/model", {"delay_s": delay})
     if not wait_for_a_fresh_batch(_worker_url(ctx, slot.index), 4 * delay):
@@ -270,7 +280,7 @@ def thaw_zombie(ctx: FaultContext) -> None:
     if index is None:
         return
     # Time to rejoin the group before the supervisor judges the worker again.
-    ctx.supervisor.leave_alone(index, 20.0)
+    ctx.workers().leave_alone(index, 20.0)
     deadline = time.monotonic() + 20.0
     while True:
         try:

@@ -165,7 +165,7 @@ def kill_merchant_owner(ctx: FaultContext) -> None:
     from fraudstream.chaos.faults import FaultUnavailable
 
     partition = key_partition(merchant_of(ctx.settings).encode(), ctx.settings.partitions)
-    for slot in ctx.supervisor.slots:
+    for slot in ctx.workers().slots:
         ready = slot.worker.readiness() or {}
         if partition in ready.get("partitions", []) and slot.worker.proc is not None:
             ctx.notes["victim_pid"] = slot.worker.proc.pid

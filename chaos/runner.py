@@ -478,7 +478,7 @@ class ChaosRunner:
             thread = supervisor.run_in_thread()
             try:
                 ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
-                supervisor = ctx.supervisor  # a new one if the scenario replaced it
+                supervisor = ctx.workers()  # a new one if the scenario replaced it
                 report.gap_records_read = summed_worker_metric(
                     settings, supervisor, "fraudstream_offsets_gap_filled_total")
                 report.redelivered_dropped = summed_worker_metric(
@@ -507,7 +507,7 @@ class ChaosRunner:
                         settings, supervisor, 'fraudstream_feature_drift{feature="amount",'
                         'method="psi"}')
             finally:
-                ctx.supervisor.request_stop()
+                ctx.workers().request_stop()
                 for running in (thread, ctx.notes.get("supervisor_thread")):
                     if running is not None:
                         running.join(10)
@@ -515,7 +515,7 @@ class ChaosRunner:
             report.skipped = str(exc)
             return report
         finally:
-            supervisor = ctx.supervisor
+            supervisor = ctx.workers()
             supervisor.stop()
             if "old_supervisor" in ctx.notes:
                 ctx.notes["old_supervisor"].stop()  # reaps the processes it had started
@@ -598,12 +598,14 @@ class ChaosRunner:
                          with_labels=scenario.with_labels))
         if scenario.poison_every:
             records = with_bad_records(records, scenario.poison_every)
-        ledger = Ledger()
+        ledger = Ledger(own_only=not self.isolate)
         prometheus_answered = False
         kinds = {settings.topic_scores: "scores", settings.topic_dlq: "dlq"}
         alerts: dict[str, set[str]] = {"firing": set(), "pending": set()}
         ctx.ledger = ledger
-        async with TopicReader(settings, list(kinds)) as reader:
+        # On the run's own topics every output is the run's; on shared ones (isolate off) the
+        # reader starts at their ends and the ledger keeps only this run's records' outputs.
+        async with TopicReader(settings, list(kinds), from_beginning=self.isolate) as reader:
             producers = [new_producer(settings)]
             await producers[0].start()
             stats = ProduceStats()
@@ -681,7 +683,7 @@ class ChaosRunner:
                     if scenario.soak and now >= next_memory_sample:
                         next_memory_sample = now + 10.0
                         sizes = await asyncio.to_thread(worker_memory_mb, ctx.settings,
-                                                        ctx.supervisor)
+                                                        ctx.workers())
                         if sizes:
                             report.memory_mb.append({
                                 "t": round(now, 1), "max_mb": round(max(r for r, _ in sizes), 1),
@@ -689,7 +691,7 @@ class ChaosRunner:
                                 "max_rocksdb_mb": round(max(d for _, d in sizes), 1),
                                 "max_other_mb": round(max(r - d for r, d in sizes), 1)})
                     if faulted and report.preloaded_cards:
-                        seen = await asyncio.to_thread(workers_restoring, ctx.supervisor)
+                        seen = await asyncio.to_thread(workers_restoring, ctx.workers())
                         restoring_s += (loop.time() - last_look) * seen
                         last_look = loop.time()
                     if now >= next_alert_poll:
@@ -769,7 +771,10 @@ class ChaosRunner:
         return True
 
     def _judge(self, report: ChaosReport, scenario: Scenario, ledger: Ledger, start_ms: int,
-               supervisor: Supervisor) -> None:
+               supervisor: Supervisor | None) -> None:
+        """Fill ``report`` from the ledger and list what failed; ``supervisor`` is None when
+        the workers were not this run's (a container deployment)."""
+        events = supervisor.events if supervisor is not None else []
         summary = ledger.summary()
         report.produced = int(summary["produced"])  # type: ignore[call-overload]
         report.scored = ledger.scored
@@ -780,9 +785,9 @@ class ChaosRunner:
         report.dead_letter_errors = dict(ledger.dead_letter_errors)
         report.model_versions = dict(ledger.model_versions)
         report.degraded_scores = ledger.degraded
-        report.failovers = [dataclasses.asdict(e) for e in supervisor.events]
-        if supervisor.events and report.fault_at_s is not None:
-            first = datetime.fromisoformat(supervisor.events[0].at).timestamp()
+        report.failovers = [dataclasses.asdict(e) for e in events]
+        if events and report.fault_at_s is not None:
+            first = datetime.fromisoformat(events[0].at).timestamp()
             report.replaced_after_s = round(first - start_ms / 1000 - report.fault_at_s, 2)
         report.timeline = timeline(ledger.scored_at_ms, start_ms)
         fault = report.fault_at_s if report.fault_at_s is not None else self.plan.fault_at_s
@@ -812,11 +817,11 @@ class ChaosRunner:
                      or report.recovery_seconds > scenario.max_recovery_s)):
             problems.append(f"scoring was not back within {scenario.max_recovery_s:.0f} s of "
                             f"the fault (recovery {_seconds(report.recovery_seconds)})")
-        if scenario.expect_failover and not supervisor.events:
+        if scenario.expect_failover and not events:
             problems.append("the supervisor did not replace the faulty worker")
-        if scenario.expect_no_failover and supervisor.events:
-            problems.append(f"the supervisor replaced {len(supervisor.events)} worker(s) "
-                            f"({', '.join(e.reason for e in supervisor.events)}): slowness "
+        if scenario.expect_no_failover and events:
+            problems.append(f"the supervisor replaced {len(events)} worker(s) "
+                            f"({', '.join(e.reason for e in events)}): slowness "
                             "is not a fault")
         if scenario.soak:
             report.p99_slope_ms_per_min = second_half_slope(

@@ -70,6 +70,12 @@ class Ledger:
     _unanswered: set[Position] = field(default_factory=set)
     #: Incarnations of the input topic so far (``new_incarnation``), the first being 0.
     incarnations: int = 1
+    #: Count only outputs of records this run produced (topics shared with other producers,
+    #: such as a deployment's own). An output read before its record's acknowledgement waits
+    #: in ``_early`` until the acknowledgement comes; outputs of other records stay there.
+    own_only: bool = False
+    _early: dict[Position, list[tuple[str, bytes | None, int, int]]] = field(
+        default_factory=dict)
 
     def new_incarnation(self) -> None:
         """The input topic was deleted and created again: later records are new positions."""
@@ -85,6 +91,8 @@ class Ledger:
         self.produced_at[position] = _transaction_id(value)
         if position not in self.score_positions and position not in self.dead_letter_positions:
             self._unanswered.add(position)
+        for early in self._early.pop(position, ()):
+            self.observe(*early)
 
     def observe(self, topic_kind: str, value: bytes | None, timestamp_ms: int,
                 seen_ms: int) -> None:
@@ -95,6 +103,10 @@ class Ledger:
         position = self._match(body)
         if position is None:
             self.unmatched += 1
+            return
+        if self.own_only and position not in self.produced_at:
+            self._early.setdefault(position, []).append(
+                (topic_kind, value, timestamp_ms, seen_ms))
             return
         self._unanswered.discard(position)
         if topic_kind == "scores":
@@ -204,7 +216,7 @@ class Ledger:
         """Outputs naming no position or a position this run never produced."""
         foreign = sum(1 for p in self.score_positions | self.dead_letter_positions
                       if p not in self.produced_at)
-        return self.unmatched + foreign
+        return self.unmatched + foreign + sum(len(held) for held in self._early.values())
 
 
 def _transaction_id(value: bytes) -> str | None:

@@ -74,12 +74,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "and the scenario's expected alerts must fire to pass: 60 turns "
                             "FeatureDrift's 10m into 10s (default 1: production, where pending "
                             "is enough)")
+    run_p.add_argument("--target", choices=("local", "compose"), default="local",
+                       help="local: supervised workers this run starts on the local stack "
+                            "(default); compose: the workers container of a running "
+                            "docker-compose deployment, faulted through the Docker SDK "
+                            "(kill-worker kills it, hang-worker pauses it, each healed after "
+                            "--fault-seconds); point FRAUDSTREAM_BOOTSTRAP_SERVERS at its "
+                            "Kafka host listener (127.0.0.1:29092)")
+    run_p.add_argument("--project", default=None,
+                       help="--target compose: the compose project (default "
+                            "COMPOSE_PROJECT_NAME, else the current directory's name, as "
+                            "docker-compose names it)")
     run_p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.chaos import ChaosRunner, RunPlan
-    from fraudstream.chaos.runner import ChaosBusy
     from fraudstream.chaos.scenarios import resolve
     from fraudstream.commands.demo_cmd import with_signing_key
     from fraudstream.commands.stack_cmd import stack_from_settings
@@ -102,6 +112,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--alert-time-scale must be at least 1 (1 keeps the production rules)")
     if args.fault_at >= args.duration:
         raise UserError("--fault-at must come before the end of --duration")
+    if args.target == "compose":
+        return run_on_compose(args, settings, scenarios)
     settings = with_signing_key(settings)
     stack = stack_from_settings(settings)
     if not all(s.ready for s in stack.status() if s.name.startswith("kafka")):
@@ -112,7 +124,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                    workers=args.workers, standbys=args.standby, keep_topics=args.keep_topics,
                    preload_cards=args.cards, alert_time_scale=args.alert_time_scale,
                    fault_seconds=args.fault_seconds, customers=args.customers)
-    runner = ChaosRunner(settings, stack, plan)
+    return run_scenarios(args, ChaosRunner(settings, stack, plan), scenarios)
+
+
+def compose_project(args: argparse.Namespace) -> str:
+    """The project docker-compose would use here: --project, COMPOSE_PROJECT_NAME, the cwd."""
+    import os
+    import re
+    from pathlib import Path
+
+    name = args.project or os.environ.get("COMPOSE_PROJECT_NAME") or Path.cwd().name
+    return re.sub(r"[^a-z0-9_-]", "", name.lower())
+
+
+def run_on_compose(args: argparse.Namespace, settings: Settings, scenarios: list[Any]) -> int:
+    from fraudstream.chaos import RunPlan
+    from fraudstream.chaos.compose_target import ComposeRunner
+
+    plan = RunPlan(rate=args.rate, duration_s=args.duration, fault_at_s=args.fault_at,
+                   fault_seconds=args.fault_seconds, customers=args.customers)
+    return run_scenarios(args, ComposeRunner(settings, plan, compose_project(args)), scenarios)
+
+
+def run_scenarios(args: argparse.Namespace, runner: Any, scenarios: list[Any]) -> int:
+    """Run each scenario, write and print its report; the exit status says if all passed."""
+    from fraudstream.chaos.runner import ChaosBusy
+
     reports = []
     # Progress goes to stderr when stdout is for the JSON.
     out = sys.stderr if to_stdout(args) else sys.stdout

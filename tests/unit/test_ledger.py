@@ -37,6 +37,18 @@ def test_an_output_seen_before_the_producer_ack_still_counts() -> None:
     assert ledger.complete and ledger.lost() == 0
 
 
+def test_on_a_shared_topic_only_this_runs_records_count() -> None:
+    ledger = Ledger(own_only=True)
+    ledger.observe("scores", score("other", 0, 3), 1000, 1000)  # another producer's record
+    ledger.observe("scores", score("a", 2, 7), 1000, 1000)  # ours, read before its ack
+    ledger.produced(tx("a"), 2, 7)
+    ledger.produced(tx("b"), 2, 8)
+    assert ledger.scored == 1 and ledger.lost() == 1 and ledger.unmatched_outputs() == 1
+    ledger.observe("scores", score("b", 2, 8), 1000, 1000)
+    ledger.observe("scores", score("b", 2, 8), 1000, 1000)
+    assert ledger.complete and ledger.scored == 2 and ledger.duplicates == 1
+
+
 def test_loss_is_matched_by_position_not_by_transaction_id() -> None:
     ledger = Ledger()
     ledger.produced(tx("a"), 0, 0)  # never answered: lost
