@@ -46,8 +46,23 @@ def test_the_lock_pins_every_runtime_dependency_within_its_range() -> None:
 def test_the_image_installs_the_lock_before_the_source() -> None:
     lines = [line.strip() for line in
              (ROOT / "deploy" / "docker" / "Dockerfile").read_text().splitlines()]
-    lock_install = lines.index("RUN pip install --no-cache-dir -r requirements.lock")
+    lock_install = next(i for i, line in enumerate(lines)
+                        if line.endswith("pip install -r requirements.lock"))
     first_source = min(i for i, line in enumerate(lines)
-                       if line.startswith("COPY") and "requirements.lock" not in line)
+                       if line.startswith("COPY") and "requirements.lock" not in line
+                       and "build-ca" not in line)
     assert lines.index("COPY requirements.lock ./") < lock_install < first_source
-    assert "RUN pip install --no-cache-dir --no-deps . && pip check" in lines
+    assert any(line.endswith("pip install --no-deps . && pip check") for line in lines)
+
+
+def test_the_build_ca_stays_in_the_build_stage() -> None:
+    # The CA bundle pip needs where TLS is intercepted is copied before the runtime stage
+    # starts (the second FROM), and the runtime stage copies only the virtualenv from it.
+    lines = [line.strip() for line in
+             (ROOT / "deploy" / "docker" / "Dockerfile").read_text().splitlines()]
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert len(stages) == 2
+    ca = [i for i, line in enumerate(lines) if "build-ca" in line and line.startswith("COPY")]
+    assert ca and all(stages[0] < i < stages[1] for i in ca)
+    runtime_copies = [line for line in lines[stages[1]:] if line.startswith("COPY")]
+    assert runtime_copies == ["COPY --from=build /opt/fraudstream /opt/fraudstream"]

@@ -2,8 +2,9 @@
 
 No Docker engine is needed: ``docker-compose config`` validates and interpolates the file
 client-side. The checks: the file is valid, it refuses to render without its secrets, every
-long-running service has a healthcheck, nothing is published beyond the host's loopback, and
-every Grafana panel queries something.
+long-running service has a healthcheck, nothing is published beyond the host's loopback, the
+host-network variant binds only 127.0.0.1, and every Grafana panel queries something. The
+deployment itself is built and run by tests/compose (``make test-compose``).
 """
 
 from __future__ import annotations
@@ -38,16 +39,20 @@ SERVICES = {
     "kafka",
     "redis",
     "init",
-    "worker-1",
-    "worker-2",
+    "workers",
     "api",
     "prometheus",
     "alertmanager",
+    "loadgen",
     "grafana",
 }
-APP_SERVICES = ("init", "worker-1", "worker-2", "api")
-WORKERS = {"worker-1": 1, "worker-2": 2}
-WORKER_WEB_PORT = 6066  # Settings.worker_web_port: worker N listens on 6066 + N.
+APP_SERVICES = ("init", "workers", "api", "loadgen")
+#: One-shot services: no healthcheck.
+ONE_SHOT = {"init", "loadgen"}
+#: Worker slots the supervisor of the `workers` service runs (--workers 2).
+SLOTS = (1, 2)
+WORKER_WEB_PORT = 6066  # Settings.worker_web_port: the worker in slot N listens on 6066 + N.
+SUPERVISOR_PORT = 6065  # Settings.supervisor_port.
 LOOPBACK = "127.0.0.1"
 
 
@@ -170,7 +175,7 @@ def test_topology(services: dict[str, dict[str, Any]]) -> None:
 
 def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        if name == "init":
+        if name in ONE_SHOT:
             continue
         check = service.get("healthcheck") or {}
         assert not check.get("disable"), name
@@ -187,8 +192,7 @@ def test_depends_on_waits_for_health_or_completion(services: dict[str, dict[str,
             assert spec.get("condition") == expected, f"{name} -> {dep}"
             if expected == "service_healthy":
                 assert services[dep].get("healthcheck"), f"{name} waits on {dep}'s health"
-    for name in ("worker-1", "worker-2"):
-        assert set(services[name]["depends_on"]) == {"kafka", "redis", "init"}
+    assert set(services["workers"]["depends_on"]) == {"kafka", "redis", "init"}
 
 
 def _published_host_ips(ports: list[Any]) -> Iterator[str]:
@@ -211,11 +215,16 @@ def test_published_ports_bind_loopback_only(services: dict[str, dict[str, Any]])
         assert all(ip == LOOPBACK for ip in ips), f"{name} publishes beyond loopback: {ips}"
         published[name] = ips
     assert {name for name, ips in published.items() if ips} == {
+        "kafka",  # its host listener only
         "api",
         "prometheus",
         "alertmanager",
         "grafana",
     }
+    assert [str(p).split("/")[0] for p in services["kafka"]["ports"]] in (
+        ["127.0.0.1:29092:29092"], [])  # long syntax is checked by the loop above
+    env = services["kafka"]["environment"]
+    assert "HOST://127.0.0.1:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
 
 
 def test_app_services_share_the_settings_env(services: dict[str, dict[str, Any]]) -> None:
@@ -228,6 +237,8 @@ def test_app_services_share_the_settings_env(services: dict[str, dict[str, Any]]
         assert env["FRAUDSTREAM_MODEL_STORES"].split(",")[1] == redis, name
         assert env["FRAUDSTREAM_SIGNING_KEY"] == REQUIRED_ENV["FRAUDSTREAM_SIGNING_KEY"], name
         assert env["FRAUDSTREAM_API_TOKEN"] == REQUIRED_ENV["FRAUDSTREAM_API_TOKEN"], name
+        assert env["FRAUDSTREAM_API_TRUST_LOOPBACK"] == "0", name
+        assert env["FRAUDSTREAM_MODEL_STORES"].split(",")[0] == "kafka:", name
         assert any(str(v).startswith("models:/app/artifacts") for v in services[name]["volumes"])
 
 
@@ -241,10 +252,12 @@ def test_worker_ports_match_healthchecks_and_scrape_targets(
         for static in job.get("static_configs", [])
         for target in static["targets"]
     }
-    for name, index in WORKERS.items():
-        port = WORKER_WEB_PORT + index
-        assert f"http://localhost:{port}/health" in services[name]["healthcheck"]["test"]
-        assert f"{name}:{port}" in targets
+    assert services["workers"]["command"][:2] == ["fraudstream", "supervise"]
+    check = " ".join(services["workers"]["healthcheck"]["test"])
+    assert "FRAUDSTREAM_SUPERVISOR_PORT:-6065" in check and "/metrics" in check
+    for slot in SLOTS:
+        assert f"workers:{WORKER_WEB_PORT + slot}" in targets
+    assert f"workers:{SUPERVISOR_PORT}" in targets
     assert "api:8000" in targets
 
 
@@ -301,8 +314,9 @@ def test_compose_scrape_targets_carry_the_labels_the_dashboards_select(compose_e
               for job in prometheus["scrape_configs"]
               for static in job.get("static_configs", [])
               for target in static["targets"]}
-    for name, index in WORKERS.items():
-        assert labels[f"{name}:{WORKER_WEB_PORT + index}"]["component"] == "worker"
+    for slot in SLOTS:
+        assert labels[f"workers:{WORKER_WEB_PORT + slot}"]["component"] == "worker"
+    assert labels[f"workers:{SUPERVISOR_PORT}"]["component"] == "supervisor"
     assert labels["api:8000"]["component"] == "api"
     assert all("app" in target_labels for target_labels in labels.values())
 
@@ -320,3 +334,47 @@ def test_redis_requires_a_password_kept_out_of_its_arguments(
 
 def test_prometheus_cannot_be_shut_down_over_http(services: dict[str, dict[str, Any]]) -> None:
     assert "--web.enable-lifecycle" not in services["prometheus"]["command"]
+
+
+def test_alertmanager_sends_the_api_token_from_a_file_it_writes_at_start(
+        services: dict[str, dict[str, Any]], compose_exe: str) -> None:
+    for name in ("alertmanager.yml", "alertmanager.host.yml"):
+        config = load_yaml((ROOT / "deploy" / "docker" / name).read_text(), compose_exe)
+        hook = config["receivers"][0]["webhook_configs"][0]
+        assert hook["http_config"]["authorization"] == {
+            "type": "Bearer", "credentials_file": "/run/alertmanager/api-token"}, name
+    service = services["alertmanager"]
+    script = " ".join(service["command"])
+    assert "/run/alertmanager/api-token" in script and "umask 077" in script
+    token = REQUIRED_ENV["FRAUDSTREAM_API_TOKEN"]
+    assert token not in script
+    assert any(str(t).startswith("/run/alertmanager") for t in service["tmpfs"])
+
+
+def test_the_host_network_variant_binds_only_loopback_and_publishes_nothing(
+        compose_exe: str, tmp_path: Path) -> None:
+    from fraudstream.deploy.docker.images import host_compose_file
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in REQUIRED_ENV and not k.startswith("COMPOSE_")}
+    env.update(REQUIRED_ENV)
+    model = load_yaml(host_compose_file(tmp_path / "host.yml", env).read_text(), compose_exe)
+    assert (tmp_path / "host.yml").stat().st_mode & 0o077 == 0, "it holds the secrets"
+    assert set(model["services"]) == SERVICES
+    for name, service in model["services"].items():
+        if name == "grafana":
+            continue  # its own profile, not part of the test deployment
+        assert service["network_mode"] == "host", name
+        assert "ports" not in service, name
+        rendered = json.dumps([service.get("environment"), service.get("command")])
+        assert "0.0.0.0" not in rendered, f"{name} binds beyond loopback"
+    app_env = model["services"]["workers"]["environment"]
+    assert app_env["FRAUDSTREAM_BIND_HOST"] == LOOPBACK
+    assert app_env["FRAUDSTREAM_BOOTSTRAP_SERVERS"].startswith(LOOPBACK)
+    kafka_env = model["services"]["kafka"]["environment"]
+    assert all(listener.split("//")[1].startswith(LOOPBACK)
+               for listener in kafka_env["KAFKA_LISTENERS"].split(","))
+    prometheus = load_yaml((ROOT / "deploy" / "docker" / "prometheus.host.yml").read_text(),
+                           compose_exe)
+    assert all(t.startswith(LOOPBACK) for job in prometheus["scrape_configs"]
+               for static in job["static_configs"] for t in static["targets"])
