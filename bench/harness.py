@@ -29,7 +29,7 @@ import orjson
 
 from fraudstream.contracts import Score
 from fraudstream.feeds import outgoing
-from fraudstream.ledger import seen_now_ms
+from fraudstream.ledger import quiet_collector, seen_now_ms
 from fraudstream.settings import Settings
 from fraudstream.simulator import Dataset
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
@@ -260,7 +260,8 @@ def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: flo
         # Let the group settle: a late second rebalance would otherwise land in the window.
         time.sleep(WARM_UP_S)
         say(f"  {workers} worker(s) at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
-        latencies = asyncio.run(_paced_latency(settings, records, rate))
+        with quiet_collector():
+            latencies = asyncio.run(_paced_latency(settings, records, rate))
     finally:
         pool.stop()
     return Measurement(f"{workers} worker(s) @ {rate:,.0f}/s", len(latencies.total),

@@ -31,6 +31,7 @@ from fraudstream.chaos.report import ChaosReport
 from fraudstream.chaos.runner import ChaosRunner, RunPlan
 from fraudstream.chaos.scenarios import Scenario
 from fraudstream.errors import UserError
+from fraudstream.ledger import quiet_collector
 from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -135,7 +136,8 @@ class ComposeRunner(ChaosRunner):
             preload_cards=0, soak=False)
         ctx = FaultContext(None, None, self.base)
         try:
-            ledger, start_ms = asyncio.run(self._drive(self.base, faulted, ctx, report))
+            with quiet_collector():
+                ledger, start_ms = asyncio.run(self._drive(self.base, faulted, ctx, report))
         except FaultUnavailable as exc:
             report.skipped = str(exc)
             return report

@@ -41,7 +41,7 @@ from fraudstream.chaos.worker_metrics import sample_value, scrape, summed, worke
 from fraudstream.deploy.local import LocalStack
 from fraudstream.features.windows import MERCHANT_KEEP_DAYS
 from fraudstream.feeds import outgoing, with_bad_records
-from fraudstream.ledger import Ledger, Position, seen_now_ms
+from fraudstream.ledger import Ledger, Position, quiet_collector, seen_now_ms
 from fraudstream.operations.big_state import fill_card_changelog
 from fraudstream.operations.models import ensure_production
 from fraudstream.settings import Settings
@@ -477,7 +477,8 @@ class ChaosRunner:
                 report.initial_restore_s = round(time.monotonic() - started, 1)
             thread = supervisor.run_in_thread()
             try:
-                ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
+                with quiet_collector():
+                    ledger, start_ms = asyncio.run(self._drive(settings, scenario, ctx, report))
                 supervisor = ctx.workers()  # a new one if the scenario replaced it
                 report.gap_records_read = summed_worker_metric(
                     settings, supervisor, "fraudstream_offsets_gap_filled_total")

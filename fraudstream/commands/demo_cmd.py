@@ -125,8 +125,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             args.start_date = time.strftime("%Y-%m-%d", time.gmtime(time.time()
                                                                      - args.days * 86_400))
         data = run_simulation(config_from_args(args, f"demo{int(time.time())}"))
-        summary = asyncio.run(stream_and_watch(settings, data, args, pool.overview,
-                                               lambda: pool.fatal if pool else None))
+        from fraudstream.ledger import quiet_collector
+
+        with quiet_collector():
+            summary = asyncio.run(stream_and_watch(settings, data, args, pool.overview,
+                                                   lambda: pool.fatal if pool else None))
         summary["model_version"] = version
         summary["workers"] = args.workers
         summary["failovers"] = len(pool.events)

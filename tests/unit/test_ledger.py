@@ -132,3 +132,15 @@ def test_latency_runs_until_the_reader_saw_the_score_the_timeline_keeps_when_it_
     ledger.observe("scores", score("a", 0, 0), 1020, 1045)
     assert ledger.latencies_ms == [45]
     assert ledger.scored_at_ms == [(1020, 45)]
+
+
+def test_the_measuring_heap_is_out_of_the_collectors_reach_only_while_measuring() -> None:
+    import gc
+
+    from fraudstream.ledger import quiet_collector
+
+    held = [{"record": i} for i in range(1000)]
+    assert gc.get_freeze_count() == 0
+    with quiet_collector():
+        assert gc.get_freeze_count() >= len(held)
+    assert gc.get_freeze_count() == 0
