@@ -35,9 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Fault injection against the local stack (fraudstream stack "
                        "up). Each run starts supervised workers on fresh topics, drives a steady "
                        "simulated load, injects the fault, heals it, and checks a ledger of every "
-                       "produced record against the committed scores and dead letters. With --target "
-                       "compose the faults act on a docker-compose deployment's workers "
-                       "container instead (Docker SDK), judged by the same ledger.")
+                       "produced record against the committed scores and dead letters. With "
+                       "--target compose the faults act on a docker-compose deployment's "
+                       "workers container instead (Docker SDK), judged by the same ledger.")
     chaos_sub = p.add_subparsers(dest="chaos_command", required=True, metavar="ACTION",
                                  parser_class=ScenarioListParser)
     run_p = chaos_sub.add_parser("run", help="run one scenario or all of them",
