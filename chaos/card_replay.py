@@ -19,7 +19,7 @@ import orjson
 from fraudstream.ledger import Position
 from fraudstream.settings import Settings
 from fraudstream.streaming import TopicReader
-from fraudstream.workers.card_record import CardRecord, Decision
+from fraudstream.workers.card_record import CardRecord, Decision, decisions_window_s
 from fraudstream.workers.topics import card_changelog
 from fraudstream.workers.validation import Transaction, validate
 
@@ -79,15 +79,18 @@ async def read_cards(settings: Settings, timeout_s: float) -> dict[str, list | N
     return latest
 
 
-def compare(expected: Mapping[str, CardRecord], table: Mapping[str, list | None]) -> CardCheck:
+def compare(expected: Mapping[str, CardRecord], table: Mapping[str, list | None],
+            settings: Settings) -> CardCheck:
     """Each replayed card's feature state and decided (id, partition, offset, decision) against
-    the table's latest value."""
+    the table's latest value; the replay keeps decisions for the window the workers keep them
+    (``decisions_window_s`` of the label delay)."""
+    window_s = decisions_window_s(settings.label_delay_days)
     check = CardCheck(cards=len(expected))
     for card_id, want in sorted(expected.items()):
         if card_id in table and table[card_id] is None:
             check.expired += 1
             continue
-        problem = _difference(want, table.get(card_id))
+        problem = _difference(want, table.get(card_id), window_s)
         if problem is None:
             check.equal += 1
             continue
@@ -97,14 +100,14 @@ def compare(expected: Mapping[str, CardRecord], table: Mapping[str, list | None]
     return check
 
 
-def _difference(want: CardRecord, wire: list | None) -> str | None:
+def _difference(want: CardRecord, wire: list | None, window_s: int) -> str | None:
     if wire is None:
         return "not in the card table"
     have = CardRecord.from_wire(wire)
     if have.state.to_wire() != want.state.to_wire():
         return (f"feature state {orjson.dumps(have.state.to_wire())[:200]!r}, replay "
                 f"{orjson.dumps(want.state.to_wire())[:200]!r}")
-    kept = cast(list[list], want.to_wire()[1])  # pruned as the workers prune their records
+    kept = cast(list[list], want.to_wire(window_s)[1])  # pruned as the workers prune theirs
     ours = [(d[0], d[2], d[3], d[5]) for d in kept]
     theirs = [(d[0], d[2], d[3], d[5]) for d in have.decisions]
     if ours != theirs:
@@ -117,4 +120,4 @@ def check_cards(settings: Settings, values: Mapping[Position, bytes],
                 timeout_s: float = 120.0) -> CardCheck:
     """Replay the run's scored transactions and compare the card table with the result."""
     table = asyncio.run(read_cards(settings, timeout_s))
-    return compare(replay(values, scored, decisions, settings), table)
+    return compare(replay(values, scored, decisions, settings), table, settings)
