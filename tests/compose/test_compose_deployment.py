@@ -10,7 +10,6 @@ running: the fixture starts ``dockerd`` and says so.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -21,7 +20,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,7 +27,9 @@ from fraudstream.chaos.compose_target import ComposeRunner, workers_container
 from fraudstream.chaos.runner import RunPlan
 from fraudstream.chaos.scenarios import SCENARIOS
 from fraudstream.deploy.docker import images
+from fraudstream.deploy.local.services import http_ok
 from fraudstream.settings import Settings
+from tests.alerting import get_json
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.compose
@@ -59,22 +59,6 @@ class Deployment:
         """What a process on this host uses to reach the deployment."""
         return Settings.from_env({"FRAUDSTREAM_BOOTSTRAP_SERVERS": KAFKA,
                                   "FRAUDSTREAM_PROMETHEUS_PORT": "19090"})
-
-
-def get_json(url: str, token: str | None = None) -> Any:
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def ready(port: int) -> bool:
@@ -111,7 +95,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     up = deployment.compose("up", "-d")
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        wait_until(lambda: all(ready(p) for p in WORKER_PORTS) and answers(f"{API}/health"),
+        wait_until(lambda: all(ready(p) for p in WORKER_PORTS) and http_ok(f"{API}/health"),
                    240, "the deployment's workers and API did not get ready", interval=1.0)
         deployment.start_s = time.monotonic() - started
         print(f"\ncompose: images built in {build_s:.0f} s, deployment ready in "
