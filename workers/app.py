@@ -43,6 +43,7 @@ from fraudstream.workers.faust_bridge import (
     exact_recovery_targets,
     note_committed,
     recovery_stuck_past_targets,
+    retry_concurrent_transactions_sooner,
     table_applied_offset,
     tune_worker_consumer,
     use_idempotent_producer,
@@ -175,6 +176,7 @@ class WorkerApp:
         deliver_without_tasks()
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         if self.exactly_once:
+            retry_concurrent_transactions_sooner()
             exact_recovery_targets(lambda ends: last_record_offsets(settings, ends))
         app = self.app = faust.App(settings.app_id,
                                          **faust_settings(settings, index, instance_id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import faust
 import orjson
@@ -140,6 +140,9 @@ class TinyBatch:
     def record_count(self) -> int:
         return len(self.records)
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class Metadata:
     def __init__(self, topic: str, partition: int, offset: int) -> None:
@@ -191,6 +194,46 @@ def test_a_missing_internal_stops_the_worker_with_its_name(
     with pytest.raises(FaustInternalsChanged,
                        match=r"faust\.stores\.rocksdb\.Store\._renamed_in_a_new_release"):
         check_internals()
+
+
+def test_a_missing_module_value_stops_the_worker_with_its_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiokafka.producer import sender
+
+    monkeypatch.delattr(sender, "BACKOFF_OVERRIDE")
+    with pytest.raises(FaustInternalsChanged,
+                       match=r"aiokafka\.producer\.sender\.BACKOFF_OVERRIDE"):
+        check_internals()
+
+
+def test_a_transaction_refused_as_concurrent_is_retried_after_the_short_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka's AddPartitionsToTxn handler answers CONCURRENT_TRANSACTIONS with the
+    module's wait (read at call time), which the worker shortens."""
+    from aiokafka.producer import sender
+    from aiokafka.protocol.transaction import AddPartitionsToTxnResponse_v0
+
+    from fraudstream.workers.faust_bridge import (
+        CONCURRENT_TRANSACTIONS_BACKOFF_S,
+        retry_concurrent_transactions_sooner,
+    )
+
+    monkeypatch.setattr(sender, "BACKOFF_OVERRIDE", sender.BACKOFF_OVERRIDE)
+    retry_concurrent_transactions_sooner()
+    assert sender.BACKOFF_OVERRIDE == CONCURRENT_TRANSACTIONS_BACKOFF_S < 0.02
+
+    class Txn:
+        txn_partitions: ClassVar[set[Any]] = set()
+
+    class Sender:
+        _txn_manager = Txn()
+        _retry_backoff = 0.1
+
+    handler = sender.AddPartitionsToTxnHandler(Sender(), {"scores": [0]})
+    concurrent_transactions = 51  # Kafka's error code
+    refused = AddPartitionsToTxnResponse_v0(
+        throttle_time_ms=0, errors=[("scores", [(0, concurrent_transactions)])])
+    assert handler.handle_response(refused) == CONCURRENT_TRANSACTIONS_BACKOFF_S
 
 
 def test_partition_counts_that_would_misroute_records_are_named() -> None:

@@ -22,6 +22,9 @@ class FakeBatch:
     def record_count(self) -> int:
         return len(self.records)
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class FakeProducer:
     """Records the calls of one transactional producer; ``fail`` makes sends fail."""
