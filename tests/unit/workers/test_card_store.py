@@ -141,7 +141,7 @@ class TinyBatch:
         return len(self.records)
 
     def close(self) -> None:
-        self.closed = True
+        """Sent whole (the sink closes each batch before sending it)."""
 
 
 class Metadata:

@@ -23,7 +23,7 @@ class FakeBatch:
         return len(self.records)
 
     def close(self) -> None:
-        self.closed = True
+        """Sent whole (the sink closes each batch before sending it)."""
 
 
 class FakeProducer:
