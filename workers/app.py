@@ -61,6 +61,7 @@ from fraudstream.workers.scoring import Scorer
 from fraudstream.workers.stable_offsets import StableOffsets
 from fraudstream.workers.state_tables import ChangelogTable
 from fraudstream.workers.takeover import TakeoverScan
+from fraudstream.workers.time_slices import Slices
 from fraudstream.workers.topics import COMPACT_CHANGELOG
 
 if TYPE_CHECKING:
@@ -422,7 +423,7 @@ class WorkerApp:
             sink = KafkaBatchSink(_LazyProducer(app))
             async for taken in BatchReader.of_stream(app, stream, LABEL_BATCH_MAX,
                                                      LABEL_BATCH_WINDOW_S):
-                for r in taken.records:
+                async for r in Slices().each(taken.records):
                     self.live.observe_label(r.key, r.value)
                 if self.exactly_once:
                     await _finish(self._route_labels_or_exit(taken.records))

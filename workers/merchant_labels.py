@@ -70,6 +70,7 @@ from fraudstream.workers.fenced_outputs import Committed, FencedOutputs, OutputR
 from fraudstream.workers.merchant_states import DecodedTable, as_is
 from fraudstream.workers.output import key_partition
 from fraudstream.workers.processor import RawRecord
+from fraudstream.workers.time_slices import SLICE_S, Slices
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ class MerchantLabelApplier:
     record now (-1: none); ``changelog_records(start, stop)`` reads the changelog's committed
     records in that range from Kafka; ``on_written`` hears of each state a committed
     transaction wrote (the scoring step's decoded states take it instead of decoding it again).
+    A batch's work gives the event loop a turn every ``slice_s`` seconds (``time_slices``).
     """
 
     def __init__(self, *, outputs: FencedOutputs, changelog_topic: str,
@@ -278,8 +280,10 @@ class MerchantLabelApplier:
                  changelog_target: Callable[[], Awaitable[int]],
                  changelog_records: ChangelogRange,
                  decode: Callable[[Any], Any] = as_is,
-                 on_written: OnWritten | None = None) -> None:
+                 on_written: OnWritten | None = None, slice_s: float = SLICE_S) -> None:
         self.outputs = outputs
+        #: Longest stretch of a batch's work between two turns of the event loop.
+        self.slice_s = slice_s
         self.on_written = on_written
         self.changelog_topic = changelog_topic
         self.applied_offset = applied_offset
@@ -369,6 +373,8 @@ class MerchantLabelApplier:
             states: dict[int, dict[bytes, MerchantRecord]] = defaultdict(dict)
             next_offsets: dict[int, int] = {}
             counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # applied, duplicates
+            # A second's labels: the scoring step gets the loop between slices of this work.
+            slices = Slices(self.slice_s)
             for r in sorted(batch, key=lambda r: (r.partition, r.offset)):
                 labels = labels_in(r.key, r.value)
                 if r.partition not in mine:
@@ -385,6 +391,7 @@ class MerchantLabelApplier:
                     per_merchant[key].append((ts, is_fraud))
                 touched, tally = states[r.partition], counts[r.partition]
                 for key, pairs in per_merchant.items():
+                    await slices.pause()
                     record = touched.get(key)
                     if record is None:
                         record = touched[key] = self._current(key)
@@ -395,8 +402,11 @@ class MerchantLabelApplier:
                     tally[0] += len(pairs)
             topic = self.changelog_topic
             # Kept: the decoded-state caches hold each one until the merchant's next write.
-            encoded = {p: {key: dumps_kept(rec.to_wire()) for key, rec in touched.items()}
-                       for p, touched in states.items()}
+            encoded: dict[int, dict[bytes, bytes]] = {}
+            for p, touched in states.items():
+                values = encoded[p] = {}
+                async for key in slices.each(touched):
+                    values[key] = dumps_kept(touched[key].to_wire())
             outputs = {p: [(topic, key, value, 0) for key, value in values.items()]
                        for p, values in encoded.items()}
             done = await commit_each(self.outputs, outputs, next_offsets)
@@ -408,6 +418,7 @@ class MerchantLabelApplier:
                     out.applied += applied
                     out.duplicates += duplicates
                     for key, rec in states[partition].items():
+                        await slices.pause()
                         self._written[key] = (rec, reached)
                         # Once the table's copy holds this write, neither this applier nor
                         # the scoring step decodes it again.
