@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from fraudstream.bench.harness import fresh
+from fraudstream.bench.harness import discard, fresh
 from fraudstream.operations.big_state import fill_card_changelog
 from fraudstream.settings import Settings
 from fraudstream.workers.pool import WorkerProcess, worker_datadir
@@ -91,6 +91,7 @@ def measure(settings: Settings, store: str, cards: int, tail: int) -> RestoreRun
     finally:
         worker.stop()
         shutil.rmtree(worker_datadir(s, 0).parent, ignore_errors=True)
+        discard(s)
     return RestoreRun(store, cards, round(baseline_s, 2), round(cold_s, 2),
                       round(cold_restoring_s, 2), round(warm_s, 2), round(warm_restoring_s, 2),
                       tail)

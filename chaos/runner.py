@@ -49,7 +49,7 @@ from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced
 from fraudstream.workers.pool import app_datadir
 from fraudstream.workers.supervisor import HealthPolicy, Supervisor
-from fraudstream.workers.topics import card_changelog_spec, ensure_topics
+from fraudstream.workers.topics import card_changelog_spec, delete_topics_where, ensure_topics
 
 logger = logging.getLogger(__name__)
 
@@ -293,25 +293,9 @@ def drift_psi(texts: Sequence[str]) -> dict[str, float]:
 
 def delete_run_topics(settings: Settings, tag: str) -> list[str]:
     """Delete a run's topics (its own and Faust's, all named with its tag); best effort."""
-    from fraudstream import kafka_clients
-
-    try:
-        admin = kafka_clients.admin(settings, client_id="fraudstream-chaos",
-                                    request_timeout_ms=15000)
-    except Exception as exc:
-        logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
-        return []
-    try:
-        topics = sorted(t for t in admin.list_topics()
-                        if t.endswith(f"-{tag}") or t.startswith(f"chaos-{tag}-"))
-        if topics:
-            admin.delete_topics(topics)
-        return topics
-    except Exception as exc:  # a cleanup failure must not fail the run
-        logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
-        return []
-    finally:
-        admin.close()
+    return delete_topics_where(
+        settings, lambda t: t.endswith(f"-{tag}") or t.startswith(f"chaos-{tag}-"),
+        client_id="fraudstream-chaos")
 
 
 class ChaosBusy(RuntimeError):

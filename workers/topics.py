@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fraudstream.settings import Settings
@@ -93,6 +94,29 @@ def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> l
             admin.create_topics(request, wait_for_metadata=True)
         logger.info("created topics names=%s", [t.name for t in wanted])
         return [t.name for t in wanted]
+    finally:
+        admin.close()
+
+
+def delete_topics_where(settings: Settings, wanted: Callable[[str], bool],
+                        client_id: str = "fraudstream-admin") -> list[str]:
+    """Delete every topic whose name ``wanted`` accepts; returns their names. Best effort:
+    a failure is logged, not raised (a cleanup must not fail the run it follows)."""
+    from fraudstream import kafka_clients
+
+    try:
+        admin = kafka_clients.admin(settings, client_id=client_id, request_timeout_ms=15000)
+    except Exception as exc:
+        logger.warning("topics not deleted error=%r", exc)
+        return []
+    try:
+        topics = sorted(t for t in admin.list_topics() if wanted(t))
+        if topics:
+            admin.delete_topics(topics)
+        return topics
+    except Exception as exc:
+        logger.warning("topics not deleted error=%r", exc)
+        return []
     finally:
         admin.close()
 
