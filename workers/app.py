@@ -219,10 +219,10 @@ class WorkerApp:
             group_id=settings.app_id, producer_factory=transactional_producer)
         self.label_lock = asyncio.Lock()
         # One reader per agent: a reader reads one partition at a time.
-        self._label_reader = TakeoverScan(settings, [])
-        self._changelog_reader = TakeoverScan(settings, [])
-        self._merchant_label_partitions: int | None = None
         merchants_changelog = self.merchants.table.changelog_topic.get_topic_name()
+        self._label_reader = TakeoverScan(settings, [], reads=[settings.topic_labels])
+        self._changelog_reader = TakeoverScan(settings, [], reads=[merchants_changelog])
+        self._merchant_label_partitions: int | None = None
         self.applier = MerchantLabelApplier(
             outputs=FencedOutputs(
                 app_id=settings.app_id, input_topic=self.merchant_labels.get_topic_name(),
@@ -266,8 +266,8 @@ class WorkerApp:
         # The batch protocol (workers.batch_protocol): where each ownership starts (under
         # exactly once read after its fence, workers.stable_offsets), continuity per input
         # topic, and the takeover read of a predecessor's outputs (at least once).
-        self._takeover = TakeoverScan(settings,
-                                      [settings.topic_scores, settings.topic_dlq])
+        self._takeover = TakeoverScan(settings, [settings.topic_scores, settings.topic_dlq],
+                                      reads=[settings.topic_transactions])
         self._stable_offsets = StableOffsets(settings, settings.app_id)
         consumer_offsets = ConsumerOffsets(app)
         self.starts = OwnershipStarts(consumer_offsets)
@@ -587,11 +587,14 @@ class WorkerApp:
         @app.task
         async def warm_takeover_reader() -> None:
             # Connected before the first batch: a takeover then costs the reads, not a
-            # client bootstrap (measured ~3 s of a standby's takeover before this).
+            # client bootstrap (measured ~3 s of a standby's takeover before this), nor a
+            # metadata wait (workers.takeover).
             try:
                 await self._takeover.start()
                 if self.exactly_once:
                     await self._stable_offsets.start()
+                    await self._label_reader.start()
+                    await self._changelog_reader.start()
             except KafkaError as exc:
                 logger.warning("takeover reader not started yet error=%r", exc)
 
