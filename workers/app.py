@@ -79,9 +79,7 @@ CARD_EXPIRY_INTERVAL_S = 10.0
 #: Seconds between two looks at a recovery waiting for an offset its consumer read past.
 RECOVERY_SETTLE_S = 2.0
 
-#: The label path's batches: labels wait days before they count, so seconds do not matter,
-#: while every batch is one Kafka transaction per partition on each of the path's two hops.
-LABEL_BATCH_WINDOW_S = 1.0
+#: Most labels in one batch of the label path (its window: ``label_batch_window_s``).
 LABEL_BATCH_MAX = 5000
 
 #: Exit status of a worker that could not write to Kafka (the supervisor restarts it).
@@ -422,7 +420,7 @@ class WorkerApp:
         async def route_labels(stream: Any) -> None:
             sink = KafkaBatchSink(_LazyProducer(app))
             async for taken in BatchReader.of_stream(app, stream, LABEL_BATCH_MAX,
-                                                     LABEL_BATCH_WINDOW_S):
+                                                     s.label_batch_window_s):
                 async for r in Slices().each(taken.records):
                     self.live.observe_label(r.key, r.value)
                 if self.exactly_once:
@@ -449,7 +447,7 @@ class WorkerApp:
             changelog = self.merchants.table.changelog_topic.get_topic_name()
             await _LazyProducer(app).partitions_for(changelog)
             async for taken in BatchReader.of_stream(app, stream, LABEL_BATCH_MAX,
-                                                     LABEL_BATCH_WINDOW_S):
+                                                     s.label_batch_window_s):
                 if self.exactly_once:
                     await _finish(self._apply_labels_or_exit(taken.records))
                     continue

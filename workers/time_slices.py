@@ -1,7 +1,7 @@
 """Long synchronous stretches of work cut into short slices, so the scoring step runs between them.
 
 A worker's agents share one event loop. The label path handles a second's labels at a time
-(``LABEL_BATCH_WINDOW_S``: one Kafka transaction per partition and hop per batch): looking up
+(``label_batch_window_s``: one Kafka transaction per partition and hop per batch): looking up
 each label's decision, routing it, decoding, updating and encoding each merchant's state. Done
 in one go, that held the loop for up to 66 ms of a worker's every second (measured 2026-12-03,
 two workers at 1,000 tx/s with labels), and every scoring batch due meanwhile waited behind

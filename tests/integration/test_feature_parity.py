@@ -30,7 +30,9 @@ DELAY_DAYS = 3  # not the default 7, so a worker ignoring the setting would fail
 def feature_worker(settings: Settings) -> Iterator[tuple[Settings, WorkerPool]]:
     from fraudstream.workers.topics import ensure_topics
 
-    s = dataclasses.replace(settings, emit_features=True, label_delay_days=DELAY_DAYS)
+    # Short label batches: the test waits for its labels before many of its transactions.
+    s = dataclasses.replace(settings, emit_features=True, label_delay_days=DELAY_DAYS,
+                            label_batch_window_s=0.05)
     ensure_topics(s)
     pool = WorkerPool(s, 1)
     pool.start()
