@@ -35,7 +35,7 @@ from fraudstream.simulator import Dataset
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
 from fraudstream.workers.pool import WorkerPool, settings_env
 from fraudstream.workers.topics import (
-    delete_topics_where,
+    delete_run_topics,
     ensure_topics,
     merchants_changelog_spec,
 )
@@ -96,10 +96,8 @@ def discard(settings: Settings) -> list[str]:
     meets a broker with the same topics. Left behind, a few benchmark runs' partitions (about
     450 of them) slowed every later run: two workers at 1,000 tx/s measured p99 276-303 ms
     before they were deleted, 191-242 ms after (2026-12-03)."""
-    tag = settings.app_id.removeprefix("bench-")
-    return delete_topics_where(
-        settings, lambda t: t.endswith(f"-{tag}") or t.startswith(f"bench-{tag}-"),
-        client_id="fraudstream-bench")
+    return delete_run_topics(settings, settings.app_id.removeprefix("bench-"),
+                             client_id="fraudstream-bench")
 
 
 def start_pool(count: int, guarantee: str | None = None

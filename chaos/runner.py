@@ -49,7 +49,7 @@ from fraudstream.simulator import SimulationConfig, simulate
 from fraudstream.streaming import Outgoing, ProduceStats, TopicReader, new_producer, produce_paced
 from fraudstream.workers.pool import app_datadir
 from fraudstream.workers.supervisor import HealthPolicy, Supervisor
-from fraudstream.workers.topics import card_changelog_spec, delete_topics_where, ensure_topics
+from fraudstream.workers.topics import card_changelog_spec, delete_run_topics, ensure_topics
 
 logger = logging.getLogger(__name__)
 
@@ -291,13 +291,6 @@ def drift_psi(texts: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def delete_run_topics(settings: Settings, tag: str) -> list[str]:
-    """Delete a run's topics (its own and Faust's, all named with its tag); best effort."""
-    return delete_topics_where(
-        settings, lambda t: t.endswith(f"-{tag}") or t.startswith(f"chaos-{tag}-"),
-        client_id="fraudstream-chaos")
-
-
 class ChaosBusy(RuntimeError):
     """Another chaos run is using the same local stack."""
 
@@ -515,7 +508,8 @@ class ChaosRunner:
                              "scores": settings.topic_scores, "dlq": settings.topic_dlq}
             if self.isolate and not self.plan.keep_topics:
                 # Hundreds of leftover runs' partitions made a broker restart take 30 s.
-                delete_run_topics(settings, settings.app_id.removeprefix("chaos-"))
+                delete_run_topics(settings, settings.app_id.removeprefix("chaos-"),
+                                  client_id="fraudstream-chaos")
                 # With the topics gone, the workers' local card tables are of no use either.
                 shutil.rmtree(app_datadir(settings), ignore_errors=True)
         self._notes = ctx.notes

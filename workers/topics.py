@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from fraudstream.settings import Settings
@@ -98,24 +97,27 @@ def ensure_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> l
         admin.close()
 
 
-def delete_topics_where(settings: Settings, wanted: Callable[[str], bool],
-                        client_id: str = "fraudstream-admin") -> list[str]:
-    """Delete every topic whose name ``wanted`` accepts; returns their names. Best effort:
-    a failure is logged, not raised (a cleanup must not fail the run it follows)."""
+def delete_run_topics(settings: Settings, tag: str, client_id: str) -> list[str]:
+    """Delete the topics of one isolated run (a benchmark or chaos run): its own, named
+    ``*-<tag>``, and Faust's, named after its app id. Returns their names. Best effort: a
+    failure is logged, not raised (a cleanup must not fail the run it follows)."""
     from fraudstream import kafka_clients
+
+    def mine(topic: str) -> bool:
+        return topic.endswith(f"-{tag}") or topic.startswith(f"{settings.app_id}-")
 
     try:
         admin = kafka_clients.admin(settings, client_id=client_id, request_timeout_ms=15000)
     except Exception as exc:
-        logger.warning("topics not deleted error=%r", exc)
+        logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
         return []
     try:
-        topics = sorted(t for t in admin.list_topics() if wanted(t))
+        topics = sorted(t for t in admin.list_topics() if mine(t))
         if topics:
             admin.delete_topics(topics)
         return topics
     except Exception as exc:
-        logger.warning("topics not deleted error=%r", exc)
+        logger.warning("run topics not deleted tag=%s error=%r", tag, exc)
         return []
     finally:
         admin.close()
