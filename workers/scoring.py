@@ -6,9 +6,12 @@ import numpy as np
 
 from fraudstream.features import FEATURE_NAMES
 from fraudstream.model_registry.artifact import ArtifactError, LoadedModel
+from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, FlatForest
 
 DECISIONS = ("approve", "review", "decline")
 MAX_REASONS = 3
+#: Rows on which a model's flat trees must give exactly its own probabilities.
+PROBE_ROWS = 512
 
 
 def limit_model_threads() -> None:
@@ -36,6 +39,7 @@ class Scorer:
         self.decline = model.manifest.decline_threshold
         p99 = model.manifest.reference.get("feature_p99")
         self._p99 = np.asarray(p99, dtype=np.float64) if p99 else None
+        self._flat = FlatForest.verified(model.estimator, probe_rows(self._p99))
 
     @property
     def version(self) -> str:
@@ -43,6 +47,8 @@ class Scorer:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         """Fraud probability for each row."""
+        if self._flat is not None and len(rows) <= FLAT_MAX_ROWS:
+            return self._flat.probabilities(rows)
         return np.asarray(self.model.estimator.predict_proba(rows)[:, 1], dtype=np.float64)
 
     def decide(self, score: float) -> str:
@@ -62,3 +68,16 @@ class Scorer:
             top = np.argsort(-r)[:MAX_REASONS]
             out.append([FEATURE_NAMES[i] for i in top if r[i] > 1.0])
         return out
+
+
+def probe_rows(p99: np.ndarray | None, n: int = PROBE_ROWS) -> np.ndarray:
+    """Rows spread over each feature's range (its training 99th percentile, when the
+    manifest has it, else several magnitudes), with zeros and missing values among them."""
+    rng = np.random.default_rng(0)
+    width = len(FEATURE_NAMES)
+    scale = (np.where(p99 > 0, p99, 1.0) if p99 is not None and len(p99) == width
+             else rng.choice([0.1, 1.0, 10.0, 1000.0], size=width))
+    rows = rng.uniform(0.0, 1.5, size=(n, width)) * scale
+    rows[rng.random(rows.shape) < 0.05] = 0.0
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    return rows

@@ -1,0 +1,103 @@
+"""Flat trees: exactly the probabilities of scikit-learn's gradient boosting, or not used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from fraudstream.features import FEATURE_NAMES
+from fraudstream.model_registry.artifact import LoadedModel, ModelManifest
+from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, FlatForest
+from fraudstream.workers.scoring import Scorer, probe_rows
+
+WIDTH = len(FEATURE_NAMES)
+
+
+def data(n: int, seed: int, missing: float = 0.05) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, WIDTH)) * rng.choice([0.1, 1.0, 10.0, 1000.0], size=WIDTH)
+    x[rng.random(x.shape) < missing] = np.nan
+    return x
+
+
+@pytest.fixture(scope="module")
+def boosted() -> HistGradientBoostingClassifier:
+    # Missing values in training, so that some splits send them left and some right.
+    x = data(3000, 0, missing=0.2)
+    signal = np.nan_to_num(x[:, 0]) + np.isnan(x[:, 1]) * 2.0 - np.nan_to_num(x[:, 2]) / 10
+    y = (signal + np.random.default_rng(1).normal(size=len(x)) > 1.0).astype(int)
+    return HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=15,
+                                          random_state=0).fit(x, y)
+
+
+def test_the_flat_trees_give_exactly_the_models_probabilities(
+        boosted: HistGradientBoostingClassifier) -> None:
+    flat = FlatForest.of(boosted)
+    assert flat is not None
+    nan_left = {bool(n["missing_go_to_left"]) for p in boosted._predictors
+                for n in p[0].nodes if not n["is_leaf"]}
+    assert nan_left == {True, False}  # both directions of a missing value are exercised
+    for n, seed in ((1, 2), (7, 3), (300, 4)):
+        rows = data(n, seed, missing=0.3)
+        rows[0, :3] = [np.inf, -np.inf, 0.0]
+        expected = boosted.predict_proba(rows)[:, 1]
+        assert np.array_equal(flat.probabilities(rows), expected)
+    no_missing = data(50, 5, missing=0.0)
+    assert np.array_equal(flat.probabilities(no_missing), boosted.predict_proba(no_missing)[:, 1])
+
+
+def test_a_row_of_the_wrong_width_is_refused_as_the_model_refuses_it(
+        boosted: HistGradientBoostingClassifier) -> None:
+    flat = FlatForest.of(boosted)
+    assert flat is not None
+    with pytest.raises(ValueError, match="expecting 21 features"):
+        flat.probabilities(np.zeros((2, WIDTH - 1)))
+
+
+def test_other_models_keep_their_own_prediction() -> None:
+    x = data(600, 6, missing=0.0)
+    y = (x[:, 0] > 0).astype(int)
+    assert FlatForest.of(LogisticRegression().fit(x[:, :1], y)) is None
+    three = HistGradientBoostingClassifier(max_iter=5).fit(
+        x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
+    assert FlatForest.of(three) is None
+    categories = x.copy()
+    categories[:, 3] = np.random.default_rng(7).integers(0, 4, size=len(x))
+    categorical = HistGradientBoostingClassifier(max_iter=5, categorical_features=[3]).fit(
+        categories, (categories[:, 3] == 2).astype(int))
+    assert FlatForest.of(categorical) is None
+
+
+def test_flat_trees_that_differ_on_the_probe_rows_are_not_used(
+        boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = probe_rows(None)
+    assert FlatForest.verified(boosted, probe) is not None
+    original = FlatForest.probabilities
+
+    def off_by_a_bit(self: FlatForest, rows: np.ndarray) -> np.ndarray:
+        return np.nextafter(original(self, rows), 1.0)
+
+    monkeypatch.setattr(FlatForest, "probabilities", off_by_a_bit)
+    assert FlatForest.verified(boosted, probe) is None
+
+
+def test_the_scorer_scores_small_batches_flat_and_large_ones_with_the_model(
+        boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = ModelManifest(version="v", family="hgb", feature_names=list(FEATURE_NAMES),
+                             sha256="", created_at="", review_threshold=0.3,
+                             decline_threshold=0.8)
+    scorer = Scorer(LoadedModel(manifest, boosted))
+    calls: list[int] = []
+    original = FlatForest.probabilities
+
+    def counted(self: FlatForest, rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return original(self, rows)
+
+    monkeypatch.setattr(FlatForest, "probabilities", counted)
+    for n in (1, FLAT_MAX_ROWS, FLAT_MAX_ROWS + 1, 500):
+        rows = data(n, n)
+        assert np.array_equal(scorer.score(rows), boosted.predict_proba(rows)[:, 1])
+    assert calls == [1, FLAT_MAX_ROWS]
