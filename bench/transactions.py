@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=5.0,
                         help="pause between transactions (0: back to back)")
     args = parser.parse_args()
-    settings = Settings()
+    settings = Settings.from_env()
     name = f"bench-txn-{uuid.uuid4().hex[:6]}"
     ensure_topics(settings, [TopicSpec(f"{name}-{t}", 1, settings.replication_factor, {})
                              for t in ("scores", "cards", "input")])

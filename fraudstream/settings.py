@@ -28,6 +28,11 @@ URL_FIELDS = ("bootstrap_servers", "prometheus_url", "redis_url", "model_stores"
 REDIS_PASSWORD_FILE = "redis.password"
 
 
+#: The longest batch window a setting may ask for: beyond it a hop would hold its records
+#: longer than the supervisor lets a partition go without a commit.
+MAX_BATCH_WINDOW_S = 10.0
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the program cannot use."""
 
@@ -169,12 +174,25 @@ class Settings:
                                 f"{self.processing_guarantee!r}; use one of "
                                 f"{', '.join(PROCESSING_GUARANTEES)}")
         self._check_kafka_security()
+        self._check_batching()
         for name in CHOSEN_SECRET_FIELDS:
             value: str = getattr(self, name)
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} is {len(value.encode())} "
                                     f"bytes; use at least {MIN_SECRET_BYTES} (for example "
                                     "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+
+    def _check_batching(self) -> None:
+        """Refuse batch settings that would stall a hop or make it spin."""
+        if self.batch_size < 1:
+            raise SettingsError(f"{ENV_PREFIX}BATCH_SIZE is {self.batch_size}; use at least 1 "
+                                "(default 500)")
+        for name, default in (("batch_window_s", 0.02), ("label_batch_window_s", 1.0)):
+            value: float = getattr(self, name)
+            if not 0 <= value <= MAX_BATCH_WINDOW_S:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} is {value}; use seconds from 0 "
+                                    f"(take only what is waiting) to {MAX_BATCH_WINDOW_S:g} "
+                                    f"(default {default:g})")
 
     def _check_kafka_security(self) -> None:
         """Refuse combinations a client would silently ignore or fail on later."""
