@@ -6,7 +6,7 @@ import numpy as np
 
 from fraudstream.features import FEATURE_NAMES
 from fraudstream.model_registry.artifact import ArtifactError, LoadedModel
-from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, FlatForest
+from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, verified_flat
 
 DECISIONS = ("approve", "review", "decline")
 MAX_REASONS = 3
@@ -39,7 +39,7 @@ class Scorer:
         self.decline = model.manifest.decline_threshold
         p99 = model.manifest.reference.get("feature_p99")
         self._p99 = np.asarray(p99, dtype=np.float64) if p99 else None
-        self._flat = FlatForest.verified(model.estimator, probe_rows(self._p99))
+        self._flat = verified_flat(model.estimator, probe_rows(self._p99))
 
     @property
     def version(self) -> str:

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fraudstream.features import FEATURE_NAMES
 from fraudstream.model_registry.artifact import LoadedModel, ModelManifest
-from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, FlatForest
+from fraudstream.workers.flat_forest import (
+    FLAT_MAX_ROWS,
+    FlatForest,
+    FlatRandomForest,
+    SoftVote,
+    flat_model,
+    verified_flat,
+)
 from fraudstream.workers.scoring import Scorer, probe_rows
 
 WIDTH = len(FEATURE_NAMES)
@@ -73,14 +86,14 @@ def test_other_models_keep_their_own_prediction() -> None:
 def test_flat_trees_that_differ_on_the_probe_rows_are_not_used(
         boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = probe_rows(None)
-    assert FlatForest.verified(boosted, probe) is not None
+    assert verified_flat(boosted, probe) is not None
     original = FlatForest.probabilities
 
     def off_by_a_bit(self: FlatForest, rows: np.ndarray) -> np.ndarray:
         return np.nextafter(original(self, rows), 1.0)
 
     monkeypatch.setattr(FlatForest, "probabilities", off_by_a_bit)
-    assert FlatForest.verified(boosted, probe) is None
+    assert verified_flat(boosted, probe) is None
 
 
 def test_the_scorer_scores_small_batches_flat_and_large_ones_with_the_model(
@@ -101,3 +114,92 @@ def test_the_scorer_scores_small_batches_flat_and_large_ones_with_the_model(
         rows = data(n, n)
         assert np.array_equal(scorer.score(rows), boosted.predict_proba(rows)[:, 1])
     assert calls == [1, FLAT_MAX_ROWS]
+
+
+@pytest.fixture(scope="module")
+def finite_data() -> tuple[np.ndarray, np.ndarray]:
+    x = data(2000, 8, missing=0.0)
+    y = (x[:, 0] / np.abs(x[:, 0]).max() + np.random.default_rng(9).normal(size=len(x)) / 4
+         > 0.1).astype(int)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def forest(finite_data: tuple[np.ndarray, np.ndarray]) -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=12, max_depth=12, min_samples_leaf=2,
+                                  random_state=0).fit(*finite_data)
+
+
+@pytest.fixture(scope="module")
+def blend(finite_data: tuple[np.ndarray, np.ndarray],
+          forest: RandomForestClassifier) -> VotingClassifier:
+    # The default family's shape (model_registry.families): forest and scaled logistic
+    # regression, soft vote, unequal weights.
+    return VotingClassifier(
+        [("rf", RandomForestClassifier(n_estimators=12, max_depth=12, random_state=0)),
+         ("logreg", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))],
+        voting="soft", weights=(2, 1)).fit(*finite_data)
+
+
+def test_a_random_forest_as_arrays_gives_exactly_its_probabilities(
+        forest: RandomForestClassifier) -> None:
+    flat = FlatRandomForest.of(forest)
+    assert flat is not None
+    for n, seed in ((1, 10), (9, 11), (300, 12)):
+        rows = data(n, seed, missing=0.0)
+        assert np.array_equal(flat.probabilities(rows), forest.predict_proba(rows)[:, 1])
+    # Just above a root's threshold in float64, at or below it once rounded to float32: the
+    # trees compare the rounded value, as scikit-learn's do.
+    roots = [(int(t.tree_.feature[0]), float(t.tree_.threshold[0])) for t in forest.estimators_]
+    edges = [(f, np.nextafter(t, np.inf)) for f, t in roots
+             if np.float32(np.nextafter(t, np.inf)) <= t]
+    assert edges
+    rows = data(len(edges), 18, missing=0.0)
+    for i, (f, value) in enumerate(edges):
+        rows[i, f] = value
+    assert np.array_equal(flat.probabilities(rows), forest.predict_proba(rows)[:, 1])
+
+
+def test_rows_float32_cannot_hold_take_the_forests_own_path(
+        forest: RandomForestClassifier) -> None:
+    flat = FlatRandomForest.of(forest)
+    assert flat is not None
+    rows = data(3, 13, missing=0.0)
+    rows[1, 2] = 1e39
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="float32"):
+        forest.predict_proba(rows)
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="float32"):
+        flat.probabilities(rows)
+
+
+def test_a_soft_vote_averages_flat_and_own_members_exactly(blend: VotingClassifier) -> None:
+    flat = flat_model(blend)
+    assert isinstance(flat, SoftVote)
+    for n, seed in ((1, 14), (22, 15), (128, 16)):
+        rows = data(n, seed, missing=0.0)
+        assert np.array_equal(flat.probabilities(rows), blend.predict_proba(rows)[:, 1])
+    # A missing value: the logistic regression refuses it, in the vote and in its flat form.
+    rows = data(4, 17, missing=0.3)
+    with pytest.raises(ValueError, match="NaN"):
+        blend.predict_proba(rows)
+    with pytest.raises(ValueError, match="NaN"):
+        flat.probabilities(rows)
+    assert verified_flat(blend, probe_rows(None)) is not None
+
+
+def test_a_vote_with_nothing_to_flatten_keeps_its_own_prediction(
+        finite_data: tuple[np.ndarray, np.ndarray]) -> None:
+    linear = VotingClassifier(
+        [("a", make_pipeline(StandardScaler(), LogisticRegression())),
+         ("b", make_pipeline(StandardScaler(), LogisticRegression(C=0.1)))],
+        voting="soft").fit(*finite_data)
+    assert flat_model(linear) is None
+
+
+def test_flat_trees_that_score_rows_the_model_refuses_are_not_used(
+        blend: VotingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    def lenient(self: SoftVote, rows: np.ndarray) -> np.ndarray:
+        return np.zeros(len(rows))
+
+    monkeypatch.setattr(SoftVote, "probabilities", lenient)
+    assert verified_flat(blend, probe_rows(None)) is None
