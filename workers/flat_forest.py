@@ -292,13 +292,15 @@ class SoftVote:
         if not binary or not fitted:
             return None
         members: list[Callable[[np.ndarray], np.ndarray]] = []
+        flattened = 0
         for member in fitted:
             flat = flat_model(member)
-            members.append(flat.probabilities if flat is not None
-                           else _own_probabilities(member))
-        if all(getattr(m, "__self__", None) is None for m in members):
-            return None  # nothing flattened: scikit-learn's own vote
-        return cls(members, weights)
+            if flat is None:
+                members.append(_own_probabilities(member))
+            else:
+                members.append(flat.probabilities)
+                flattened += 1
+        return cls(members, weights) if flattened else None
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
         column = np.asarray([member(rows) for member in self.members])

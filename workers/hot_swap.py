@@ -151,11 +151,13 @@ class ModelSwapper:
                 return
             loaded = await loop.run_in_executor(None, self.registry.load, earlier[-1],
                                                 self.expected_features)
+            # Off the event loop: a scorer checks its flat trees against the model.
+            fallback = await loop.run_in_executor(None, Scorer, loaded.model)
         except Exception as exc:
             logger.info("no previous version loaded as fallback error=%s", exc)
             return
         if self.processor.previous is None:
-            self.processor.previous = Scorer(loaded.model)
+            self.processor.previous = fallback
             logger.info("fallback model loaded version=%s", loaded.model.version)
 
     async def _apply_pending(self) -> None:
@@ -213,7 +215,7 @@ class ModelSwapper:
         try:
             loaded = await loop.run_in_executor(None, self.registry.load, version,
                                                 self.expected_features)
-            scorer = Scorer(loaded.model)
+            scorer = await loop.run_in_executor(None, Scorer, loaded.model)
         except StoreUnavailable as exc:
             self._refuse(alias, version, "store_unavailable", str(exc))
             return True
