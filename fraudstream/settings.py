@@ -187,8 +187,9 @@ class Settings:
         if self.batch_size < 1:
             raise SettingsError(f"{ENV_PREFIX}BATCH_SIZE is {self.batch_size}; use at least 1 "
                                 "(default 500)")
-        for name, default in (("batch_window_s", 0.02), ("label_batch_window_s", 1.0)):
+        for name in ("batch_window_s", "label_batch_window_s"):
             value: float = getattr(self, name)
+            default = self.__dataclass_fields__[name].default
             if not 0 <= value <= MAX_BATCH_WINDOW_S:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} is {value}; use seconds from 0 "
                                     f"(take only what is waiting) to {MAX_BATCH_WINDOW_S:g} "
