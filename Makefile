@@ -30,7 +30,7 @@ deploy/kafka/libs/.complete: deploy/kafka/pom.xml | apt $(INSTALLED)
 	$(PY) -c "from fraudstream.deploy.local.kafka import ensure_jars; ensure_jars()"
 
 demo: setup
-	$(VENV)/bin/fraudstream demo
+	$(VENV)/bin/fraudstream demo --fresh
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

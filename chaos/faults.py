@@ -97,30 +97,14 @@ def recreate_input_topic(ctx: FaultContext) -> None:
     """Delete the transactions topic and create it again (same partitions and settings);
     ``scores``, the dead letters and the card changelog stay. Offsets start over at 0, so
     every new record sits at an offset some output of the old topic already names."""
-    import time
-
-    from fraudstream import kafka_clients
-    from fraudstream.workers.topics import ensure_topics
+    from fraudstream.workers.topics import create_again, delete_topics_and_wait
 
     topic = ctx.settings.topic_transactions
-    admin = kafka_clients.admin(ctx.settings, client_id="fraudstream-chaos",
-                                request_timeout_ms=15000)
     try:
-        admin.delete_topics([topic])
-        deadline = time.monotonic() + 60
-        while topic in admin.list_topics():
-            if time.monotonic() > deadline:
-                raise FaultUnavailable(f"topic {topic} was not deleted within 60 s")
-            time.sleep(0.5)
-    finally:
-        admin.close()
-    # The deletion is done on the controller before every broker forgot the topic: a create
-    # right away can still be refused as existing; ensure_topics creates what is missing.
-    deadline = time.monotonic() + 60
-    while topic not in ensure_topics(ctx.settings):
-        if time.monotonic() > deadline:
-            raise FaultUnavailable(f"topic {topic} could not be created again within 60 s")
-        time.sleep(1.0)
+        delete_topics_and_wait(ctx.settings, [topic], "fraudstream-chaos")
+        create_again(ctx.settings, {topic})
+    except TimeoutError as exc:
+        raise FaultUnavailable(str(exc)) from exc
     if ctx.ledger is not None:
         ctx.ledger.new_incarnation()
     logger.warning("chaos: topic %s deleted and created again", topic)

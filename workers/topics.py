@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from fraudstream.settings import Settings
@@ -121,6 +122,46 @@ def delete_run_topics(settings: Settings, tag: str, client_id: str) -> list[str]
         return []
     finally:
         admin.close()
+
+
+#: How long the broker may take to forget deleted topics, or to create them again after that.
+TOPICS_SETTLE_S = 60.0
+
+
+def delete_topics_and_wait(settings: Settings, names: list[str], client_id: str,
+                           timeout_s: float = TOPICS_SETTLE_S) -> None:
+    """Delete ``names`` and return once the cluster no longer lists them (``TimeoutError``
+    after ``timeout_s``)."""
+    from fraudstream import kafka_clients
+
+    if not names:
+        return
+    admin = kafka_clients.admin(settings, client_id=client_id, request_timeout_ms=15000)
+    try:
+        admin.delete_topics(names)
+        deadline = time.monotonic() + timeout_s
+        while set(names) & set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka did not delete {', '.join(names)} within "
+                                   f"{timeout_s:.0f} s")
+            time.sleep(0.5)
+    finally:
+        admin.close()
+
+
+def create_again(settings: Settings, names: set[str], extra: list[TopicSpec] | None = None,
+                 timeout_s: float = TOPICS_SETTLE_S) -> None:
+    """``ensure_topics`` until every one of ``names`` is listed: right after a deletion the
+    broker may still refuse a name as existing (``TimeoutError`` after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ensure_topics(settings, extra)
+        if names <= set(list_topics(settings)):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka did not create {', '.join(sorted(names))} again within "
+                               f"{timeout_s:.0f} s")
+        time.sleep(1.0)
 
 
 def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:

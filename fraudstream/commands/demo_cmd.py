@@ -66,6 +66,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="event-time days after its transaction each label is published "
                    "(default: FRAUDSTREAM_LABEL_DELAY_DAYS, the delay the workers' merchant "
                    "features respect)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from empty topics: delete the app's topics (transactions, "
+                   "scores, dead letters, labels, events, the tables' changelogs; not the "
+                   "model registry's), its consumer group and the workers' local tables "
+                   "first. Every demo streams the same simulated customers: on an earlier "
+                   "run's topics their card features count those transactions too. Refused "
+                   "while workers of the app run. `make demo` passes it")
     p.add_argument("--keep-stack", action="store_true", help="leave the local stack running")
     add_json_option(p, "the summary (printed as JSON either way)")
     add_simulation_args(p, customers=2000, terminals=4000, days=120)
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             stack.up()
         except StackError as exc:
             raise UserError(str(exc)) from exc
+        start_state(settings, args.fresh)
         require_topics(settings)
         version = ensure_model(settings)
         print(f"model {version}; starting {args.workers} supervised workers and "
@@ -141,6 +149,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             stack.down()
     emit(args, summary, lambda: print(json.dumps(summary, indent=2)))
     return 0 if summary["lost"] == 0 else 1
+
+
+def start_state(settings: Settings, fresh: bool) -> None:
+    """With ``fresh``, empty the app's topics and tables (``workers.app_reset``); without it,
+    say when an earlier run's transactions are still there."""
+    from fraudstream.workers.app_reset import AppBusy, records_in, reset_app
+
+    if not fresh:
+        earlier = records_in(settings, settings.topic_transactions)
+        if earlier:
+            print(f"{settings.topic_transactions} already holds {earlier:,} transactions of "
+                  "earlier runs: this run's simulated customers are the same, so their card "
+                  "features count those too (`fraudstream demo --fresh` starts empty)",
+                  file=sys.stderr)
+        return
+    print("--fresh: deleting the app's topics, consumer group and local tables...",
+          file=sys.stderr)
+    try:
+        deleted = reset_app(settings)
+    except (AppBusy, TimeoutError) as exc:
+        raise UserError(f"--fresh: {exc}") from exc
+    print(f"--fresh: {len(deleted)} topics deleted and the app's topics created again, empty",
+          file=sys.stderr)
 
 
 async def stream_and_watch(settings: Settings, data: Dataset, args: argparse.Namespace,
