@@ -48,6 +48,7 @@ class WorkerMetrics:
     gc_pause: Histogram
     offsets_gap_filled: Counter
     offsets_redelivered: Counter
+    offsets_past_end: Counter
     model_refused: Counter
     model_swaps: Counter
     model_fallback: Counter
@@ -139,6 +140,10 @@ class WorkerMetrics:
             offsets_gap_filled=Counter(f"{p}_offsets_gap_filled", "Records the consumer skipped "
                                        "over (an offset gap), read from Kafka and processed",
                                        registry=reg),
+            offsets_past_end=Counter(f"{p}_offsets_past_end", "Partitions whose committed "
+                                     "offset was past their end when this worker took them "
+                                     "(the topic was created again, or truncated): started "
+                                     "from their first record", registry=reg),
             offsets_redelivered=Counter(f"{p}_offsets_redelivered", "Records delivered again "
                                         "after this worker had processed them (dropped)",
                                         registry=reg),

@@ -625,11 +625,40 @@ class WorkerApp:
         """
         try:
             starts = await self._stable_offsets.read({topic: partitions})
+            starts = await self._from_the_first_past_the_end(topic, starts)
         except KafkaError as exc:
             logger.critical("cannot read where the assigned partitions start, exiting "
                             "topic=%s error=%r", topic, exc)
             os._exit(EXIT_KAFKA_UNAVAILABLE)
         self.starts.settle(topic, starts)
+
+    async def _from_the_first_past_the_end(self, topic: str,
+                                           starts: dict[tuple[str, int], int | None]
+                                           ) -> dict[tuple[str, int], int | None]:
+        """``starts``, where a committed offset past its partition's end is replaced by the
+        partition's first offset, and Faust's consumer is moved there.
+
+        A committed offset is never past the end of a healthy partition: the topic was deleted
+        and created again while the group kept its offsets (seen on 2026-12-03), or the log was
+        truncated. Faust seeks to the committed offset and silently drops every record below
+        it, so the partition would score nothing until its new records reached the old offset.
+        Kafka's own consumers start over (``auto.offset.reset``); so does this worker, loudly.
+        """
+        from aiokafka.structs import TopicPartition
+
+        reader = self._label_reader if topic == self.settings.topic_labels else self._takeover
+        fixed = dict(starts)
+        for (name, partition), committed in starts.items():
+            if committed is None or committed <= await reader.log_end(name, partition):
+                continue
+            first = await reader.log_start(name, partition)
+            logger.error("committed offset past the end topic=%s partition=%d committed=%d: "
+                         "the topic was created again or truncated; starting from its first "
+                         "record, offset %d", name, partition, committed, first)
+            self.metrics.offsets_past_end.inc()
+            await self.app.consumer.seek(TopicPartition(name, partition), first)
+            fixed[(name, partition)] = first
+        return fixed
 
     async def _reopen_labels(self, assigned: Any) -> None:
         """Fence the label path's partitions now assigned here; hop 2 then catches up with

@@ -1,0 +1,48 @@
+"""A group whose committed offsets are past the end of its partitions (the topic was created
+again while the group kept its offsets): the worker starts them from their first record
+instead of waiting, silently, for offsets the new topic has not reached."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from fraudstream import kafka_clients
+from fraudstream.chaos.worker_metrics import sample_value, scrape
+from fraudstream.feeds import outgoing
+from fraudstream.settings import Settings
+from fraudstream.simulator import SimulationConfig, simulate
+from fraudstream.workers.topics import ensure_topics
+from tests.integration.test_scoring_pipeline import run_through
+from tests.stack_fixtures import running_pool
+
+pytestmark = pytest.mark.integration
+
+#: The old incarnation's offsets: far past anything the test writes.
+STALE = 50_000
+
+
+def test_offsets_past_the_end_start_from_the_first_record_and_lose_nothing(
+        settings: Settings) -> None:
+    ensure_topics(settings)
+    committer = kafka_clients.sync_consumer(settings, group_id=settings.app_id,
+                                            enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(settings.topic_transactions, p)
+               for p in range(settings.partitions)]
+        committer.assign(tps)
+        committer.commit({tp: OffsetAndMetadata(STALE, "", -1) for tp in tps})
+    finally:
+        committer.close()
+    ds = simulate(SimulationConfig(n_customers=60, n_terminals=120, nb_days=3, seed=21,
+                                   id_prefix="pe"))
+    records = list(outgoing(ds, 0, 300, with_labels=False))
+    with running_pool(settings, 1) as pool:
+        scores, dlq = asyncio.run(run_through(settings, records, len(records), timeout=60))
+        w = pool.workers[0]
+        lines = scrape(f"http://{w.settings.bind_host}:{w.port}", timeout=5)
+    assert len(scores) + len(dlq) == len(records), (len(scores), len(dlq))
+    assert len({s["transaction_id"] for s in scores}) == len(scores)
+    assert sample_value(lines, "fraudstream_offsets_past_end_total") == settings.partitions
