@@ -643,6 +643,9 @@ class WorkerApp:
         truncated. Faust seeks to the committed offset and silently drops every record below
         it, so the partition would score nothing until its new records reached the old offset.
         Kafka's own consumers start over (``auto.offset.reset``); so does this worker, loudly.
+        After an unclean leader election (off by default) truncated a partition below the
+        committed offset, this redoes the partition from its start: a second output for
+        each record it holds (the decision a card still keeps, or a new score).
         """
         from aiokafka.structs import TopicPartition
 

@@ -10,8 +10,9 @@ each run. Measured on 2026-12-03 after a day of demos: card records of 9.0 KB on
 Deleting the topics alone is not enough: the group's committed offsets can outlive them (seen
 on 2026-12-03 when the topics were deleted seconds after the broker started: the new workers
 sought to the old offsets, past the end of the empty topics, and scored nothing for a whole
-90 s run). So the group is deleted first, which Kafka refuses while any member is in it: a
-running worker of the app stops the reset before anything is deleted.
+90 s run; they now start such partitions from their first record, ``workers.app``). So the
+group is deleted first, which Kafka refuses while any member is in it: a running worker of the
+app stops the reset before anything is deleted.
 """
 
 from __future__ import annotations
