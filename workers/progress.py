@@ -21,6 +21,22 @@ RECENT_GAPS = 5
 STARVED_FACTOR = 6
 
 
+def resumes_at(committed: int | None, first: int, end: int) -> int:
+    """Where the group's reader of a partition goes on: the committed offset, or the
+    partition's first record when the group has none (or a negative one) or it lies outside
+    the log.
+
+    Below the first record, retention deleted what it pointed at; past the end, the topic was
+    created again while the group kept its offsets, or the log was truncated: the workers
+    start from the first record in both cases (``auto.offset.reset`` earliest, and
+    ``workers.app``), so the records from there on are the backlog. (Reading the end minus a
+    committed offset past it as no backlog hid a worker that scored nothing.)
+    """
+    if committed is None or not first <= committed <= end:
+        return first
+    return committed
+
+
 @dataclass
 class PartitionProgress:
     committed: int
@@ -73,9 +89,11 @@ class GroupProgress:
         committed = {tp.partition: meta.offset for tp, meta in offsets.items()
                      if tp.topic == self.topic}
         parts = self._consumer.partitions_for_topic(self.topic) or set()
-        ends = self._consumer.end_offsets([TopicPartition(self.topic, p) for p in parts])
+        tps = [TopicPartition(self.topic, p) for p in parts]
+        ends = self._consumer.end_offsets(tps)
+        firsts = self._consumer.beginning_offsets(tps)
         for tp, end in ends.items():
-            done = max(committed.get(tp.partition, 0), 0)
+            done = resumes_at(committed.get(tp.partition), firsts.get(tp, 0), end)
             old = self.partitions.get(tp.partition)
             if old is None:
                 self.partitions[tp.partition] = PartitionProgress(done, end, now, now)

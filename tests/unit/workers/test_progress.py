@@ -7,7 +7,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from fraudstream.workers.progress import GroupProgress
+from fraudstream.workers.progress import GroupProgress, resumes_at
 
 
 class FakeKafka:
@@ -17,6 +17,7 @@ class FakeKafka:
         self.topic = topic
         self.committed: dict[int, int] = {}
         self.ends: dict[int, int] = {}
+        self.firsts: dict[int, int] = {}
 
     def close(self) -> None:
         pass
@@ -31,6 +32,9 @@ class FakeKafka:
 
     def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.ends[tp.partition] for tp in tps}
+
+    def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.firsts.get(tp.partition, 0) for tp in tps}
 
 
 def progress(kafka: FakeKafka) -> GroupProgress:
@@ -140,3 +144,36 @@ def test_a_worker_whose_partitions_all_stopped_committing_is_stalled_at_the_limi
     assert g.stalled([0, 1], 25.0, 20.0) == []
     assert g.stalled([0, 1], 26.0, 20.0) == [0, 1]
     assert g.starved([0, 1], 26.0, 20.0) == []
+
+
+def test_a_committed_offset_past_the_end_is_a_backlog_from_the_first_record() -> None:
+    # Measured 2026-12-03: topics created again kept the group's offsets (about 20,900 per
+    # partition); end minus committed read as no backlog while nothing was scored.
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 4000}, {0: 20_900}
+    g = progress(kafka)
+    g.refresh(0.0)
+    assert g.total_lag == 4000
+    g.refresh(25.0)
+    assert g.stalled([0], 25.0, 20.0) == [0]  # nothing committed since: stuck, not idle
+    kafka.committed = {0: 150}  # the worker started from the first record and committed
+    g.refresh(26.0)
+    assert g.total_lag == 3850
+    assert g.stalled([0], 27.0, 20.0) == []
+
+
+def test_offsets_outside_the_log_resume_at_its_first_record() -> None:
+    assert resumes_at(None, 0, 100) == 0  # the group never committed
+    assert resumes_at(-1, 0, 100) == 0  # what Kafka answers for no offset
+    assert resumes_at(30, 120, 500) == 120  # retention deleted what it pointed at
+    assert resumes_at(900, 120, 500) == 120  # past the end
+    assert resumes_at(500, 120, 500) == 500  # caught up
+    assert resumes_at(120, 120, 500) == 120
+
+
+def test_a_log_start_moved_by_retention_is_not_counted_as_backlog() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.firsts = {0: 10_000}, {0: 9_000}  # the group never committed
+    g = progress(kafka)
+    g.refresh(0.0)
+    assert g.total_lag == 1000
