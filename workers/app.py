@@ -34,6 +34,7 @@ from fraudstream.workers.changelog_tail import last_record_offsets, read_committ
 from fraudstream.workers.continuity import DeliveryChaos
 from fraudstream.workers.faust_bridge import (
     ConsumerOffsets,
+    after_each_seek,
     aiokafka_producer,
     check_internals,
     commit_outside_faust,
@@ -43,6 +44,7 @@ from fraudstream.workers.faust_bridge import (
     exact_recovery_targets,
     note_committed,
     recovery_stuck_past_targets,
+    reset_committed,
     retry_concurrent_transactions_sooner,
     table_applied_offset,
     tune_worker_consumer,
@@ -278,6 +280,8 @@ class WorkerApp:
         self.label_continuity = InputContinuity(settings.topic_labels, self._label_reader,
                                                 self.starts, metrics)
         self._settling: asyncio.Future[None] | None = None
+        #: Committed offsets found past their partition's end, already logged and counted.
+        self._past_end_seen: set[tuple[str, int, int]] = set()
         self.swapper = None
         if registry is not None:
             from fraudstream.workers.hot_swap import ModelSwapper
@@ -543,6 +547,8 @@ class WorkerApp:
             return web.json(body, status=200 if ready else 503)
 
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            # Before any await: the recovery this assignment started seeks afterwards.
+            after_each_seek(app.consumer, self._from_the_first_where_past_the_end)
             mine = [tp for tp in assigned if tp.topic == s.topic_transactions]
             owned = {tp.partition for tp in mine}
             self.metrics.assigned_partitions.set(len(mine))
@@ -636,32 +642,61 @@ class WorkerApp:
                                            starts: dict[tuple[str, int], int | None]
                                            ) -> dict[tuple[str, int], int | None]:
         """``starts``, where a committed offset past its partition's end is replaced by the
-        partition's first offset, and Faust's consumer is moved there.
+        partition's first offset, and Faust's consumer is moved there (its position, and the
+        committed offset it commits from and reads lag from).
 
         A committed offset is never past the end of a healthy partition: the topic was deleted
         and created again while the group kept its offsets (seen on 2026-12-03), or the log was
         truncated. Faust seeks to the committed offset and silently drops every record below
         it, so the partition would score nothing until its new records reached the old offset.
-        Kafka's own consumers start over (``auto.offset.reset``); so does this worker, loudly.
-        After an unclean leader election (off by default) truncated a partition below the
-        committed offset, this redoes the partition from its start: a second output for
-        each record it holds (the decision a card still keeps, or a new score).
+        Kafka's own consumers start over (``auto.offset.reset``); so does this worker, loudly
+        (once per partition and stale offset). After an unclean leader election (off by
+        default) truncated a partition below the committed offset, this redoes the partition
+        from its start: a second output for each record it holds (the decision a card still
+        keeps, or a new score).
         """
-        from aiokafka.structs import TopicPartition
+        from faust.types import TP
 
+        known = [p for (_t, p), committed in starts.items() if committed is not None]
+        if not known:
+            return starts
         reader = self._label_reader if topic == self.settings.topic_labels else self._takeover
+        ends = await reader.log_ends(topic, known)
         fixed = dict(starts)
         for (name, partition), committed in starts.items():
-            if committed is None or committed <= await reader.log_end(name, partition):
+            if committed is None or committed <= ends[partition]:
                 continue
             first = await reader.log_start(name, partition)
-            logger.error("committed offset past the end topic=%s partition=%d committed=%d: "
-                         "the topic was created again or truncated; starting from its first "
-                         "record, offset %d", name, partition, committed, first)
-            self.metrics.offsets_past_end.inc()
-            await self.app.consumer.seek(TopicPartition(name, partition), first)
+            if (name, partition, committed) not in self._past_end_seen:
+                self._past_end_seen.add((name, partition, committed))
+                logger.error("committed offset past the end topic=%s partition=%d "
+                             "committed=%d: the topic was created again or truncated; "
+                             "starting from its first record, offset %d", name, partition,
+                             committed, first)
+                self.metrics.offsets_past_end.inc()
+            tp = TP(name, partition)
+            await self.app.consumer.seek(tp, first)
+            reset_committed(self.app.consumer, tp, first)
             fixed[(name, partition)] = first
         return fixed
+
+    async def _from_the_first_where_past_the_end(self) -> None:
+        """After Faust's consumer sought its partitions to the group's committed offsets:
+        ``_from_the_first_past_the_end`` for the input partitions it holds.
+
+        Under at least once this is the only check (the worker reads no starts of its own);
+        under exactly once it also covers a seek that comes after ``_read_starts`` (Faust
+        seeks at the end of each recovery, and when a fetch finds the flow stopped)."""
+        consumer = self.app.consumer
+        try:
+            for topic in (self.settings.topic_transactions, self.settings.topic_labels):
+                await self._from_the_first_past_the_end(topic, {
+                    (tp.topic, tp.partition): committed_offset(consumer, tp)
+                    for tp in consumer.assignment() if tp.topic == topic})
+        except KafkaError as exc:
+            logger.critical("cannot read where the assigned partitions start, exiting "
+                            "error=%r", exc)
+            os._exit(EXIT_KAFKA_UNAVAILABLE)
 
     async def _reopen_labels(self, assigned: Any) -> None:
         """Fence the label path's partitions now assigned here; hop 2 then catches up with

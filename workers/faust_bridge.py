@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import types
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 
@@ -32,6 +32,8 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "the aiokafka producer behind Faust's (batch sends)"),
     ("faust.transport.consumer", "Consumer", "_committed_offset",
      "the group's committed offsets (offset continuity, lag)"),
+    ("faust.transport.consumer", "Consumer", "perform_seek",
+     "starts past a partition's end moved to its first record"),
     ("faust.transport.consumer", "Consumer", "_should_commit",
      "offsets committed by the worker's transactions, not by Faust"),
     ("faust.transport.consumer", "Consumer", "_add_gap",
@@ -370,6 +372,34 @@ def note_committed(consumer: Any, tp: Any, offset: int) -> None:
     current = committed.get(tp)
     if current is None or offset > current:
         committed[tp] = offset
+
+
+def reset_committed(consumer: Any, tp: Any, offset: int) -> None:
+    """Replace ``tp``'s committed offset as Faust's consumer knows it, even by a lower one:
+    a start moved back to the partition's first record (the group's offset was past its end).
+    Faust then commits its acknowledgements from there, and the lag is read from there."""
+    consumer._committed_offset[tp] = offset
+
+
+def after_each_seek(consumer: Any, check: Callable[[], Awaitable[None]]) -> None:
+    """Await ``check`` every time Faust's ``consumer`` has sought its partitions to the group's
+    committed offsets (at the end of each recovery, and when a fetch finds the flow stopped),
+    before it fetches from there."""
+    from faust.transport.consumer import Consumer
+
+    klass = cast(Any, Consumer)
+    if not getattr(klass, "_fraudstream_after_seek", False):
+        perform_seek = klass.perform_seek
+
+        async def perform_seek_then_check(self: Any) -> None:
+            await perform_seek(self)
+            then = getattr(self, "_fraudstream_seek_check", None)
+            if then is not None:
+                await then()
+
+        klass.perform_seek = perform_seek_then_check
+        klass._fraudstream_after_seek = True
+    consumer._fraudstream_seek_check = check
 
 
 def exact_recovery_targets(last_records: Any) -> None:

@@ -130,12 +130,16 @@ class TakeoverScan:
 
     async def log_end(self, topic: str, partition: int) -> int:
         """The offset after the last entry of one partition (its end, markers included)."""
+        return (await self.log_ends(topic, [partition]))[partition]
+
+    async def log_ends(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """``log_end`` of several partitions of ``topic``, in one request per broker."""
         from aiokafka import TopicPartition
 
         if self._consumer is None:
             await self.start()
-        tp = TopicPartition(topic, partition)
-        return int((await self._consumer.end_offsets([tp]))[tp])
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: int(end) for tp, end in ends.items()}
 
     async def records(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
         """The records at offsets [start, stop) of one partition, in offset order (offsets

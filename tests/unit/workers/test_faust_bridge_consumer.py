@@ -26,3 +26,33 @@ def test_the_worker_consumer_reads_committed_and_waits_briefly_at_the_broker() -
     wait_ms, isolation = asyncio.run(build())
     assert wait_ms == FETCH_MAX_WAIT_MS <= 200
     assert isolation == "read_committed"
+
+
+def test_the_check_after_each_seek_sees_the_offsets_faust_just_sought_to() -> None:
+    """The worker moves a start past a partition's end after Faust's seek, never before it:
+    Faust's seek would set the old offset again."""
+    from faust.types import TP
+
+    from fraudstream.workers.faust_bridge import after_each_seek, committed_offset
+
+    tp = TP("tx", 0)
+    seen: list[int | None] = []
+
+    async def run() -> None:
+        app = faust.App("bridge-seek-test", broker="kafka://127.0.0.1:1")
+        consumer = cast(Any, app.consumer)
+
+        async def seek_to_committed() -> dict[Any, int]:
+            return {tp: 50_000}
+
+        consumer.seek_to_committed = seek_to_committed
+
+        async def check() -> None:
+            seen.append(committed_offset(consumer, tp))
+
+        after_each_seek(consumer, check)
+        await consumer.perform_seek()
+        await consumer.perform_seek()
+
+    asyncio.run(run())
+    assert seen == [50_000, 50_000]
