@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import IO, Protocol
 
 import numpy as np
 import orjson
@@ -33,7 +35,7 @@ from fraudstream.ledger import quiet_collector, seen_now_ms
 from fraudstream.settings import Settings
 from fraudstream.simulator import Dataset
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
-from fraudstream.workers.pool import WorkerPool, settings_env
+from fraudstream.workers.pool import WorkerPool, WorkerStartError, settings_env
 from fraudstream.workers.topics import (
     delete_run_topics,
     ensure_topics,
@@ -60,12 +62,23 @@ def machine_load() -> dict[str, float]:
     return {"load_avg_1m": round(os.getloadavg()[0], 2), "cores": float(os.cpu_count() or 0)}
 
 
+class Started(Protocol):
+    """A contender running on a run's topics."""
+
+    def wait_ready(self, timeout: float) -> None:
+        """Return once it reads its partitions (a record sent now is not kept waiting by its
+        start-up); raise ``BenchError`` if it does not within ``timeout`` seconds."""
+
+    def stop(self) -> None:
+        ...
+
+
 @dataclass
 class Contender:
-    """A way of scoring the stream: its name and how to start and stop it."""
+    """A way of scoring the stream: its name and how to start it."""
 
     name: str
-    start: Callable[[Settings], Callable[[], None]]
+    start: Callable[[Settings], Started]
 
 
 @dataclass
@@ -100,40 +113,83 @@ def discard(settings: Settings) -> list[str]:
                              client_id="fraudstream-bench")
 
 
-def start_pool(count: int, guarantee: str | None = None
-               ) -> Callable[[Settings], Callable[[], None]]:
+class StartedPool:
+    """Workers under a ``WorkerPool``: ready when each says so and all partitions are taken."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def wait_ready(self, timeout: float) -> None:
+        try:
+            self.pool.wait_ready(timeout)
+        except WorkerStartError as exc:
+            raise BenchError(str(exc)) from exc
+
+    def stop(self) -> None:
+        self.pool.stop()
+
+
+def start_pool(count: int, guarantee: str | None = None) -> Callable[[Settings], Started]:
     """``count`` workers; ``guarantee`` overrides the run's processing guarantee."""
-    def start(settings: Settings) -> Callable[[], None]:
+    def start(settings: Settings) -> Started:
         if guarantee is not None:
             settings = dataclasses.replace(settings, processing_guarantee=guarantee)
         pool = WorkerPool(settings, count)
         pool.start()
-        return pool.stop
+        return StartedPool(pool)
     return start
 
 
-def start_module(module: str, *argvs: list[str]) -> Callable[[Settings], Callable[[], None]]:
+#: The line a module contender prints once it reads its partitions (``bench.raw_loop``).
+READY_LINE = b"contender ready"
+
+
+class StartedModules:
+    """``python -m module`` processes sharing a log; ready when each printed ``READY_LINE``."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], log: IO[bytes], log_path: Path,
+                 log_start: int) -> None:
+        self.procs, self.log, self.log_path, self.log_start = procs, log, log_path, log_start
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as f:
+                f.seek(self.log_start)
+                if f.read().count(READY_LINE) >= len(self.procs):
+                    return
+            exited = [p.returncode for p in self.procs if p.poll() is not None]
+            if exited:
+                raise BenchError(f"a contender process exited ({exited[0]}) before it was "
+                                 f"ready: see {self.log_path}")
+            time.sleep(0.2)
+        raise BenchError(f"not ready after {timeout:.0f}s: see {self.log_path}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.log.close()
+
+
+def start_module(module: str, *argvs: list[str]) -> Callable[[Settings], Started]:
     """``python -m module`` once per argument list in ``argvs``, all stopped together."""
-    def start(settings: Settings) -> Callable[[], None]:
-        log = open(settings.state_dir / "logs" / f"{module}.log", "ab")  # noqa: SIM115
+    def start(settings: Settings) -> Started:
+        log_path = settings.state_dir / "logs" / f"{module}.log"
+        log = log_path.open("ab")
+        log_start = log.tell()
         procs = [subprocess.Popen([sys.executable, "-m", module, *args],
                                   env=settings_env(settings), stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
                  for args in argvs]
-
-        def stop() -> None:
-            for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
-            log.close()
-        return stop
+        return StartedModules(procs, log, log_path, log_start)
     return start
 
 
@@ -179,12 +235,12 @@ def throughput_run(base: Settings, contender: Contender, records: list[Outgoing]
     ensure_topics(settings, [merchants_changelog_spec(settings)])
     asyncio.run(preload(settings, records))
     say(f"  {contender.name}: draining {len(records):,} transactions and their labels")
-    stop = contender.start(settings)
+    started = contender.start(settings)
     try:
         outputs = asyncio.run(collect(settings, len(records), timeout))
         labels_done = asyncio.run(last_label_write(settings))
     finally:
-        stop()
+        started.stop()
         discard(settings)
     if len(outputs) < len(records):
         raise BenchError(f"{contender.name}: only {len(outputs)} of {len(records)} outputs "
@@ -238,10 +294,10 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
                            from_beginning=False) as reader:
         producer = new_producer(settings, linger_ms=1)
         await producer.start()
+        task = asyncio.create_task(produce_paced(
+            producer, records, topic=settings.topic_transactions,
+            labels_topic=settings.topic_labels, rate=rate, label_delay_s=LABEL_DELAY_S))
         try:
-            task = asyncio.create_task(produce_paced(
-                producer, records, topic=settings.topic_transactions,
-                labels_topic=settings.topic_labels, rate=rate, label_delay_s=LABEL_DELAY_S))
             latencies = Latencies()
             deadline = None
             while len(latencies.total) < len(records):
@@ -254,7 +310,15 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
                     deadline = deadline or time.monotonic() + 60
                     if time.monotonic() > deadline:
                         break
+            # Every score is in: the last labels are still due (LABEL_DELAY_S after their
+            # transactions). Stopping the producer under them lost them, and left the
+            # sender's ProducerClosed for asyncio to print.
+            await task
         finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await producer.stop()
     if len(latencies.total) < len(records):
         # Percentiles of what arrived would hide the slowest records: the ones still missing.
@@ -263,32 +327,38 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
     return latencies
 
 
-def latency_run(base: Settings, workers: int, records: list[Outgoing], rate: float,
-                say: Callable[[str], None]) -> Measurement:
+def latency_run(base: Settings, contender: Contender, label: str, records: list[Outgoing],
+                rate: float, say: Callable[[str], None]) -> Measurement:
     settings = fresh(base, f"latency-{int(rate)}")
-    ensure_topics(settings)
-    pool = WorkerPool(settings, workers)
-    pool.start()
+    ensure_topics(settings, [merchants_changelog_spec(settings)])
+    started = contender.start(settings)
     try:
-        pool.wait_ready()
+        started.wait_ready(120.0)
         # Let the group settle: a late second rebalance would otherwise land in the window.
         time.sleep(WARM_UP_S)
-        say(f"  {workers} worker(s) at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
+        say(f"  {label} at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
         with quiet_collector():
             latencies = asyncio.run(_paced_latency(settings, records, rate))
     finally:
-        pool.stop()
+        started.stop()
         discard(settings)
-    return Measurement(f"{workers} worker(s) @ {rate:,.0f}/s", len(latencies.total),
+    return Measurement(f"{label} @ {rate:,.0f}/s", len(latencies.total),
                        len(records) / rate, rate, latencies.percentiles())
 
 
 CONTENDERS = ("raw", "raw2", "naive", "1", "2", "2-alo")
+#: Those with a latency run (the naive agent cannot keep up with the rates measured). The
+#: raw loops give the latency of the same work with no Faust, no group and no transactions:
+#: what the machine allows the workers at that rate.
+LATENCY_CONTENDERS = ("raw", "raw2", "1", "2", "2-alo")
+#: How the latency runs name them (the workers' names predate the others').
+LATENCY_LABELS = {"1": "1 worker(s)", "2": "2 worker(s)"}
 
 
 def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[float],
                   latency_seconds: float, say: Callable[[str], None],
-                  only: tuple[str, ...] = CONTENDERS) -> dict[str, object]:
+                  only: tuple[str, ...] = CONTENDERS,
+                  latency_of: tuple[str, ...] = ("1", "2")) -> dict[str, object]:
     """The whole benchmark; returns the report as a JSON-able dict."""
     batch = list(outgoing(data, 0, records, with_labels=True))
     everyone = {
@@ -307,18 +377,24 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
                            start_pool(2, guarantee="at_least_once")),
     }
     contenders = [everyone[k] for k in only]
-    say(f"throughput: {len(batch):,} transactions and their labels per contender")
+    if contenders:
+        say(f"throughput: {len(batch):,} transactions and their labels per contender")
     results = [throughput_run(settings, c, batch, timeout=600, say=say) for c in contenders]
     by_name = {r.name: r for r in results}
     say("latency at fixed rates")
     latencies = []
     start = records
     for rate in rates:
-        for workers in (1, 2):
+        for i, key in enumerate(latency_of):
             n = int(rate * latency_seconds)
             paced = list(outgoing(data, start, start + n, with_labels=True))
             start += n
-            latencies.append(latency_run(settings, workers, paced, rate, say))
+            label = LATENCY_LABELS.get(key, everyone[key].name)
+            # A contender named twice (runs alternated) is reported twice.
+            repeat = latency_of[:i].count(key)
+            latencies.append(latency_run(settings, everyone[key],
+                                         f"{label}, run {repeat + 1}" if repeat else label,
+                                         paced, rate, say))
     measured = {key: by_name[c.name].throughput for key, c in everyone.items()
                 if c.name in by_name}
     ratios = {}

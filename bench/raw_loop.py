@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fraudstream import kafka_clients
+from fraudstream.bench.harness import READY_LINE
 from fraudstream.monitoring.drift_window import DriftMonitor
 from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
@@ -172,9 +173,14 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
         {topic: await producer.partitions_for(topic) for topic in topics}, share))
     loop = RawLoop(settings, scorer, KafkaBatchSink(producer))
     done = {settings.topic_transactions: 0, settings.topic_labels: 0}
+    polled = False
     try:
         while expected is None or min(done.values()) < expected:
             batches = await consumer.getmany(timeout_ms=100, max_records=settings.batch_size)
+            if not polled:
+                # Its positions are set: a record sent now is read at once (bench.harness).
+                print(READY_LINE.decode(), flush=True)
+                polled = True
             for tp, messages in batches.items():
                 await loop.handle([RawRecord(tp.topic, tp.partition, m.offset, m.key,
                                              m.value, m.timestamp) for m in messages])

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "the same changelogs in one and in two processes (the ceilings) and of "
                        "a naive one-event-at-a-time "
                        "Faust agent (the peer), with their ratios; then end-to-end latency "
-                       "percentiles with 1 and 2 workers at fixed input rates, and where "
+                       "percentiles at fixed input rates (1 and 2 workers unless "
+                       "--latency-contenders says otherwise), and where "
                        "the time goes: queued (until the record's batch starts), scoring "
                        "(until its score is appended) and committed (until a read-committed "
                        "reader sees it).")
@@ -38,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "naive (Faust agent), 1 and 2 (fraudstream workers, exactly once), "
                         "2-alo (2 workers, at least once: the cost of the transactions); "
                         "default all")
+    p.add_argument("--latency-contenders", default="1,2",
+                   help="which get a latency run at each rate: 1, 2, 2-alo, and the raw loops "
+                        "raw and raw2 (the same work with no Faust, no consumer group and no "
+                        "transactions: the latency this machine allows at that rate); "
+                        "default 1,2")
     p.add_argument("--restore", default="", metavar="CARDS",
                    help="instead: time how long a worker takes to get its card table back, "
                         "for each comma-separated number of cards (e.g. 10000,100000,1000000), "
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -> int:
-    from fraudstream.bench.harness import CONTENDERS, run_benchmark
+    from fraudstream.bench.harness import CONTENDERS, LATENCY_CONTENDERS, run_benchmark
     from fraudstream.commands.train_cmd import ensure_model
 
     version = ensure_model(settings)
@@ -83,7 +89,8 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
 
     data = run_simulation(SimulationConfig(n_customers=3000, n_terminals=6000, nb_days=days,
                                            id_prefix="bench"))
-    needed = args.records + 2 * int(sum(rates) * args.latency_seconds)
+    runs = len([c for c in args.latency_contenders.split(",") if c])
+    needed = args.records + runs * int(sum(rates) * args.latency_seconds)
     if len(data) < needed:
         raise UserError(f"the bench data has {len(data):,} transactions, {needed:,} needed; "
                         "lower --records or --latency-seconds")
@@ -91,12 +98,17 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
     unknown = set(only) - set(CONTENDERS)
     if unknown:
         raise UserError(f"unknown contender(s) {sorted(unknown)}; choose from {CONTENDERS}")
+    latency_of = tuple(c for c in args.latency_contenders.split(",") if c)
+    unknown = set(latency_of) - set(LATENCY_CONTENDERS)
+    if unknown:
+        raise UserError(f"no latency run for {sorted(unknown)}; --latency-contenders takes "
+                        f"{','.join(LATENCY_CONTENDERS)}")
     from fraudstream.bench.harness import BenchError
 
     try:
         report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
                                say=lambda msg: print(msg, file=sys.stderr, flush=True),
-                               only=only)
+                               only=only, latency_of=latency_of)
     except BenchError as exc:
         raise UserError(f"{exc}; the machine may be overloaded (load average "
                         f"{os.getloadavg()[0]:.1f}): rerun with fewer --records or lower "
