@@ -660,7 +660,9 @@ class WorkerApp:
         known = [p for (_t, p), committed in starts.items() if committed is not None]
         if not known:
             return starts
-        reader = self._label_reader if topic == self.settings.topic_labels else self._takeover
+        # The label path's topics are read by the label path's reader.
+        reader = (self._takeover if topic == self.settings.topic_transactions
+                  else self._label_reader)
         ends = await reader.log_ends(topic, known)
         fixed = dict(starts)
         for (name, partition), committed in starts.items():
@@ -682,14 +684,18 @@ class WorkerApp:
 
     async def _from_the_first_where_past_the_end(self) -> None:
         """After Faust's consumer sought its partitions to the group's committed offsets:
-        ``_from_the_first_past_the_end`` for the input partitions it holds.
+        ``_from_the_first_past_the_end`` for the partitions it holds of the topics it reads:
+        the transactions, the labels and the merchant labels (the label path's second hop,
+        whose starts only Faust reads, in both modes).
 
         Under at least once this is the only check (the worker reads no starts of its own);
         under exactly once it also covers a seek that comes after ``_read_starts`` (Faust
         seeks at the end of each recovery, and when a fetch finds the flow stopped)."""
         consumer = self.app.consumer
+        topics = (self.settings.topic_transactions, self.settings.topic_labels,
+                  self.merchant_labels.get_topic_name())
         try:
-            for topic in (self.settings.topic_transactions, self.settings.topic_labels):
+            for topic in topics:
                 await self._from_the_first_past_the_end(topic, {
                     (tp.topic, tp.partition): committed_offset(consumer, tp)
                     for tp in consumer.assignment() if tp.topic == topic})
