@@ -83,7 +83,8 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
     from fraudstream.bench.harness import CONTENDERS, LATENCY_CONTENDERS, run_benchmark
     from fraudstream.commands.train_cmd import ensure_model
 
-    version = ensure_model(settings)
+    # Kafka only: the workers serve the model file (no registry, hence no Redis).
+    version = ensure_model(settings, register=False)
     days = 60
     from fraudstream.simulator import SimulationConfig
 
@@ -128,7 +129,7 @@ def _measure_restore(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise UserError(f"--restore must be card counts separated by commas: "
                         f"{args.restore!r}") from exc
-    ensure_model(settings)
+    ensure_model(settings, register=False)
     runs = []
     # The table is printed as it is measured: on stderr when stdout is for the JSON.
     table = sys.stderr if to_stdout(args) else sys.stdout

@@ -190,13 +190,15 @@ def register_trained(settings: Settings, path: Path, promote: bool) -> None:
                         ) from exc
 
 
-def ensure_model(settings: Settings, family: str = "hgb") -> str:
+def ensure_model(settings: Settings, family: str = "hgb", register: bool = True) -> str:
     """The version of the verified model at FRAUDSTREAM_MODEL_PATH, training one if needed.
 
     The demo and the benchmark need a working model quickly, not the best one: one fold, no
     search, on ``fraudstream train``'s default simulation. It is registered by
-    ``ensure_production``, which tolerates a registry outage.
+    ``ensure_production``, which tolerates a registry outage, unless ``register`` is false
+    (the benchmark: its stack has no Redis, and its workers serve the file).
     """
+    from fraudstream.model_registry.artifact import load_verified
     from fraudstream.model_registry.training import TrainingPlan
     from fraudstream.simulator import SimulationConfig
 
@@ -208,4 +210,6 @@ def ensure_model(settings: Settings, family: str = "hgb") -> str:
     # Callers (demo, bench) keep stdout for their own JSON.
     with contextlib.redirect_stdout(sys.stderr):
         train_to_file(settings, request)
+        if not register:
+            return load_verified(settings.model_path, settings.signing_key.encode()).version
         return ensure_production(settings)
