@@ -17,7 +17,7 @@ from fraudstream.commands.simulate_cmd import (
     run_simulation,
 )
 from fraudstream.errors import UserError
-from fraudstream.operations.models import ensure_production
+from fraudstream.operations.models import ensure_production, file_version
 from fraudstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -198,7 +198,6 @@ def ensure_model(settings: Settings, family: str = "hgb", register: bool = True)
     ``ensure_production``, which tolerates a registry outage, unless ``register`` is false
     (the benchmark: its stack has no Redis, and its workers serve the file).
     """
-    from fraudstream.model_registry.artifact import load_verified
     from fraudstream.model_registry.training import TrainingPlan
     from fraudstream.simulator import SimulationConfig
 
@@ -211,5 +210,5 @@ def ensure_model(settings: Settings, family: str = "hgb", register: bool = True)
     with contextlib.redirect_stdout(sys.stderr):
         train_to_file(settings, request)
         if not register:
-            return load_verified(settings.model_path, settings.signing_key.encode()).version
+            return file_version(settings)
         return ensure_production(settings)

@@ -49,7 +49,6 @@ def ensure_production(settings: Settings) -> str:
     With the registry unreachable the file's version is returned (workers then serve it).
     """
     from fraudstream.features import FEATURE_NAMES
-    from fraudstream.model_registry.artifact import load_verified
     from fraudstream.model_registry.errors import ModelRefused, NotFound, RegistryError
 
     try:
@@ -65,4 +64,12 @@ def ensure_production(settings: Settings) -> str:
     except RegistryError as exc:
         print(f"model registry unavailable ({exc}); workers serve {settings.model_path}",
               file=sys.stderr)
-    return load_verified(settings.model_path, settings.signing_key.encode()).version
+    return file_version(settings)
+
+
+def file_version(settings: Settings) -> str:
+    """The version of the verified model file at FRAUDSTREAM_MODEL_PATH (what workers serve
+    without a registry)."""
+    from fraudstream.model_registry.artifact import load_verified
+
+    return str(load_verified(settings.model_path, settings.signing_key.encode()).version)
