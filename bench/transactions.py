@@ -1,12 +1,21 @@
-"""Time of one scoring transaction on its own: one transactional producer, as a worker commits.
+"""Time of one scoring transaction on its own: transactional producers, as a worker commits.
 
 Run against the local stack: ``.venv/bin/python -m fraudstream.bench.transactions``. Each
 transaction holds what a worker's batch of one partition holds (10 scores and a card record)
 and the consumed offset, committed through the workers' own ``FencedOutputs.commit``,
-``--gap-ms`` apart (0: back to back). Prints the median, p90 and p99 per transaction for each
+``--gap-ms`` apart (0: back to back).
+
+``--compare waits`` (the default) prints the median, p90 and p99 per transaction for each
 combination of the sink's batches left open (as before 2026-12-03 (p): they lingered
 ``linger_ms``) or closed and aiokafka's retry wait after CONCURRENT_TRANSACTIONS (its own
 20 ms, or the workers' 2 ms).
+
+``--compare offsets`` commits two input partitions at once (a worker owning two, through
+``commit_each``), with the consumed offsets in the transactions as the workers send them, and
+without them (the outputs alone: AddPartitionsToTxn, Produce and EndTxn, without
+AddOffsetsToTxn and TxnOffsetCommit), alternated ``--rounds`` times. It prints, per cycle of
+the two transactions, the median, p90 and p99, the cycles a second, and the CPU the local
+stack's Kafka node used per cycle (read from ``/proc``).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -23,13 +33,16 @@ import numpy as np
 from aiokafka.producer import sender
 
 from fraudstream import kafka_clients
+from fraudstream.deploy.local.process import ManagedProcess, process_cpu_seconds
 from fraudstream.settings import Settings
 from fraudstream.workers.faust_bridge import CONCURRENT_TRANSACTIONS_BACKOFF_S
-from fraudstream.workers.fenced_outputs import FencedOutputs, OutputRecord
+from fraudstream.workers.fenced_outputs import FencedOutputs, OutputRecord, commit_each
 from fraudstream.workers.output import KafkaBatchSink
 from fraudstream.workers.topics import TopicSpec, ensure_topics
 
 AIOKAFKA_BACKOFF_S = 0.02
+#: Input partitions committed together in ``--compare offsets`` (a worker owning 2 of 4).
+PARTITIONS = (0, 1)
 
 
 async def open_send(self: KafkaBatchSink, batch: Any, topic: str, partition: int) -> Any:
@@ -37,18 +50,28 @@ async def open_send(self: KafkaBatchSink, batch: Any, topic: str, partition: int
     return await self.producer.send_batch(batch, topic, partition=partition)
 
 
-async def timed(settings: Settings, name: str, *, count: int, gap_s: float) -> list[float]:
-    """Milliseconds per transaction of ``count`` transactions, each committed the way a worker
-    commits one input partition's batch (``FencedOutputs.commit``)."""
-    outputs = FencedOutputs(
+def batch_records(name: str, partition: int) -> list[OutputRecord]:
+    """What one batch of one input partition writes: 10 scores and a card record."""
+    records: list[OutputRecord] = [(f"{name}-scores", b"card-%d" % i, b"s" * 300, partition)
+                                   for i in range(10)]
+    records.append((f"{name}-cards", b"card", b"c" * 3000, partition))
+    return records
+
+
+def fenced_outputs(settings: Settings, name: str) -> FencedOutputs:
+    return FencedOutputs(
         app_id=name, input_topic=f"{name}-input", group_id=name,
         producer_factory=lambda tid: kafka_clients.aio_producer(
             settings, transactional_id=tid, enable_idempotence=True, acks="all", linger_ms=5,
             max_batch_size=262_144))
+
+
+async def timed(settings: Settings, name: str, *, count: int, gap_s: float) -> list[float]:
+    """Milliseconds per transaction of ``count`` transactions, each committed the way a worker
+    commits one input partition's batch (``FencedOutputs.commit``)."""
+    outputs = fenced_outputs(settings, name)
     await outputs.open([0])
-    records: list[OutputRecord] = [(f"{name}-scores", b"card-%d" % i, b"s" * 300, 0)
-                                   for i in range(10)]
-    records.append((f"{name}-cards", b"card", b"c" * 3000, 0))
+    records = batch_records(name, 0)
     took = []
     try:
         for n in range(count):
@@ -62,28 +85,112 @@ async def timed(settings: Settings, name: str, *, count: int, gap_s: float) -> l
     return took
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="transactions per case")
-    parser.add_argument("--gap-ms", type=float, default=5.0,
-                        help="pause between transactions (0: back to back)")
-    args = parser.parse_args()
-    settings = Settings.from_env()
-    name = f"bench-txn-{uuid.uuid4().hex[:6]}"
-    ensure_topics(settings, [TopicSpec(f"{name}-{t}", 1, settings.replication_factor, {})
-                             for t in ("scores", "cards", "input")])
+class Cycles:
+    """What ``cycles`` measured: milliseconds per cycle, cycles a second, and the Kafka
+    node's CPU seconds per cycle (None when its process was not found)."""
+
+    def __init__(self, took: list[float], seconds: float, broker_cpu_s: float | None) -> None:
+        self.took = took
+        self.per_second = len(took) / seconds
+        self.broker_ms = None if broker_cpu_s is None else broker_cpu_s / len(took) * 1000
+
+
+async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, gap_s: float,
+                 broker_cpu: Callable[[], float | None]) -> Cycles:
+    """``count`` cycles of one transaction per partition of ``PARTITIONS``, committed at once
+    (``commit_each``, as the scoring step commits a batch), with or without the consumed
+    offsets."""
+    outputs = fenced_outputs(settings, name)
+    await outputs.open(PARTITIONS)
+    records = {p: batch_records(name, p) for p in PARTITIONS}
+    took = []
+    try:
+        cpu_before, started_all = broker_cpu(), time.perf_counter()
+        for n in range(count):
+            started = time.perf_counter()
+            done = await commit_each(outputs, records,
+                                     dict.fromkeys(PARTITIONS, n + 1) if offsets else {})
+            if done.failure is not None:
+                raise done.failure
+            took.append((time.perf_counter() - started) * 1000)
+            if gap_s:
+                await asyncio.sleep(gap_s)
+        seconds, cpu_after = time.perf_counter() - started_all, broker_cpu()
+    finally:
+        await outputs.close()
+    used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Cycles(took, seconds, used)
+
+
+def kafka_node_cpu(settings: Settings) -> Callable[[], float | None]:
+    """CPU seconds used so far by the local stack's first Kafka node (None: not running)."""
+    node = ManagedProcess("kafka-1", settings.state_dir / "run")
+
+    def read() -> float | None:
+        pid = node.pid()
+        return None if pid is None else process_cpu_seconds(pid)
+
+    return read
+
+
+def percentiles(took: list[float]) -> str:
+    p50, p90, p99 = np.percentile(np.asarray(took), [50, 90, 99])
+    return f"p50 {p50:5.1f}  p90 {p90:5.1f}  p99 {p99:5.1f} ms"
+
+
+def compare_waits(settings: Settings, name: str, count: int, gap_s: float) -> None:
     for closed in (False, True):
         for backoff in (AIOKAFKA_BACKOFF_S, CONCURRENT_TRANSACTIONS_BACKOFF_S):
             sender.BACKOFF_OVERRIDE = backoff
             send = contextlib.nullcontext() if closed else mock.patch.object(
                 KafkaBatchSink, "_send", open_send)
             with send:
-                took = np.asarray(asyncio.run(timed(settings, name, count=args.count,
-                                                    gap_s=args.gap_ms / 1000)))
-            p50, p90, p99 = np.percentile(took, [50, 90, 99])
+                took = asyncio.run(timed(settings, name, count=count, gap_s=gap_s))
             print(f"batches {'closed' if closed else 'open  '}  retry after "
-                  f"CONCURRENT_TRANSACTIONS {backoff * 1000:4.0f} ms:  p50 {p50:5.1f}  "
-                  f"p90 {p90:5.1f}  p99 {p99:5.1f} ms per transaction", flush=True)
+                  f"CONCURRENT_TRANSACTIONS {backoff * 1000:4.0f} ms:  {percentiles(took)} "
+                  "per transaction", flush=True)
+
+
+def compare_offsets(settings: Settings, name: str, count: int, gap_s: float,
+                    rounds: int) -> None:
+    sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_S  # as in the workers
+    broker_cpu = kafka_node_cpu(settings)
+    for round_ in range(1, rounds + 1):
+        for offsets in (True, False):
+            measured = asyncio.run(cycles(settings, name, offsets=offsets, count=count,
+                                          gap_s=gap_s, broker_cpu=broker_cpu))
+            broker = ("Kafka node's CPU not read" if measured.broker_ms is None
+                      else f"Kafka node {measured.broker_ms:4.1f} ms of CPU per cycle")
+            label = "with the offsets   " if offsets else "outputs alone      "
+            print(f"round {round_}  {label} {percentiles(measured.took)} per cycle of "
+                  f"{len(PARTITIONS)} transactions, {measured.per_second:5.1f} cycles/s, "
+                  f"{broker}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="--compare waits: open or closed batches, aiokafka's 20 ms or the workers' 2 ms "
+               "retry after CONCURRENT_TRANSACTIONS. --compare offsets: two partitions' "
+               "transactions with and without the consumed offsets, alternated, with the "
+               "local Kafka node's CPU per cycle.")
+    parser.add_argument("--compare", choices=("waits", "offsets"), default="waits",
+                        help="what to compare (default waits)")
+    parser.add_argument("--count", type=int, default=200, help="transactions (cycles) per case")
+    parser.add_argument("--gap-ms", type=float, default=5.0,
+                        help="pause between transactions (0: back to back)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--compare offsets: how many times each case runs, alternated")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    name = f"bench-txn-{uuid.uuid4().hex[:6]}"
+    partitions = len(PARTITIONS) if args.compare == "offsets" else 1
+    ensure_topics(settings, [TopicSpec(f"{name}-{t}", partitions, settings.replication_factor,
+                                       {}) for t in ("scores", "cards", "input")])
+    if args.compare == "offsets":
+        compare_offsets(settings, name, args.count, args.gap_ms / 1000, args.rounds)
+    else:
+        compare_waits(settings, name, args.count, args.gap_ms / 1000)
 
 
 if __name__ == "__main__":

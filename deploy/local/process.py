@@ -65,6 +65,15 @@ def fully_exited(pid: int) -> bool:
         return True
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user and system) process ``pid`` has used so far; None if gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    # utime and stime are fields 14 and 15 of /proc/PID/stat; these start at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """A named server process; its identity (pid + start time) is kept in a pid file."""

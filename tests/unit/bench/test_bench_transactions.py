@@ -1,0 +1,78 @@
+"""``python -m fraudstream.bench.transactions --compare offsets``: the same two partitions'
+transactions with and without the consumed offsets, and the Kafka node's CPU per cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from fraudstream.bench import transactions
+from fraudstream.settings import Settings
+from fraudstream.workers.fenced_outputs import Committed
+
+
+class FakeOutputs:
+    def __init__(self) -> None:
+        self.opened: list[int] = []
+        self.closed = False
+
+    async def open(self, partitions: Any) -> None:
+        self.opened = sorted(partitions)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def commits(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeOutputs, list[dict[int, int]]]:
+    outputs, offsets_sent = FakeOutputs(), []
+
+    async def commit_each(given: Any, records: Any, next_offsets: dict[int, int]) -> Committed:
+        assert given is outputs
+        assert sorted(records) == list(transactions.PARTITIONS)
+        offsets_sent.append(dict(next_offsets))
+        return Committed(partitions=set(records))
+
+    monkeypatch.setattr(transactions, "fenced_outputs", lambda settings, name: outputs)
+    monkeypatch.setattr(transactions, "commit_each", commit_each)
+    return outputs, offsets_sent
+
+
+@pytest.mark.parametrize("offsets", [True, False])
+def test_each_cycle_commits_every_partition_with_or_without_its_offset(
+        commits: tuple[FakeOutputs, list[dict[int, int]]], offsets: bool) -> None:
+    outputs, offsets_sent = commits
+    cpu = itertools.count(10.0, 0.5)  # the Kafka node used 0.5 s between the two reads
+    measured = asyncio.run(transactions.cycles(
+        Settings(), "t", offsets=offsets, count=4, gap_s=0, broker_cpu=lambda: next(cpu)))
+    assert outputs.opened == list(transactions.PARTITIONS) and outputs.closed
+    expected = [dict.fromkeys(transactions.PARTITIONS, n + 1) if offsets else {}
+                for n in range(4)]
+    assert offsets_sent == expected
+    assert len(measured.took) == 4
+    assert measured.broker_ms == pytest.approx(0.5 / 4 * 1000)
+
+
+def test_a_failed_transaction_fails_the_measurement(
+        monkeypatch: pytest.MonkeyPatch, commits: tuple[FakeOutputs, list[dict[int, int]]]
+        ) -> None:
+    outputs, _sent = commits
+
+    async def failing(*_args: Any) -> Committed:
+        return Committed(failure=RuntimeError("broker gone"))
+
+    monkeypatch.setattr(transactions, "commit_each", failing)
+    with pytest.raises(RuntimeError, match="broker gone"):
+        asyncio.run(transactions.cycles(Settings(), "t", offsets=True, count=2, gap_s=0,
+                                        broker_cpu=lambda: 1.0))
+    assert outputs.closed
+
+
+def test_no_kafka_node_means_no_cpu_figure(
+        commits: tuple[FakeOutputs, list[dict[int, int]]]) -> None:
+    measured = asyncio.run(transactions.cycles(Settings(), "t", offsets=False, count=2,
+                                               gap_s=0, broker_cpu=lambda: None))
+    assert measured.broker_ms is None
