@@ -25,6 +25,7 @@ from fraudstream.monitoring.drift_window import DriftMonitor
 from fraudstream.monitoring.live_performance import LivePerformance
 from fraudstream.monitoring.metrics import WorkerMetrics
 from fraudstream.settings import Settings
+from fraudstream.workers.arrivals import observe_arrivals
 from fraudstream.workers.batch_protocol import InputContinuity, OwnershipStarts, ScoringBatches
 from fraudstream.workers.batch_reader import BatchReader
 from fraudstream.workers.card_expiry import CardExpiry
@@ -46,6 +47,7 @@ from fraudstream.workers.faust_bridge import (
     recovery_stuck_past_targets,
     reset_committed,
     retry_concurrent_transactions_sooner,
+    stamp_arrivals,
     table_applied_offset,
     tune_worker_consumer,
     use_idempotent_producer,
@@ -175,6 +177,7 @@ class WorkerApp:
         # lookups do not queue behind a long fetch (recovery at every rebalance).
         tune_worker_consumer()
         deliver_without_tasks()
+        stamp_arrivals()
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         if self.exactly_once:
             retry_concurrent_transactions_sooner()
@@ -408,6 +411,8 @@ class WorkerApp:
             partitions_read_at = 0.0
             async for taken in BatchReader.of_stream(app, stream, s.batch_size,
                                                      s.batch_window_s):
+                observe_arrivals(taken.events, self.metrics.arrival_age,
+                                 self.metrics.batch_wait)
                 batch = taken.records
                 if time.monotonic() - partitions_read_at > PARTITION_COUNT_TTL_S:
                     # The topic's real partition count (not the setting: a topic created

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
@@ -83,6 +84,10 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "batches read from a topic's queue, tracked until acknowledged (rebalances wait)"),
     ("faust.types.tuples", "Message", "tracked",
      "batches read from a topic's queue, tracked until acknowledged (rebalances wait)"),
+    ("faust.types.tuples", "Message", "time_in",
+     "each record's arrival in the worker (fraudstream_batch_wait_seconds)"),
+    ("faust.transport.drivers.aiokafka", "Consumer", "_to_message",
+     "each record's arrival in the worker (fraudstream_batch_wait_seconds)"),
     ("faust.types.tuples", "Message", "generation_id",
      "batches read from a topic's queue: records fetched before a rebalance dropped"),
 )
@@ -163,6 +168,30 @@ def use_idempotent_producer() -> None:
         return {"acks": "all", "enable_idempotence": True}
 
     cast(Any, faust_aiokafka.Producer)._settings_extra = settings_extra
+
+
+def stamp_arrivals() -> None:
+    """Stamp each record with the moment Faust's consumer turns it into a message on the event
+    loop (``Message.time_in``, monotonic; ``workers.arrivals`` splits its time there).
+
+    Faust's own monitor sets ``time_in`` only when a stream tracks the message, which the
+    batch reader does itself (``workers.batch_reader``): without this every record's stays
+    None.
+    """
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    klass = cast(Any, faust_aiokafka.Consumer)
+    if getattr(klass, "_fraudstream_stamps_arrivals", False):
+        return
+    to_message = klass._to_message
+
+    def to_message_stamped(self: Any, tp: Any, record: Any) -> Any:
+        message = to_message(self, tp, record)
+        message.time_in = time.monotonic()
+        return message
+
+    klass._to_message = to_message_stamped
+    klass._fraudstream_stamps_arrivals = True
 
 
 #: How long aiokafka waits before it sends again the AddPartitionsToTxn of a transaction

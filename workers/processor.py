@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from fraudstream.features import FEATURE_NAMES, compute_features
 from fraudstream.monitoring.drift_window import DriftMonitor
-from fraudstream.monitoring.metrics import WorkerMetrics
+from fraudstream.monitoring.metrics import WorkerMetrics, observe_many
 from fraudstream.workers.card_record import CardRecord, Decision, decisions_window_s
 from fraudstream.workers.merchant_states import MerchantStates
 from fraudstream.workers.messages import dead_letter_record, iso_now, output_key, score_record
@@ -288,10 +288,10 @@ class ScoringProcessor:
             1 for rec, _tx, _seen in replays if rec.partition not in fenced)
         self.metrics.scored.inc(scored)
         self.metrics.batch_size.observe(len(batch))
-        for rec, _tx, _card in pending:
-            if rec.partition not in fenced:
-                self.metrics.end_to_end_latency.observe(
-                    max(done - rec.timestamp_ms / 1000.0, 0.0))
+        ingested_ms = np.fromiter((rec.timestamp_ms for rec, _tx, _card in pending
+                                   if rec.partition not in fenced), np.float64)
+        observe_many(self.metrics.end_to_end_latency,
+                     np.maximum(done - ingested_ms / 1000.0, 0.0))
         if dead:
             logger.info("dead-lettered count=%d first_error=%s", len(dead), dead[0][1].error)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import urllib.parse
 import urllib.request
@@ -26,6 +27,10 @@ def query(stack: LocalStack, promql: str) -> float:
     with urllib.request.urlopen(url, timeout=5) as resp:
         result = json.loads(resp.read())["data"]["result"]
     return float(result[0]["value"][1]) if result else 0.0
+
+
+def at_least(stack: LocalStack, promql: str, value: float) -> bool:
+    return query(stack, promql) >= value
 
 
 async def send(settings: Settings, count: int) -> None:
@@ -55,3 +60,8 @@ def test_worker_metrics_reach_prometheus(stack: LocalStack, settings: Settings,
         raise
     assert query(stack, f'sum(fraudstream_worker_ready{{app="{app}"}})') == 1
     assert query(stack, f'count(fraudstream_end_to_end_latency_seconds_bucket{{app="{app}"}})') > 0
+    # Faust's monitor stamped every record's arrival: its time is split before its batch.
+    for split in ("record_arrival_age_seconds", "batch_wait_seconds"):
+        observed = f'sum(fraudstream_{split}_count{{app="{app}"}})'
+        wait_until(functools.partial(at_least, stack, observed, 200), 30,
+                   f"Prometheus did not see fraudstream_{split} of the scored transactions")

@@ -56,3 +56,28 @@ def test_the_check_after_each_seek_sees_the_offsets_faust_just_sought_to() -> No
 
     asyncio.run(run())
     assert seen == [50_000, 50_000]
+
+
+def test_each_record_is_stamped_when_faust_turns_it_into_a_message() -> None:
+    """``workers.arrivals`` splits a record's time at this stamp; Faust's own monitor sets it
+    only for records a stream tracks, which the batch reader does itself."""
+    import time
+
+    from aiokafka.structs import ConsumerRecord
+    from faust.types import TP
+
+    from fraudstream.workers.faust_bridge import stamp_arrivals
+
+    async def convert() -> Any:
+        stamp_arrivals()
+        stamp_arrivals()  # installed once, however often called
+        app = faust.App("bridge-arrival-test", broker="kafka://127.0.0.1:1")
+        record = ConsumerRecord(topic="tx", partition=0, offset=7, timestamp=1_000,
+                                timestamp_type=0, key=b"k", value=b"v", checksum=None,
+                                serialized_key_size=1, serialized_value_size=1, headers=())
+        return cast(Any, app.consumer)._to_message(TP("tx", 0), record)
+
+    before = time.monotonic()
+    message = asyncio.run(convert())
+    assert message.offset == 7 and message.timestamp == 1.0
+    assert before <= message.time_in <= time.monotonic()
