@@ -53,6 +53,11 @@ def _e2e_quantile(q: str) -> Query:
                  "(rate(fraudstream_end_to_end_latency_seconds_bucket[30s])))", f"p{q[2:]}")
 
 
+def _p99(histogram: str, legend: str) -> Query:
+    return Query("histogram_quantile(0.99, sum by (le) "
+                 f"(rate(fraudstream_{histogram}_bucket[30s])))", legend)
+
+
 PANELS: tuple[Panel, ...] = (
     Panel("scored_total", "Transactions scored", "stat", "none",
           "Transactions scored since the workers started, all workers "
@@ -101,6 +106,15 @@ PANELS: tuple[Panel, ...] = (
     Panel("latency", "End-to-end latency", "timeseries", "s",
           "From the transaction's arrival in Kafka to its score being written: p50, p95, p99.",
           tuple(_e2e_quantile(q) for q in ("0.50", "0.95", "0.99"))),
+    Panel("latency_parts", "Where the latency goes (p99)", "timeseries", "s",
+          "The p99 of each part of a transaction's way, all workers: from its timestamp in "
+          "Kafka to its arrival in a worker (producer, broker, fetch), then waiting for its "
+          "batch (the batch window, the batches ahead), then its batch's commit; and the "
+          "whole way, end to end.",
+          (_p99("record_arrival_age_seconds", "arrival"),
+           _p99("batch_wait_seconds", "batch wait"),
+           _p99("batch_commit_seconds", "commit"),
+           _p99("end_to_end_latency_seconds", "end to end"))),
     Panel("decisions", "Decision mix", "timeseries", "ops",
           "Decisions per second by outcome.",
           (Query("sum by (decision) (rate(fraudstream_decisions_total[1m]))", "{{decision}}"),)),
