@@ -62,22 +62,23 @@ def test_each_record_is_stamped_when_faust_turns_it_into_a_message() -> None:
     """``workers.arrivals`` splits a record's time at this stamp; Faust's own monitor sets it
     only for records a stream tracks, which the batch reader does itself."""
     import time
+    from types import SimpleNamespace
 
     from aiokafka.structs import ConsumerRecord
+    from faust.transport.drivers import aiokafka as faust_aiokafka
     from faust.types import TP
 
     from fraudstream.workers.faust_bridge import stamp_arrivals
 
-    async def convert() -> Any:
-        stamp_arrivals()
-        stamp_arrivals()  # installed once, however often called
-        app = faust.App("bridge-arrival-test", broker="kafka://127.0.0.1:1")
-        record = ConsumerRecord(topic="tx", partition=0, offset=7, timestamp=1_000,
-                                timestamp_type=0, key=b"k", value=b"v", checksum=None,
-                                serialized_key_size=1, serialized_value_size=1, headers=())
-        return cast(Any, app.consumer)._to_message(TP("tx", 0), record)
-
+    stamp_arrivals()
+    stamp_arrivals()  # installed once, however often called
+    record = ConsumerRecord(topic="tx", partition=0, offset=7, timestamp=1_000,
+                            timestamp_type=0, key=b"k", value=b"v", checksum=None,
+                            serialized_key_size=1, serialized_value_size=1, headers=())
+    # Faust's consumer, as far as its conversion reads it (no app, thread or event loop).
+    consumer = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=3))
     before = time.monotonic()
-    message = asyncio.run(convert())
+    message = cast(Any, faust_aiokafka.Consumer)._to_message(consumer, TP("tx", 0), record)
     assert message.offset == 7 and message.timestamp == 1.0
+    assert message.generation_id == 3
     assert before <= message.time_in <= time.monotonic()
