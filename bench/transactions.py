@@ -2,8 +2,8 @@
 
 Run against the local stack: ``.venv/bin/python -m fraudstream.bench.transactions``. Each
 transaction holds what a worker's batch of one partition holds (10 scores and a card record)
-and the consumed offset, committed through the workers' own ``FencedOutputs.commit``,
-``--gap-ms`` apart (0: back to back).
+and the consumed offset, committed through the workers' own ``commit_each`` (one
+``FencedOutputs.commit`` per input partition), ``--gap-ms`` apart (0: back to back).
 
 ``--compare waits`` (the default) prints the median, p90 and p99 per transaction for each
 combination of the sink's batches left open (as before 2026-12-03 (p): they lingered
@@ -33,7 +33,8 @@ import numpy as np
 from aiokafka.producer import sender
 
 from fraudstream import kafka_clients
-from fraudstream.deploy.local.process import ManagedProcess, process_cpu_seconds
+from fraudstream.deploy.local import stack_from_settings
+from fraudstream.deploy.local.process import process_cpu_seconds
 from fraudstream.settings import Settings
 from fraudstream.workers.faust_bridge import CONCURRENT_TRANSACTIONS_BACKOFF_S
 from fraudstream.workers.fenced_outputs import FencedOutputs, OutputRecord, commit_each
@@ -66,25 +67,6 @@ def fenced_outputs(settings: Settings, name: str) -> FencedOutputs:
             max_batch_size=262_144))
 
 
-async def timed(settings: Settings, name: str, *, count: int, gap_s: float) -> list[float]:
-    """Milliseconds per transaction of ``count`` transactions, each committed the way a worker
-    commits one input partition's batch (``FencedOutputs.commit``)."""
-    outputs = fenced_outputs(settings, name)
-    await outputs.open([0])
-    records = batch_records(name, 0)
-    took = []
-    try:
-        for n in range(count):
-            started = time.perf_counter()
-            await outputs.commit(0, records, n + 1)
-            took.append((time.perf_counter() - started) * 1000)
-            if gap_s:
-                await asyncio.sleep(gap_s)
-    finally:
-        await outputs.close()
-    return took
-
-
 class Cycles:
     """What ``cycles`` measured: milliseconds per cycle, cycles a second, and the Kafka
     node's CPU seconds per cycle (None when its process was not found)."""
@@ -96,20 +78,21 @@ class Cycles:
 
 
 async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, gap_s: float,
-                 broker_cpu: Callable[[], float | None]) -> Cycles:
-    """``count`` cycles of one transaction per partition of ``PARTITIONS``, committed at once
-    (``commit_each``, as the scoring step commits a batch), with or without the consumed
-    offsets."""
+                 broker_cpu: Callable[[], float | None],
+                 partitions: tuple[int, ...] = PARTITIONS) -> Cycles:
+    """``count`` cycles of one transaction per input partition of ``partitions``, committed
+    at once (``commit_each``, as the scoring step commits a batch), with or without the
+    consumed offsets."""
     outputs = fenced_outputs(settings, name)
-    await outputs.open(PARTITIONS)
-    records = {p: batch_records(name, p) for p in PARTITIONS}
+    await outputs.open(partitions)
+    records = {p: batch_records(name, p) for p in partitions}
     took = []
     try:
         cpu_before, started_all = broker_cpu(), time.perf_counter()
         for n in range(count):
             started = time.perf_counter()
             done = await commit_each(outputs, records,
-                                     dict.fromkeys(PARTITIONS, n + 1) if offsets else {})
+                                     dict.fromkeys(partitions, n + 1) if offsets else {})
             if done.failure is not None:
                 raise done.failure
             took.append((time.perf_counter() - started) * 1000)
@@ -124,7 +107,7 @@ async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, ga
 
 def kafka_node_cpu(settings: Settings) -> Callable[[], float | None]:
     """CPU seconds used so far by the local stack's first Kafka node (None: not running)."""
-    node = ManagedProcess("kafka-1", settings.state_dir / "run")
+    node = stack_from_settings(settings).kafka_node(1)
 
     def read() -> float | None:
         pid = node.pid()
@@ -145,10 +128,12 @@ def compare_waits(settings: Settings, name: str, count: int, gap_s: float) -> No
             send = contextlib.nullcontext() if closed else mock.patch.object(
                 KafkaBatchSink, "_send", open_send)
             with send:
-                took = asyncio.run(timed(settings, name, count=count, gap_s=gap_s))
+                measured = asyncio.run(cycles(settings, name, offsets=True, count=count,
+                                              gap_s=gap_s, broker_cpu=lambda: None,
+                                              partitions=(0,)))
             print(f"batches {'closed' if closed else 'open  '}  retry after "
-                  f"CONCURRENT_TRANSACTIONS {backoff * 1000:4.0f} ms:  {percentiles(took)} "
-                  "per transaction", flush=True)
+                  f"CONCURRENT_TRANSACTIONS {backoff * 1000:4.0f} ms:  "
+                  f"{percentiles(measured.took)} per transaction", flush=True)
 
 
 def compare_offsets(settings: Settings, name: str, count: int, gap_s: float,

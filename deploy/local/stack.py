@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fraudstream.deploy.local.errors import StackError
 from fraudstream.deploy.local.kafka import KafkaCluster
@@ -17,6 +17,9 @@ from fraudstream.deploy.local.services import (
     PrometheusServer,
     RedisServer,
 )
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -173,3 +176,15 @@ class LocalStack:
     def kafka_node(self, node_id: int) -> ManagedProcess:
         """The process of one Kafka node (for broker-failure tests)."""
         return self.kafka.nodes[node_id - 1].process
+
+
+def stack_from_settings(settings: Settings, nodes: int | None = None) -> LocalStack:
+    """The local stack as the settings describe it."""
+    return LocalStack(StackConfig(
+        root=settings.state_dir, host=settings.bind_host, kafka_port=settings.kafka_port,
+        kafka_nodes=nodes or settings.kafka_nodes, kafka_heap_mb=settings.kafka_heap_mb,
+        redis_port=settings.redis_port, redis_password=settings.redis_password,
+        prometheus_port=settings.prometheus_port,
+        alertmanager_port=settings.alertmanager_port, api_port=settings.api_port,
+        app_id=settings.app_id,
+        webhook_url=f"http://{settings.bind_host}:{settings.api_port}/api/alerts/webhook"))

@@ -9,7 +9,7 @@ import sys
 from fraudstream.commands.demo_cmd import with_signing_key
 from fraudstream.commands.json_output import add_json_option, emit, to_stdout
 from fraudstream.commands.simulate_cmd import run_simulation
-from fraudstream.commands.stack_cmd import stack_from_settings
+from fraudstream.deploy.local import stack_from_settings
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 

@@ -94,8 +94,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.chaos import ChaosRunner, RunPlan
     from fraudstream.chaos.scenarios import resolve
     from fraudstream.commands.demo_cmd import with_signing_key
-    from fraudstream.commands.stack_cmd import stack_from_settings
     from fraudstream.commands.train_cmd import ensure_model
+    from fraudstream.deploy.local import stack_from_settings
 
     try:
         scenarios = resolve(args.scenario)

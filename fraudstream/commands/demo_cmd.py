@@ -21,7 +21,7 @@ from fraudstream.commands.simulate_cmd import (
     label_event_delay_s,
     run_simulation,
 )
-from fraudstream.commands.stack_cmd import stack_from_settings
+from fraudstream.deploy.local import stack_from_settings
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 

@@ -5,22 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from fraudstream.deploy.local import LocalStack, StackConfig, StackError
+from fraudstream.deploy.local import StackError, stack_from_settings
 from fraudstream.deploy.local.stack import ALL_SERVICES
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
-
-
-def stack_from_settings(settings: Settings, nodes: int | None = None) -> LocalStack:
-    """The local stack as the settings describe it."""
-    return LocalStack(StackConfig(
-        root=settings.state_dir, host=settings.bind_host, kafka_port=settings.kafka_port,
-        kafka_nodes=nodes or settings.kafka_nodes, kafka_heap_mb=settings.kafka_heap_mb,
-        redis_port=settings.redis_port, redis_password=settings.redis_password,
-        prometheus_port=settings.prometheus_port,
-        alertmanager_port=settings.alertmanager_port, api_port=settings.api_port,
-        app_id=settings.app_id,
-        webhook_url=f"http://{settings.bind_host}:{settings.api_port}/api/alerts/webhook"))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

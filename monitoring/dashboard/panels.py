@@ -48,14 +48,11 @@ class Panel:
     empty: str = NO_DATA
 
 
-def _e2e_quantile(q: str) -> Query:
-    return Query("histogram_quantile(" + q + ", sum by (le) "
-                 "(rate(fraudstream_end_to_end_latency_seconds_bucket[30s])))", f"p{q[2:]}")
-
-
-def _p99(histogram: str, legend: str) -> Query:
-    return Query("histogram_quantile(0.99, sum by (le) "
-                 f"(rate(fraudstream_{histogram}_bucket[30s])))", legend)
+def _quantile(histogram: str, q: str, legend: str | None = None) -> Query:
+    """Quantile ``q`` ("0.99") of ``fraudstream_<histogram>`` over all workers (30 s rate);
+    the legend defaults to "p99"."""
+    return Query(f"histogram_quantile({q}, sum by (le) "
+                 f"(rate(fraudstream_{histogram}_bucket[30s])))", legend or f"p{q[2:]}")
 
 
 PANELS: tuple[Panel, ...] = (
@@ -105,25 +102,22 @@ PANELS: tuple[Panel, ...] = (
                  "dead-lettered/s"))),
     Panel("latency", "End-to-end latency", "timeseries", "s",
           "From the transaction's arrival in Kafka to its score being written: p50, p95, p99.",
-          tuple(_e2e_quantile(q) for q in ("0.50", "0.95", "0.99"))),
+          tuple(_quantile("end_to_end_latency_seconds", q) for q in ("0.50", "0.95", "0.99"))),
     Panel("latency_parts", "Where the latency goes (p99)", "timeseries", "s",
           "The p99 of each part of a transaction's way, all workers: from its timestamp in "
           "Kafka to its arrival in a worker (producer, broker, fetch), then waiting for its "
           "batch (the batch window, the batches ahead), then its batch's commit; and the "
           "whole way, end to end.",
-          (_p99("record_arrival_age_seconds", "arrival"),
-           _p99("batch_wait_seconds", "batch wait"),
-           _p99("batch_commit_seconds", "commit"),
-           _p99("end_to_end_latency_seconds", "end to end"))),
+          (_quantile("record_arrival_age_seconds", "0.99", "arrival"),
+           _quantile("batch_wait_seconds", "0.99", "batch wait"),
+           _quantile("batch_commit_seconds", "0.99", "commit"),
+           _quantile("end_to_end_latency_seconds", "0.99", "end to end"))),
     Panel("decisions", "Decision mix", "timeseries", "ops",
           "Decisions per second by outcome.",
           (Query("sum by (decision) (rate(fraudstream_decisions_total[1m]))", "{{decision}}"),)),
     Panel("model_latency", "Model latency", "timeseries", "s",
           "Time of one batched model call, p50 and p99.",
-          (Query("histogram_quantile(0.50, sum by (le) "
-                 "(rate(fraudstream_model_latency_seconds_bucket[30s])))", "p50"),
-           Query("histogram_quantile(0.99, sum by (le) "
-                 "(rate(fraudstream_model_latency_seconds_bucket[30s])))", "p99"))),
+          tuple(_quantile("model_latency_seconds", q) for q in ("0.50", "0.99"))),
     Panel("dead_letters", "Dead letters by error", "timeseries", "ops",
           "Records sent to the dead-letter topic per second, by error code.",
           (Query("sum by (error) (rate(fraudstream_transactions_dead_lettered_total[1m]))",

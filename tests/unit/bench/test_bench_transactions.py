@@ -32,7 +32,7 @@ def commits(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeOutputs, list[dict[int
 
     async def commit_each(given: Any, records: Any, next_offsets: dict[int, int]) -> Committed:
         assert given is outputs
-        assert sorted(records) == list(transactions.PARTITIONS)
+        assert sorted(records) == outputs.opened
         offsets_sent.append(dict(next_offsets))
         return Committed(partitions=set(records))
 
@@ -76,3 +76,18 @@ def test_no_kafka_node_means_no_cpu_figure(
     measured = asyncio.run(transactions.cycles(Settings(), "t", offsets=False, count=2,
                                                gap_s=0, broker_cpu=lambda: None))
     assert measured.broker_ms is None
+
+
+def test_the_waits_comparison_commits_one_partition_with_its_offset(
+        commits: tuple[FakeOutputs, list[dict[int, int]]]) -> None:
+    outputs, offsets_sent = commits
+    asyncio.run(transactions.cycles(Settings(), "t", offsets=True, count=3, gap_s=0,
+                                    broker_cpu=lambda: None, partitions=(0,)))
+    assert outputs.opened == [0]
+    assert offsets_sent == [{0: 1}, {0: 2}, {0: 3}]
+
+
+def test_the_kafka_node_read_is_the_local_stacks_first_node(tmp_path: Any) -> None:
+    # No stack under this state directory: no process, no figure (the report says so).
+    read = transactions.kafka_node_cpu(Settings(state_dir=tmp_path))
+    assert read() is None
