@@ -66,7 +66,7 @@ from fraudstream.workers.stable_offsets import StableOffsets
 from fraudstream.workers.state_tables import ChangelogTable
 from fraudstream.workers.takeover import TakeoverScan
 from fraudstream.workers.time_slices import Slices
-from fraudstream.workers.topics import COMPACT_CHANGELOG
+from fraudstream.workers.topics import COMPACT_CHANGELOG, merchant_labels_topic
 
 if TYPE_CHECKING:
     from fraudstream.model_registry.registry import ModelRegistry
@@ -189,7 +189,7 @@ class WorkerApp:
                                       value_serializer="raw")
         self.labels = app.topic(settings.topic_labels, key_serializer="raw",
                                 value_serializer="raw")
-        self.merchant_labels = app.topic(f"{settings.app_id}-merchant-labels", internal=True,
+        self.merchant_labels = app.topic(merchant_labels_topic(settings), internal=True,
                                          key_serializer="raw", value_serializer="raw",
                                          partitions=settings.partitions)
         # Card state is co-partitioned with the transactions (both keyed by card_id).
@@ -581,13 +581,7 @@ class WorkerApp:
                         sorted(tp.partition for tp in mine))
 
         async def close_outputs(sender: Any, **kwargs: Any) -> None:
-            async with self.state_lock:
-                await self.outputs.close()
-            async with self.label_lock:
-                await self.label_outputs.close()
-            async with self.applier.lock:
-                await self.applier.outputs.close()
-            await self._stable_offsets.stop()
+            await self.close_clients()
 
         async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
             self.ready = True
@@ -619,6 +613,21 @@ class WorkerApp:
         app.on_rebalance_complete.connect(cast(Any, on_rebalanced))
         app.on_before_shutdown.connect(cast(Any, close_outputs))
 
+
+    async def close_clients(self) -> None:
+        """At shutdown, before Faust stops its own clients: each path's transactional producer
+        and the reader it uses, under the path's lock (no batch is between writing and
+        committing, nor in a read), then the stable-offsets client."""
+        async with self.state_lock:
+            await self.outputs.close()
+            await self._takeover.stop()
+        async with self.label_lock:
+            await self.label_outputs.close()
+            await self._label_reader.stop()
+        async with self.applier.lock:
+            await self.applier.outputs.close()
+            await self._changelog_reader.stop()
+        await self._stable_offsets.stop()
 
     async def _reopen_scoring(self, mine: list[Any]) -> None:
         async with self.state_lock:
