@@ -124,12 +124,13 @@ async def label_path_drained(settings: Settings) -> bool:
 
     from fraudstream import kafka_clients
     from fraudstream.workers.changelog_tail import last_record_offsets
+    from fraudstream.workers.topics import merchant_labels_topic
 
     consumer = kafka_clients.aio_consumer(settings, group_id=settings.app_id,
                                           enable_auto_commit=False)
     await consumer.start()
     try:
-        for topic in (settings.topic_labels, f"{settings.app_id}-merchant-labels"):
+        for topic in (settings.topic_labels, merchant_labels_topic(settings)):
             tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
             last = await last_record_offsets(settings, await consumer.end_offsets(tps))
             for tp in tps:

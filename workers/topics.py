@@ -23,6 +23,11 @@ def card_changelog(settings: Settings) -> str:
     return f"{settings.app_id}-cards-changelog"
 
 
+def merchant_labels_topic(settings: Settings) -> str:
+    """The label path's internal topic between its two hops (``workers.merchant_labels``)."""
+    return f"{settings.app_id}-merchant-labels"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

@@ -29,6 +29,7 @@ import pytest
 from fraudstream.chaos.label_crash import LabelCounts, send_labels, settled_counts
 from fraudstream.settings import Settings
 from fraudstream.workers.output import key_partition
+from fraudstream.workers.topics import merchant_labels_topic
 from tests.conftest import partitions_of, wait_until
 from tests.stack_fixtures import running_pool
 
@@ -131,7 +132,7 @@ def test_the_drain_check_sees_what_a_routing_committed_while_it_ran(
     from fraudstream.streaming import new_producer
     from fraudstream.workers.topics import TopicSpec, ensure_topics
 
-    merchant_labels = f"{settings.app_id}-merchant-labels"
+    merchant_labels = merchant_labels_topic(settings)
     ensure_topics(settings, [TopicSpec(merchant_labels, settings.partitions, 1, {})])
     label_tp, merchant_tp = (TopicPartition(settings.topic_labels, 0),
                              TopicPartition(merchant_labels, 0))

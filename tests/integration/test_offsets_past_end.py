@@ -17,7 +17,7 @@ from fraudstream.chaos.worker_metrics import sample_value, scrape
 from fraudstream.feeds import outgoing
 from fraudstream.settings import Settings
 from fraudstream.simulator import SimulationConfig, simulate
-from fraudstream.workers.topics import TopicSpec, ensure_topics
+from fraudstream.workers.topics import TopicSpec, ensure_topics, merchant_labels_topic
 from tests.conftest import wait_until
 from tests.integration.test_label_crash import applied
 from tests.integration.test_scoring_pipeline import run_through
@@ -35,7 +35,7 @@ def test_offsets_past_the_end_start_from_the_first_record_and_lose_nothing(
     # Under at least once Faust reads the starts and commits; under exactly once the worker
     # reads them after its fence and commits in its transactions: each has its own path.
     settings = dataclasses.replace(settings, processing_guarantee=guarantee)
-    merchant_labels = f"{settings.app_id}-merchant-labels"
+    merchant_labels = merchant_labels_topic(settings)
     ensure_topics(settings, [TopicSpec(merchant_labels, settings.partitions,
                                        settings.replication_factor, {})])
     committer = kafka_clients.sync_consumer(settings, group_id=settings.app_id,
