@@ -44,6 +44,14 @@ from fraudstream.workers.topics import (
 
 #: Seconds the workers run idle before a latency run starts.
 WARM_UP_S = 5.0
+#: A broker that has used less CPU than this since it started is cold: its JIT has not
+#: compiled the paths the runs use. Measured 2026-12-04 (w): a broker just started had used
+#: 5 CPU-seconds (and about 0.16 a second idle); in its first 40 s at 1,000 tx/s with two
+#: workers its JIT compiled 6,600-6,800 methods in 21-26 CPU-seconds, and it took 85-111 % of
+#: a core for about 20 s (40-55 % after), on a machine of two cores.
+WARM_BROKER_CPU_S = 60.0
+#: Seconds of the unreported run that warms a cold broker up.
+BROKER_WARM_UP_RUN_S = 30.0
 #: Seconds without a new merchant state after which a contender is done with the labels.
 LABELS_QUIET_S = 3.0
 #: Wall-clock seconds a label follows its transaction in the latency runs.
@@ -355,11 +363,36 @@ LATENCY_CONTENDERS = ("raw", "raw2", "1", "2", "2-alo")
 LATENCY_LABELS = {"1": "1 worker(s)", "2": "2 worker(s)"}
 
 
+def warm_up_broker(settings: Settings, data: Dataset, rate: float,
+                   broker_cpu: Callable[[], float | None], say: Callable[[str], None],
+                   started_now: bool = False) -> float | None:
+    """If the broker is cold (started by this benchmark, or below ``WARM_BROKER_CPU_S``), run
+    two workers at ``rate`` for ``BROKER_WARM_UP_RUN_S``, unreported: whoever ran first on a
+    cold broker paid for its JIT (the raw loop, by default). Returns the CPU-seconds the broker
+    had used when found cold; None when it was warm, or its use is unknown and it was not
+    started now."""
+    used = broker_cpu()
+    if not started_now and (used is None or used >= WARM_BROKER_CPU_S):
+        return None
+    used = used or 0.0
+    say(f"warming the broker up (it has used {used:.0f} CPU-seconds since it started): "
+        f"2 workers at {rate:,.0f} tx/s for {BROKER_WARM_UP_RUN_S:.0f}s, not reported")
+    n = int(rate * BROKER_WARM_UP_RUN_S)
+    latency_run(settings, Contender("fraudstream 2 workers", start_pool(2)), "broker warm-up",
+                list(outgoing(data, 0, n, with_labels=True)), rate, say)
+    return used
+
+
 def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[float],
                   latency_seconds: float, say: Callable[[str], None],
                   only: tuple[str, ...] = CONTENDERS,
-                  latency_of: tuple[str, ...] = ("1", "2")) -> dict[str, object]:
-    """The whole benchmark; returns the report as a JSON-able dict."""
+                  latency_of: tuple[str, ...] = ("1", "2"),
+                  broker_cpu: Callable[[], float | None] = lambda: None,
+                  broker_started_now: bool = False) -> dict[str, object]:
+    """The whole benchmark, on a warm broker (``warm_up_broker``: ``broker_cpu`` reads how
+    much CPU it has used); returns the report as a JSON-able dict."""
+    cold_cpu_s = warm_up_broker(settings, data, rates[0] if rates else 1000.0, broker_cpu, say,
+                                started_now=broker_started_now)
     batch = list(outgoing(data, 0, records, with_labels=True))
     everyone = {
         "raw": Contender("raw aiokafka loop",
@@ -381,7 +414,8 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
         say(f"throughput: {len(batch):,} transactions and their labels per contender")
     results = [throughput_run(settings, c, batch, timeout=600, say=say) for c in contenders]
     by_name = {r.name: r for r in results}
-    say("latency at fixed rates")
+    if rates and latency_of:
+        say("latency at fixed rates")
     latencies = []
     start = records
     for rate in rates:
@@ -417,4 +451,6 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
         "latency_ms": {m.name: m.latency_ms for m in latencies},
         "load_avg_1m": {m.name: m.load["load_avg_1m"] for m in [*results, *latencies]},
         "cores": machine_load()["cores"],
+        # CPU-seconds the broker had used when found cold and warmed up first (None: warm).
+        "broker_warmed_up_from_cpu_s": cold_cpu_s,
     }

@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "--latency-contenders says otherwise), and where "
                        "the time goes: queued (until the record's batch starts), scoring "
                        "(until its score is appended) and committed (until a read-committed "
-                       "reader sees it).")
+                       "reader sees it). A cold broker (started by the bench, or with under 60 "
+                       "CPU-seconds used) is first warmed up by 30 s of two workers, not "
+                       "reported: its JIT compiling would slow whichever contender ran first.")
     p.add_argument("--records", type=int, default=60_000,
                    help="transactions per throughput run (default 60000)")
     p.add_argument("--rates", default="1000",
@@ -73,13 +75,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.restore:
             return _measure_restore(args, settings)
-        return _measure(args, settings, rates)
+        return _measure(args, settings, rates, broker_started_now=started_stack)
     finally:
         if started_stack:
             stack.down()
 
 
-def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -> int:
+def _measure(args: argparse.Namespace, settings: Settings, rates: list[float],
+             broker_started_now: bool) -> int:
     from fraudstream.bench.harness import CONTENDERS, LATENCY_CONTENDERS, run_benchmark
     from fraudstream.commands.train_cmd import ensure_model
 
@@ -105,11 +108,14 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float]) -
         raise UserError(f"no latency run for {sorted(unknown)}; --latency-contenders takes "
                         f"{','.join(LATENCY_CONTENDERS)}")
     from fraudstream.bench.harness import BenchError
+    from fraudstream.bench.transactions import kafka_node_cpu
 
     try:
         report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
                                say=lambda msg: print(msg, file=sys.stderr, flush=True),
-                               only=only, latency_of=latency_of)
+                               only=only, latency_of=latency_of,
+                               broker_cpu=kafka_node_cpu(settings),
+                               broker_started_now=broker_started_now)
     except BenchError as exc:
         raise UserError(f"{exc}; the machine may be overloaded (load average "
                         f"{os.getloadavg()[0]:.1f}): rerun with fewer --records or lower "
@@ -152,23 +158,27 @@ def _measure_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def print_report(report: dict) -> None:
     """The figures, each with the machine's load when it was taken and the raw loop beside it
-    (absolute speeds differ between machines: compare ratios within one run)."""
+    (absolute speeds differ between machines: compare ratios within one run); a section only
+    when the run measured something for it (``--contenders ''`` runs latency only)."""
     load = report.get("load_avg_1m", {})
     raw = report["throughput_tx_per_s"].get("raw aiokafka loop")
     beside = f" (raw loop {raw:,.0f} tx/s in this run)" if raw else ""
-    print(f"\nthroughput ({report['records']:,} transactions each, "
-          f"{report.get('labels_per_transaction', 0)} label per transaction, "
-          f"{report.get('cores', 0):.0f} cores){beside}")
+    if report["throughput_tx_per_s"]:
+        print(f"\nthroughput ({report['records']:,} transactions each, "
+              f"{report.get('labels_per_transaction', 0)} label per transaction, "
+              f"{report.get('cores', 0):.0f} cores){beside}")
     drains, scores = report.get("drain_seconds", {}), report.get("scores_drain_seconds", {})
     for name, value in report["throughput_tx_per_s"].items():
         detail = (f"   drained in {drains[name]:.1f} s (scores in {scores[name]:.1f} s)"
                   if name in drains and name in scores else "")
         print(f"  {name:<36} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}"
               f"{detail}")
-    print("ratios")
+    if report["ratios"]:
+        print("ratios")
     for name, value in report["ratios"].items():
         print(f"  {name:<36} {value:>10.2f}")
-    print(f"end-to-end latency{beside}")
+    if report["latency_ms"]:
+        print(f"end-to-end latency{beside}")
     for name, lat in report["latency_ms"].items():
         print(f"  {name:<36} p50 {lat['p50']:>7.1f} ms   p99 {lat['p99']:>7.1f} ms   "
               f"load {load.get(name, float('nan')):.2f}")

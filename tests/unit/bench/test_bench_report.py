@@ -50,3 +50,21 @@ def test_a_scores_latency_is_split_at_its_batch_start_and_its_append() -> None:
     assert lat.total == [40.0]
     assert {k: v[0] for k, v in lat.segments.items()} == pytest.approx(
         {"queued": 20.0, "scoring": 5.0, "committed": 15.0})
+
+
+def test_a_section_is_printed_only_when_the_run_measured_for_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `--contenders ''`: latency runs only; the throughput and ratio headings had nothing
+    # under them.
+    print_report({"records": 60_000, "cores": 2.0, "throughput_tx_per_s": {}, "ratios": {},
+                  "latency_ms": {"2 worker(s) @ 1,000/s": {"p50": 30.0, "p99": 150.0}},
+                  "load_avg_1m": {"2 worker(s) @ 1,000/s": 2.5}})
+    out = capsys.readouterr().out
+    assert "throughput" not in out and "ratios" not in out
+    assert "end-to-end latency" in out and "p99   150.0 ms" in out
+    # And the other way round (`--rates ''`).
+    print_report({"records": 60_000, "cores": 2.0, "ratios": {}, "latency_ms": {},
+                  "throughput_tx_per_s": {"fraudstream 2 workers": 5000.0}})
+    out = capsys.readouterr().out
+    assert "throughput (60,000 transactions" in out
+    assert "ratios" not in out and "latency" not in out
