@@ -16,6 +16,13 @@ without them (the outputs alone: AddPartitionsToTxn, Produce and EndTxn, without
 AddOffsetsToTxn and TxnOffsetCommit), alternated ``--rounds`` times. It prints, per cycle of
 the two transactions, the median, p90 and p99, the cycles a second, and the CPU the local
 stack's Kafka node used per cycle (read from ``/proc``).
+
+``--compare shared`` commits the same two partitions' outputs and offsets per cycle as the
+workers do (one transaction per input partition, each with its own transactional id, so that
+taking a partition over fences its previous owner) and in one transaction from one producer
+(what a worker's commit would cost if zombies were fenced some other way, as Kafka's
+KIP-447 does with the consumer group's generation), alternated ``--rounds`` times, with the
+same figures.
 """
 
 from __future__ import annotations
@@ -71,10 +78,13 @@ class Cycles:
     """What ``cycles`` measured: milliseconds per cycle, cycles a second, and the Kafka
     node's CPU seconds per cycle (None when its process was not found)."""
 
-    def __init__(self, took: list[float], seconds: float, broker_cpu_s: float | None) -> None:
+    def __init__(self, took: list[float], seconds: float, broker_cpu_s: float | None,
+                 client_cpu_s: float = 0.0) -> None:
         self.took = took
         self.per_second = len(took) / seconds
         self.broker_ms = None if broker_cpu_s is None else broker_cpu_s / len(took) * 1000
+        #: This process's CPU per cycle (the producers' side, as a worker would spend it).
+        self.client_ms = client_cpu_s / len(took) * 1000
 
 
 async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, gap_s: float,
@@ -89,6 +99,7 @@ async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, ga
     took = []
     try:
         cpu_before, started_all = broker_cpu(), time.perf_counter()
+        client_before = time.process_time()
         for n in range(count):
             started = time.perf_counter()
             done = await commit_each(outputs, records,
@@ -99,10 +110,11 @@ async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, ga
             if gap_s:
                 await asyncio.sleep(gap_s)
         seconds, cpu_after = time.perf_counter() - started_all, broker_cpu()
+        client_used = time.process_time() - client_before
     finally:
         await outputs.close()
     used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    return Cycles(took, seconds, used)
+    return Cycles(took, seconds, used, client_used)
 
 
 def kafka_node_cpu(settings: Settings) -> Callable[[], float | None]:
@@ -114,6 +126,44 @@ def kafka_node_cpu(settings: Settings) -> Callable[[], float | None]:
         return None if pid is None else process_cpu_seconds(pid)
 
     return read
+
+
+async def shared_cycles(settings: Settings, name: str, *, count: int, gap_s: float,
+                        broker_cpu: Callable[[], float | None],
+                        partitions: tuple[int, ...] = PARTITIONS) -> Cycles:
+    """``count`` cycles of one transaction holding every partition's records and consumed
+    offset, from one transactional producer (the sink and the calls of
+    ``FencedOutputs.commit``, for all partitions at once)."""
+    from aiokafka import TopicPartition
+
+    producer = kafka_clients.aio_producer(
+        settings, transactional_id=f"{name}-shared", enable_idempotence=True, acks="all",
+        linger_ms=5, max_batch_size=262_144)
+    await producer.start()
+    records = [r for p in partitions for r in batch_records(name, p)]
+    took = []
+    try:
+        cpu_before, started_all = broker_cpu(), time.perf_counter()
+        client_before = time.process_time()
+        for n in range(count):
+            started = time.perf_counter()
+            await producer.begin_transaction()
+            sink = KafkaBatchSink(producer)
+            for topic, key, value, partition in records:
+                sink.add(topic, key, value, partition)
+            await sink.flush()
+            await producer.send_offsets_to_transaction(
+                {TopicPartition(f"{name}-input", p): n + 1 for p in partitions}, name)
+            await producer.commit_transaction()
+            took.append((time.perf_counter() - started) * 1000)
+            if gap_s:
+                await asyncio.sleep(gap_s)
+        seconds, cpu_after = time.perf_counter() - started_all, broker_cpu()
+        client_used = time.process_time() - client_before
+    finally:
+        await producer.stop()
+    used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Cycles(took, seconds, used, client_used)
 
 
 def percentiles(took: list[float]) -> str:
@@ -144,12 +194,31 @@ def compare_offsets(settings: Settings, name: str, count: int, gap_s: float,
         for offsets in (True, False):
             measured = asyncio.run(cycles(settings, name, offsets=offsets, count=count,
                                           gap_s=gap_s, broker_cpu=broker_cpu))
-            broker = ("Kafka node's CPU not read" if measured.broker_ms is None
-                      else f"Kafka node {measured.broker_ms:4.1f} ms of CPU per cycle")
             label = "with the offsets   " if offsets else "outputs alone      "
-            print(f"round {round_}  {label} {percentiles(measured.took)} per cycle of "
-                  f"{len(PARTITIONS)} transactions, {measured.per_second:5.1f} cycles/s, "
-                  f"{broker}", flush=True)
+            print(f"round {round_}  {label} {describe(measured)}", flush=True)
+
+
+def compare_shared(settings: Settings, name: str, count: int, gap_s: float,
+                   rounds: int) -> None:
+    sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_S  # as in the workers
+    broker_cpu = kafka_node_cpu(settings)
+    for round_ in range(1, rounds + 1):
+        for shared in (False, True):
+            measured = asyncio.run(
+                shared_cycles(settings, name, count=count, gap_s=gap_s, broker_cpu=broker_cpu)
+                if shared else cycles(settings, name, offsets=True, count=count, gap_s=gap_s,
+                                      broker_cpu=broker_cpu))
+            label = ("one for both        " if shared
+                     else "one per partition   ")
+            print(f"round {round_}  {label} {describe(measured)}", flush=True)
+
+
+def describe(measured: Cycles) -> str:
+    broker = ("Kafka node's CPU not read" if measured.broker_ms is None
+              else f"Kafka node {measured.broker_ms:4.1f} ms of CPU per cycle")
+    return (f"{percentiles(measured.took)} per cycle of {len(PARTITIONS)} partitions, "
+            f"{measured.per_second:5.1f} cycles/s, {broker}, client {measured.client_ms:4.1f} "
+            "ms of CPU per cycle")
 
 
 def main() -> None:
@@ -158,22 +227,27 @@ def main() -> None:
         epilog="--compare waits: open or closed batches, aiokafka's 20 ms or the workers' 2 ms "
                "retry after CONCURRENT_TRANSACTIONS. --compare offsets: two partitions' "
                "transactions with and without the consumed offsets, alternated, with the "
-               "local Kafka node's CPU per cycle.")
-    parser.add_argument("--compare", choices=("waits", "offsets"), default="waits",
+               "local Kafka node's CPU per cycle. --compare shared: the same two "
+               "partitions in one transaction per partition (as the workers commit) and in one "
+               "transaction for both, alternated, with the same figures.")
+    parser.add_argument("--compare", choices=("waits", "offsets", "shared"), default="waits",
                         help="what to compare (default waits)")
     parser.add_argument("--count", type=int, default=200, help="transactions (cycles) per case")
     parser.add_argument("--gap-ms", type=float, default=5.0,
                         help="pause between transactions (0: back to back)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="--compare offsets: how many times each case runs, alternated")
+                        help="--compare offsets and shared: how many times each case runs, "
+                             "alternated")
     args = parser.parse_args()
     settings = Settings.from_env()
     name = f"bench-txn-{uuid.uuid4().hex[:6]}"
-    partitions = len(PARTITIONS) if args.compare == "offsets" else 1
+    partitions = 1 if args.compare == "waits" else len(PARTITIONS)
     ensure_topics(settings, [TopicSpec(f"{name}-{t}", partitions, settings.replication_factor,
                                        {}) for t in ("scores", "cards", "input")])
     if args.compare == "offsets":
         compare_offsets(settings, name, args.count, args.gap_ms / 1000, args.rounds)
+    elif args.compare == "shared":
+        compare_shared(settings, name, args.count, args.gap_ms / 1000, args.rounds)
     else:
         compare_waits(settings, name, args.count, args.gap_ms / 1000)
 

@@ -91,3 +91,59 @@ def test_the_kafka_node_read_is_the_local_stacks_first_node(tmp_path: Any) -> No
     # No stack under this state directory: no process, no figure (the report says so).
     read = transactions.kafka_node_cpu(Settings(state_dir=tmp_path))
     assert read() is None
+
+
+class FakeTransactionalProducer:
+    """Records each transaction: the partitions its records went to and the offsets sent."""
+
+    def __init__(self) -> None:
+        self.transactions: list[dict[str, Any]] = []
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def begin_transaction(self) -> None:
+        self.transactions.append({"records": [], "offsets": None, "committed": False})
+
+    def create_batch(self) -> Any:
+        from aiokafka.producer.message_accumulator import BatchBuilder
+
+        return BatchBuilder(1_000_000, 0, is_transactional=True)
+
+    async def send_batch(self, batch: Any, topic: str, partition: int) -> Any:
+        self.transactions[-1]["records"].append((topic, partition, batch.record_count()))
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        from types import SimpleNamespace
+
+        done.set_result(SimpleNamespace(topic=topic, partition=partition, offset=0))
+        return done
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group: str) -> None:
+        self.transactions[-1]["offsets"] = {tp.partition: o for tp, o in offsets.items()}
+
+    async def commit_transaction(self) -> None:
+        self.transactions[-1]["committed"] = True
+
+
+def test_the_shared_cycle_commits_both_partitions_in_one_transaction(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = FakeTransactionalProducer()
+    monkeypatch.setattr(transactions.kafka_clients, "aio_producer",
+                        lambda settings, **options: producer)
+    cpu = itertools.count(10.0, 0.3)
+    measured = asyncio.run(transactions.shared_cycles(
+        Settings(), "t", count=3, gap_s=0, broker_cpu=lambda: next(cpu)))
+    assert producer.started and producer.stopped
+    assert [t["offsets"] for t in producer.transactions] == [
+        dict.fromkeys(transactions.PARTITIONS, n + 1) for n in range(3)]
+    assert all(t["committed"] for t in producer.transactions)
+    # Each transaction holds what the per-partition ones hold together: both partitions'
+    # scores and card records.
+    written = {(topic, partition) for topic, partition, _n in producer.transactions[0]["records"]}
+    assert written == {(f"t-{name}", p) for name in ("scores", "cards")
+                       for p in transactions.PARTITIONS}
+    assert measured.broker_ms == pytest.approx(0.3 / 3 * 1000)
