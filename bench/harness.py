@@ -32,6 +32,7 @@ import orjson
 from fraudstream.contracts import Score
 from fraudstream.feeds import outgoing
 from fraudstream.ledger import quiet_collector, seen_now_ms
+from fraudstream.monitoring.scraped_histograms import bucket_counts, quantile
 from fraudstream.settings import Settings
 from fraudstream.simulator import Dataset
 from fraudstream.streaming import Outgoing, TopicReader, new_producer, produce_paced
@@ -78,6 +79,11 @@ class Started(Protocol):
         start-up); raise ``BenchError`` if it does not within ``timeout`` seconds."""
 
     def stop(self) -> None:
+        ...
+
+    def metrics_pages(self) -> list[str]:
+        """The ``/metrics`` pages of its processes that export the workers' histograms (none
+        for the raw loops)."""
         ...
 
 
@@ -136,6 +142,10 @@ class StartedPool:
     def stop(self) -> None:
         self.pool.stop()
 
+    def metrics_pages(self) -> list[str]:
+        return [page for worker in self.pool.workers
+                if (page := worker.metrics_page()) is not None]
+
 
 def start_pool(count: int, guarantee: str | None = None) -> Callable[[Settings], Started]:
     """``count`` workers; ``guarantee`` overrides the run's processing guarantee."""
@@ -185,6 +195,9 @@ class StartedModules:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
         self.log.close()
+
+    def metrics_pages(self) -> list[str]:
+        return []
 
 
 def start_module(module: str, *argvs: list[str]) -> Callable[[Settings], Started]:
@@ -335,6 +348,25 @@ async def _paced_latency(settings: Settings, records: list[Outgoing], rate: floa
     return latencies
 
 
+#: The workers' own split of the queued segment: their histograms (``monitoring.metrics``),
+#: read once a latency run is over. A worker counts only that run's records: it started
+#: for the run and stays idle until the run sends.
+WORKER_SPLITS = {"arrival": "fraudstream_record_arrival_age_seconds",
+                 "batch wait": "fraudstream_batch_wait_seconds"}
+
+
+def worker_splits(pages: list[str]) -> dict[str, dict[str, float]]:
+    """p50 and p99 in milliseconds of each ``WORKER_SPLITS`` histogram over ``pages``,
+    estimated within their buckets (none for a contender without them)."""
+    splits = {}
+    for part, name in WORKER_SPLITS.items():
+        counts = bucket_counts(pages, name)
+        p50, p99 = quantile(0.5, counts), quantile(0.99, counts)
+        if p50 is not None and p99 is not None:
+            splits[part] = {"p50": p50 * 1000.0, "p99": p99 * 1000.0}
+    return splits
+
+
 def latency_run(base: Settings, contender: Contender, label: str, records: list[Outgoing],
                 rate: float, say: Callable[[str], None]) -> Measurement:
     settings = fresh(base, f"latency-{int(rate)}")
@@ -347,11 +379,15 @@ def latency_run(base: Settings, contender: Contender, label: str, records: list[
         say(f"  {label} at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
         with quiet_collector():
             latencies = asyncio.run(_paced_latency(settings, records, rate))
+        splits = worker_splits(started.metrics_pages())
     finally:
         started.stop()
         discard(settings)
+    figures = latencies.percentiles()
+    if splits:
+        figures["in_workers"] = splits
     return Measurement(f"{label} @ {rate:,.0f}/s", len(latencies.total),
-                       len(records) / rate, rate, latencies.percentiles())
+                       len(records) / rate, rate, figures)
 
 
 CONTENDERS = ("raw", "raw2", "naive", "1", "2", "2-alo")

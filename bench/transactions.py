@@ -139,10 +139,10 @@ async def shared_cycles(settings: Settings, name: str, *, count: int, gap_s: flo
     producer = kafka_clients.aio_producer(
         settings, transactional_id=f"{name}-shared", enable_idempotence=True, acks="all",
         linger_ms=5, max_batch_size=262_144)
-    await producer.start()
     records = [r for p in partitions for r in batch_records(name, p)]
     took = []
     try:
+        await producer.start()
         cpu_before, started_all = broker_cpu(), time.perf_counter()
         client_before = time.process_time()
         for n in range(count):

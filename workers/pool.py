@@ -159,6 +159,15 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
 
+    def metrics_page(self, timeout: float = 3.0) -> str | None:
+        """The worker's /metrics page, None when it does not answer."""
+        url = f"http://{self.settings.bind_host}:{self.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return str(resp.read().decode())
+        except (OSError, ValueError):
+            return None
+
     def readiness(self, timeout: float = 1.0) -> dict | None:
         """The worker's /ready body (``ready`` false on a 503), None when it does not answer."""
         return self._get("/ready", timeout)

@@ -186,6 +186,15 @@ def print_report(report: dict) -> None:
         if segments:
             print("    " + ", ".join(f"{part} p50 {v['p50']:.0f} / p99 {v['p99']:.0f} ms"
                                      for part, v in segments.items()))
+        in_workers = lat.get("in_workers", {})
+        if in_workers:
+            print("    queued, in the workers: " + ", ".join(
+                f"{part} p50 ~{v['p50']:.0f} / p99 ~{v['p99']:.0f} ms"
+                for part, v in in_workers.items()))
     if any(lat.get("segments") for lat in report["latency_ms"].values()):
         print("  (queued: ingested -> its batch starts; scoring: -> score appended; committed: "
               "-> seen by a read-committed reader)")
+    if any(lat.get("in_workers") for lat in report["latency_ms"].values()):
+        print("  (arrival: ingested -> on the worker's event loop; batch wait: -> its batch "
+              "starts; ~: estimated within the workers' histogram buckets, as a dashboard "
+              "does)")

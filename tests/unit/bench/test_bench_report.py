@@ -68,3 +68,43 @@ def test_a_section_is_printed_only_when_the_run_measured_for_it(
     out = capsys.readouterr().out
     assert "throughput (60,000 transactions" in out
     assert "ratios" not in out and "latency" not in out
+
+
+def test_the_workers_split_of_the_queued_time_comes_from_their_own_histograms() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from fraudstream.bench.harness import worker_splits
+    from fraudstream.monitoring.metrics import WorkerMetrics
+
+    pages = []
+    for arrivals, waits in (([0.003] * 97 + [0.09] * 3, [0.015] * 100),
+                            ([0.004] * 100, [0.012] * 97 + [0.3] * 3)):
+        registry = CollectorRegistry()
+        metrics = WorkerMetrics.create(registry)
+        for value in arrivals:
+            metrics.arrival_age.observe(value)
+        for value in waits:
+            metrics.batch_wait.observe(value)
+        pages.append(generate_latest(registry).decode())
+    splits = worker_splits(pages)
+    # Within the buckets that hold them, over both workers: the p50s' ranks in 2-5 ms and
+    # 10-20 ms, the p99s' (the 198th of 200) among the three slow records of each, in
+    # 75-100 ms and 250-500 ms.
+    assert 2.0 < splits["arrival"]["p50"] <= 5.0 and 10.0 < splits["batch wait"]["p50"] <= 20.0
+    assert 75.0 < splits["arrival"]["p99"] <= 100.0
+    assert 250.0 < splits["batch wait"]["p99"] <= 500.0
+    assert worker_splits([]) == {}
+
+
+def test_the_workers_split_is_printed_under_the_segments(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    print_report({"records": 1, "throughput_tx_per_s": {}, "ratios": {}, "latency_ms": {
+        "2 worker(s) @ 1,000/s": {
+            "p50": 30.0, "p99": 150.0,
+            "segments": {"queued": {"p50": 16.0, "p99": 80.0}},
+            "in_workers": {"arrival": {"p50": 3.4, "p99": 48.2},
+                           "batch wait": {"p50": 12.0, "p99": 61.0}}}}})
+    out = capsys.readouterr().out
+    assert "queued, in the workers: arrival p50 ~3 / p99 ~48 ms, batch wait p50 ~12 / p99 " \
+        "~61 ms" in out
+    assert "estimated within the workers' histogram buckets" in out
