@@ -143,8 +143,9 @@ class StartedPool:
         self.pool.stop()
 
     def metrics_pages(self) -> list[str]:
-        return [page for worker in self.pool.workers
-                if (page := worker.metrics_page()) is not None]
+        # All or none: a split over the workers that answered would pass for the whole.
+        pages = [worker.metrics_page() for worker in self.pool.workers]
+        return [page for page in pages if page is not None] if None not in pages else []
 
 
 def start_pool(count: int, guarantee: str | None = None) -> Callable[[Settings], Started]:

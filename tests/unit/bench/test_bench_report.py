@@ -108,3 +108,17 @@ def test_the_workers_split_is_printed_under_the_segments(
     assert "queued, in the workers: arrival p50 ~3 / p99 ~48 ms, batch wait p50 ~12 / p99 " \
         "~61 ms" in out
     assert "estimated within the workers' histogram buckets" in out
+
+
+def test_no_split_when_a_worker_does_not_answer() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from fraudstream.bench.harness import StartedPool
+
+    def pool(*pages: str | None) -> StartedPool:
+        workers = [SimpleNamespace(metrics_page=lambda p=p: p) for p in pages]
+        return StartedPool(cast(Any, SimpleNamespace(workers=workers)))
+
+    assert pool("a", "b").metrics_pages() == ["a", "b"]
+    assert pool("a", None).metrics_pages() == []
