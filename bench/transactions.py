@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from unittest import mock
 
@@ -87,6 +87,25 @@ class Cycles:
         self.client_ms = client_cpu_s / len(took) * 1000
 
 
+async def timed(count: int, gap_s: float, broker_cpu: Callable[[], float | None],
+                cycle: Callable[[int], Awaitable[None]]) -> Cycles:
+    """Run ``cycle(n)`` for n in 0..count-1, ``gap_s`` apart, timing each, with the Kafka
+    node's and this process's CPU over them all."""
+    took = []
+    cpu_before, started_all = broker_cpu(), time.perf_counter()
+    client_before = time.process_time()
+    for n in range(count):
+        started = time.perf_counter()
+        await cycle(n)
+        took.append((time.perf_counter() - started) * 1000)
+        if gap_s:
+            await asyncio.sleep(gap_s)
+    seconds, cpu_after = time.perf_counter() - started_all, broker_cpu()
+    client_used = time.process_time() - client_before
+    used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Cycles(took, seconds, used, client_used)
+
+
 async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, gap_s: float,
                  broker_cpu: Callable[[], float | None],
                  partitions: tuple[int, ...] = PARTITIONS) -> Cycles:
@@ -96,25 +115,17 @@ async def cycles(settings: Settings, name: str, *, offsets: bool, count: int, ga
     outputs = fenced_outputs(settings, name)
     await outputs.open(partitions)
     records = {p: batch_records(name, p) for p in partitions}
-    took = []
+
+    async def cycle(n: int) -> None:
+        done = await commit_each(outputs, records,
+                                 dict.fromkeys(partitions, n + 1) if offsets else {})
+        if done.failure is not None:
+            raise done.failure
+
     try:
-        cpu_before, started_all = broker_cpu(), time.perf_counter()
-        client_before = time.process_time()
-        for n in range(count):
-            started = time.perf_counter()
-            done = await commit_each(outputs, records,
-                                     dict.fromkeys(partitions, n + 1) if offsets else {})
-            if done.failure is not None:
-                raise done.failure
-            took.append((time.perf_counter() - started) * 1000)
-            if gap_s:
-                await asyncio.sleep(gap_s)
-        seconds, cpu_after = time.perf_counter() - started_all, broker_cpu()
-        client_used = time.process_time() - client_before
+        return await timed(count, gap_s, broker_cpu, cycle)
     finally:
         await outputs.close()
-    used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    return Cycles(took, seconds, used, client_used)
 
 
 def kafka_node_cpu(settings: Settings) -> Callable[[], float | None]:
@@ -140,30 +151,22 @@ async def shared_cycles(settings: Settings, name: str, *, count: int, gap_s: flo
         settings, transactional_id=f"{name}-shared", enable_idempotence=True, acks="all",
         linger_ms=5, max_batch_size=262_144)
     records = [r for p in partitions for r in batch_records(name, p)]
-    took = []
+
+    async def cycle(n: int) -> None:
+        await producer.begin_transaction()
+        sink = KafkaBatchSink(producer)
+        for topic, key, value, partition in records:
+            sink.add(topic, key, value, partition)
+        await sink.flush()
+        await producer.send_offsets_to_transaction(
+            {TopicPartition(f"{name}-input", p): n + 1 for p in partitions}, name)
+        await producer.commit_transaction()
+
     try:
         await producer.start()
-        cpu_before, started_all = broker_cpu(), time.perf_counter()
-        client_before = time.process_time()
-        for n in range(count):
-            started = time.perf_counter()
-            await producer.begin_transaction()
-            sink = KafkaBatchSink(producer)
-            for topic, key, value, partition in records:
-                sink.add(topic, key, value, partition)
-            await sink.flush()
-            await producer.send_offsets_to_transaction(
-                {TopicPartition(f"{name}-input", p): n + 1 for p in partitions}, name)
-            await producer.commit_transaction()
-            took.append((time.perf_counter() - started) * 1000)
-            if gap_s:
-                await asyncio.sleep(gap_s)
-        seconds, cpu_after = time.perf_counter() - started_all, broker_cpu()
-        client_used = time.process_time() - client_before
+        return await timed(count, gap_s, broker_cpu, cycle)
     finally:
         await producer.stop()
-    used = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    return Cycles(took, seconds, used, client_used)
 
 
 def percentiles(took: list[float]) -> str:
