@@ -40,6 +40,7 @@ from fraudstream.workers.faust_bridge import (
     check_internals,
     commit_outside_faust,
     committed_offset,
+    deliver_undecoded,
     deliver_without_tasks,
     end_recovery_at,
     exact_recovery_targets,
@@ -192,6 +193,10 @@ class WorkerApp:
         self.merchant_labels = app.topic(merchant_labels_topic(settings), internal=True,
                                          key_serializer="raw", value_serializer="raw",
                                          partitions=settings.partitions)
+        # The three agents read raw bytes off ``event.message``: no decoding on the way.
+        deliver_undecoded(app, [settings.topic_transactions, settings.topic_labels,
+                                merchant_labels_topic(settings)],
+                          producer_buffer=not self.exactly_once)
         # Card state is co-partitioned with the transactions (both keyed by card_id).
         store, options = table_store(settings.table_store)
         self.card_table = app.Table("cards", default=None, partitions=settings.partitions,
