@@ -13,6 +13,7 @@ rely on are checked here too.)
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import inspect
 import time
@@ -400,7 +401,11 @@ def _undecoded_handler(app: Any, tp: Any, channel: Any,
         queue = channel.queue
         if queue.full():
             on_topic_buffer_full(tp)
-            await channel.put(event)
+            # In a task of its own, as Faust's handler does: a rebalance clears the queue,
+            # which cancels the waiting put, and that cancellation must end this delivery,
+            # not the fetch loop (Faust's fetcher then restarts through a supervisor it does
+            # not have: measured, the worker stopped).
+            await asyncio.wait([asyncio.ensure_future(channel.put(event))])
         else:
             queue.put_nowait_enhanced(event, on_pressure_high=on_pressure_high,
                                       on_pressure_drop=on_pressure_drop)

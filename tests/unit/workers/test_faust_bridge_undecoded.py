@@ -103,3 +103,27 @@ def test_with_fausts_producer_buffer_in_use_each_record_waits_for_its_backlog() 
         assert waited == [1]
 
     asyncio.run(main())
+
+
+def test_a_rebalance_clearing_a_full_buffer_ends_the_delivery_without_cancelling_it() -> None:
+    # A rebalance clears the streams' queues, which cancels a put waiting on a full one
+    # (mode's FlowControlQueue.clear). Faust's handler waits for that put in a task of its
+    # own, so the fetch loop goes on; a cancellation let through to it stopped the worker
+    # (Faust's fetcher restarts itself through a supervisor it does not have).
+    async def main() -> None:
+        app = _app()
+        topic = app.topic("tx", key_serializer="raw", value_serializer="raw")
+        channel = topic.clone(is_iterator=True)
+        deliver_undecoded(app, ["tx"], producer_buffer=False)
+        handler = _handler(app, TP("tx", 1), channel)
+        for offset in range(channel.queue.maxsize):
+            channel.queue.put_nowait(offset)
+        delivery = asyncio.ensure_future(handler(_message("tx", b"k", b"v")))
+        await asyncio.sleep(0.01)
+        assert not delivery.done()
+        channel.queue.clear()
+        async with asyncio.timeout(1):
+            await asyncio.wait([delivery])
+        assert not delivery.cancelled() and delivery.exception() is None
+
+    asyncio.run(main())
