@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "fraudstream workers, of a raw aiokafka loop doing the same work with "
                        "the same changelogs in one and in two processes (the ceilings) and of "
                        "a naive one-event-at-a-time "
-                       "Faust agent (the peer), with their ratios; then end-to-end latency "
+                       "Faust agent (the peer), with their ratios (a worker pool's drain "
+                       "is run again, up to 3 times, when its group moved partitions during "
+                       "it); then end-to-end latency "
                        "percentiles at fixed input rates (1 and 2 workers unless "
                        "--latency-contenders says otherwise), and where "
                        "the time goes: queued (until the record's batch starts), scoring "
@@ -168,9 +170,12 @@ def print_report(report: dict) -> None:
               f"{report.get('labels_per_transaction', 0)} label per transaction, "
               f"{report.get('cores', 0):.0f} cores){beside}")
     drains, scores = report.get("drain_seconds", {}), report.get("scores_drain_seconds", {})
+    moved = report.get("drains_with_a_rebalance", [])
     for name, value in report["throughput_tx_per_s"].items():
         detail = (f"   drained in {drains[name]:.1f} s (scores in {scores[name]:.1f} s)"
                   if name in drains and name in scores else "")
+        if name in moved:
+            detail += ", its group rebalanced meanwhile"
         print(f"  {name:<36} {value:>10,.0f} tx/s   load {load.get(name, float('nan')):.2f}"
               f"{detail}")
     if report["ratios"]:
