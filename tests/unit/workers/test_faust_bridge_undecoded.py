@@ -28,11 +28,26 @@ def _handler(app: Any, tp: TP, *channels: Any) -> Any:
     return app.topics._build_handler(tp, set(channels))
 
 
+def _channel(app: Any) -> Any:
+    """The channel an agent iterating the raw topic ``tx`` reads."""
+    return app.topic("tx", key_serializer="raw", value_serializer="raw").clone(is_iterator=True)
+
+
+async def _delivery_to_a_full_queue(app: Any, channel: Any) -> asyncio.Task[None]:
+    """A record's delivery to ``channel`` once its queue is full, left waiting."""
+    deliver_undecoded(app, ["tx"], producer_buffer=False)
+    handler = _handler(app, TP("tx", 1), channel)
+    for offset in range(channel.queue.maxsize):
+        channel.queue.put_nowait(offset)
+    delivery = asyncio.ensure_future(handler(_message("tx", b"k", b"v")))
+    await asyncio.sleep(0.01)
+    return delivery
+
+
 def test_a_record_is_handed_over_as_faust_decodes_it_with_raw_serializers() -> None:
     async def main() -> None:
         app = _app()
-        topic = app.topic("tx", key_serializer="raw", value_serializer="raw")
-        channel = topic.clone(is_iterator=True)
+        channel = _channel(app)
         deliver_undecoded(app, ["tx"], producer_buffer=False)
         handler = _handler(app, TP("tx", 1), channel)
         for key, value in [(b"card-1", b'{"amount": 1}'), (None, None), (b"", b"\xff\x00")]:
@@ -52,16 +67,10 @@ def test_a_record_is_handed_over_as_faust_decodes_it_with_raw_serializers() -> N
 def test_a_full_buffer_waits_for_a_reader_and_pauses_the_partition() -> None:
     async def main() -> None:
         app = _app()
-        topic = app.topic("tx", key_serializer="raw", value_serializer="raw")
-        channel = topic.clone(is_iterator=True)
+        channel = _channel(app)
         full: list[Any] = []
         app.sensors.on_topic_buffer_full = full.append
-        deliver_undecoded(app, ["tx"], producer_buffer=False)
-        handler = _handler(app, TP("tx", 1), channel)
-        for offset in range(channel.queue.maxsize):
-            channel.queue.put_nowait(offset)
-        delivery = asyncio.ensure_future(handler(_message("tx", b"k", b"v")))
-        await asyncio.sleep(0.01)
+        delivery = await _delivery_to_a_full_queue(app, channel)
         assert not delivery.done() and full == [TP("tx", 1)]
         channel.queue.get_nowait()
         async with asyncio.timeout(1):
@@ -87,8 +96,7 @@ def test_other_topics_and_shared_partitions_keep_fausts_handler() -> None:
 def test_with_fausts_producer_buffer_in_use_each_record_waits_for_its_backlog() -> None:
     async def main() -> None:
         app = _app()
-        topic = app.topic("tx", key_serializer="raw", value_serializer="raw")
-        channel = topic.clone(is_iterator=True)
+        channel = _channel(app)
         waited: list[int] = []
 
         async def wait_until_ebb() -> None:
@@ -112,14 +120,8 @@ def test_a_rebalance_clearing_a_full_buffer_ends_the_delivery_without_cancelling
     # (Faust's fetcher restarts itself through a supervisor it does not have).
     async def main() -> None:
         app = _app()
-        topic = app.topic("tx", key_serializer="raw", value_serializer="raw")
-        channel = topic.clone(is_iterator=True)
-        deliver_undecoded(app, ["tx"], producer_buffer=False)
-        handler = _handler(app, TP("tx", 1), channel)
-        for offset in range(channel.queue.maxsize):
-            channel.queue.put_nowait(offset)
-        delivery = asyncio.ensure_future(handler(_message("tx", b"k", b"v")))
-        await asyncio.sleep(0.01)
+        channel = _channel(app)
+        delivery = await _delivery_to_a_full_queue(app, channel)
         assert not delivery.done()
         channel.queue.clear()
         async with asyncio.timeout(1):
