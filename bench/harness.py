@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
 import orjson
 
+from fraudstream import kafka_clients
 from fraudstream.contracts import Score
 from fraudstream.feeds import outgoing
 from fraudstream.ledger import quiet_collector, seen_now_ms
@@ -44,8 +45,13 @@ from fraudstream.workers.topics import (
     merchants_changelog_spec,
 )
 
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
 #: Seconds the workers run idle before a latency run starts.
 WARM_UP_S = 5.0
+#: Longest a contender may take to start reading its partitions.
+READY_TIMEOUT_S = 120.0
 #: A broker that has used less CPU than this since it started is cold: its JIT has not
 #: compiled the paths the runs use. Measured 2026-12-04 (w): a broker just started had used
 #: 5 CPU-seconds (and about 0.16 a second idle); in its first 40 s at 1,000 tx/s with two
@@ -95,10 +101,16 @@ class Started(Protocol):
 
 @dataclass
 class Contender:
-    """A way of scoring the stream: its name and how to start it."""
+    """A way of scoring the stream: its name and how to start it.
+
+    ``held``: its drain's records wait in an open Kafka transaction until it is ready (and a
+    pool's group has settled), then appear at once (it reads committed); otherwise they are
+    committed before it starts (the naive agent, which says nothing when it is ready).
+    """
 
     name: str
     start: Callable[[Settings], Started]
+    held: bool = True
 
 
 @dataclass
@@ -230,6 +242,10 @@ def start_module(module: str, *argvs: list[str]) -> Callable[[Settings], Started
     return start
 
 
+#: Longest a drain's records may wait in their open transaction for the contender to start.
+HOLD_TIMEOUT_MS = 300_000
+
+
 async def preload(settings: Settings, records: list[Outgoing]) -> None:
     producer = new_producer(settings, linger_ms=20)
     await producer.start()
@@ -238,6 +254,72 @@ async def preload(settings: Settings, records: list[Outgoing]) -> None:
                             labels_topic=settings.topic_labels, rate=0, label_delay_s=0)
     finally:
         await producer.stop()
+
+
+class HeldPreload:
+    """A drain's records written inside one open Kafka transaction: contenders that read
+    committed see none of them until ``release`` commits it, then all at once. A pool is
+    thereby timed on a group that has formed, not across its forming (``settled_group``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+
+    async def write(self, records: list[Outgoing]) -> None:
+        """Every record sent and acknowledged, in a transaction left open."""
+        self.producer = producer = kafka_clients.aio_producer(
+            self.settings, linger_ms=20, acks="all", enable_idempotence=True,
+            max_batch_size=262_144, request_timeout_ms=30_000,
+            transactional_id=f"{self.settings.app_id}-preload",
+            transaction_timeout_ms=HOLD_TIMEOUT_MS, client_id="fraudstream-bench-preload")
+        await producer.start()
+        await producer.begin_transaction()
+        await produce_paced(producer, records, topic=self.settings.topic_transactions,
+                            labels_topic=self.settings.topic_labels, rate=0, label_delay_s=0)
+
+    async def release(self) -> None:
+        assert self.producer is not None, "write first"
+        await self.producer.commit_transaction()
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+#: Seconds a pool's partitions must stay where they are before its drain's records appear.
+SETTLED_S = 1.5
+
+
+def settled(history: list[list[tuple[int, ...] | None]], partitions: int,
+            quiet_polls: int) -> bool:
+    """Whether the last ``quiet_polls`` snapshots are one and the same settled assignment:
+    every process answers and holds some partitions, none twice, all of them in all."""
+    if len(history) < quiet_polls:
+        return False
+    last = history[-1]
+    if any(snapshot != last for snapshot in history[-quiet_polls:]):
+        return False
+    if not last:  # contenders outside a consumer group
+        return True
+    held = [p for partitions_of in last if partitions_of for p in partitions_of]
+    return (all(last) and len(held) == len(set(held)) == partitions)
+
+
+def settled_group(started: Started, partitions: int, timeout: float,
+                  say: Callable[[str], None], name: str) -> None:
+    """Wait until the contender's group holds its partitions stably (``settled``); measured
+    2026-12-04 (x) and (y): the first worker to join took all four partitions and gave two up
+    about a second later, in most drains timed across it."""
+    polls = max(1, round(SETTLED_S / GROUP_POLL_S))
+    history: list[list[tuple[int, ...] | None]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        history.append(started.assignments())
+        if settled(history, partitions, polls):
+            return
+        time.sleep(GROUP_POLL_S)
+    say(f"  {name}: its group did not settle within {timeout:.0f}s (partitions "
+        f"{history[-1] if history else None}); draining anyway")
 
 
 async def collect(settings: Settings, expected: int, timeout: float) -> list[tuple[int, bytes]]:
@@ -341,16 +423,31 @@ def drain(base: Settings, contender: Contender, records: list[Outgoing], timeout
           say: Callable[[str], None]) -> Measurement:
     settings = fresh(base, contender.name.replace(" ", "-"))
     ensure_topics(settings, [merchants_changelog_spec(settings)])
-    asyncio.run(preload(settings, records))
-    say(f"  {contender.name}: draining {len(records):,} transactions and their labels")
-    started = contender.start(settings)
+    # One event loop for the held transaction, which lives across the contender's start.
+    loop = asyncio.new_event_loop()
+    held = HeldPreload(settings)
+    started: Started | None = None
     try:
+        loop.run_until_complete(held.write(records))
+        if not contender.held:
+            loop.run_until_complete(held.release())
+        say(f"  {contender.name}: draining {len(records):,} transactions and their labels")
+        started = contender.start(settings)
+        if contender.held:
+            started.wait_ready(READY_TIMEOUT_S)
+            settled_group(started, settings.partitions, READY_TIMEOUT_S, say, contender.name)
+            loop.run_until_complete(held.release())
         with GroupWatch(started) as watch:
-            outputs = asyncio.run(collect(settings, len(records), timeout))
-            labels_done = asyncio.run(last_label_write(settings))
+            outputs = loop.run_until_complete(collect(settings, len(records), timeout))
+            labels_done = loop.run_until_complete(last_label_write(settings))
     finally:
-        started.stop()
-        discard(settings)
+        try:
+            loop.run_until_complete(held.close())
+        finally:
+            loop.close()
+            if started is not None:
+                started.stop()
+            discard(settings)
     if len(outputs) < len(records):
         raise BenchError(f"{contender.name}: only {len(outputs)} of {len(records)} outputs "
                            f"within {timeout:.0f}s")
@@ -462,7 +559,7 @@ def latency_run(base: Settings, contender: Contender, label: str, records: list[
     ensure_topics(settings, [merchants_changelog_spec(settings)])
     started = contender.start(settings)
     try:
-        started.wait_ready(120.0)
+        started.wait_ready(READY_TIMEOUT_S)
         # Let the group settle: a late second rebalance would otherwise land in the window.
         time.sleep(WARM_UP_S)
         say(f"  {label} at {rate:,.0f} tx/s for {len(records) / rate:.0f}s")
@@ -527,7 +624,8 @@ def run_benchmark(settings: Settings, data: Dataset, records: int, rates: list[f
         "raw2": Contender("raw aiokafka loop in 2 processes",
                           start_module("fraudstream.bench.raw_loop",
                                        ["-", "0", "2"], ["-", "1", "2"])),
-        "naive": Contender("naive faust agent", start_module("fraudstream.bench.naive_agent", [])),
+        "naive": Contender("naive faust agent", start_module("fraudstream.bench.naive_agent", []),
+                           held=False),
         "1": Contender("fraudstream 1 worker", start_pool(1)),
         "2": Contender("fraudstream 2 workers", start_pool(2)),
         # The cost of exactly once: the same workers without transactions.

@@ -159,9 +159,12 @@ async def run_raw_loop(settings: Settings, scorer: Scorer, expected: int | None,
     process's ``share`` of the partitions (see the module docstring), score and apply them in
     batches and produce the outputs; then return."""
     ensure_topics(settings, [card_changelog_spec(settings), merchants_changelog_spec(settings)])
+    # Read committed, as the workers read (bench.harness holds a drain's records in an open
+    # transaction until the contender is ready).
     consumer = kafka_clients.aio_consumer(settings, group_id=group,
                                           auto_offset_reset="earliest", enable_auto_commit=True,
-                                          max_poll_records=settings.batch_size)
+                                          max_poll_records=settings.batch_size,
+                                          isolation_level="read_committed")
     producer = kafka_clients.aio_producer(settings, linger_ms=5, max_batch_size=262_144,
                                           acks="all")
     await consumer.start()

@@ -36,3 +36,39 @@ def test_discard_deletes_a_runs_topics_and_only_them(settings: Settings) -> None
     left = topics(settings)
     assert {other.topic_transactions, f"{other.app_id}-cards-changelog"} <= left
     discard(other)
+
+
+def test_a_held_preload_appears_to_read_committed_readers_only_once_released(
+        settings: Settings) -> None:
+    """A drain's records wait in an open transaction while its contender starts (and a
+    pool's group settles), then appear at once: the timing never covers the group's forming."""
+    import asyncio
+
+    from fraudstream.bench.harness import HeldPreload
+    from fraudstream.streaming import Outgoing, TopicReader
+
+    run = fresh(settings, "held")
+    ensure_topics(run, [])
+    records = [Outgoing(b"C%d" % i, b'{"n": %d}' % i, label=b'{"l": %d}' % i)
+               for i in range(50)]
+
+    async def read(for_s: float) -> int:
+        seen = 0
+        async with TopicReader(run, [run.topic_transactions, run.topic_labels],
+                               from_beginning=True) as reader:
+            deadline = asyncio.get_running_loop().time() + for_s
+            while asyncio.get_running_loop().time() < deadline and seen < 100:
+                seen += len(await reader.poll(0.2))
+        return seen
+
+    loop = asyncio.new_event_loop()
+    held = HeldPreload(run)
+    try:
+        loop.run_until_complete(held.write(records))
+        assert loop.run_until_complete(read(2.0)) == 0, "seen before the release"
+        loop.run_until_complete(held.release())
+        assert loop.run_until_complete(read(15.0)) == 100
+    finally:
+        loop.run_until_complete(held.close())
+        loop.close()
+        discard(run)

@@ -87,3 +87,32 @@ def test_after_every_attempt_rebalanced_the_last_is_reported_marked(
                   "drains_with_a_rebalance": ["fraudstream 2 workers"]})
     assert "drained in 1.0 s (scores in 1.0 s), its group rebalanced meanwhile" in \
         capsys.readouterr().out
+
+
+def test_a_group_is_settled_once_it_holds_every_partition_once_and_stays() -> None:
+    formed: list[tuple[int, ...] | None] = [(0, 2), (1, 3)]
+    assert harness.settled([formed] * 3, partitions=4, quiet_polls=3)
+    assert not harness.settled([formed] * 2, partitions=4, quiet_polls=3), "not long enough"
+    # As measured: the first to join holds all four while the other has none yet.
+    assert not harness.settled([[(0, 1, 2, 3), ()]] * 3, partitions=4, quiet_polls=3)
+    assert not harness.settled([[(0, 1, 2, 3), None]] * 3, partitions=4, quiet_polls=3)
+    # Mid-rebalance: one still answers with all four, the other already with its two.
+    assert not harness.settled([[(0, 1, 2, 3), (1, 3)]] * 3, partitions=4, quiet_polls=3)
+    assert not harness.settled([[(0, 1, 2, 3), ()], formed, formed], partitions=4,
+                               quiet_polls=3), "it just moved"
+    assert harness.settled([[(0, 1, 2, 3)]], partitions=4, quiet_polls=1)  # one worker
+    assert harness.settled([[]], partitions=4, quiet_polls=1)  # outside any group
+
+
+def test_the_wait_ends_once_the_group_settled_and_says_so_when_it_never_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "GROUP_POLL_S", 0.001)
+    monkeypatch.setattr(harness, "SETTLED_S", 0.01)
+    formed: list[tuple[int, ...] | None] = [(0, 1), (2, 3)]
+    polled = Polled([[(0, 1, 2, 3), ()], [(0, 1, 2, 3), (0, 1)], formed])
+    said: list[str] = []
+    harness.settled_group(polled, 4, 5.0, said.append, "pool")  # type: ignore[arg-type]
+    assert said == [] and polled.polls == 2 + 10
+    never = Polled([[(0, 1, 2, 3), ()]])
+    harness.settled_group(never, 4, 0.05, said.append, "pool")  # type: ignore[arg-type]
+    assert len(said) == 1 and "did not settle" in said[0]
