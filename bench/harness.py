@@ -30,7 +30,6 @@ from typing import IO, TYPE_CHECKING, Protocol
 import numpy as np
 import orjson
 
-from fraudstream import kafka_clients
 from fraudstream.contracts import Score
 from fraudstream.feeds import outgoing
 from fraudstream.ledger import quiet_collector, seen_now_ms
@@ -247,13 +246,13 @@ HOLD_TIMEOUT_MS = 300_000
 
 
 async def preload(settings: Settings, records: list[Outgoing]) -> None:
-    producer = new_producer(settings, linger_ms=20)
-    await producer.start()
+    """``records`` and their labels written and committed at once."""
+    held = HeldPreload(settings)
     try:
-        await produce_paced(producer, records, topic=settings.topic_transactions,
-                            labels_topic=settings.topic_labels, rate=0, label_delay_s=0)
+        await held.write(records)
+        await held.release()
     finally:
-        await producer.stop()
+        await held.close()
 
 
 class HeldPreload:
@@ -267,10 +266,8 @@ class HeldPreload:
 
     async def write(self, records: list[Outgoing]) -> None:
         """Every record sent and acknowledged, in a transaction left open."""
-        self.producer = producer = kafka_clients.aio_producer(
-            self.settings, linger_ms=20, acks="all", enable_idempotence=True,
-            max_batch_size=262_144, request_timeout_ms=30_000,
-            transactional_id=f"{self.settings.app_id}-preload",
+        self.producer = producer = new_producer(
+            self.settings, linger_ms=20, transactional_id=f"{self.settings.app_id}-preload",
             transaction_timeout_ms=HOLD_TIMEOUT_MS, client_id="fraudstream-bench-preload")
         await producer.start()
         await producer.begin_transaction()

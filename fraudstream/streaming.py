@@ -85,14 +85,18 @@ def interleave_labels(records: Iterable[Outgoing], delay_s: float
         yield DueLabel(key, label)
 
 
-def new_producer(target: Settings | str, linger_ms: int = 5) -> AIOKafkaProducer:
+def new_producer(target: Settings | str, linger_ms: int = 5,
+                 **overrides: Any) -> AIOKafkaProducer:
     """An idempotent, batching producer (acks=all), not yet started.
 
-    ``target``: the settings (they carry every connection option), or a bootstrap string.
+    ``target``: the settings (they carry every connection option), or a bootstrap string;
+    ``overrides``: more aiokafka options (a transactional id, another client id).
     """
-    return kafka_clients.aio_producer(target, linger_ms=linger_ms, acks="all",
-                                      enable_idempotence=True, max_batch_size=262_144,
-                                      request_timeout_ms=30_000, client_id="fraudstream-producer")
+    options: dict[str, Any] = {"linger_ms": linger_ms, "acks": "all",
+                               "enable_idempotence": True, "max_batch_size": 262_144,
+                               "request_timeout_ms": 30_000,
+                               "client_id": "fraudstream-producer", **overrides}
+    return kafka_clients.aio_producer(target, **options)
 
 
 async def produce_paced(producer: AIOKafkaProducer, records: Iterable[Outgoing], *,
