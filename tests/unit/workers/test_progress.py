@@ -36,6 +36,30 @@ class FakeKafka:
     def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.firsts.get(tp.partition, 0) for tp in tps}
 
+    # A read-committed reader: ``data`` holds, per partition, the offsets that hold a record
+    # (the others: transaction markers, aborted records); by default every offset does.
+    data: dict[int, set[int]]
+    reads = 0
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned = list(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.reads += 1
+        self.at = offset
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        (tp,) = self.assigned
+        end = self.ends[tp.partition]
+        held = getattr(self, "data", {}).get(tp.partition)
+        if self.at < end and (held is None or any(self.at <= o < end for o in held)):
+            return {tp: ["a record"]}
+        self.at = end
+        return {}
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.at
+
 
 def progress(kafka: FakeKafka) -> GroupProgress:
     g = GroupProgress("unused:9092", "group", "tx")
@@ -177,3 +201,40 @@ def test_a_log_start_moved_by_retention_is_not_counted_as_backlog() -> None:
     g = progress(kafka)
     g.refresh(0.0)
     assert g.total_lag == 1000
+
+
+def test_a_backlog_of_transaction_markers_only_is_no_backlog() -> None:
+    # Measured 2026-12-04 (y): after a transactional producer upstream, each partition ends
+    # with a marker past the workers' committed offset; the supervisor failed an idle worker
+    # over every 20 s (lag 1 on every partition).
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed, kafka.data = {0: 101}, {0: 100}, {0: set()}
+    g = progress(kafka)
+    g.refresh(0.0)
+    g.refresh(5.0)
+    assert g.total_lag == 0
+    for now in (30.0, 60.0, 90.0):
+        g.refresh(now)
+        assert g.stalled([0], now, 20.0) == []
+    assert kafka.reads == 1, "read once per standing backlog"
+
+
+def test_a_standing_backlog_that_holds_a_record_is_still_stalled() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed, kafka.data = {0: 102}, {0: 100}, {0: {100}}
+    g = progress(kafka)
+    g.refresh(0.0)
+    g.refresh(5.0)
+    assert g.total_lag == 2
+    g.refresh(21.0)
+    assert g.stalled([0], 21.0, 20.0) == [0]
+
+
+def test_a_moving_backlog_is_not_read() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 1000}, {0: 0}
+    g = progress(kafka)
+    for i in range(1, 5):
+        kafka.committed = {0: 100 * i}
+        g.refresh(float(i))
+    assert kafka.reads == 0 and g.total_lag == 600
