@@ -80,15 +80,11 @@ def test_a_restarted_worker_reports_its_restore_in_ready(settings: Settings) -> 
     assert answers[-1]["ready"] and not answers[-1]["restoring"]
 
 
-def _outputs(worker: Any) -> float:
+def _outputs(worker: WorkerProcess) -> float:
     """Records the worker scored or dead-lettered (each batch's cards commit with them). Not
     its consumer lag: the preload's transaction leaves a marker after each partition's last
     record, which the lag counts."""
-    import urllib.request
-
-    url = f"http://{worker.settings.bind_host}:{worker.port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
+    text = worker.metrics_page(timeout=5) or ""
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(("fraudstream_transactions_scored_total",
                                    "fraudstream_transactions_dead_lettered_total")))

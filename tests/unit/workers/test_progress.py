@@ -18,6 +18,12 @@ class FakeKafka:
         self.committed: dict[int, int] = {}
         self.ends: dict[int, int] = {}
         self.firsts: dict[int, int] = {}
+        # A read-committed reader: ``data`` holds, per partition, the offsets that hold a
+        # record (the others: transaction markers, aborted records); a partition not in it
+        # holds one at every offset.
+        self.data: dict[int, set[int]] = {}
+        self.reads = 0
+        self.at = 0
 
     def close(self) -> None:
         pass
@@ -36,11 +42,6 @@ class FakeKafka:
     def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.firsts.get(tp.partition, 0) for tp in tps}
 
-    # A read-committed reader: ``data`` holds, per partition, the offsets that hold a record
-    # (the others: transaction markers, aborted records); by default every offset does.
-    data: dict[int, set[int]]
-    reads = 0
-
     def assign(self, tps: list[TopicPartition]) -> None:
         self.assigned = list(tps)
 
@@ -51,7 +52,7 @@ class FakeKafka:
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
         (tp,) = self.assigned
         end = self.ends[tp.partition]
-        held = getattr(self, "data", {}).get(tp.partition)
+        held = self.data.get(tp.partition)
         if self.at < end and (held is None or any(self.at <= o < end for o in held)):
             return {tp: ["a record"]}
         self.at = end
