@@ -25,11 +25,12 @@ FIRST_WINDOW = 16
 DEADLINE_S = 30.0
 
 
-async def last_record_offsets(settings: Settings, ends: Mapping[Any, int]) -> dict[Any, int]:
-    """Per topic-partition (Faust's ``TP`` or aiokafka's ``TopicPartition``), given its end
-    offset, the offset of its last committed record, or -1 when it holds none.
+async def last_record_offsets(target: Settings | str, ends: Mapping[Any, int],
+                              deadline_s: float = DEADLINE_S) -> dict[Any, int]:
+    """Per topic-partition (Faust's ``TP``, aiokafka's or kafka-python's ``TopicPartition``),
+    given its end offset, the offset of its last committed record, or -1 when it holds none.
 
-    A partition not settled within ``DEADLINE_S`` keeps ``end - 1`` (Faust's own target).
+    A partition not settled within ``deadline_s`` keeps ``end - 1`` (Faust's own target).
     """
     from aiokafka import TopicPartition
 
@@ -39,7 +40,7 @@ async def last_record_offsets(settings: Settings, ends: Mapping[Any, int]) -> di
     if not wanted:
         return found
     consumer = kafka_clients.aio_consumer(
-        settings, enable_auto_commit=False, isolation_level="read_committed",
+        target, enable_auto_commit=False, isolation_level="read_committed",
         client_id="fraudstream-recovery", fetch_max_wait_ms=20,
         max_partition_fetch_bytes=1_048_576)
     await kafka_clients.start_bounded(consumer)
@@ -48,7 +49,7 @@ async def last_record_offsets(settings: Settings, ends: Mapping[Any, int]) -> di
         lows = await consumer.beginning_offsets(list(wanted))
         windows = {tp: (max(end - FIRST_WINDOW, lows[tp]), end)
                    for tp, (_orig, end) in wanted.items()}
-        deadline = time.monotonic() + DEADLINE_S
+        deadline = time.monotonic() + deadline_s
         while windows and time.monotonic() < deadline:
             last = await _read_windows(consumer, windows, deadline)
             wider = {}

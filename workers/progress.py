@@ -11,9 +11,8 @@ transactional producer, lag 1 on every partition).
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,8 +24,10 @@ logger = logging.getLogger(__name__)
 
 #: Commit gaps remembered per partition: "recent batch times".
 RECENT_GAPS = 5
-#: Longest read of a standing backlog looking for a record (unfinished: it counts as records).
+#: Longest read of a standing backlog looking for a record (unfinished: it counts as records),
+#: and the longest the whole lookup may take, connecting included.
 BACKLOG_READ_S = 2.0
+BACKLOG_READ_TOTAL_S = 6.0
 #: A partition without commits while its worker commits others waits this many times its
 #: stall limit before it counts as stuck: under overload the consumer serves its partitions
 #: one fetched chunk at a time (measured: 20 s without a commit on one partition of a worker
@@ -134,29 +135,31 @@ class GroupProgress:
 
     def _holds_records(self, tp: Any, start: int, end: int) -> bool:
         """Whether offsets ``start`` to ``end`` of ``tp`` hold a record a worker reads (read
-        committed); once per (start, end), and True when the read does not get there."""
+        committed): whether the last such record before ``end`` is at ``start`` or later.
+        Read once per (start, end); True when the read does not get there."""
         known = self._read.get(tp.partition)
         if known is not None and known[:2] == (start, end):
             return known[2]
-        consumer = self._consumer
-        found = True
         try:
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            deadline = time.monotonic() + BACKLOG_READ_S
-            while time.monotonic() < deadline:
-                if consumer.poll(timeout_ms=100, max_records=1).get(tp):
-                    break
-                if consumer.position(tp) >= end:
-                    found = False
-                    break
+            found = self._last_record(tp, end) >= start
         except Exception as exc:  # a safeguard: unread, the backlog counts as records
             logger.warning("backlog not read partition=%d error=%r", tp.partition, exc)
-        finally:
-            with contextlib.suppress(Exception):
-                consumer.assign([])
+            found = True
         self._read[tp.partition] = (start, end, found)
         return found
+
+    def _last_record(self, tp: Any, end: int) -> int:
+        """The offset of the last committed record of ``tp`` before ``end`` (-1: none); one
+        not found within ``BACKLOG_READ_S`` is taken to be ``end - 1``."""
+        from fraudstream.workers.changelog_tail import last_record_offsets
+
+        async def find() -> int:
+            async with asyncio.timeout(BACKLOG_READ_TOTAL_S):
+                found = await last_record_offsets(self.target, {tp: end},
+                                                  deadline_s=BACKLOG_READ_S)
+            return found[tp]
+
+        return asyncio.run(find())
 
     @property
     def total_lag(self) -> int:

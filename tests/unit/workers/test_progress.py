@@ -23,7 +23,6 @@ class FakeKafka:
         # holds one at every offset.
         self.data: dict[int, set[int]] = {}
         self.reads = 0
-        self.at = 0
 
     def close(self) -> None:
         pass
@@ -42,29 +41,20 @@ class FakeKafka:
     def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.firsts.get(tp.partition, 0) for tp in tps}
 
-    def assign(self, tps: list[TopicPartition]) -> None:
-        self.assigned = list(tps)
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
+    def last_record(self, tp: TopicPartition, end: int) -> int:
+        """What ``workers.changelog_tail.last_record_offsets`` finds: the last offset before
+        ``end`` that holds a record (-1: none)."""
         self.reads += 1
-        self.at = offset
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
-        (tp,) = self.assigned
-        end = self.ends[tp.partition]
         held = self.data.get(tp.partition)
-        if self.at < end and (held is None or any(self.at <= o < end for o in held)):
-            return {tp: ["a record"]}
-        self.at = end
-        return {}
-
-    def position(self, tp: TopicPartition) -> int:
-        return self.at
+        if held is None:
+            return end - 1
+        return max((o for o in held if o < end), default=-1)
 
 
 def progress(kafka: FakeKafka) -> GroupProgress:
     g = GroupProgress("unused:9092", "group", "tx")
     g._admin = g._consumer = kafka
+    g._last_record = kafka.last_record  # type: ignore[method-assign]
     return g
 
 
@@ -239,3 +229,19 @@ def test_a_moving_backlog_is_not_read() -> None:
         kafka.committed = {0: 100 * i}
         g.refresh(float(i))
     assert kafka.reads == 0 and g.total_lag == 600
+
+
+def test_a_backlog_that_cannot_be_read_counts_as_records() -> None:
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed = {0: 101}, {0: 100}
+    g = progress(kafka)
+
+    def unreachable(tp: TopicPartition, end: int) -> int:
+        raise TimeoutError("no broker answered")
+
+    g._last_record = unreachable  # type: ignore[method-assign]
+    g.refresh(0.0)
+    g.refresh(5.0)
+    assert g.total_lag == 1
+    g.refresh(21.0)
+    assert g.stalled([0], 21.0, 20.0) == [0]
