@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from prometheus_client import Gauge
+
+logger = logging.getLogger(__name__)
 
 
 class ConsumerLag:
@@ -14,18 +17,30 @@ class ConsumerLag:
     ``highwater`` and ``committed`` are the consumer's own view (no request to Kafka): the high
     watermark from its last fetch, the offset of its last commit. Partitions no longer assigned
     lose their series, so a partition's lag is reported by the worker that owns it.
+
+    A backlog that holds no record is no lag: a transactional producer upstream ends each
+    transaction with a commit marker, which takes an offset that no reader receives, so one
+    marker per partition stays after the offset the worker commits (counted, it showed a lag
+    of 1 on every idle partition for good). A backlog that stood still since the previous
+    update is read once for a record through ``holds_records(tp, start, end)``
+    (``workers.changelog_tail.holds_records``); a read that fails counts as records.
     """
 
     def __init__(self, gauge: Gauge, highwater: Callable[[Any], int | None],
-                 committed: Callable[[Any], int | None]) -> None:
+                 committed: Callable[[Any], int | None],
+                 holds_records: Callable[[Any, int, int], Awaitable[bool]] | None = None
+                 ) -> None:
         self.gauge = gauge
         self.highwater = highwater
         self.committed = committed
-        self._shown: set[str] = set()
+        self.holds_records = holds_records
+        self._shown: dict[str, tuple[int, int]] = {}
+        #: Per partition, the last backlog read: (start, end, held a record).
+        self._read: dict[str, tuple[int, int, bool]] = {}
 
-    def update(self, partitions: Iterable[Any]) -> None:
+    async def update(self, partitions: Iterable[Any]) -> None:
         """Refresh the gauge for ``partitions`` (objects with a ``partition`` attribute)."""
-        shown: set[str] = set()
+        shown: dict[str, tuple[int, int]] = {}
         for tp in partitions:
             try:
                 high, done = self.highwater(tp), self.committed(tp)
@@ -34,8 +49,28 @@ class ConsumerLag:
             if high is None:
                 continue
             label = str(tp.partition)
-            self.gauge.labels(label).set(max(int(high) - int(done or 0), 0))
-            shown.add(label)
-        for gone in self._shown - shown:
+            offsets = (int(done or 0), int(high))
+            lag = max(offsets[1] - offsets[0], 0)
+            if lag and self._shown.get(label) == offsets and not await self._holds(
+                    tp, label, *offsets):
+                lag = 0
+            self.gauge.labels(label).set(lag)
+            shown[label] = offsets
+        for gone in set(self._shown) - set(shown):
             self.gauge.remove(gone)
         self._shown = shown
+
+    async def _holds(self, tp: Any, label: str, start: int, end: int) -> bool:
+        """Whether offsets ``start`` to ``end - 1`` hold a record; read once per backlog."""
+        if self.holds_records is None:
+            return True
+        known = self._read.get(label)
+        if known is not None and known[:2] == (start, end):
+            return known[2]
+        try:
+            found = await self.holds_records(tp, start, end)
+        except Exception as exc:  # a safeguard: unread, the backlog counts as records
+            logger.warning("backlog not read partition=%s error=%r", label, exc)
+            found = True
+        self._read[label] = (start, end, found)
+        return found

@@ -31,7 +31,11 @@ from fraudstream.workers.batch_reader import BatchReader
 from fraudstream.workers.card_expiry import CardExpiry
 from fraudstream.workers.card_record import CardRecord
 from fraudstream.workers.card_store import CardRocksStore, table_store
-from fraudstream.workers.changelog_tail import last_record_offsets, read_committed_range
+from fraudstream.workers.changelog_tail import (
+    holds_records,
+    last_record_offsets,
+    read_committed_range,
+)
 from fraudstream.workers.continuity import DeliveryChaos
 from fraudstream.workers.faust_bridge import (
     ConsumerOffsets,
@@ -268,8 +272,10 @@ class WorkerApp:
                                  idle_s=settings.card_idle_days * DAY_S)
         self.live = LivePerformance(metrics, self._decision_of,
                                     publish_interval_s=settings.monitoring_interval_s)
-        self.lag = ConsumerLag(metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
-                               lambda tp: committed_offset(app.consumer, tp))
+        self.lag = ConsumerLag(
+            metrics.consumer_lag, lambda tp: app.consumer.highwater(tp),
+            lambda tp: committed_offset(app.consumer, tp),
+            lambda tp, start, end: holds_records(settings, tp, start, end))
         announce_model(metrics, scorer)
         # The batch protocol (workers.batch_protocol): where each ownership starts (under
         # exactly once read after its fence, workers.stable_offsets), continuity per input
@@ -521,7 +527,7 @@ class WorkerApp:
 
         @app.timer(interval=s.monitoring_interval_s)
         async def consumer_lag() -> None:
-            self.lag.update(tp for tp in app.assignor.assigned_actives()
+            await self.lag.update(tp for tp in app.assignor.assigned_actives()
                             if tp.topic == s.topic_transactions)
             store = self.card_table.data
             if isinstance(store, CardRocksStore):

@@ -9,6 +9,7 @@ short window before the end, widened backwards until a record turns up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -23,6 +24,11 @@ logger = logging.getLogger(__name__)
 FIRST_WINDOW = 16
 #: Longest the search may take before it falls back to Faust's own targets.
 DEADLINE_S = 30.0
+#: Longest the search for a record in a standing backlog may read (the supervisor's progress
+#: check and a worker's lag gauge; unfinished, the backlog counts as records), and the longest
+#: the whole lookup may take, connecting included (past it, ``holds_records`` raises).
+BACKLOG_READ_S = 2.0
+BACKLOG_LOOKUP_S = 6.0
 
 
 async def last_record_offsets(target: Settings | str, ends: Mapping[Any, int],
@@ -73,6 +79,20 @@ async def last_record_offsets(target: Settings | str, ends: Mapping[Any, int],
                 {f"{tp.topic}:{tp.partition}": end for tp, end in ends.items()},
                 {f"{tp.topic}:{tp.partition}": off for tp, off in found.items()})
     return found
+
+
+async def holds_records(target: Settings | str, tp: Any, start: int, end: int) -> bool:
+    """Whether offsets ``start`` to ``end - 1`` of ``tp`` hold a committed record: whether the
+    last one before ``end`` is at ``start`` or later. A backlog of transaction markers and
+    aborted records holds none (a transactional producer upstream leaves one marker after each
+    partition's last record, past the offset a reader commits).
+
+    Read for ``BACKLOG_READ_S`` at most (not settled by then, the answer is yes); raises
+    ``TimeoutError`` when the whole lookup takes over ``BACKLOG_LOOKUP_S``.
+    """
+    async with asyncio.timeout(BACKLOG_LOOKUP_S):
+        last = await last_record_offsets(target, {tp: end}, BACKLOG_READ_S)
+    return last[tp] >= start
 
 
 async def read_committed_range(settings: Settings, topic: str, partition: int, start: int,

@@ -24,10 +24,6 @@ logger = logging.getLogger(__name__)
 
 #: Commit gaps remembered per partition: "recent batch times".
 RECENT_GAPS = 5
-#: Longest read of a standing backlog looking for a record (unfinished: it counts as records),
-#: and the longest the whole lookup may take, connecting included.
-BACKLOG_READ_S = 2.0
-BACKLOG_READ_TOTAL_S = 6.0
 #: A partition without commits while its worker commits others waits this many times its
 #: stall limit before it counts as stuck: under overload the consumer serves its partitions
 #: one fetched chunk at a time (measured: 20 s without a commit on one partition of a worker
@@ -135,31 +131,22 @@ class GroupProgress:
 
     def _holds_records(self, tp: Any, start: int, end: int) -> bool:
         """Whether offsets ``start`` to ``end`` of ``tp`` hold a record a worker reads (read
-        committed): whether the last such record before ``end`` is at ``start`` or later.
-        Read once per (start, end); True when the read does not get there."""
+        committed); once per (start, end), and True when the read does not get there."""
         known = self._read.get(tp.partition)
         if known is not None and known[:2] == (start, end):
             return known[2]
         try:
-            found = self._last_record(tp, end) >= start
+            found = self._read_backlog(tp, start, end)
         except Exception as exc:  # a safeguard: unread, the backlog counts as records
             logger.warning("backlog not read partition=%d error=%r", tp.partition, exc)
             found = True
         self._read[tp.partition] = (start, end, found)
         return found
 
-    def _last_record(self, tp: Any, end: int) -> int:
-        """The offset of the last committed record of ``tp`` before ``end`` (-1: none); one
-        not found within ``BACKLOG_READ_S`` is taken to be ``end - 1``."""
-        from fraudstream.workers.changelog_tail import last_record_offsets
+    def _read_backlog(self, tp: Any, start: int, end: int) -> bool:
+        from fraudstream.workers.changelog_tail import holds_records
 
-        async def find() -> int:
-            async with asyncio.timeout(BACKLOG_READ_TOTAL_S):
-                found = await last_record_offsets(self.target, {tp: end},
-                                                  deadline_s=BACKLOG_READ_S)
-            return found[tp]
-
-        return asyncio.run(find())
+        return asyncio.run(holds_records(self.target, tp, start, end))
 
     @property
     def total_lag(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import orjson
@@ -88,13 +89,64 @@ def test_consumer_lag_per_assigned_partition_and_removed_when_revoked() -> None:
     lag = ConsumerLag(m.consumer_lag, lambda tp: high[tp.partition],
                       lambda tp: committed.get(tp.partition))
     tps = [SimpleNamespace(partition=p) for p in (0, 1, 2)]
-    lag.update(tps)
+    asyncio.run(lag.update(tps))
     get = m.registry.get_sample_value
     assert get("fraudstream_consumer_lag", {"partition": "0"}) == 60
     assert get("fraudstream_consumer_lag", {"partition": "1"}) == 50
     assert get("fraudstream_consumer_lag", {"partition": "2"}) is None
-    lag.update(tps[1:])
+    asyncio.run(lag.update(tps[1:]))
     assert get("fraudstream_consumer_lag", {"partition": "0"}) is None
+
+
+def lag_of(m: WorkerMetrics) -> float | None:
+    return m.registry.get_sample_value("fraudstream_consumer_lag", {"partition": "0"})
+
+
+def test_a_standing_backlog_without_records_is_no_lag_and_is_read_once() -> None:
+    # A transactional producer upstream leaves a commit marker after the last record: the
+    # worker commits 100 (after the record at 99), the marker is at 100, the end is 101.
+    m = WorkerMetrics.create(CollectorRegistry())
+    high, committed, records = [101], [100], {99}
+    reads: list[tuple[int, int]] = []
+
+    async def holds(tp: object, start: int, end: int) -> bool:
+        reads.append((start, end))
+        return any(start <= o < end for o in records)
+
+    lag = ConsumerLag(m.consumer_lag, lambda tp: high[0], lambda tp: committed[0], holds)
+    tps = [SimpleNamespace(partition=0)]
+    asyncio.run(lag.update(tps))
+    assert lag_of(m) == 1 and reads == []  # not yet known to stand still
+    for _ in range(3):
+        asyncio.run(lag.update(tps))
+        assert lag_of(m) == 0
+    assert reads == [(100, 101)], "read once per standing backlog"
+    # A record after the marker: a backlog again, shown at once, read once it stands still.
+    high[0], records = 102, {99, 101}
+    asyncio.run(lag.update(tps))
+    assert lag_of(m) == 2
+    asyncio.run(lag.update(tps))
+    assert lag_of(m) == 2 and reads[-1] == (100, 102)
+
+
+def test_a_moving_backlog_is_not_read_and_a_failed_read_counts_as_records() -> None:
+    m = WorkerMetrics.create(CollectorRegistry())
+    high, committed = [500], [0]
+    reads = 0
+
+    async def unreachable(tp: object, start: int, end: int) -> bool:
+        nonlocal reads
+        reads += 1
+        raise TimeoutError("no broker answered")
+
+    lag = ConsumerLag(m.consumer_lag, lambda tp: high[0], lambda tp: committed[0], unreachable)
+    tps = [SimpleNamespace(partition=0)]
+    for step in range(1, 4):
+        committed[0], high[0] = 100 * step, 100 * step + 50
+        asyncio.run(lag.update(tps))
+    assert reads == 0 and lag_of(m) == 50
+    asyncio.run(lag.update(tps))
+    assert reads == 1 and lag_of(m) == 50
 
 
 def test_a_failing_lookup_counts_the_label_unmatched() -> None:

@@ -41,20 +41,18 @@ class FakeKafka:
     def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.firsts.get(tp.partition, 0) for tp in tps}
 
-    def last_record(self, tp: TopicPartition, end: int) -> int:
-        """What ``workers.changelog_tail.last_record_offsets`` finds: the last offset before
-        ``end`` that holds a record (-1: none)."""
+    def holds(self, tp: TopicPartition, start: int, end: int) -> bool:
+        """What ``workers.changelog_tail.holds_records`` finds: whether an offset from
+        ``start`` to ``end - 1`` holds a record."""
         self.reads += 1
         held = self.data.get(tp.partition)
-        if held is None:
-            return end - 1
-        return max((o for o in held if o < end), default=-1)
+        return any(start <= o < end for o in (range(start, end) if held is None else held))
 
 
 def progress(kafka: FakeKafka) -> GroupProgress:
     g = GroupProgress("unused:9092", "group", "tx")
     g._admin = g._consumer = kafka
-    g._last_record = kafka.last_record  # type: ignore[method-assign]
+    g._read_backlog = kafka.holds  # type: ignore[method-assign]
     return g
 
 
@@ -236,10 +234,10 @@ def test_a_backlog_that_cannot_be_read_counts_as_records() -> None:
     kafka.ends, kafka.committed = {0: 101}, {0: 100}
     g = progress(kafka)
 
-    def unreachable(tp: TopicPartition, end: int) -> int:
+    def unreachable(tp: TopicPartition, start: int, end: int) -> bool:
         raise TimeoutError("no broker answered")
 
-    g._last_record = unreachable  # type: ignore[method-assign]
+    g._read_backlog = unreachable  # type: ignore[method-assign]
     g.refresh(0.0)
     g.refresh(5.0)
     assert g.total_lag == 1
