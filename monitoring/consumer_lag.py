@@ -11,6 +11,29 @@ from prometheus_client import Gauge
 logger = logging.getLogger(__name__)
 
 
+class StandingBacklogs:
+    """Whether a partition's backlog (offsets ``start`` to ``end - 1``) holds a record, read
+    through ``holds_records(tp, start, end)`` once per backlog; a read that fails counts as
+    records. For backlogs that stand still: a moving one is made of records."""
+
+    def __init__(self, holds_records: Callable[[Any, int, int], Awaitable[bool]]) -> None:
+        self.holds_records = holds_records
+        #: Per partition, the last backlog read: (start, end, held a record).
+        self._read: dict[int, tuple[int, int, bool]] = {}
+
+    async def holds(self, tp: Any, start: int, end: int) -> bool:
+        known = self._read.get(tp.partition)
+        if known is not None and known[:2] == (start, end):
+            return known[2]
+        try:
+            found = await self.holds_records(tp, start, end)
+        except Exception as exc:  # a safeguard: unread, the backlog counts as records
+            logger.warning("backlog not read partition=%d error=%r", tp.partition, exc)
+            found = True
+        self._read[tp.partition] = (start, end, found)
+        return found
+
+
 class ConsumerLag:
     """Sets ``lag{partition}`` from high watermarks and committed offsets of assigned partitions.
 
@@ -23,7 +46,7 @@ class ConsumerLag:
     marker per partition stays after the offset the worker commits (counted, it showed a lag
     of 1 on every idle partition for good). A backlog that stood still since the previous
     update is read once for a record through ``holds_records(tp, start, end)``
-    (``workers.changelog_tail.holds_records``); a read that fails counts as records.
+    (``workers.changelog_tail.holds_records``; ``StandingBacklogs``).
     """
 
     def __init__(self, gauge: Gauge, highwater: Callable[[Any], int | None],
@@ -33,10 +56,8 @@ class ConsumerLag:
         self.gauge = gauge
         self.highwater = highwater
         self.committed = committed
-        self.holds_records = holds_records
+        self.backlogs = None if holds_records is None else StandingBacklogs(holds_records)
         self._shown: dict[str, tuple[int, int]] = {}
-        #: Per partition, the last backlog read: (start, end, held a record).
-        self._read: dict[str, tuple[int, int, bool]] = {}
 
     async def update(self, partitions: Iterable[Any]) -> None:
         """Refresh the gauge for ``partitions`` (objects with a ``partition`` attribute)."""
@@ -51,26 +72,11 @@ class ConsumerLag:
             label = str(tp.partition)
             offsets = (int(done or 0), int(high))
             lag = max(offsets[1] - offsets[0], 0)
-            if lag and self._shown.get(label) == offsets and not await self._holds(
-                    tp, label, *offsets):
+            if (lag and self.backlogs is not None and self._shown.get(label) == offsets
+                    and not await self.backlogs.holds(tp, *offsets)):
                 lag = 0
             self.gauge.labels(label).set(lag)
             shown[label] = offsets
         for gone in set(self._shown) - set(shown):
             self.gauge.remove(gone)
         self._shown = shown
-
-    async def _holds(self, tp: Any, label: str, start: int, end: int) -> bool:
-        """Whether offsets ``start`` to ``end - 1`` hold a record; read once per backlog."""
-        if self.holds_records is None:
-            return True
-        known = self._read.get(label)
-        if known is not None and known[:2] == (start, end):
-            return known[2]
-        try:
-            found = await self.holds_records(tp, start, end)
-        except Exception as exc:  # a safeguard: unread, the backlog counts as records
-            logger.warning("backlog not read partition=%s error=%r", label, exc)
-            found = True
-        self._read[label] = (start, end, found)
-        return found

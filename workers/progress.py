@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fraudstream.monitoring.consumer_lag import StandingBacklogs
+
 if TYPE_CHECKING:
     from fraudstream.settings import Settings
 
@@ -77,8 +79,11 @@ class GroupProgress:
     partitions: dict[int, PartitionProgress] = field(default_factory=dict)
     _admin: Any = None
     _consumer: Any = None
-    #: Per partition, the last backlog read for records: (committed, end, held records).
-    _read: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
+    _backlogs: StandingBacklogs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._backlogs = StandingBacklogs(
+            lambda tp, start, end: self._read_backlog(tp, start, end))
 
     def start(self) -> None:
         from fraudstream import kafka_clients
@@ -126,27 +131,14 @@ class GroupProgress:
             # Read only once a backlog stands still: a moving one is made of records.
             still = old.committed == done
             old.committed, old.end = done, end
-            old.no_records = still and end > done and not self._holds_records(tp, done, end)
+            old.no_records = still and end > done and not asyncio.run(
+                self._backlogs.holds(tp, done, end))
         return self.partitions
 
-    def _holds_records(self, tp: Any, start: int, end: int) -> bool:
-        """Whether offsets ``start`` to ``end`` of ``tp`` hold a record a worker reads (read
-        committed); once per (start, end), and True when the read does not get there."""
-        known = self._read.get(tp.partition)
-        if known is not None and known[:2] == (start, end):
-            return known[2]
-        try:
-            found = self._read_backlog(tp, start, end)
-        except Exception as exc:  # a safeguard: unread, the backlog counts as records
-            logger.warning("backlog not read partition=%d error=%r", tp.partition, exc)
-            found = True
-        self._read[tp.partition] = (start, end, found)
-        return found
-
-    def _read_backlog(self, tp: Any, start: int, end: int) -> bool:
+    async def _read_backlog(self, tp: Any, start: int, end: int) -> bool:
         from fraudstream.workers.changelog_tail import holds_records
 
-        return asyncio.run(holds_records(self.target, tp, start, end))
+        return await holds_records(self.target, tp, start, end)
 
     @property
     def total_lag(self) -> int:

@@ -41,7 +41,7 @@ class FakeKafka:
     def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.firsts.get(tp.partition, 0) for tp in tps}
 
-    def holds(self, tp: TopicPartition, start: int, end: int) -> bool:
+    async def holds(self, tp: TopicPartition, start: int, end: int) -> bool:
         """What ``workers.changelog_tail.holds_records`` finds: whether an offset from
         ``start`` to ``end - 1`` holds a record."""
         self.reads += 1
@@ -234,7 +234,7 @@ def test_a_backlog_that_cannot_be_read_counts_as_records() -> None:
     kafka.ends, kafka.committed = {0: 101}, {0: 100}
     g = progress(kafka)
 
-    def unreachable(tp: TopicPartition, start: int, end: int) -> bool:
+    async def unreachable(tp: TopicPartition, start: int, end: int) -> bool:
         raise TimeoutError("no broker answered")
 
     g._read_backlog = unreachable  # type: ignore[method-assign]
