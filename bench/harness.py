@@ -410,9 +410,9 @@ def throughput_run(base: Settings, contender: Contender, records: list[Outgoing]
         measured = drain(base, contender, records, timeout, say)
         if not measured.rebalanced:
             break
-        say(f"  {contender.name}: its group moved partitions during the drain (a worker that "
-            "joined first took them all); " + ("draining again" if attempt < DRAIN_ATTEMPTS
-                                               else "reported, marked"))
+        say(f"  {contender.name}: its group moved partitions during the drain (a rebalance: "
+            "a worker's log says why); " + ("draining again" if attempt < DRAIN_ATTEMPTS
+                                            else "reported, marked"))
     return measured
 
 
