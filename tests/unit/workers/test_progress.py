@@ -49,10 +49,15 @@ class FakeKafka:
         return any(start <= o < end for o in (range(start, end) if held is None else held))
 
 
+    def install(self, g: GroupProgress) -> None:
+        """Make ``g`` read its offsets and backlogs here, never from a broker."""
+        g._admin = g._consumer = self
+        g._read_backlog = self.holds  # type: ignore[method-assign]
+
+
 def progress(kafka: FakeKafka) -> GroupProgress:
     g = GroupProgress("unused:9092", "group", "tx")
-    g._admin = g._consumer = kafka
-    g._read_backlog = kafka.holds  # type: ignore[method-assign]
+    kafka.install(g)
     return g
 
 

@@ -148,7 +148,7 @@ def supervisor(tmp_path: Path, kafka: FakeKafka, standbys: int = 1,
                          policy=HealthPolicy(progress_interval_s=2.0),
                          metrics=SupervisorMetrics.create(),
                          notify=None if notices is None else notices.append)
-    sup._progress._admin = sup._progress._consumer = kafka
+    kafka.install(sup._progress)
     sup._progress.start = lambda: None  # type: ignore[method-assign]  # connected already
     sup.metrics.workers_desired.set(1)
     sup.start()
