@@ -9,7 +9,8 @@ from pathlib import Path
 
 from fraudstream.deploy.local import LocalStack, StackConfig, StackError
 
-#: The three nodes listen on the main Kafka port + this offset (+0, +1, +2).
+#: The three nodes listen on the main Kafka port + this offset (+0, +100, +200:
+#: ``deploy.local.kafka.node_ports``).
 PORT_OFFSET = 700
 #: Seconds each node gets to stop before SIGKILL: the cluster's teardown took 25 s with the
 #: default 20 s and 7 s with this (measured in tests/chaos/test_kill_broker.py); nothing on

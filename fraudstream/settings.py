@@ -31,6 +31,8 @@ REDIS_PASSWORD_FILE = "redis.password"
 #: The longest batch window a setting may ask for: beyond it a hop would hold its records
 #: longer than the supervisor lets a partition go without a commit.
 MAX_BATCH_WINDOW_S = 10.0
+#: The TCP ports a server may listen on (0 would mean "any free port", never what is meant).
+MIN_PORT, MAX_PORT = 1, 65535
 
 
 class SettingsError(ValueError):
@@ -175,6 +177,7 @@ class Settings:
                                 f"{', '.join(PROCESSING_GUARANTEES)}")
         self._check_kafka_security()
         self._check_batching()
+        self._check_ports()
         for name in CHOSEN_SECRET_FIELDS:
             value: str = getattr(self, name)
             if value and len(value.encode()) < MIN_SECRET_BYTES:
@@ -194,6 +197,14 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} is {value}; use seconds from 0 "
                                     f"(take only what is waiting) to {MAX_BATCH_WINDOW_S:g} "
                                     f"(default {default:g})")
+
+    def _check_ports(self) -> None:
+        """Refuse ports no socket can use: they would fail later, as a traceback."""
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name.endswith("_port") and not MIN_PORT <= value <= MAX_PORT:
+                raise SettingsError(f"{ENV_PREFIX}{field.name.upper()} is {value}; use a port "
+                                    f"from {MIN_PORT} to {MAX_PORT} (default {field.default})")
 
     def _check_kafka_security(self) -> None:
         """Refuse combinations a client would silently ignore or fail on later."""

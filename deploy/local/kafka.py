@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Node i listens on the Kafka port + NODE_PORT_STEP * (i - 1), its controller on that + 1000.
+#: Not consecutive ports: node 2 on 9093 would take Alertmanager's default port (and 9094 is
+#: Alertmanager's cluster port); steps of 100 keep 9192/9292 and 10092-10292 clear of every
+#: default port of the system (see Settings).
+NODE_PORT_STEP = 100
+CONTROLLER_PORT_OFFSET = 1000
+
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
 LIBS_DIR = KAFKA_DIR / "libs"
 JARS_STAMP = LIBS_DIR / ".complete"
@@ -67,8 +74,14 @@ class KafkaNode:
     conf_dir: Path
 
     @property
+    def server_log(self) -> Path:
+        """Kafka's own (log4j) log: its stdout says next to nothing, a bind failure is here."""
+        return self.conf_dir.parent / "logs" / f"kafka-{self.node_id}.server.log"
+
+    @property
     def process(self) -> ManagedProcess:
-        return ManagedProcess(f"kafka-{self.node_id}", self.conf_dir.parent / "run")
+        return ManagedProcess(f"kafka-{self.node_id}", self.conf_dir.parent / "run",
+                              detail_log=self.server_log)
 
     def properties(self, voters: str, replication: int, min_isr: int,
                    secure: SecureListener | None = None) -> str:
@@ -133,8 +146,14 @@ def log4j_properties(log_file: Path) -> str:
     ])
 
 
+def node_ports(port: int, node_id: int) -> tuple[int, int]:
+    """(broker, controller) port of node ``node_id`` of a cluster whose first node uses ``port``."""
+    broker = port + NODE_PORT_STEP * (node_id - 1)
+    return broker, broker + CONTROLLER_PORT_OFFSET
+
+
 class KafkaCluster:
-    """1..N KRaft nodes on consecutive loopback ports; node i uses ``port + i - 1``."""
+    """1..N KRaft nodes on loopback; node i uses the ports ``node_ports(port, i)`` gives."""
 
     def __init__(self, root: Path, host: str, port: int, nodes: int, heap_mb: int,
                  secure: SecureListener | None = None) -> None:
@@ -142,14 +161,36 @@ class KafkaCluster:
             raise StackError("the Kafka cluster needs at least one node")
         self.root = root
         self.host = host
+        self.port = port
         self.heap_mb = heap_mb
         #: A SASL_SSL client listener instead of PLAINTEXT (None: the default stack).
         self.secure = secure
-        self.nodes = [
-            KafkaNode(i, host, port + i - 1, port + 1000 + i - 1, root / "kafka" / f"node-{i}",
-                      root / "conf")
-            for i in range(1, nodes + 1)
-        ]
+        self.nodes = [self.node(i) for i in range(1, nodes + 1)]
+
+    def node(self, node_id: int) -> KafkaNode:
+        """Node ``node_id`` of this layout, also one beyond this cluster's count (a node a
+        larger ``--nodes`` started, which status and down still have to find)."""
+        broker, controller = node_ports(self.port, node_id)
+        return KafkaNode(node_id, self.host, broker, controller,
+                         self.root / "kafka" / f"node-{node_id}", self.root / "conf")
+
+    def started_nodes(self) -> list[KafkaNode]:
+        """This cluster's nodes plus any other node with a pid file under the run folder."""
+        run_dir = self.nodes[0].process.run_dir
+        ids = {n.node_id for n in self.nodes}
+        for pid_file in run_dir.glob("kafka-*.pid"):
+            suffix = pid_file.stem.removeprefix("kafka-")
+            if suffix.isdigit() and int(suffix) > 0:
+                ids.add(int(suffix))
+        return [self.node(i) for i in sorted(ids)]
+
+    def laggard(self) -> ManagedProcess:
+        """The first node whose broker port does not answer (else node 1): the one whose log
+        explains a cluster that is not ready."""
+        for n in self.nodes:
+            if not port_in_use(n.host, n.broker_port):
+                return n.process
+        return self.nodes[0].process
 
     @property
     def bootstrap(self) -> str:
@@ -193,7 +234,7 @@ class KafkaCluster:
             props = node.conf_dir / f"kafka-{node.node_id}.properties"
             props.write_text(node.properties(voters, self.replication, min_isr, self.secure))
             log4j = node.conf_dir / f"kafka-{node.node_id}-log4j.properties"
-            log4j.write_text(log4j_properties(node.process.log_file.with_suffix(".server.log")))
+            log4j.write_text(log4j_properties(node.server_log))
             jvm = [java, f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m",
                    "-XX:+UseSerialGC",
                    "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",

@@ -80,6 +80,8 @@ class ManagedProcess:
 
     name: str
     run_dir: Path
+    #: The server's own log file when its output says little (Kafka's log4j file): tailed too.
+    detail_log: Path | None = None
 
     @property
     def pid_file(self) -> Path:
@@ -155,10 +157,36 @@ class ManagedProcess:
         return True
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        """The last ``lines`` of its output and of its detail log, each under its path, after
+        the last error lines above them (a JVM's shutdown noise buries the cause)."""
+        parts = []
+        for path in (self.log_file, self.detail_log):
+            text = _read_lines(path) if path is not None else []
+            tail = text[-lines:]
+            errors = [line[:MAX_LINE] for line in text[:-lines] if _is_error(line)]
+            if errors:
+                parts.append("\n".join([f"--- errors in {path}", *errors[-ERROR_LINES:]]))
+            if tail:
+                parts.append("\n".join([f"--- {path}", *tail]))
+        return "\n".join(parts) if parts else f"(no log in {self.log_file.parent})"
+
+
+#: Error lines shown above a log's tail, and how much of each.
+ERROR_LINES = 5
+MAX_LINE = 300
+ERROR_MARKERS = (" ERROR ", " FATAL ", "Exception: ", " # ", "level=error")
+
+
+def _is_error(line: str) -> bool:
+    # Stack frames ("\tat ...") would push the messages out.
+    return not line.startswith(("\t", " ")) and any(m in line for m in ERROR_MARKERS)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def _reap(pid: int) -> None:
@@ -167,14 +195,24 @@ def _reap(pid: int) -> None:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
-               proc: ManagedProcess | None = None, interval: float = 0.2) -> None:
-    """Poll ``predicate`` until true, else raise ``ServiceNotReady`` (with the log)."""
+               proc: ManagedProcess | Sequence[ManagedProcess] | None = None,
+               interval: float = 0.2,
+               laggard: Callable[[], ManagedProcess] | None = None) -> None:
+    """Poll ``predicate`` until true, else raise ``ServiceNotReady`` (with the log).
+
+    Every process in ``proc`` is watched: one that exits fails the wait at once with its
+    log. On timeout the log shown is ``laggard()``'s (the process holding things up, e.g. the
+    Kafka node that never listened), else the first process's.
+    """
+    procs = [proc] if isinstance(proc, ManagedProcess) else list(proc or ())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        if proc is not None and not proc.running():
-            raise StackError(f"{message}: {proc.name} exited. Last log lines:\n{proc.log_tail()}")
+        for p in procs:
+            if not p.running():
+                raise StackError(f"{message}: {p.name} exited. Last log lines:\n{p.log_tail()}")
         time.sleep(interval)
-    tail = f" Last log lines:\n{proc.log_tail()}" if proc is not None else ""
+    culprit = laggard() if laggard is not None else (procs[0] if procs else None)
+    tail = f" Last log lines of {culprit.name}:\n{culprit.log_tail()}" if culprit else ""
     raise ServiceNotReady(f"{message} (waited {timeout:.0f}s).{tail}")

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from fraudstream.deploy.local import StackError, stack_from_settings
-from fraudstream.deploy.local.stack import ALL_SERVICES
+from fraudstream.deploy.local.stack import ALL_SERVICES, NODE_PORTS_RULE
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
@@ -17,19 +17,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "and Alertmanager on loopback, without Docker. Data, logs and pid files "
                        "live "
                        "under FRAUDSTREAM_STATE_DIR (default .stack/); `down` stops exactly the "
-                       "processes `up` started.")
+                       "processes `up` started, and a failed `up` stops what it started. Ports "
+                       "come from the FRAUDSTREAM_*_PORT environment variables.")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--nodes", type=int, default=None,
                    help="Kafka nodes (1, or 3 for replication 3 / min.insync.replicas 2); "
-                        "default FRAUDSTREAM_KAFKA_NODES")
+                        f"default FRAUDSTREAM_KAFKA_NODES; {NODE_PORTS_RULE}")
     p.add_argument("--services", default=",".join(ALL_SERVICES),
                    help=f"comma-separated services to start (default: {','.join(ALL_SERVICES)})")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    stack = stack_from_settings(settings, args.nodes)
     try:
+        stack = stack_from_settings(settings, args.nodes)
         if args.action == "up":
             started = time.monotonic()
             stack.up(tuple(s for s in args.services.split(",") if s))
