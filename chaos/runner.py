@@ -27,6 +27,7 @@ from typing import Any
 from fraudstream.chaos import label_crash
 from fraudstream.chaos.card_replay import check_cards
 from fraudstream.chaos.faults import FaultContext, FaultUnavailable
+from fraudstream.chaos.ports import RunPorts, run_ports
 from fraudstream.chaos.report import (
     ChaosReport,
     drain_seconds,
@@ -392,16 +393,38 @@ class ChaosRunner:
         #: What the running Prometheus divides the rules' ``for:`` by in this run (1: it
         #: evaluates the production rules).
         self._alert_time_scale = 1.0
+        #: The ports this run's supervisor and workers serve on, held while ``run`` runs.
+        self._ports: RunPorts | None = None
 
     def run(self, scenario: Scenario) -> ChaosReport:
         """Run one scenario end to end and judge it (one run at a time per state dir).
 
         Raises ``ChaosBusy`` while another run holds the state dir: two runs would fight over
-        the workers' ports and the brokers.
+        the workers' ports and the brokers; ``ChaosPortsTaken`` at once (before anything
+        starts) when no ports apart from the app's are free for the run's servers.
         """
-        with exclusive_run(self.base.state_dir), self._alert_rules() as shortened:
+        with (exclusive_run(self.base.state_dir), self._own_ports(),
+              self._alert_rules() as shortened):
             self._alert_time_scale = self.plan.alert_time_scale if shortened else 1.0
             return self._run(scenario)
+
+    @contextlib.contextmanager
+    def _own_ports(self) -> Iterator[None]:
+        """Hold ports of its own for the run's supervisor and workers while the block runs.
+
+        Inheriting the app's (FRAUDSTREAM_WORKER_WEB_PORT, FRAUDSTREAM_SUPERVISOR_PORT) made
+        every worker die at start next to a running ``supervise`` or ``demo``: a crash loop,
+        never a result. A run on the app's own topics (``isolate`` off) keeps its ports.
+        """
+        if not self.isolate:
+            yield
+            return
+        with run_ports(self.base, self.plan.workers) as ports:
+            self._ports = ports
+            try:
+                yield
+            finally:
+                self._ports = None
 
     @contextlib.contextmanager
     def _alert_rules(self) -> Iterator[bool]:
@@ -425,6 +448,7 @@ class ChaosRunner:
         if scenario.kafka_nodes > 1 and (self.stack is None
                                          or self.stack.config.kafka_nodes < scenario.kafka_nodes):
             with self.on_three_nodes() as inner:
+                inner._ports = self._ports
                 report = inner._run(scenario)
                 self.logs = inner.logs
                 return report
@@ -531,6 +555,9 @@ class ChaosRunner:
                 kafka3, self.plan, self.policy, self.isolate)
 
     def _fresh_settings(self) -> Settings:
+        """The base settings with the run's own app id, topics, registry and ports."""
+        if self._ports is None:
+            raise RuntimeError("a chaos run picks its ports in run(); call run(), not _run()")
         tag = uuid.uuid4().hex[:8]
         s = self.base
         redis = s.redis_connection_url
@@ -539,7 +566,7 @@ class ChaosRunner:
         stores = (f"file://{(s.state_dir / 'chaos-registry' / tag).resolve()},"
                   f"{redis}{sep}prefix=chaos-{tag}")
         return dataclasses.replace(
-            s, app_id=f"chaos-{tag}", topic_transactions=f"chaos-tx-{tag}",
+            self._ports.apply(s), app_id=f"chaos-{tag}", topic_transactions=f"chaos-tx-{tag}",
             topic_scores=f"chaos-scores-{tag}", topic_dlq=f"chaos-dlq-{tag}",
             topic_labels=f"chaos-labels-{tag}", topic_events=f"chaos-events-{tag}",
             topic_model_updates=f"chaos-model-updates-{tag}", model_stores=stores,
