@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -116,18 +117,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so commands stop the processes they started.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        settings = with_local_secrets(Settings.from_env(),
-                                      create=args.command in STARTS_LOCAL_STACK)
+        # `stack status` and `stack down` start nothing: they create no secrets (status wrote
+        # a Redis password into a state dir that did not exist).
+        starts = (args.command in STARTS_LOCAL_STACK
+                  and getattr(args, "action", None) not in ("status", "down"))
+        settings = with_local_secrets(Settings.from_env(), create=starts)
         for server in SERVERS.get(args.command, ()):
             warning = settings.exposure_warning(server)
             if warning:
                 logging.getLogger("fraudstream").warning("%s", warning)
-        return int(args.run(args, settings) or 0)
+        code = int(args.run(args, settings) or 0)
+        sys.stdout.flush()  # here, so that a reader gone away is met below, not at exit
+        return code
     except (UserError, SettingsError) as exc:
         print(f"fraudstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error to report. Python would print one
+        # more traceback flushing stdout at exit, so stdout goes nowhere from here on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Exception as exc:
         if not kafka_clients.is_unreachable(exc):
             raise
@@ -153,10 +164,12 @@ class ConnectFailureNoise(logging.Filter):
         if not record.name.startswith(("kafka", "aiokafka")):
             return True
         message = record.getMessage().lower()
-        # A refused SASL login is reported the same way (the command names the cause), and
-        # kafka-python logs "Abort (<reason>)" for each connection it drops while bootstrapping.
+        # A refused SASL login is reported the same way (the command names the cause),
+        # kafka-python logs "Abort (<reason>)" for each connection it drops while bootstrapping,
+        # and "DNS lookup failed" for each try at a name that does not resolve.
         return not any(marker in message for marker in ("bootstrap", "connect",
-                                                        "authentication", "abort ("))
+                                                        "authentication", "abort (",
+                                                        "dns lookup failed"))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -172,9 +172,13 @@ def admin(target: Settings | str, **overrides: Any) -> KafkaAdminClient:
 
 
 def sync_consumer(target: Settings | str, *topics: str, **overrides: Any) -> KafkaConsumer:
-    """A kafka-python consumer, connected, subscribed to ``topics`` if any."""
+    """A kafka-python consumer, connected, subscribed to ``topics`` if any. Without a group
+    it commits nothing (kafka-python warned "group_id is None: disabling auto-commit" for each
+    one, in every demo)."""
     from kafka import KafkaConsumer
 
+    if overrides.get("group_id") is None:
+        overrides.setdefault("enable_auto_commit", False)
     return KafkaConsumer(*topics, **sync_options(target, **overrides))
 
 

@@ -25,6 +25,7 @@ from fraudstream.workers.pool import WorkerPool
 
 # Below the ephemeral range (32768+ on Linux): a client socket must never take a server port.
 BASE_PORT = int(os.environ.get("FRAUDSTREAM_TEST_BASE_PORT", "21000"))
+API_PORT = BASE_PORT + 80
 SIGNING_KEY = "integration-test-key"
 
 
@@ -35,9 +36,13 @@ def stack_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def stack(stack_root: Path) -> Iterator[LocalStack]:
+    # The API's port too: the stack's Alertmanager posts to it and its Prometheus scrapes
+    # it, and on the default (8000) they reached a user's own `fraudstream api` with the
+    # tests' alerts (a newcomer's walkthrough, 2026-12-05).
     s = LocalStack(StackConfig(root=stack_root, kafka_port=BASE_PORT + 92,
                                redis_port=BASE_PORT + 79, prometheus_port=BASE_PORT + 90,
-                               alertmanager_port=BASE_PORT + 93))
+                               alertmanager_port=BASE_PORT + 93, api_port=API_PORT,
+                               webhook_url=f"http://127.0.0.1:{API_PORT}/api/alerts/webhook"))
     try:
         s.up()
         yield s
@@ -57,7 +62,7 @@ def base_settings(stack: LocalStack, stack_root: Path) -> Settings:
                     kafka_port=stack.config.kafka_port, redis_port=stack.config.redis_port,
                     prometheus_port=stack.config.prometheus_port,
                     alertmanager_port=stack.config.alertmanager_port, model_path=model_path,
-                    signing_key=SIGNING_KEY, worker_web_port=BASE_PORT + 200,
+                    signing_key=SIGNING_KEY, worker_web_port=BASE_PORT + 200, api_port=API_PORT,
                     supervisor_port=BASE_PORT + 199)
 
 

@@ -63,12 +63,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse a taken port in one line before serving: uvicorn logged the failure after its
+    start-up line and exited 3."""
+    import socket
+
+    from fraudstream.errors import UserError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose "
+                            "another port with --port or FRAUDSTREAM_API_PORT") from exc
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from fraudstream.api.app import create_app
 
     port = args.port if args.port is not None else settings.api_port
+    _check_free(settings.bind_host, port)
     if not settings.api_token:
         logger.warning("FRAUDSTREAM_API_TOKEN is not set: POST endpoints will answer 503")
     # Beyond loopback the CLI has warned; on loopback, refuse other Host names (a web page

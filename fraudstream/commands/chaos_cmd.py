@@ -8,6 +8,12 @@ import json
 import sys
 from typing import Any
 
+from fraudstream.commands.arg_types import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from fraudstream.commands.json_output import add_json_option, json_file, to_stdout
 from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.errors import UserError
@@ -46,22 +52,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_json_option(run_p, "the report (to a FILE: with a .md summary and a .png timeline "
                     "next to it; with all, one file per scenario: NAME.json; to stdout: "
                     "{scenario: report})")
-    run_p.add_argument("--rate", type=float, default=500.0,
+    run_p.add_argument("--rate", type=positive_float, default=500.0,
                        help="transactions per second (default 500)")
-    run_p.add_argument("--duration", type=float, default=None,
+    run_p.add_argument("--duration", type=positive_float, default=None,
                        help="seconds of load (default 30; soak: 1800)")
-    run_p.add_argument("--fault-at", type=float, default=8.0,
+    run_p.add_argument("--fault-at", type=non_negative_float, default=8.0,
                        help="seconds into the load when the fault is injected (default 8)")
-    run_p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
-    run_p.add_argument("--standby", type=int, default=1, help="warm standbys (default 1)")
-    run_p.add_argument("--fault-seconds", type=float, default=None,
+    run_p.add_argument("--workers", type=positive_int, default=2, help="active workers (default 2)")
+    run_p.add_argument("--standby", type=non_negative_int, default=1,
+                       help="warm standbys (default 1)")
+    run_p.add_argument("--fault-seconds", type=positive_float, default=None,
                        help="how long a fault that heals lasts (default: the scenario's own, "
                             "e.g. 20 s for overload and cpu-starve, 15 s for hang-worker)")
-    run_p.add_argument("--cards", type=int, default=None,
+    run_p.add_argument("--cards", type=non_negative_int, default=None,
                        help="cards preloaded into the card table before the workers start "
                             "(default: the scenario's own, 1,000,000 for big-state-kill and 0 "
                             "for the others)")
-    run_p.add_argument("--customers", type=int, default=DEMO_CUSTOMERS,
+    run_p.add_argument("--customers", type=positive_int, default=DEMO_CUSTOMERS,
                        help="simulated customers streamed (twice as many terminals): the "
                             "population the production model was trained on (`fraudstream "
                             "train --customers`); another one shifts the merchant features and "

@@ -14,6 +14,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fraudstream.commands.arg_types import (
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from fraudstream.commands.json_output import add_json_option, emit
 from fraudstream.commands.simulate_cmd import (
     add_simulation_args,
@@ -48,19 +53,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "out (as long as the backlog drains: it gives up after 30 s without an "
                        "output; Ctrl-C again stops waiting), prints a JSON summary on stdout "
                        "and stops what it started.")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--duration", type=positive_float, default=None,
                    help="seconds of streaming (default: until Ctrl-C)")
-    p.add_argument("--rate", type=float, default=1000.0,
+    p.add_argument("--rate", type=positive_float, default=1000.0,
                    help="transactions per second (default 1000; with a label each, a "
                         "2-core machine here ran 1000 for 5 minutes, a minute of CPU hog "
                         "included, with a backlog under 1,000 records and a p99 near half a "
                         "second; one 2.6 times slower fell behind at 500 with older code. "
                         "Above capacity the lag grows and drains after the input stops: "
                         "README, \"The two commands\")")
-    p.add_argument("--workers", type=int, default=2, help="scoring workers (default 2)")
-    p.add_argument("--standby", type=int, default=1,
+    p.add_argument("--workers", type=positive_int, default=2, help="scoring workers (default 2)")
+    p.add_argument("--standby", type=non_negative_int, default=1,
                    help="warm standbys the supervisor keeps for failover (default 1)")
-    p.add_argument("--bad-every", type=int, default=500,
+    p.add_argument("--bad-every", type=non_negative_int, default=500,
                    help="insert one malformed record after every N (0 = none; default 500)")
     p.add_argument("--label-delay-days", type=float, default=None,
                    help="event-time days after its transaction each label is published "

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from fraudstream.commands.arg_types import non_negative_float
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 from fraudstream.streaming import Outgoing
@@ -139,10 +140,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "input such as huge keys or records on the wrong partition (format in "
                        "tests/data/hostile_records.jsonl and `envelope_records`).")
     p.add_argument("--from", dest="source", type=Path, required=True, help="CSV or JSONL file")
-    p.add_argument("--rate", type=float, default=0.0,
+    p.add_argument("--rate", type=non_negative_float, default=0.0,
                    help="records per second (default 0 = as fast as possible)")
     p.add_argument("--topic", default=None, help="target topic (default the transactions topic)")
-    p.add_argument("--label-delay", type=float, default=5.0,
+    p.add_argument("--label-delay", type=non_negative_float, default=5.0,
                    help="CSV: seconds before each label is published (default 5)")
     p.add_argument("--no-labels", action="store_true", help="CSV: do not publish labels")
     p.add_argument("--envelopes", action="store_true",
@@ -175,17 +176,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_produce(records, args, settings))
 
 
-async def _produce(records: Iterator[Outgoing], args: argparse.Namespace,
-                   settings: Settings) -> int:
+def target_topic(args: argparse.Namespace, settings: Settings) -> str:
+    """The topic to produce to, once the contract topics exist: ``--topic`` must name one
+    that does (aiokafka waited 30 s for an unknown topic, logging an error a tenth of a
+    second, then ended in a traceback)."""
     from fraudstream.commands.topics_cmd import require_topics
-    from fraudstream.streaming import new_producer, produce_paced
+    from fraudstream.workers.topics import list_topics
 
     require_topics(settings)
+    if args.topic is None:
+        return settings.topic_transactions
+    if args.topic not in list_topics(settings):
+        raise UserError(f"topic {args.topic!r} does not exist in Kafka at "
+                        f"{settings.kafka_bootstrap}; create it first, or leave --topic out "
+                        f"to produce to the transactions topic ({settings.topic_transactions})")
+    return args.topic
+
+
+async def _produce(records: Iterator[Outgoing], args: argparse.Namespace,
+                   settings: Settings) -> int:
+    from fraudstream.streaming import new_producer, produce_paced
+
+    topic = target_topic(args, settings)
     producer = new_producer(settings)
     await producer.start()
     try:
-        stats = await produce_paced(producer, records,
-                                    topic=args.topic or settings.topic_transactions,
+        stats = await produce_paced(producer, records, topic=topic,
                                     labels_topic=settings.topic_labels, rate=args.rate,
                                     label_delay_s=args.label_delay)
     finally:
@@ -197,12 +213,10 @@ async def _produce(records: Iterator[Outgoing], args: argparse.Namespace,
 
 async def _produce_envelopes(records: Iterator[Envelope], args: argparse.Namespace,
                              settings: Settings) -> int:
-    from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.streaming import new_producer
     from fraudstream.workers.output import key_partition
 
-    require_topics(settings)
-    topic = args.topic or settings.topic_transactions
+    topic = target_topic(args, settings)
     producer = new_producer(settings)
     await producer.start()
     sent: list[tuple[Envelope, asyncio.Future[Any]]] = []

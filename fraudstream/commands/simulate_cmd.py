@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fraudstream.commands.arg_types import non_negative_float, positive_int
 from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
@@ -28,10 +29,12 @@ def add_simulation_args(p: argparse.ArgumentParser, *, customers: int = 5000,
                         terminals: int = 10000, days: int = 183) -> None:
     """The simulator's knobs, shared by every command that simulates data."""
     g = p.add_argument_group("simulation (Fraud Detection Handbook, chapter 3)")
-    g.add_argument("--customers", type=int, default=customers, help=f"cards (default {customers})")
-    g.add_argument("--terminals", type=int, default=terminals,
+    g.add_argument("--customers", type=positive_int, default=customers,
+                   help=f"cards (default {customers})")
+    g.add_argument("--terminals", type=positive_int, default=terminals,
                    help=f"merchants/terminals (default {terminals})")
-    g.add_argument("--days", type=int, default=days, help=f"days simulated (default {days})")
+    g.add_argument("--days", type=positive_int, default=days,
+                   help=f"days simulated (default {days})")
     g.add_argument("--start-date", default="2018-04-01", help="first day (default 2018-04-01)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--amount-scale", type=float, default=1.0,
@@ -43,9 +46,6 @@ def add_simulation_args(p: argparse.ArgumentParser, *, customers: int = 5000,
 def config_from_args(args: argparse.Namespace, id_prefix: str = "tx") -> SimulationConfig:
     from fraudstream.simulator import SimulationConfig
 
-    for name in ("customers", "terminals", "days"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1")
     return SimulationConfig(n_customers=args.customers, n_terminals=args.terminals,
                             nb_days=args.days, start_date=args.start_date, seed=args.seed,
                             amount_scale=args.amount_scale, id_prefix=args.id_prefix or id_prefix)
@@ -84,13 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--out", type=Path, help="write a labelled CSV here")
     mode.add_argument("--live", action="store_true", help="stream to Kafka")
-    p.add_argument("--rate", type=float, default=1000.0,
+    p.add_argument("--rate", type=non_negative_float, default=1000.0,
                    help="--live: transactions per second, 0 = as fast as possible (default 1000)")
     p.add_argument("--label-delay-days", type=float, default=None,
                    help="--live: event-time days after its transaction each label is published "
                    "(default: FRAUDSTREAM_LABEL_DELAY_DAYS, the delay the workers' merchant "
                    "features respect)")
-    p.add_argument("--limit", type=int, default=None, help="--live: stop after N transactions")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="--live: stop after N transactions")
     p.add_argument("--no-labels", action="store_true", help="--live: do not publish labels")
     add_simulation_args(p)
     p.set_defaults(run=run)
@@ -122,7 +123,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         from fraudstream.simulator import write_csv
 
-        write_csv(ds, args.out)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)  # as backtest --json does
+            write_csv(ds, args.out)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
         print(f"wrote {args.out}")
         return 0
     return asyncio.run(_stream(ds, args, settings, delay_s))

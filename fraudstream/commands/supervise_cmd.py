@@ -6,6 +6,7 @@ import argparse
 import logging
 import time
 
+from fraudstream.commands.arg_types import non_negative_int, positive_float, positive_int
 from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,34 +31,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "with that error (exit 2). Failovers are "
         "logged, counted in fraudstream_failovers_total{reason} (served on "
         "FRAUDSTREAM_SUPERVISOR_PORT /metrics) and published on FRAUDSTREAM_TOPIC_EVENTS.")
-    p.add_argument("--workers", type=int, default=2, help="active workers (default 2)")
-    p.add_argument("--standby", type=int, default=1, help="warm standbys (default 1)")
-    p.add_argument("--interval", type=float, default=0.5,
+    p.add_argument("--workers", type=positive_int, default=2, help="active workers (default 2)")
+    p.add_argument("--standby", type=non_negative_int, default=1, help="warm standbys (default 1)")
+    p.add_argument("--interval", type=positive_float, default=0.5,
                    help="seconds between health checks (default 0.5)")
-    p.add_argument("--hang-failures", type=int, default=2,
+    p.add_argument("--hang-failures", type=positive_int, default=2,
                    help="consecutive failed /health probes (1 s timeout) that mean a worker "
                         "hangs, once --hang-seconds have also passed (default 2)")
-    p.add_argument("--hang-seconds", type=float, default=5.0,
+    p.add_argument("--hang-seconds", type=positive_float, default=5.0,
                    help="seconds without a /health answer before a worker counts as hung: a "
                         "worker busy with a long batch on a starved CPU is slow, not hung "
                         "(default 5)")
-    p.add_argument("--progress-timeout", type=float, default=20.0,
+    p.add_argument("--progress-timeout", type=positive_float, default=20.0,
                    help="seconds a ready worker may hold a backlog without committing before "
                         "it is replaced, counted from when it got ready; the limit grows to "
                         "4 of its partition's recent commit gaps when batches are slow "
                         "(default 20)")
-    p.add_argument("--restore-stall", type=float, default=60.0,
+    p.add_argument("--restore-stall", type=positive_float, default=60.0,
                    help="seconds a worker restoring its tables may go without restoring a "
                         "record before it is replaced; a restore that progresses is never cut "
                         "short (default 60)")
-    p.add_argument("--drain-timeout", type=float, default=30.0,
+    p.add_argument("--drain-timeout", type=positive_float, default=30.0,
                    help="seconds a worker stopping after SIGTERM may take to finish its "
                         "batches before it is killed; either way it is replaced as `stopped`, "
                         "not as a fault (default 30)")
-    p.add_argument("--storm-failovers", type=int, default=3,
+    p.add_argument("--storm-failovers", type=positive_int, default=3,
                    help="failovers of one slot within --storm-window after which the "
                         "supervisor stops replacing it and keeps its worker (default 3)")
-    p.add_argument("--storm-window", type=float, default=300.0,
+    p.add_argument("--storm-window", type=positive_float, default=300.0,
                    help="seconds of the failover-storm window (default 300)")
     p.set_defaults(run=run)
 
@@ -65,11 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.commands.topics_cmd import require_topics
     from fraudstream.errors import UserError
+    from fraudstream.workers import orphans
     from fraudstream.workers.orphans import SupervisorBusy
     from fraudstream.workers.supervisor import HealthPolicy, Supervisor, WorkerConfigError
 
-    if args.workers < 1 or args.standby < 0:
-        raise UserError("--workers must be at least 1 and --standby at least 0")
     require_topics(settings)
     policy = HealthPolicy(interval_s=args.interval, hang_failures=args.hang_failures,
                           hang_s=args.hang_seconds,
@@ -82,6 +82,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         supervisor.serve_metrics()
     except OSError as exc:
+        # Most often the port of another supervisor of this app: say that, not the port.
+        try:
+            orphans.claim(settings).close()
+        except SupervisorBusy as busy:
+            raise UserError(str(busy)) from exc
         raise UserError(f"cannot serve supervisor metrics on {settings.bind_host}:"
                         f"{settings.supervisor_port} ({exc}); set FRAUDSTREAM_SUPERVISOR_PORT "
                         "to a free port") from exc

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from fraudstream.commands.arg_types import positive_float, positive_int
 from fraudstream.settings import Settings
 
 
@@ -15,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "follows new records; --from-beginning reads the topic from the start.")
     p.add_argument("stream", choices=["scores", "dlq", "labels", "transactions"])
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
-    p.add_argument("--max", type=int, default=None, help="stop after N records")
-    p.add_argument("--idle-timeout", type=float, default=None,
+    p.add_argument("--max", type=positive_int, default=None, help="stop after N records")
+    p.add_argument("--idle-timeout", type=positive_float, default=None,
                    help="stop when nothing arrives for this many seconds")
     p.set_defaults(run=run)
 

@@ -118,12 +118,14 @@ def train_to_file(settings: Settings, request: TrainRequest) -> bool:
         save_signed,
     )
     from fraudstream.model_registry.training import TrainingError, TrainingPlan, train, write_report
+    from fraudstream.operations.models import no_signing_key
     from fraudstream.simulator import CsvFormatError, read_csv
 
     key = settings.signing_key.encode()
     if not key:
-        raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; models are signed with it "
-                        "(generate one: python -c 'import secrets; print(secrets.token_hex(32))')")
+        raise UserError(no_signing_key(settings, "models are signed with it (generate one: "
+                                       "python -c 'import secrets; "
+                                       "print(secrets.token_hex(32))')"))
     from fraudstream.model_registry.families import UnknownFamilyError, family
 
     try:

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.model_registry.errors import ModelRefused, RegistryError
     from fraudstream.model_registry.registry import ModelRegistry
     from fraudstream.monitoring.metrics import WorkerMetrics
+    from fraudstream.operations.models import no_signing_key
     from fraudstream.workers.app import WorkerApp
     from fraudstream.workers.hot_swap import current_for_activation, initial_scorer
     from fraudstream.workers.pool import stopping_file, worker_datadir
@@ -64,9 +65,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     metrics = WorkerMetrics.create(refusal_reasons=ModelRefused.REASONS)
     try:
         if not settings.signing_key:
-            raise UserError("refusing to start: FRAUDSTREAM_SIGNING_KEY is not set, so no "
-                            "model can be verified; set it to the key the models were signed "
-                            "with")
+            raise UserError("refusing to start: " + no_signing_key(
+                settings, "no model can be verified; set it to the key the models were "
+                          "signed with"))
         try:
             registry = ModelRegistry.of(settings)
             initial = initial_scorer(settings, registry, metrics)

@@ -10,13 +10,23 @@ from fraudstream.errors import UserError
 from fraudstream.settings import Settings
 
 
+def no_signing_key(settings: Settings, why: str) -> str:
+    """What a command that needs FRAUDSTREAM_SIGNING_KEY says without it: ``why``, and where
+    the demo's local key is when there is one (after `make demo`, the registry commands said
+    only that the key was not set, and a new key cannot read the demo's registry)."""
+    local = settings.state_dir / "signing.key"
+    hint = (f"; the demo's key is in {local}: export FRAUDSTREAM_SIGNING_KEY=$(cat {local})"
+            if local.is_file() else "")
+    return f"FRAUDSTREAM_SIGNING_KEY is not set; {why}{hint}"
+
+
 def open_registry(settings: Settings) -> Any:
     """The registry of these settings (UserError without a signing key)."""
     from fraudstream.model_registry.registry import ModelRegistry
 
     if not settings.signing_key:
-        raise UserError("FRAUDSTREAM_SIGNING_KEY is not set; the registry signs and verifies "
-                        "models with it")
+        raise UserError(no_signing_key(settings, "the registry signs and verifies models "
+                                                 "with it"))
     return ModelRegistry.of(settings)
 
 

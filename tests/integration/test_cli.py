@@ -68,6 +68,18 @@ def test_cli_errors_are_one_line_with_non_zero_exit(settings: Settings, tmp_path
     train = cli(settings, "train", "--data", str(bad_csv), "--out", str(tmp_path / "m.skops"))
     assert train.returncode == 2 and "missing" in train.stderr
     assert len(train.stderr.strip().splitlines()) == 1
+    # An unknown --topic: aiokafka logged an error ten times a second for 30 s, then a
+    # traceback (a newcomer's walkthrough, 2026-12-05).
+    jsonl = tmp_path / "one.jsonl"
+    jsonl.write_text('{"transaction_id": "t1"}\n')
+    unknown = cli(settings, "produce", "--from", str(jsonl), "--topic", "no-such-topic",
+                  timeout=60)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "Traceback" not in unknown.stderr and "not found in cluster" not in unknown.stderr
+    assert unknown.stderr.strip().splitlines()[-1:] == [
+        f"fraudstream produce: error: topic 'no-such-topic' does not exist in Kafka at "
+        f"{settings.kafka_bootstrap}; create it first, or leave --topic out to produce to "
+        f"the transactions topic ({settings.topic_transactions})"], unknown.stderr
 
 
 def test_headless_demo_accounts_for_every_record(settings: Settings, tmp_path: Path) -> None:

@@ -78,3 +78,18 @@ def test_verbose_keeps_the_details(closed_port: int, tmp_path: Path) -> None:
     assert "Unable connect to" in proc.stderr  # aiokafka's own line, filtered without -v
     assert "KafkaConnectionError" in proc.stderr  # the traceback, logged at debug
     assert proc.stderr.splitlines()[-1].startswith("fraudstream tail: error: cannot reach Kafka")
+
+
+def test_a_name_that_does_not_resolve_is_one_line_too(tmp_path: Path) -> None:
+    # kafka-python logged "DNS lookup failed" three or four times before the line.
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "FRAUDSTREAM_BOOTSTRAP_SERVERS": "nohost.invalid:9092",
+           "FRAUDSTREAM_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "fraudstream.cli", "topics", "list"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=BOUND_S * 2)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [
+        "fraudstream topics: error: cannot reach Kafka at nohost.invalid:9092; start it with "
+        "`fraudstream stack up`, or point FRAUDSTREAM_BOOTSTRAP_SERVERS at a running "
+        "cluster"], done.stderr[-3000:]

@@ -22,7 +22,7 @@ def test_no_signing_key_is_a_configuration_error(tmp_path: Path,
     assert code == EXIT_CONFIG_ERROR == 78
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["fraudstream worker: error: refusing to start: FRAUDSTREAM_SIGNING_KEY is "
-                   "not set, so no model can be verified; set it to the key the models were "
+                   "not set; no model can be verified; set it to the key the models were "
                    "signed with"]
     assert exit_reason(code, draining=False) == "config_error"
 
