@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import fcntl
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from fraudstream.errors import UserError
+from fraudstream.loopback import port_taken
 from fraudstream.settings import ENV_PREFIX, Settings
 
 #: How far a run's ports sit from the app's (and from another run's).
@@ -81,24 +80,6 @@ def candidates(base: Settings, workers: int) -> list[RunPorts]:
         if max(ports.needed()) <= 65535 and not reserved & set(ports.needed()):
             found.append(ports)
     return found
-
-
-def port_taken(host: str, port: int) -> bool:
-    """Whether a server could not bind ``host:port`` now.
-
-    Binds as the servers do (SO_REUSEADDR, as Faust's web server and the supervisor's
-    Prometheus server both set it), so a port left in TIME_WAIT by the previous run is free.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                return True
-            raise
-    return False
 
 
 def first_taken(host: str, ports: RunPorts) -> tuple[int, str] | None:

@@ -26,6 +26,8 @@ MIN_SECRET_BYTES = 16
 URL_FIELDS = ("bootstrap_servers", "prometheus_url", "redis_url", "model_stores")
 #: The file ``fraudstream stack up`` keeps the local Redis password in, under the state dir.
 REDIS_PASSWORD_FILE = "redis.password"
+#: The signing key the demo, bench and chaos runs create in the state dir when none is set.
+SIGNING_KEY_FILE = "signing.key"
 
 
 #: The longest batch window a setting may ask for: beyond it a hop would hold its records

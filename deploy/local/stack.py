@@ -17,6 +17,7 @@ from fraudstream.deploy.local.services import (
     PrometheusServer,
     RedisServer,
 )
+from fraudstream.settings import MAX_PORT, MIN_PORT
 
 if TYPE_CHECKING:
     from fraudstream.settings import Settings
@@ -34,7 +35,6 @@ PORT_HINT = ("choose other ports with the FRAUDSTREAM_*_PORT environment variabl
 #: Worker web slots checked against the stack's ports: worker N listens on the first web
 #: port + N; a demo or a supervisor with standbys on one machine uses a few.
 WORKER_SLOTS_CHECKED = 16
-MAX_PORT = 65535
 
 
 class Service(Protocol):
@@ -179,7 +179,7 @@ class LocalStack:
         are left to the commands that start them."""
         owners: dict[int, str] = {}
         for label, port in self.own_ports():
-            if not 1 <= port <= MAX_PORT:  # a Kafka node's port derived past the last one
+            if not MIN_PORT <= port <= MAX_PORT:  # a Kafka node's port derived past the last one
                 raise StackError(f"{label} would use port {port}, beyond {MAX_PORT}; "
                                  f"{PORT_HINT}")
             _refuse_shared(owners, label, port)

@@ -66,18 +66,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _check_free(host: str, port: int) -> None:
     """Refuse a taken port in one line before serving: uvicorn logged the failure after its
     start-up line and exited 3."""
-    import socket
-
     from fraudstream.errors import UserError
+    from fraudstream.loopback import bind_refused
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose "
-                            "another port with --port or FRAUDSTREAM_API_PORT") from exc
+    refused = bind_refused(host, port)
+    if refused is not None:
+        raise UserError(f"cannot listen on {host}:{port} ({refused}); choose another port "
+                        "with --port or FRAUDSTREAM_API_PORT")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -28,7 +28,7 @@ from fraudstream.commands.simulate_cmd import (
 )
 from fraudstream.deploy.local import stack_from_settings
 from fraudstream.errors import UserError
-from fraudstream.settings import Settings
+from fraudstream.settings import SIGNING_KEY_FILE, Settings
 
 if TYPE_CHECKING:
     from fraudstream.simulator import Dataset
@@ -88,7 +88,7 @@ def with_signing_key(settings: Settings) -> Settings:
     """Settings with a signing key: the configured one, or a local one kept in the state dir."""
     if settings.signing_key:
         return settings
-    key_file = settings.state_dir / "signing.key"
+    key_file = settings.state_dir / SIGNING_KEY_FILE
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

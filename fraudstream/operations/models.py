@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.errors import UserError
-from fraudstream.settings import Settings
+from fraudstream.settings import SIGNING_KEY_FILE, Settings
 
 
 def no_signing_key(settings: Settings, why: str) -> str:
     """What a command that needs FRAUDSTREAM_SIGNING_KEY says without it: ``why``, and where
     the demo's local key is when there is one (after `make demo`, the registry commands said
     only that the key was not set, and a new key cannot read the demo's registry)."""
-    local = settings.state_dir / "signing.key"
+    local = settings.state_dir / SIGNING_KEY_FILE
     hint = (f"; the demo's key is in {local}: export FRAUDSTREAM_SIGNING_KEY=$(cat {local})"
             if local.is_file() else "")
     return f"FRAUDSTREAM_SIGNING_KEY is not set; {why}{hint}"
