@@ -99,10 +99,13 @@ class CardRecord:
         """Compact JSON-able form; decisions older than ``window_s`` before the card's newest
         (and not among its last ``DEDUP_MIN_KEPT``) are dropped here, and beyond the caps."""
         decisions = self.decisions
-        horizon = max((d[1] for d in decisions), default=0) - window_s
-        first_kept = len(decisions) - DEDUP_MIN_KEPT
-        kept = [d for i, d in enumerate(decisions) if i >= first_kept or d[1] > horizon]
-        kept = kept[-DEDUP_MAX_KEPT:]
+        if len(decisions) <= DEDUP_MIN_KEPT:  # all kept; the scan was 2 % of a draining worker
+            kept = decisions
+        else:
+            horizon = max(d[1] for d in decisions) - window_s
+            first_kept = len(decisions) - DEDUP_MIN_KEPT
+            kept = [d for i, d in enumerate(decisions) if i >= first_kept or d[1] > horizon]
+            kept = kept[-DEDUP_MAX_KEPT:]
         first = 0
         if len(kept) * MAX_ID_BYTES > DEDUP_MAX_ID_BYTES:  # else within budget whatever the ids
             budget, first = DEDUP_MAX_ID_BYTES, len(kept)

@@ -167,3 +167,23 @@ def test_a_decision_is_read_off_the_stored_json_whatever_its_id_holds() -> None:
                 orjson.loads(stored)).find(tx_id), (stored[:20], tx_id)
     assert CardRecord.decision_in(orjson.dumps(record.to_wire()), "tx-1") == Decision(
         "tx-1", T0 + 99, 0, 99, 0.99, "decline", "v3")
+
+
+def test_a_record_keeps_its_last_decisions_and_those_inside_the_window() -> None:
+    from fraudstream.workers.card_record import DEDUP_MIN_KEPT, CardRecord, Decision
+
+    def record(n: int) -> CardRecord:
+        r = CardRecord()
+        for i in range(n):  # the first one ten days before the others
+            r.remember(Decision(f"t{i}", T0 + (0 if i == 0 else 10 * DAY_S + i), 0, i, 0.1,
+                                "approve", "v1"))
+        return r
+
+    def kept(n: int) -> list[str]:
+        decisions = record(n).to_wire(2 * DAY_S)[1]
+        assert isinstance(decisions, list)
+        return [d[0] for d in decisions]
+
+    # The last DEDUP_MIN_KEPT stay however old; an older one only inside the window.
+    assert kept(DEDUP_MIN_KEPT) == [f"t{i}" for i in range(DEDUP_MIN_KEPT)]
+    assert kept(DEDUP_MIN_KEPT + 1) == [f"t{i}" for i in range(1, DEDUP_MIN_KEPT + 1)]
