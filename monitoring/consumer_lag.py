@@ -21,10 +21,16 @@ class StandingBacklogs:
         #: Per partition, the last backlog read: (start, end, held a record).
         self._read: dict[int, tuple[int, int, bool]] = {}
 
+    def known(self, partition: int, start: int, end: int) -> bool | None:
+        """The answer already read for this backlog, or None: a caller outside an event loop
+        then needs none (the supervisor refreshes every second)."""
+        read = self._read.get(partition)
+        return read[2] if read is not None and read[:2] == (start, end) else None
+
     async def holds(self, tp: Any, start: int, end: int) -> bool:
-        known = self._read.get(tp.partition)
-        if known is not None and known[:2] == (start, end):
-            return known[2]
+        known = self.known(tp.partition, start, end)
+        if known is not None:
+            return known
         try:
             found = await self.holds_records(tp, start, end)
         except Exception as exc:  # a safeguard: unread, the backlog counts as records

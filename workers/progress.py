@@ -131,9 +131,12 @@ class GroupProgress:
             # Read only once a backlog stands still: a moving one is made of records.
             still = old.committed == done
             old.committed, old.end = done, end
-            old.no_records = still and end > done and not asyncio.run(
-                self._backlogs.holds(tp, done, end))
+            old.no_records = still and end > done and not self._holds_records(tp, done, end)
         return self.partitions
+
+    def _holds_records(self, tp: Any, start: int, end: int) -> bool:
+        known = self._backlogs.known(tp.partition, start, end)
+        return asyncio.run(self._backlogs.holds(tp, start, end)) if known is None else known
 
     async def _read_backlog(self, tp: Any, start: int, end: int) -> bool:
         from fraudstream.workers.changelog_tail import holds_records

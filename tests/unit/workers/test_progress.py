@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kafka import TopicPartition
@@ -211,6 +212,26 @@ def test_a_backlog_of_transaction_markers_only_is_no_backlog() -> None:
         g.refresh(now)
         assert g.stalled([0], now, 20.0) == []
     assert kafka.reads == 1, "read once per standing backlog"
+
+
+def test_a_standing_backlog_already_read_needs_no_event_loop(monkeypatch: Any) -> None:
+    # The supervisor refreshes every second: one event loop per idle partition behind a
+    # marker, every second, for an answer it already has.
+    kafka = FakeKafka()
+    kafka.ends, kafka.committed, kafka.data = {0: 101, 1: 101}, {0: 100, 1: 100}, {0: set()}
+    g = progress(kafka)
+    loops = []
+    run = asyncio.run
+
+    def counted(coro: Any) -> Any:
+        loops.append(coro)
+        return run(coro)
+
+    monkeypatch.setattr(asyncio, "run", counted)
+    for now in (0.0, 5.0, 10.0, 15.0):
+        g.refresh(now)
+    assert len(loops) == 2 and kafka.reads == 2  # each partition's backlog once
+    assert g.partitions[0].no_records and not g.partitions[1].no_records
 
 
 def test_a_standing_backlog_that_holds_a_record_is_still_stalled() -> None:
