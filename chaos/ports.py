@@ -21,13 +21,13 @@ from typing import IO
 
 from fraudstream.errors import UserError
 from fraudstream.loopback import port_taken
-from fraudstream.settings import ENV_PREFIX, Settings
+from fraudstream.settings import ENV_PREFIX, MAX_WORKERS, Settings
 
 #: How far a run's ports sit from the app's (and from another run's).
 PORT_OFFSET = 100
-#: The most workers an app may run without its slots reaching the first shift's supervisor
-#: port (FRAUDSTREAM_SUPERVISOR_PORT + 100, which defaults to the web port + 99).
-APP_MAX_WORKERS = PORT_OFFSET - 2
+#: The most workers an app may run (``settings.MAX_WORKERS``): its slots stay below the first
+#: shift's supervisor port (FRAUDSTREAM_SUPERVISOR_PORT + 100, by default the web port + 99).
+APP_MAX_WORKERS = MAX_WORKERS
 #: Shifts tried in turn (100, 200, ...) before a run gives up: one per concurrent run.
 MAX_SHIFTS = 5
 

@@ -35,6 +35,10 @@ SIGNING_KEY_FILE = "signing.key"
 MAX_BATCH_WINDOW_S = 10.0
 #: The TCP ports a server may listen on (0 would mean "any free port", never what is meant).
 MIN_PORT, MAX_PORT = 1, 65535
+#: The most active workers one app runs: worker N serves on the first web port + N, so slot
+#: 99 would take the port of a chaos run's supervisor (the app's supervisor port + 100, by
+#: default the web port + 99; ``chaos.ports``). Standbys take a slot's port only with it.
+MAX_WORKERS = 98
 
 
 class SettingsError(ValueError):

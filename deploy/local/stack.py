@@ -17,7 +17,7 @@ from fraudstream.deploy.local.services import (
     PrometheusServer,
     RedisServer,
 )
-from fraudstream.settings import MAX_PORT, MIN_PORT
+from fraudstream.settings import MAX_PORT, MAX_WORKERS, MIN_PORT
 
 if TYPE_CHECKING:
     from fraudstream.settings import Settings
@@ -32,9 +32,6 @@ NODE_PORTS_RULE = (f"node i listens on FRAUDSTREAM_KAFKA_PORT + {NODE_PORT_STEP}
 PORT_HINT = ("choose other ports with the FRAUDSTREAM_*_PORT environment variables "
              "(FRAUDSTREAM_KAFKA_PORT, FRAUDSTREAM_REDIS_PORT, FRAUDSTREAM_PROMETHEUS_PORT, "
              f"FRAUDSTREAM_ALERTMANAGER_PORT; Kafka {NODE_PORTS_RULE})")
-#: Worker web slots checked against the stack's ports: worker N listens on the first web
-#: port + N; a demo or a supervisor with standbys on one machine uses a few.
-WORKER_SLOTS_CHECKED = 16
 
 
 class Service(Protocol):
@@ -249,4 +246,4 @@ def stack_from_settings(settings: Settings, nodes: int | None = None) -> LocalSt
         webhook_url=f"http://{settings.bind_host}:{settings.api_port}/api/alerts/webhook",
         reserved_ports=(("supervisor", settings.supervisor_port),
                         *((f"worker {n}", settings.worker_web_port + n)
-                          for n in range(1, WORKER_SLOTS_CHECKED + 1)))))
+                          for n in range(1, MAX_WORKERS + 1)))))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from fraudstream.settings import MAX_WORKERS
+
 
 def _number(text: str, kind: type[int] | type[float]) -> float:
     try:
@@ -44,4 +46,14 @@ def non_negative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def worker_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is more than {MAX_WORKERS} workers: worker N serves on "
+            f"FRAUDSTREAM_WORKER_WEB_PORT + N, and slot {MAX_WORKERS + 1} would take a chaos "
+            "run's supervisor port")
     return value

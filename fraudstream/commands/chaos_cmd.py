@@ -13,11 +13,12 @@ from fraudstream.commands.arg_types import (
     non_negative_int,
     positive_float,
     positive_int,
+    worker_count,
 )
 from fraudstream.commands.json_output import add_json_option, json_file, to_stdout
 from fraudstream.commands.simulate_cmd import DEMO_CUSTOMERS
 from fraudstream.errors import UserError
-from fraudstream.settings import Settings
+from fraudstream.settings import MAX_WORKERS, Settings
 
 
 class ScenarioListParser(argparse.ArgumentParser):
@@ -58,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="seconds of load (default 30; soak: 1800)")
     run_p.add_argument("--fault-at", type=non_negative_float, default=8.0,
                        help="seconds into the load when the fault is injected (default 8)")
-    run_p.add_argument("--workers", type=positive_int, default=2, help="active workers (default 2)")
+    run_p.add_argument("--workers", type=worker_count, default=2,
+                       help=f"active workers (default 2, at most {MAX_WORKERS})")
     run_p.add_argument("--standby", type=non_negative_int, default=1,
                        help="warm standbys (default 1)")
     run_p.add_argument("--fault-seconds", type=positive_float, default=None,

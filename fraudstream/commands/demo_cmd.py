@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from fraudstream.commands.arg_types import (
     non_negative_int,
     positive_float,
-    positive_int,
+    worker_count,
 )
 from fraudstream.commands.json_output import add_json_option, emit
 from fraudstream.commands.simulate_cmd import (
@@ -28,7 +28,7 @@ from fraudstream.commands.simulate_cmd import (
 )
 from fraudstream.deploy.local import stack_from_settings
 from fraudstream.errors import UserError
-from fraudstream.settings import SIGNING_KEY_FILE, Settings
+from fraudstream.settings import MAX_WORKERS, SIGNING_KEY_FILE, Settings
 
 if TYPE_CHECKING:
     from fraudstream.simulator import Dataset
@@ -62,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "second; one 2.6 times slower fell behind at 500 with older code. "
                         "Above capacity the lag grows and drains after the input stops: "
                         "README, \"The two commands\")")
-    p.add_argument("--workers", type=positive_int, default=2, help="scoring workers (default 2)")
+    p.add_argument("--workers", type=worker_count, default=2,
+                   help=f"scoring workers (default 2, at most {MAX_WORKERS})")
     p.add_argument("--standby", type=non_negative_int, default=1,
                    help="warm standbys the supervisor keeps for failover (default 1)")
     p.add_argument("--bad-every", type=non_negative_int, default=500,

@@ -6,8 +6,13 @@ import argparse
 import logging
 import time
 
-from fraudstream.commands.arg_types import non_negative_int, positive_float, positive_int
-from fraudstream.settings import Settings
+from fraudstream.commands.arg_types import (
+    non_negative_int,
+    positive_float,
+    positive_int,
+    worker_count,
+)
+from fraudstream.settings import MAX_WORKERS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "with that error (exit 2). Failovers are "
         "logged, counted in fraudstream_failovers_total{reason} (served on "
         "FRAUDSTREAM_SUPERVISOR_PORT /metrics) and published on FRAUDSTREAM_TOPIC_EVENTS.")
-    p.add_argument("--workers", type=positive_int, default=2, help="active workers (default 2)")
+    p.add_argument("--workers", type=worker_count, default=2,
+                   help=f"active workers (default 2, at most {MAX_WORKERS})")
     p.add_argument("--standby", type=non_negative_int, default=1, help="warm standbys (default 1)")
     p.add_argument("--interval", type=positive_float, default=0.5,
                    help="seconds between health checks (default 0.5)")

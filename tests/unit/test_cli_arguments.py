@@ -23,6 +23,10 @@ from fraudstream.cli import main
     ["produce", "--from", "x.csv", "--rate", "-3"],
     ["simulate", "--live", "--rate", "-5"],
     ["supervise", "--workers", "0"],
+    # Slot 99 serves on the web port + 99: a chaos run's supervisor port.
+    ["supervise", "--workers", "99"],
+    ["demo", "--workers", "99"],
+    ["chaos", "run", "kill-worker", "--workers", "99"],
     ["supervise", "--interval", "nan"],
     ["simulate", "--out", "x.csv", "--customers", "0"],
 ])
@@ -121,3 +125,15 @@ def test_stack_status_creates_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("FRAUDSTREAM_STATE_DIR", str(state))
     assert main(["stack", "status"]) == 0
     assert not state.exists()
+
+
+def test_the_stack_and_the_chaos_run_keep_the_same_worker_slots_free() -> None:
+    from fraudstream.chaos.ports import APP_MAX_WORKERS, PORT_OFFSET, app_ports
+    from fraudstream.deploy.local.stack import stack_from_settings
+    from fraudstream.settings import MAX_WORKERS, Settings
+
+    settings = Settings()
+    assert APP_MAX_WORKERS == MAX_WORKERS <= PORT_OFFSET - 2
+    reserved = {port for _label, port in stack_from_settings(settings).config.reserved_ports}
+    slots = {settings.worker_web_port + n for n in range(1, MAX_WORKERS + 1)}
+    assert slots <= reserved and slots <= app_ports(settings)
