@@ -6,6 +6,7 @@ import random
 import time
 
 import orjson
+import pytest
 
 from fraudstream.features import FEATURE_NAMES, CardState
 from fraudstream.features.card import BUCKET_SPAN_S, EXACT_CAP
@@ -169,14 +170,17 @@ def test_a_decision_is_read_off_the_stored_json_whatever_its_id_holds() -> None:
         "tx-1", T0 + 99, 0, 99, 0.99, "decline", "v3")
 
 
-def test_a_record_keeps_its_last_decisions_and_those_inside_the_window() -> None:
+@pytest.mark.parametrize("observed", [True, False])  # False: no state, the newest decision
+def test_a_record_keeps_its_last_decisions_and_those_inside_the_window(observed: bool) -> None:
     from fraudstream.workers.card_record import DEDUP_MIN_KEPT, CardRecord, Decision
 
     def record(n: int) -> CardRecord:
         r = CardRecord()
         for i in range(n):  # the first one ten days before the others
-            r.remember(Decision(f"t{i}", T0 + (0 if i == 0 else 10 * DAY_S + i), 0, i, 0.1,
-                                "approve", "v1"))
+            ts = T0 + (0 if i == 0 else 10 * DAY_S + i)
+            if observed:
+                r.state.observe(ts, 1.0)
+            r.remember(Decision(f"t{i}", ts, 0, i, 0.1, "approve", "v1"))
         return r
 
     def kept(n: int) -> list[str]:
