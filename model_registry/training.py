@@ -7,6 +7,13 @@ fold ever trains on rows newer than the rows it is judged on. Each hyperparamete
 family's grid (class weights included) is scored by its mean average precision over the folds;
 the best one is kept. The shipped model is the one fitted on the newest fold, and its review and
 decline thresholds come from its own validation scores.
+
+Every fold also trains on the data's first ``delay_days`` days (``TrainingPlan.cold_start``):
+their cards and merchants have little or no history yet (no merchant label is old enough to
+count), which is what the workers see after a fresh start (every demo), and for every new card
+or merchant. Without them no fold ever shows a model a cold row, and a forest sent 89 % of a
+fresh demo's first 18,000 transactions to review (0.7 % with them; 5 % of warm traffic either
+way).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +69,8 @@ class TrainingPlan:
     search: bool = True
     review_precision: float = 0.2
     decline_precision: float = 0.8
+    #: Train every fold on the data's first label-delay days too (cold cards and merchants).
+    cold_start: bool = True
 
 
 def choose_thresholds(y: np.ndarray, scores: np.ndarray, decline_precision: float = 0.8,
@@ -93,6 +102,13 @@ def dataset_sha256(ds: Dataset) -> str:
     for column in (ds.timestamp_s, ds.amount, ds.is_fraud):
         digest.update(np.ascontiguousarray(column).tobytes())
     return digest.hexdigest()
+
+
+def cold_start_rows(ds: Dataset, delay_days: int) -> np.ndarray:
+    """Rows of the data's first ``delay_days`` days, which ``fold_windows`` leaves out of every
+    window: their cards have little history and their merchants no usable label yet."""
+    days = np.asarray(ds.timestamp_s, dtype=np.int64) // DAY_S
+    return np.flatnonzero(days < int(ds.timestamp_s[0]) // DAY_S + delay_days)
 
 
 def fold_windows(ds: Dataset, plan: TrainingPlan, delay_days: int) -> list[Windows]:
@@ -147,6 +163,11 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
     days = np.asarray(ds.timestamp_s, dtype=np.int64) // DAY_S
     parts = [p for p in (split(ds, w) for w in folds)
              if y[p.train].sum() > 0 and len(np.unique(y[p.evaluated])) == 2]
+    cold = cold_start_rows(ds, delay_days) if plan.cold_start else np.zeros(0, dtype=np.int64)
+    if len(cold):
+        # Older than every training window (fold_windows starts them after these days); the
+        # validation rows, and which cards count as known compromised, stay the window's own.
+        parts = [replace(p, train=np.concatenate([cold, p.train])) for p in parts]
     if not parts:
         raise TrainingError("no validation fold holds fraud in both its training and its "
                             "validation window; use more days")
@@ -198,7 +219,8 @@ def train(ds: Dataset, family_name: str = DEFAULT_FAMILY, delay_days: int = 7,
                **{f"selection_{k}": chosen[k] for k in held_metrics},
                "selection_folds": float(len(choosing)), "search_settings": float(len(grid)),
                "val_folds": 1.0,
-               "train_rows": float(len(p0.train)), "val_rows": float(len(p0.evaluated))}
+               "train_rows": float(len(p0.train)), "train_cold_rows": float(len(cold)),
+               "val_rows": float(len(p0.evaluated))}
     say(f"chosen {dict(params)}: validation AUC {metrics['val_auc_roc']:.3f}, "
         f"AP {metrics['val_average_precision']:.3f}, "
         f"CP@100 {metrics['val_card_precision_at_100']:.3f} on the newest fold ("

@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=3, help="validation folds, at most (default 3)")
     p.add_argument("--no-search", action="store_true",
                    help="skip the hyperparameter search (use the family's first setting)")
+    p.add_argument("--no-cold-start", action="store_true",
+                   help="do not add the data's first label-delay days (cards and merchants "
+                   "with no history yet, as after a fresh start) to every fold's training rows")
     p.add_argument("--review-precision", type=float, default=0.2,
                    help="lowest score whose validation precision reaches this is `review` "
                    "(default 0.2)")
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.model_registry.training import TrainingPlan
 
     plan = TrainingPlan(train_days=args.train_days, val_days=args.val_days, folds=args.folds,
-                        search=not args.no_search, review_precision=args.review_precision,
+                        search=not args.no_search, cold_start=not args.no_cold_start,
+                        review_precision=args.review_precision,
                         decline_precision=args.decline_precision)
     request = TrainRequest(
         out=args.out or settings.model_path, family=args.model, data=args.data,
