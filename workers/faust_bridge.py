@@ -99,6 +99,8 @@ REQUIRED: tuple[tuple[str, str, str, str], ...] = (
      "undecoded (a full buffer)"),
     ("faust.transport.producer", "ProducerBuffer", "wait_until_ebb",
      "the worker's own topics' records handed over undecoded"),
+    ("mode.worker", "Worker", "_signal_stop_time",
+     "a stop announced only when one was asked for (a worker that fails is not draining)"),
 )
 
 
@@ -612,3 +614,10 @@ def table_applied_offset(app: Any, table: Any, partition: int = 0) -> int | None
     tp = TP(table.changelog_topic.get_topic_name(), partition)
     offset = recovery.active_offsets.get(tp)
     return -1 if offset is None else int(offset)
+
+
+def stop_was_asked(worker: Any) -> bool:
+    """Whether ``worker`` (a mode/Faust ``Worker``) stops because a signal asked it to
+    (SIGTERM, SIGINT), not because it failed: mode stops a worker the same way for both and
+    stamps only the asked stop."""
+    return bool(worker._signal_stop_time)

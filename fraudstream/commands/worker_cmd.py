@@ -143,14 +143,18 @@ def _announcing_worker_class() -> Any:
     """
     from faust.worker import Worker
 
+    from fraudstream.workers.faust_bridge import stop_was_asked
+
     class AnnouncingWorker(Worker):
         stopping_file: Path | None = None
 
         async def on_stop(self) -> None:
             # mode calls on_stop when the stop begins (SIGTERM), before stopping children:
             # the supervisor then drains this worker instead of counting it as hung once
-            # /health stops answering.
-            if self.stopping_file is not None:
+            # /health stops answering. A worker that fails (its web port taken, a crash)
+            # stops the same way but is not draining: it says nothing, and its exit status
+            # tells the supervisor (before, every such exit was replaced as `stopped`).
+            if self.stopping_file is not None and stop_was_asked(self):
                 self.stopping_file.parent.mkdir(parents=True, exist_ok=True)
                 self.stopping_file.write_text(str(os.getpid()))
             await super().on_stop()

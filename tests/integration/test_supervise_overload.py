@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,50 @@ def test_supervise_without_a_signing_key_stops_at_once_with_one_error(
     assert took < 60, f"took {took:.0f}s: restarted instead of stopping"
     workers = list((settings.state_dir / "logs").glob(f"{settings.app_id}-worker-*.log"))
     assert len(workers) == 1, "the refusing worker was restarted"
+
+
+def test_supervise_refuses_a_slot_port_another_program_holds(settings: Settings) -> None:
+    # Measured before: a web server on slot 1's port made `supervise` replace that slot's
+    # worker 19 times in a minute, each replacement exiting at once (and counted `stopped`).
+    ensure_topics(settings)
+    port = settings.worker_web_port + 1
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind((settings.bind_host, port))
+        other.listen()
+        run = subprocess.run([sys.executable, "-m", "fraudstream.cli", "supervise",
+                              "--workers", "1", "--standby", "0"], env=settings_env(settings),
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, run.stderr
+    assert f"port {port} of worker slot 1" in errors[0]
+    assert "FRAUDSTREAM_WORKER_WEB_PORT" in errors[0]
+    assert not list((settings.state_dir / "logs").glob(f"{settings.app_id}-worker-*.log"))
+
+
+def test_a_worker_that_fails_at_start_announces_no_stop(settings: Settings) -> None:
+    """Only a stop that was asked for (SIGTERM) is a drain: a worker that fails stops the same
+    way inside Faust, and its announced stop made the supervisor replace it as `stopped`, a
+    non-fault its crash-loop and storm accounting leave out."""
+    from fraudstream.workers.pool import stopping_file
+
+    ensure_topics(settings)
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind((settings.bind_host, settings.worker_web_port + 1))
+        other.listen()
+        worker = WorkerProcess(settings, 1)
+        worker.start()
+        assert worker.proc is not None
+        mark = stopping_file(settings, worker.proc.pid)
+        announced = False
+        deadline = time.monotonic() + 90
+        while worker.alive() and time.monotonic() < deadline:
+            announced = announced or mark.exists()
+            time.sleep(0.01)
+        assert not worker.alive(), "the worker did not exit with its web port taken"
+    assert not announced and worker.proc.returncode not in (0, None)
 
 
 def test_a_restarted_worker_reports_its_restore_in_ready(settings: Settings) -> None:

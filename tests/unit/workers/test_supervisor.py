@@ -126,6 +126,9 @@ class TestSupervisor(Supervisor):
     def write_scrape_targets(self) -> None:
         pass
 
+    def _check_slot_ports(self) -> None:
+        pass  # real ports: tests/integration/test_supervise_overload.py
+
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
