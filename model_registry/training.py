@@ -11,9 +11,9 @@ decline thresholds come from its own validation scores.
 Every fold also trains on the data's first ``delay_days`` days (``TrainingPlan.cold_start``):
 their cards and merchants have little or no history yet (no merchant label is old enough to
 count), which is what the workers see after a fresh start (every demo), and for every new card
-or merchant. Without them no fold ever shows a model a cold row, and a forest sent 89 % of a
-fresh demo's first 18,000 transactions to review (0.7 % with them; 5 % of warm traffic either
-way).
+or merchant. Without them no fold ever shows a model a cold row, and a blend (its forest)
+sent 89 % of a fresh demo's first 18,000 transactions to review (0.8 % with them; 4-5 % of warm
+traffic either way).
 """
 
 from __future__ import annotations
