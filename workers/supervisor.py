@@ -74,6 +74,10 @@ class CrashLoopGuard:
         return now >= self.not_before
 
 
+#: How long a slot's web port may stay taken at start before the supervisor refuses it.
+SLOT_PORT_WAIT_S = 5.0
+
+
 class SlotPortTaken(orphans.SupervisorBusy):
     """A worker slot's web port is taken by a program that is not one of this app's workers:
     every worker started in the slot would exit at once, for ever."""
@@ -222,11 +226,19 @@ class Supervisor:
     def _check_slot_ports(self) -> None:
         """Refuse to start when a slot's web port is taken: no worker of this app runs now
         (their orphans were just stopped), so another program holds it. Measured: a web server
-        on slot 1's port made `supervise` replace that slot's worker 19 times in a minute."""
+        on slot 1's port made `supervise` replace that slot's worker 19 times in a minute.
+
+        A port is given ``SLOT_PORT_WAIT_S`` to come free: a killed orphan's leader thread reads
+        as gone (a zombie) while its other threads, which share its sockets, may still be
+        exiting (seen once in a clean-clone test run).
+        """
         s = self.settings
+        deadline = time.monotonic() + SLOT_PORT_WAIT_S
         for index in range(1, self.n_workers + 1):
             port = s.worker_web_port + index
-            refused = bind_refused(s.bind_host, port)
+            while (refused := bind_refused(s.bind_host, port)) is not None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
             if refused is not None:
                 raise SlotPortTaken(
                     f"port {port} of worker slot {index} (FRAUDSTREAM_WORKER_WEB_PORT + {index})"

@@ -49,7 +49,7 @@ def test_cold_start_rows_are_the_first_delay_days_and_train_every_fold(world: Da
     days = np.asarray(world.timestamp_s) // 86_400
     assert len(cold) and set(days[cold]) == set(range(days[0], days[0] + DELAY_DAYS))
     with_cold = train(world, "logreg", DELAY_DAYS, TrainingPlan(search=False))
-    without = train(world, "logreg", DELAY_DAYS, TrainingPlan(search=False))
+    without = train(world, "logreg", DELAY_DAYS, TrainingPlan(search=False, cold_start=False))
     assert with_cold.manifest.metrics["train_cold_rows"] == len(cold)
     assert without.manifest.metrics["train_cold_rows"] == 0
     assert (with_cold.manifest.metrics["train_rows"]
