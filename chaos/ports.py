@@ -21,13 +21,12 @@ from typing import IO
 
 from fraudstream.errors import UserError
 from fraudstream.loopback import port_taken
-from fraudstream.settings import ENV_PREFIX, MAX_WORKERS, Settings
+from fraudstream.settings import ENV_PREFIX, MAX_PORT, MAX_WORKERS, Settings
 
-#: How far a run's ports sit from the app's (and from another run's).
+#: How far a run's ports sit from the app's (and from another run's). An app's slots
+#: (``settings.MAX_WORKERS``) stay below the first shift's supervisor port
+#: (FRAUDSTREAM_SUPERVISOR_PORT + 100, by default the web port + 99).
 PORT_OFFSET = 100
-#: The most workers an app may run (``settings.MAX_WORKERS``): its slots stay below the first
-#: shift's supervisor port (FRAUDSTREAM_SUPERVISOR_PORT + 100, by default the web port + 99).
-APP_MAX_WORKERS = MAX_WORKERS
 #: Shifts tried in turn (100, 200, ...) before a run gives up: one per concurrent run.
 MAX_SHIFTS = 5
 
@@ -60,9 +59,9 @@ class RunPorts:
 
 def app_ports(settings: Settings) -> set[int]:
     """The ports an app with ``settings`` may serve on: its supervisor, up to
-    ``APP_MAX_WORKERS`` workers, and every other server of the stack."""
+    ``MAX_WORKERS`` workers, and every other server of the stack."""
     ports = {settings.supervisor_port}
-    ports.update(settings.worker_web_port + slot for slot in range(1, APP_MAX_WORKERS + 1))
+    ports.update(settings.worker_web_port + slot for slot in range(1, MAX_WORKERS + 1))
     ports.update(getattr(settings, f.name) for f in dataclasses.fields(settings)
                  if f.name.endswith("_port") and f.name not in ("supervisor_port",
                                                                 "worker_web_port"))
@@ -77,7 +76,7 @@ def candidates(base: Settings, workers: int) -> list[RunPorts]:
     for shift in range(1, MAX_SHIFTS + 1):
         ports = RunPorts(base.supervisor_port + shift * PORT_OFFSET,
                          base.worker_web_port + shift * PORT_OFFSET, workers)
-        if max(ports.needed()) <= 65535 and not reserved & set(ports.needed()):
+        if max(ports.needed()) <= MAX_PORT and not reserved & set(ports.needed()):
             found.append(ports)
     return found
 

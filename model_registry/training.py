@@ -104,17 +104,23 @@ def dataset_sha256(ds: Dataset) -> str:
     return digest.hexdigest()
 
 
+def first_warm_day(ds: Dataset, delay_days: int) -> int:
+    """The first day of the data with merchant labels old enough to count: the days before it
+    are cold (``cold_start_rows``) and start no validation window (``fold_windows``)."""
+    return int(ds.timestamp_s[0]) // DAY_S + delay_days
+
+
 def cold_start_rows(ds: Dataset, delay_days: int) -> np.ndarray:
     """Rows of the data's first ``delay_days`` days, which ``fold_windows`` leaves out of every
     window: their cards have little history and their merchants no usable label yet."""
     days = np.asarray(ds.timestamp_s, dtype=np.int64) // DAY_S
-    return np.flatnonzero(days < int(ds.timestamp_s[0]) // DAY_S + delay_days)
+    return np.flatnonzero(days < first_warm_day(ds, delay_days))
 
 
 def fold_windows(ds: Dataset, plan: TrainingPlan, delay_days: int) -> list[Windows]:
     """Validation folds, newest first, each a backtest window; the first ``delay_days`` days of
     the data are left out (their merchant features are still empty)."""
-    first_day = int(ds.timestamp_s[0]) // DAY_S + delay_days
+    first_day = first_warm_day(ds, delay_days)
     end_day = int(ds.timestamp_s[-1]) // DAY_S + 1
     out = []
     for k in range(plan.folds):

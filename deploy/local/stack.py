@@ -17,6 +17,7 @@ from fraudstream.deploy.local.services import (
     PrometheusServer,
     RedisServer,
 )
+from fraudstream.loopback import port_taken
 from fraudstream.settings import MAX_PORT, MAX_WORKERS, MIN_PORT
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ class LocalStack:
             owner = label.split(" ")[0]
             if owner in running:
                 continue
-            if port_in_use(self.config.host, port):
+            if port_taken(self.config.host, port):  # could the service bind it (not: answers)
                 raise StackError(
                     f"port {port} ({label}) on {self.config.host} is already in use by another "
                     f"process; stop it or {PORT_HINT}")

@@ -128,12 +128,12 @@ def test_stack_status_creates_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_the_stack_and_the_chaos_run_keep_the_same_worker_slots_free() -> None:
-    from fraudstream.chaos.ports import APP_MAX_WORKERS, PORT_OFFSET, app_ports
+    from fraudstream.chaos.ports import PORT_OFFSET, app_ports
     from fraudstream.deploy.local.stack import stack_from_settings
     from fraudstream.settings import MAX_WORKERS, Settings
 
     settings = Settings()
-    assert APP_MAX_WORKERS == MAX_WORKERS <= PORT_OFFSET - 2
+    assert MAX_WORKERS <= PORT_OFFSET - 2
     reserved = {port for _label, port in stack_from_settings(settings).config.reserved_ports}
     slots = {settings.worker_web_port + n for n in range(1, MAX_WORKERS + 1)}
     assert slots <= reserved and slots <= app_ports(settings)
