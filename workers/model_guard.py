@@ -4,7 +4,9 @@ replaced for that batch by a fallback (the previous version, else rules), marked
 Scoring never stops on a model's account. With a timeout the model runs in a thread and the
 event loop waits at most ``timeout_s``; a call that overran keeps its thread until it ends,
 and while it runs that model is skipped (its next batches go straight to the fallback) so
-stuck calls never pile up.
+stuck calls never pile up. A batch the scorer calls ``quick`` (a few milliseconds of NumPy
+that cannot hang: the rules, a model's flat trees timed at load) is scored on the event loop
+itself, unless a chaos fault is injected into the model.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class BatchScorer(Protocol):
     def decide(self, score: float) -> str: ...
 
     def reasons(self, rows: np.ndarray) -> list[list[str]]: ...
+
+    def quick(self, rows: int) -> bool:
+        """Whether scoring this many rows is bounded and short enough for the event loop."""
+        ...
 
 
 class RulesScorer:
@@ -77,6 +83,9 @@ class RulesScorer:
     def reasons(self, rows: np.ndarray) -> list[list[str]]:
         return [["rules_fallback"] for _ in range(len(rows))]
 
+    def quick(self, rows: int) -> bool:
+        return True
+
 
 class ModelFailure(RuntimeError):
     """A model raised, returned unusable scores, or timed out; ``reason`` is error|timeout."""
@@ -95,6 +104,10 @@ class ChaosState:
     fail: bool = False
     #: Columns of the feature matrix made NaN before the model sees them.
     nan_columns: tuple[int, ...] = ()
+
+    @property
+    def injects_into_model(self) -> bool:
+        return self.delay_s > 0 or self.fail
 
     def corrupt_features(self, matrix: np.ndarray) -> None:
         if self.nan_columns:
@@ -161,7 +174,8 @@ class ModelGuard:
             return None
 
     async def _call(self, scorer: BatchScorer, rows: np.ndarray, inject: bool) -> np.ndarray:
-        if self.timeout_s is None or isinstance(scorer, RulesScorer):
+        if self.timeout_s is None or (scorer.quick(len(rows)) and not (
+                inject and self.chaos.injects_into_model)):
             try:
                 return self._invoke(scorer, rows, inject)
             except ModelFailure:

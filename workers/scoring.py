@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from fraudstream.features import FEATURE_NAMES
 from fraudstream.model_registry.artifact import ArtifactError, LoadedModel
-from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, verified_flat
+from fraudstream.workers.flat_forest import FLAT_MAX_ROWS, Probabilities, verified_flat
 
 DECISIONS = ("approve", "review", "decline")
 MAX_REASONS = 3
 #: Rows on which a model's flat trees must give exactly its own probabilities.
 PROBE_ROWS = 512
+#: Longest the flat trees may take on ``FLAT_MAX_ROWS`` rows (the best of a few timed calls
+#: at load) for their batches to be scored on the event loop itself instead of in the
+#: guard's thread. Alone they take about 2 ms; handing a batch to a thread and back cost the
+#: scoring step's p99 15-20 ms in the workers (README, "Benchmark", 2026-12-05 (ab)).
+QUICK_BUDGET_S = 0.01
 
 
 def limit_model_threads() -> None:
@@ -40,6 +47,8 @@ class Scorer:
         p99 = model.manifest.reference.get("feature_p99")
         self._p99 = np.asarray(p99, dtype=np.float64) if p99 else None
         self._flat = verified_flat(model.estimator, probe_rows(self._p99))
+        self._flat_quick = self._flat is not None and flat_time_s(
+            self._flat, probe_rows(self._p99, FLAT_MAX_ROWS)) <= QUICK_BUDGET_S
 
     @property
     def version(self) -> str:
@@ -50,6 +59,11 @@ class Scorer:
         if self._flat is not None and len(rows) <= FLAT_MAX_ROWS:
             return self._flat.probabilities(rows)
         return np.asarray(self.model.estimator.predict_proba(rows)[:, 1], dtype=np.float64)
+
+    def quick(self, rows: int) -> bool:
+        """Whether ``score`` of this many rows takes the flat trees, timed at load within
+        ``QUICK_BUDGET_S``: fixed work per row in NumPy, nothing that can hang."""
+        return self._flat_quick and rows <= FLAT_MAX_ROWS
 
     def decide(self, score: float) -> str:
         if score >= self.decline:
@@ -69,6 +83,16 @@ class Scorer:
         names = FEATURE_NAMES
         return [[names[i] for i, shown in zip(row, flags, strict=True) if shown]
                 for row, flags in zip(top.tolist(), above.tolist(), strict=True)]
+
+
+def flat_time_s(flat: Probabilities, rows: np.ndarray, tries: int = 3) -> float:
+    """The shortest of ``tries`` timed calls of ``flat`` on ``rows``."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        flat.probabilities(rows)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def probe_rows(p99: np.ndarray | None, n: int = PROBE_ROWS) -> np.ndarray:

@@ -203,3 +203,21 @@ def test_flat_trees_that_score_rows_the_model_refuses_are_not_used(
 
     monkeypatch.setattr(SoftVote, "probabilities", lenient)
     assert verified_flat(blend, probe_rows(None)) is None
+
+
+def test_only_flat_trees_timed_within_the_budget_are_quick(
+        boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = ModelManifest(version="v", family="hgb", feature_names=list(FEATURE_NAMES),
+                             sha256="", created_at="", review_threshold=0.3,
+                             decline_threshold=0.8)
+    scorer = Scorer(LoadedModel(manifest, boosted))
+    assert scorer.quick(1) and scorer.quick(FLAT_MAX_ROWS)
+    # Larger batches take scikit-learn's own path: not bounded by the timing.
+    assert not scorer.quick(FLAT_MAX_ROWS + 1)
+    # Flat trees slower than the budget on this machine stay in the guard's thread.
+    monkeypatch.setattr("fraudstream.workers.scoring.QUICK_BUDGET_S", 0.0)
+    assert not Scorer(LoadedModel(manifest, boosted)).quick(1)
+    # A model without flat trees is never quick.
+    plain = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        np.nan_to_num(data(200, 3)), np.arange(200) % 2)
+    assert not Scorer(LoadedModel(manifest, plain)).quick(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -109,3 +110,43 @@ def test_rules_scorer_flags_large_amounts_and_risky_merchants() -> None:
     rows[1, FEATURE_NAMES.index("merchant_risk_7d")] = 0.9
     decisions = [rules.decide(s) for s in rules.score(rows)]
     assert decisions == ["decline", "decline", "approve"]
+
+
+class Quick:
+    """A scorer that says it is quick and records the thread that scores it."""
+
+    version = "v-quick"
+    threads: list[str]
+
+    def __init__(self) -> None:
+        self.threads = []
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        return np.full(len(rows), 0.1)
+
+    def decide(self, score: float) -> str:
+        return "approve"
+
+    def reasons(self, rows: np.ndarray) -> list[list[str]]:
+        return [[] for _ in range(len(rows))]
+
+    def quick(self, rows: int) -> bool:
+        return True
+
+
+def test_a_quick_scorer_runs_on_the_event_loop_unless_chaos_slows_it() -> None:
+    chaos = ChaosState()
+    guard = ModelGuard(WorkerMetrics.create(CollectorRegistry()), timeout_s=0.05, chaos=chaos)
+    quick, rows = Quick(), np.zeros((2, len(FEATURE_NAMES)))
+    assert not asyncio.run(guard.score(quick, rows)).degraded
+    assert quick.threads == [threading.current_thread().name]
+    # An injected delay must still be cut off by the timeout (inline, the loop would sleep
+    # through it and the model would answer): in a thread, the rules answer at the timeout.
+    chaos.delay_s = 0.5
+    started = time.monotonic()
+    answer = asyncio.run(guard.score(quick, rows))
+    assert time.monotonic() - started < 0.4
+    assert answer.degraded and answer.reason == "timeout"
+    assert answer.scorer.version == RULES_VERSION
+    guard.close()
