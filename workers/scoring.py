@@ -16,8 +16,9 @@ MAX_REASONS = 3
 PROBE_ROWS = 512
 #: Longest the flat trees may take on ``FLAT_MAX_ROWS`` rows (the best of a few timed calls
 #: at load) for their batches to be scored on the event loop itself instead of in the
-#: guard's thread. Alone they take about 2 ms; handing a batch to a thread and back cost the
-#: scoring step's p99 15-20 ms in the workers (README, "Benchmark", 2026-12-05 (ab)).
+#: guard's thread. Alone they take about 2 ms; in the workers the hand-off to the thread and
+#: back made the scoring step's p99 26-44 ms against 12-18 ms on the loop (README,
+#: "Benchmark", 2026-12-05 (ab)).
 QUICK_BUDGET_S = 0.01
 
 
