@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -42,15 +44,22 @@ def test_supervise_without_a_signing_key_stops_at_once_with_one_error(
     assert len(workers) == 1, "the refusing worker was restarted"
 
 
+@contextlib.contextmanager
+def another_program_on(host: str, port: int) -> Iterator[None]:
+    """A listener on ``host:port`` that is none of the app's workers, as a web server would be."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind((host, port))
+        other.listen()
+        yield
+
+
 def test_supervise_refuses_a_slot_port_another_program_holds(settings: Settings) -> None:
     # Measured before: a web server on slot 1's port made `supervise` replace that slot's
     # worker 19 times in a minute, each replacement exiting at once (and counted `stopped`).
     ensure_topics(settings)
     port = settings.worker_web_port + 1
-    with socket.socket() as other:
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        other.bind((settings.bind_host, port))
-        other.listen()
+    with another_program_on(settings.bind_host, port):
         run = subprocess.run([sys.executable, "-m", "fraudstream.cli", "supervise",
                               "--workers", "1", "--standby", "0"], env=settings_env(settings),
                              capture_output=True, text=True, timeout=120, check=False)
@@ -69,10 +78,7 @@ def test_a_worker_that_fails_at_start_announces_no_stop(settings: Settings) -> N
     from fraudstream.workers.pool import stopping_file
 
     ensure_topics(settings)
-    with socket.socket() as other:
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        other.bind((settings.bind_host, settings.worker_web_port + 1))
-        other.listen()
+    with another_program_on(settings.bind_host, settings.worker_web_port + 1):
         worker = WorkerProcess(settings, 1)
         worker.start()
         assert worker.proc is not None

@@ -96,12 +96,17 @@ def test_flat_trees_that_differ_on_the_probe_rows_are_not_used(
     assert verified_flat(boosted, probe) is None
 
 
-def test_the_scorer_scores_small_batches_flat_and_large_ones_with_the_model(
-        boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+def scorer_of(estimator: object) -> Scorer:
+    """A worker's scorer of ``estimator`` (a manifest with the workers' features)."""
     manifest = ModelManifest(version="v", family="hgb", feature_names=list(FEATURE_NAMES),
                              sha256="", created_at="", review_threshold=0.3,
                              decline_threshold=0.8)
-    scorer = Scorer(LoadedModel(manifest, boosted))
+    return Scorer(LoadedModel(manifest, estimator))
+
+
+def test_the_scorer_scores_small_batches_flat_and_large_ones_with_the_model(
+        boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    scorer = scorer_of(boosted)
     calls: list[int] = []
     original = FlatForest.probabilities
 
@@ -207,17 +212,14 @@ def test_flat_trees_that_score_rows_the_model_refuses_are_not_used(
 
 def test_only_flat_trees_timed_within_the_budget_are_quick(
         boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest = ModelManifest(version="v", family="hgb", feature_names=list(FEATURE_NAMES),
-                             sha256="", created_at="", review_threshold=0.3,
-                             decline_threshold=0.8)
-    scorer = Scorer(LoadedModel(manifest, boosted))
+    scorer = scorer_of(boosted)
     assert scorer.quick(1) and scorer.quick(FLAT_MAX_ROWS)
     # Larger batches take scikit-learn's own path: not bounded by the timing.
     assert not scorer.quick(FLAT_MAX_ROWS + 1)
     # Flat trees slower than the budget on this machine stay in the guard's thread.
     monkeypatch.setattr("fraudstream.workers.scoring.QUICK_BUDGET_S", 0.0)
-    assert not Scorer(LoadedModel(manifest, boosted)).quick(1)
+    assert not scorer_of(boosted).quick(1)
     # A model without flat trees is never quick.
     plain = make_pipeline(StandardScaler(), LogisticRegression()).fit(
         np.nan_to_num(data(200, 3)), np.arange(200) % 2)
-    assert not Scorer(LoadedModel(manifest, plain)).quick(1)
+    assert not scorer_of(plain).quick(1)
