@@ -554,8 +554,9 @@ def latency_run(base: Settings, contender: Contender, label: str, records: list[
                 rate: float, say: Callable[[str], None]) -> Measurement:
     settings = fresh(base, f"latency-{int(rate)}")
     ensure_topics(settings, [merchants_changelog_spec(settings)])
-    started = contender.start(settings)
+    started: Started | None = None
     try:
+        started = contender.start(settings)
         started.wait_ready(READY_TIMEOUT_S)
         # Let the group settle: a late second rebalance would otherwise land in the window.
         time.sleep(WARM_UP_S)
@@ -564,7 +565,9 @@ def latency_run(base: Settings, contender: Contender, label: str, records: list[
             latencies = asyncio.run(_paced_latency(settings, records, rate))
         splits = worker_splits(started.metrics_pages())
     finally:
-        started.stop()
+        # Also when it could not start (a slot's port taken): its topics go in any case.
+        if started is not None:
+            started.stop()
         discard(settings)
     figures = latencies.percentiles()
     if splits:

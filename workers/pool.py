@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fraudstream.loopback import bind_refused
 from fraudstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,33 @@ class WorkerStartError(RuntimeError):
     """A worker process exited or did not become ready; the message holds its log tail."""
 
     retriable = False
+
+
+class SlotPortTaken(WorkerStartError):
+    """A worker slot's web port is taken by a program that is not one of this app's workers:
+    every worker started in the slot would exit at once, for ever."""
+
+
+def check_slot_ports(settings: Settings, count: int, wait_s: float = 0.0) -> None:
+    """Raise ``SlotPortTaken`` unless the web ports of slots 1 to ``count`` can be bound; each
+    gets ``wait_s`` seconds to come free.
+
+    Measured: a web server on slot 1's port made ``supervise`` replace that slot's worker 19
+    times in a minute; ``bench`` beside a running ``demo`` lost its first worker to the demo's
+    port and then blamed the machine's load.
+    """
+    deadline = time.monotonic() + wait_s
+    for index in range(1, count + 1):
+        port = settings.worker_web_port + index
+        while (refused := bind_refused(settings.bind_host, port)) is not None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if refused is not None:
+            raise SlotPortTaken(
+                f"port {port} of worker slot {index} (FRAUDSTREAM_WORKER_WEB_PORT + {index}) on "
+                f"{settings.bind_host} is taken by another program ({refused}), such as the "
+                "workers of a running `fraudstream supervise` or `demo`; stop it, or set "
+                f"FRAUDSTREAM_WORKER_WEB_PORT so that the web port + 1 to + {count} are free")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -227,6 +255,9 @@ class WorkerPool:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def start(self) -> None:
+        """Start the workers; raise ``SlotPortTaken`` first, starting none, when a slot's web
+        port is taken."""
+        check_slot_ports(self.settings, self.count)
         self.workers = [WorkerProcess(self.settings, i) for i in range(1, self.count + 1)]
         for w in self.workers:
             w.start()

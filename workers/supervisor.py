@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from fraudstream import contracts
-from fraudstream.loopback import bind_refused
 from fraudstream.monitoring.supervisor_metrics import SupervisorMetrics
 from fraudstream.settings import Settings
 from fraudstream.workers import orphans
@@ -39,7 +38,7 @@ from fraudstream.workers.health import (
     Verdict,
     WorkerWatch,
 )
-from fraudstream.workers.pool import WorkerProcess, WorkerStartError
+from fraudstream.workers.pool import WorkerProcess, WorkerStartError, check_slot_ports
 from fraudstream.workers.progress import GroupProgress
 
 logger = logging.getLogger(__name__)
@@ -76,11 +75,6 @@ class CrashLoopGuard:
 
 #: How long a slot's web port may stay taken at start before the supervisor refuses it.
 SLOT_PORT_WAIT_S = 5.0
-
-
-class SlotPortTaken(orphans.SupervisorBusy):
-    """A worker slot's web port is taken by a program that is not one of this app's workers:
-    every worker started in the slot would exit at once, for ever."""
 
 
 class WorkerConfigError(WorkerStartError):
@@ -205,7 +199,8 @@ class Supervisor:
         """Start the active workers and the standbys (returns without waiting for them).
 
         Raises ``SupervisorBusy`` when another supervisor runs this app from the same state
-        dir; stops the workers a dead supervisor left running first (``workers.orphans``).
+        dir, ``SlotPortTaken`` when another program holds a slot's web port; stops the workers
+        a dead supervisor left running first (``workers.orphans``).
         """
         self._claim = orphans.claim(self.settings)
         left = self.orphans_stopped = orphans.stop_orphans(self.settings)
@@ -224,27 +219,14 @@ class Supervisor:
         self.write_scrape_targets()
 
     def _check_slot_ports(self) -> None:
-        """Refuse to start when a slot's web port is taken: no worker of this app runs now
-        (their orphans were just stopped), so another program holds it. Measured: a web server
-        on slot 1's port made `supervise` replace that slot's worker 19 times in a minute.
+        """Refuse to start (``SlotPortTaken``) when a slot's web port is taken: no worker of
+        this app runs now (their orphans were just stopped), so another program holds it.
 
         A port is given ``SLOT_PORT_WAIT_S`` to come free: a killed orphan's leader thread reads
         as gone (a zombie) while its other threads, which share its sockets, may still be
         exiting (seen once in a clean-clone test run).
         """
-        s = self.settings
-        deadline = time.monotonic() + SLOT_PORT_WAIT_S
-        for index in range(1, self.n_workers + 1):
-            port = s.worker_web_port + index
-            while (refused := bind_refused(s.bind_host, port)) is not None \
-                    and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if refused is not None:
-                raise SlotPortTaken(
-                    f"port {port} of worker slot {index} (FRAUDSTREAM_WORKER_WEB_PORT + {index})"
-                    f" on {s.bind_host} is taken by another program ({refused}); stop it, or "
-                    "set FRAUDSTREAM_WORKER_WEB_PORT so that the web port + 1 to + "
-                    f"{self.n_workers} are free")
+        check_slot_ports(self.settings, self.n_workers, SLOT_PORT_WAIT_S)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until all active workers are ready, all partitions assigned, standbys warm.

@@ -115,6 +115,7 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float],
                         f"{','.join(LATENCY_CONTENDERS)}")
     from fraudstream.bench.harness import BenchError
     from fraudstream.bench.transactions import kafka_node_cpu
+    from fraudstream.workers.pool import SlotPortTaken
 
     try:
         report = run_benchmark(settings, data, args.records, rates, args.latency_seconds,
@@ -122,6 +123,9 @@ def _measure(args: argparse.Namespace, settings: Settings, rates: list[float],
                                only=only, latency_of=latency_of,
                                broker_cpu=kafka_node_cpu(settings),
                                broker_started_now=broker_started_now)
+    except SlotPortTaken as exc:
+        # Another program's port, not the machine's load: no load hint.
+        raise UserError(f"{exc}; a benchmark needs the machine to itself") from exc
     except BenchError as exc:
         raise UserError(f"{exc}; the machine may be overloaded (load average "
                         f"{os.getloadavg()[0]:.1f}): rerun with fewer --records or lower "

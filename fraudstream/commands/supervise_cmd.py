@@ -74,6 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from fraudstream.errors import UserError
     from fraudstream.workers import orphans
     from fraudstream.workers.orphans import SupervisorBusy
+    from fraudstream.workers.pool import SlotPortTaken
     from fraudstream.workers.supervisor import HealthPolicy, Supervisor, WorkerConfigError
 
     require_topics(settings)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         "to a free port") from exc
     try:
         supervisor.start()
-    except SupervisorBusy as exc:
+    except (SupervisorBusy, SlotPortTaken) as exc:
         supervisor.stop()
         raise UserError(str(exc)) from exc
     try:

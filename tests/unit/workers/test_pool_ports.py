@@ -1,0 +1,39 @@
+"""A pool of workers (the benchmark's) refuses a slot's web port that another program holds,
+before it starts any worker: such a worker would exit at once, and the benchmark then blamed
+the machine's load (measured: `fraudstream bench` beside a running `fraudstream demo`)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from fraudstream.settings import Settings
+from fraudstream.workers.pool import SlotPortTaken, WorkerPool, check_slot_ports
+
+
+def test_a_pool_starts_no_worker_when_a_slot_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        settings = Settings(state_dir=tmp_path, bind_host="127.0.0.1",
+                            worker_web_port=port - 1)
+        pool = WorkerPool(settings, 2)
+        with pytest.raises(SlotPortTaken) as refused:
+            pool.start()
+    message = str(refused.value)
+    assert f"port {port} of worker slot 1 (FRAUDSTREAM_WORKER_WEB_PORT + 1)" in message
+    assert "set FRAUDSTREAM_WORKER_WEB_PORT so that the web port + 1 to + 2 are free" in message
+    assert pool.workers == []
+    assert not (tmp_path / "logs").exists(), "a worker was started"
+
+
+def test_free_slot_ports_pass(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Closed again: slot 1 of these settings is a port nothing listens on.
+    check_slot_ports(Settings(state_dir=tmp_path, bind_host="127.0.0.1",
+                              worker_web_port=port - 1), 1)
