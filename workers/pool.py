@@ -27,12 +27,18 @@ class WorkerStartError(RuntimeError):
     retriable = False
 
 
+#: How long a slot's web port may stay taken at start before it is refused: a stopped worker's
+#: leader thread reads as gone (a zombie) while its other threads, which share its sockets,
+#: may still be exiting (seen once in a clean-clone test run).
+SLOT_PORT_WAIT_S = 5.0
+
+
 class SlotPortTaken(WorkerStartError):
     """A worker slot's web port is taken by a program that is not one of this app's workers:
     every worker started in the slot would exit at once, for ever."""
 
 
-def check_slot_ports(settings: Settings, count: int, wait_s: float = 0.0) -> None:
+def check_slot_ports(settings: Settings, count: int, wait_s: float = SLOT_PORT_WAIT_S) -> None:
     """Raise ``SlotPortTaken`` unless the web ports of slots 1 to ``count`` can be bound; each
     gets ``wait_s`` seconds to come free.
 
@@ -253,11 +259,13 @@ class WorkerPool:
     settings: Settings
     count: int
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: How long each slot's web port may stay taken at start (``check_slot_ports``).
+    port_wait_s: float = SLOT_PORT_WAIT_S
 
     def start(self) -> None:
         """Start the workers; raise ``SlotPortTaken`` first, starting none, when a slot's web
-        port is taken."""
-        check_slot_ports(self.settings, self.count)
+        port stays taken."""
+        check_slot_ports(self.settings, self.count, self.port_wait_s)
         self.workers = [WorkerProcess(self.settings, i) for i in range(1, self.count + 1)]
         for w in self.workers:
             w.start()

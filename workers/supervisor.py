@@ -73,10 +73,6 @@ class CrashLoopGuard:
         return now >= self.not_before
 
 
-#: How long a slot's web port may stay taken at start before the supervisor refuses it.
-SLOT_PORT_WAIT_S = 5.0
-
-
 class WorkerConfigError(WorkerStartError):
     """A worker refused to start for a configuration error: restarting it cannot help."""
 
@@ -219,14 +215,9 @@ class Supervisor:
         self.write_scrape_targets()
 
     def _check_slot_ports(self) -> None:
-        """Refuse to start (``SlotPortTaken``) when a slot's web port is taken: no worker of
-        this app runs now (their orphans were just stopped), so another program holds it.
-
-        A port is given ``SLOT_PORT_WAIT_S`` to come free: a killed orphan's leader thread reads
-        as gone (a zombie) while its other threads, which share its sockets, may still be
-        exiting (seen once in a clean-clone test run).
-        """
-        check_slot_ports(self.settings, self.n_workers, SLOT_PORT_WAIT_S)
+        """Refuse to start (``SlotPortTaken``) when a slot's web port stays taken: no worker of
+        this app runs now (their orphans were just stopped), so another program holds it."""
+        check_slot_ports(self.settings, self.n_workers)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until all active workers are ready, all partitions assigned, standbys warm.

@@ -5,6 +5,8 @@ the machine's load (measured: `fraudstream bench` beside a running `fraudstream 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ def test_a_pool_starts_no_worker_when_a_slot_port_is_taken(tmp_path: Path) -> No
         port = other.getsockname()[1]
         settings = Settings(state_dir=tmp_path, bind_host="127.0.0.1",
                             worker_web_port=port - 1)
-        pool = WorkerPool(settings, 2)
+        pool = WorkerPool(settings, 2, port_wait_s=0.2)
         with pytest.raises(SlotPortTaken) as refused:
             pool.start()
     message = str(refused.value)
@@ -36,4 +38,17 @@ def test_free_slot_ports_pass(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     # Closed again: slot 1 of these settings is a port nothing listens on.
     check_slot_ports(Settings(state_dir=tmp_path, bind_host="127.0.0.1",
-                              worker_web_port=port - 1), 1)
+                              worker_web_port=port - 1), 1, wait_s=0.0)
+
+
+def test_a_port_that_comes_free_within_the_wait_passes(tmp_path: Path) -> None:
+    """A stopped worker's threads may hold its port a moment after it reads as gone."""
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    threading.Timer(0.3, other.close).start()
+    started = time.monotonic()
+    check_slot_ports(Settings(state_dir=tmp_path, bind_host="127.0.0.1",
+                              worker_web_port=port - 1), 1, wait_s=5.0)
+    assert 0.2 < time.monotonic() - started < 5.0
