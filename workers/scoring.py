@@ -47,9 +47,10 @@ class Scorer:
         self.decline = model.manifest.decline_threshold
         p99 = model.manifest.reference.get("feature_p99")
         self._p99 = np.asarray(p99, dtype=np.float64) if p99 else None
-        self._flat = verified_flat(model.estimator, probe_rows(self._p99))
+        probe = probe_rows(self._p99)
+        self._flat = verified_flat(model.estimator, probe)
         self._flat_quick = self._flat is not None and flat_time_s(
-            self._flat, probe_rows(self._p99, FLAT_MAX_ROWS)) <= QUICK_BUDGET_S
+            self._flat, probe[:FLAT_MAX_ROWS]) <= QUICK_BUDGET_S
 
     @property
     def version(self) -> str:

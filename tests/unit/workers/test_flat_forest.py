@@ -14,7 +14,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fraudstream.features import FEATURE_NAMES
-from fraudstream.model_registry.artifact import LoadedModel, ModelManifest
 from fraudstream.workers.flat_forest import (
     FLAT_MAX_ROWS,
     FlatForest,
@@ -23,7 +22,8 @@ from fraudstream.workers.flat_forest import (
     flat_model,
     verified_flat,
 )
-from fraudstream.workers.scoring import Scorer, probe_rows
+from fraudstream.workers.scoring import probe_rows
+from tests.unit.workers.test_model_guard import scorer as make_scorer
 
 WIDTH = len(FEATURE_NAMES)
 
@@ -96,17 +96,9 @@ def test_flat_trees_that_differ_on_the_probe_rows_are_not_used(
     assert verified_flat(boosted, probe) is None
 
 
-def scorer_of(estimator: object) -> Scorer:
-    """A worker's scorer of ``estimator`` (a manifest with the workers' features)."""
-    manifest = ModelManifest(version="v", family="hgb", feature_names=list(FEATURE_NAMES),
-                             sha256="", created_at="", review_threshold=0.3,
-                             decline_threshold=0.8)
-    return Scorer(LoadedModel(manifest, estimator))
-
-
 def test_the_scorer_scores_small_batches_flat_and_large_ones_with_the_model(
         boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    scorer = scorer_of(boosted)
+    scorer = make_scorer("v", boosted)
     calls: list[int] = []
     original = FlatForest.probabilities
 
@@ -212,14 +204,14 @@ def test_flat_trees_that_score_rows_the_model_refuses_are_not_used(
 
 def test_only_flat_trees_timed_within_the_budget_are_quick(
         boosted: HistGradientBoostingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    scorer = scorer_of(boosted)
+    scorer = make_scorer("v", boosted)
     assert scorer.quick(1) and scorer.quick(FLAT_MAX_ROWS)
     # Larger batches take scikit-learn's own path: not bounded by the timing.
     assert not scorer.quick(FLAT_MAX_ROWS + 1)
     # Flat trees slower than the budget on this machine stay in the guard's thread.
     monkeypatch.setattr("fraudstream.workers.scoring.QUICK_BUDGET_S", 0.0)
-    assert not scorer_of(boosted).quick(1)
+    assert not make_scorer("v", boosted).quick(1)
     # A model without flat trees is never quick.
     plain = make_pipeline(StandardScaler(), LogisticRegression()).fit(
         np.nan_to_num(data(200, 3)), np.arange(200) % 2)
-    assert not scorer_of(plain).quick(1)
+    assert not make_scorer("v", plain).quick(1)
